@@ -1,0 +1,22 @@
+# Language-based audio retrieval with estimated audio-caption correspondences, as a chain of files.
+# Without --configfile the bundled demo runs (config/demo.yaml); the paper's setting is
+# config/config.yaml. See README.md.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+if not workflow.overwrite_configfiles:
+    configfile: "config/demo.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        data_outputs(),

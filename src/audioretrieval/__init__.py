@@ -1,0 +1,1 @@
+"""Language-based audio retrieval trained with estimated audio-caption correspondences."""

@@ -1,0 +1,1 @@
+"""Data stage: demo generation, ClothoV2 download, decoding to HDF5, caption tables, datasets."""

@@ -1,0 +1,54 @@
+"""Caption tables: one row per caption, tied to its clip's row in the decoded-audio file."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from .clotho import CAPTION_COLUMNS
+from .h5audio import AudioH5
+
+CAPTION_TABLE_COLUMNS = ["file_name", "clip_index", "caption_index", "caption"]
+
+
+def read_captions_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """A ClothoV2 captions file (file_name, caption_1..caption_5), every text exactly as published."""
+    table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    missing = [c for c in ["file_name", *CAPTION_COLUMNS] if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}; expected file_name, {', '.join(CAPTION_COLUMNS)}")
+    repeated = table.loc[table["file_name"].duplicated(), "file_name"].tolist()
+    if repeated:
+        raise ValueError(f"{path}: file names listed more than once: {repeated[:5]}")
+    return table
+
+
+def _first(names, n: int = 5) -> str:
+    names = sorted(names)
+    more = f" and {len(names) - n} more" if len(names) > n else ""
+    return ", ".join(repr(x) for x in names[:n]) + more
+
+
+def build_caption_table(
+    captions_csv: str | os.PathLike, audio: AudioH5, skipped_files: set[str] = frozenset()
+) -> pd.DataFrame:
+    """Long table of captions in clip-row order; captions of clips skipped while decoding are dropped.
+
+    Every clip in the audio file must have captions, and every captioned clip must be in the audio
+    file (or among `skipped_files`); otherwise a ValueError lists the first offenders.
+    """
+    wide = read_captions_csv(captions_csv)
+    in_audio = set(audio.file_names)
+    captioned = set(wide["file_name"])
+    unknown = captioned - in_audio - set(skipped_files)
+    if unknown:
+        raise ValueError(f"{captions_csv}: captions for clips not in {audio.path}: {_first(unknown)}")
+    uncaptioned = in_audio - captioned
+    if uncaptioned:
+        raise ValueError(f"{audio.path}: clips without captions in {captions_csv}: {_first(uncaptioned)}")
+    wide = wide[wide["file_name"].isin(in_audio)]
+    long = wide.melt(id_vars="file_name", value_vars=CAPTION_COLUMNS, var_name="caption_index", value_name="caption")
+    long["caption_index"] = long["caption_index"].str.removeprefix("caption_").astype("int64")
+    long["clip_index"] = long["file_name"].map(audio.row_of).astype("int64")
+    return long.sort_values(["clip_index", "caption_index"], ignore_index=True)[CAPTION_TABLE_COLUMNS]

@@ -1,0 +1,69 @@
+"""A training-ready dataset over a decoded-audio HDF5 file and its caption table."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from .captions import CAPTION_TABLE_COLUMNS
+from .h5audio import AudioH5
+
+
+class CaptionedAudio(Dataset):
+    """One item per caption: its clip cropped or zero-padded to `segment_s` seconds.
+
+    Training (`train=True`) takes a random crop offset (from torch's RNG, so DataLoader worker
+    seeding keeps it reproducible); evaluation crops from the start. Each item holds:
+      audio       float32 tensor [segment samples]
+      fraction    the share of `audio` that is real signal rather than padding (0, 1]
+      caption     the caption text as published
+      clip_index  the clip's row in the HDF5 file; file_name; caption_index (1-5)
+    """
+
+    def __init__(self, audio_h5: str | os.PathLike, captions: str | os.PathLike, segment_s: float, train: bool):
+        self.audio = AudioH5(audio_h5)
+        self.captions = pd.read_parquet(captions)
+        missing = [c for c in CAPTION_TABLE_COLUMNS if c not in self.captions.columns]
+        if missing:
+            raise ValueError(f"{captions}: missing columns {missing}; expected {CAPTION_TABLE_COLUMNS}")
+        out_of_range = self.captions["clip_index"].lt(0) | self.captions["clip_index"].ge(len(self.audio))
+        if out_of_range.any():
+            raise ValueError(
+                f"{captions}: clip_index values outside the {len(self.audio)} clips of {audio_h5}: "
+                f"{self.captions.loc[out_of_range, 'clip_index'].head().tolist()}"
+            )
+        if segment_s <= 0:
+            raise ValueError(f"segment_s {segment_s!r}: expected a positive number of seconds")
+        self.segment = int(round(segment_s * self.audio.sample_rate))
+        self.train = train
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def crop(self, clip_index: int) -> tuple[np.ndarray, float]:
+        """The clip's segment (zero-padded at the end) and its fraction of real signal."""
+        length = int(self.audio.lengths[clip_index])
+        start = 0
+        if self.train and length > self.segment:
+            start = int(torch.randint(0, length - self.segment + 1, ()).item())
+        samples = self.audio.read(clip_index, start, self.segment)
+        segment = np.zeros(self.segment, dtype=np.float32)
+        segment[: samples.size] = samples
+        return segment, samples.size / self.segment
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.captions.iloc[index]
+        clip_index = int(row["clip_index"])
+        audio, fraction = self.crop(clip_index)
+        return {
+            "audio": torch.from_numpy(audio),
+            "fraction": torch.tensor(fraction, dtype=torch.float32),
+            "caption": row["caption"],
+            "clip_index": clip_index,
+            "file_name": row["file_name"],
+            "caption_index": int(row["caption_index"]),
+        }

@@ -1,0 +1,29 @@
+"""Glue for the scripts in workflow_scripts/: logging to the rule's log file."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def logged_to(path: str | os.PathLike) -> Iterator[logging.Logger]:
+    """Send stdout, stderr (progress bars included) and logging to the rule's log file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", buffering=1, encoding="utf-8") as log_file:
+        handler = logging.StreamHandler(log_file)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        try:
+            with contextlib.redirect_stdout(log_file), contextlib.redirect_stderr(log_file):
+                yield logging.getLogger("audioretrieval")
+        except BaseException:
+            logging.getLogger("audioretrieval").exception("failed")
+            raise
+        finally:
+            root.removeHandler(handler)

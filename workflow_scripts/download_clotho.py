@@ -1,0 +1,18 @@
+from pathlib import Path
+
+from audioretrieval.data.clotho import MD5
+from audioretrieval.data.download import download
+from audioretrieval.workflow import logged_to
+
+settings = snakemake.params.download
+name = Path(snakemake.output[0]).name
+with logged_to(snakemake.log[0]) as log:
+    download(
+        f"{settings['base_url'].rstrip('/')}/{name}",
+        snakemake.output[0],
+        MD5[name],
+        retries=settings["retries"],
+        backoff_s=settings["backoff_s"],
+        timeout_s=settings["timeout_s"],
+    )
+    log.info("downloaded and verified %s", name)

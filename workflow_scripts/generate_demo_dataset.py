@@ -1,0 +1,6 @@
+from audioretrieval.data.demo import DemoSpec, generate_demo
+from audioretrieval.workflow import logged_to
+
+with logged_to(snakemake.log[0]) as log:
+    for stats in generate_demo(snakemake.params.out_dir, DemoSpec(**snakemake.params.spec)):
+        log.info("%s", stats)
