@@ -1,5 +1,6 @@
 # Paths, wildcards and helpers shared by every rule file.
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -12,6 +13,7 @@ OUT = config["out_dir"]
 RAW = config["data"]["raw_dir"]
 SPLITS = list(clotho.SPLITS)
 LIBRARY = Path(workflow.basedir) / "src" / "audioretrieval"
+CONDA_ENV = "../envs/pipeline.yaml"
 
 
 wildcard_constraints:
@@ -29,11 +31,11 @@ def raw_file(name):
 
 
 def log_file(rule_name, *parts):
-    return "/".join([OUT, "logs", rule_name, *parts]) + ".log"
+    return os.path.join(OUT, "logs", rule_name, *parts) + ".log"
 
 
 def benchmark_file(rule_name, *parts):
-    return "/".join([OUT, "benchmarks", rule_name, *parts]) + ".tsv"
+    return os.path.join(OUT, "benchmarks", rule_name, *parts) + ".tsv"
 
 
 def library_code(*modules):
@@ -44,9 +46,11 @@ def library_code(*modules):
     """
     digest = hashlib.sha256()
     for module in modules:
-        digest.update((LIBRARY / (module.replace(".", "/") + ".py")).read_bytes())
+        digest.update((LIBRARY.joinpath(*module.split(".")).with_suffix(".py")).read_bytes())
     return digest.hexdigest()[:16]
 
 
 def data_outputs():
-    return [data_file(split, name) for split in SPLITS for name in ("audio.h5", "captions.parquet")]
+    """Decoded audio and caption tables of every split, and the release's metadata files."""
+    decoded = [data_file(split, name) for split in SPLITS for name in ("audio.h5", "captions.parquet")]
+    return decoded + [raw_file(clotho.metadata_csv(split)) for split in SPLITS]

@@ -9,7 +9,6 @@ if config["data"]["source"] == "demo":
             [raw_file(name) for split in SPLITS for name in clotho.release_files(split)],
             [raw_file(f"demo_{table}_{split}.parquet") for split in SPLITS for table in ("clips", "captions", "correspondences")],
         params:
-            out_dir=RAW,
             spec=config.get("demo"),
             code=library_code("data.demo", "data.clotho", "data.tables"),
         log:
@@ -18,6 +17,8 @@ if config["data"]["source"] == "demo":
             benchmark_file("generate_demo_dataset")
         resources:
             mem_mb=3000,
+        conda:
+            CONDA_ENV
         script:
             "../workflow_scripts/generate_demo_dataset.py"
 
@@ -37,6 +38,8 @@ else:
             benchmark_file("download_clotho", "{release_file}")
         resources:
             runtime=240,
+        conda:
+            CONDA_ENV
         script:
             "../workflow_scripts/download_clotho.py"
 
@@ -60,6 +63,8 @@ rule decode_audio:
     resources:
         mem_mb=4000,
         runtime=120,
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/decode_audio.py"
 
@@ -77,5 +82,7 @@ rule caption_table:
         log_file("caption_table", "{split}"),
     benchmark:
         benchmark_file("caption_table", "{split}")
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/caption_table.py"

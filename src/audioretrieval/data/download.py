@@ -16,7 +16,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
-_BLOCK = 1 << 20
+_BLOCK = 1 << 16
 
 
 class ChecksumError(RuntimeError):

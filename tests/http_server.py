@@ -1,0 +1,73 @@
+"""A local HTTP file server for download tests: Range requests, cut-off transfers, server errors."""
+
+from __future__ import annotations
+
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FileServer:
+    """Serves `files` (name -> bytes) at http://127.0.0.1:<port>/<name>.
+
+    cut_after[name] = n: the next response for `name` announces the whole length but sends only
+    n bytes and drops the connection. fail_first[name] = k: the next k requests get HTTP 503.
+    ranges=False: Range headers are ignored (a full 200 response every time).
+    """
+
+    def __init__(self, files: dict[str, bytes], ranges: bool = True):
+        self.files = files
+        self.ranges = ranges
+        self.cut_after: dict[str, int] = {}
+        self.fail_first: dict[str, int] = {}
+        self.requests: list[tuple[str, str | None]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                name = self.path.lstrip("/")
+                server.requests.append((name, self.headers.get("Range")))
+                if server.fail_first.get(name, 0) > 0:
+                    server.fail_first[name] -= 1
+                    self.send_error(503)
+                    return
+                if name not in server.files:
+                    self.send_error(404)
+                    return
+                data = server.files[name]
+                start = 0
+                match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+                if match and server.ranges:
+                    start = int(match.group(1))
+                    if start >= len(data):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(data)}")
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                body = data[start:]
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                cut = server.cut_after.pop(name, None)
+                self.wfile.write(body if cut is None else body[:cut])
+                if cut is not None:
+                    self.wfile.flush()
+                    self.close_connection = True
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> "FileServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

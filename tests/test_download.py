@@ -1,0 +1,77 @@
+import hashlib
+
+import pytest
+import requests
+
+from audioretrieval.data.download import ChecksumError, download, part_path
+from http_server import FileServer
+
+DATA = bytes(range(256)) * 4000  # about 1 MB
+MD5 = hashlib.md5(DATA).hexdigest()
+FAST = dict(backoff_s=0.01, progress=False, timeout_s=10)
+
+
+def test_download_verifies_and_moves_into_place(tmp_path):
+    with FileServer({"clotho_audio_development.7z": DATA}) as server:
+        dest = download(f"{server.url}/clotho_audio_development.7z", tmp_path / "clotho_audio_development.7z", MD5, **FAST)
+    assert dest.read_bytes() == DATA
+    assert not part_path(dest).exists()
+
+
+def test_a_transfer_cut_off_halfway_resumes_where_it_stopped(tmp_path):
+    with FileServer({"a.7z": DATA}) as server:
+        server.cut_after["a.7z"] = len(DATA) // 2
+        dest = download(f"{server.url}/a.7z", tmp_path / "a.7z", MD5, retries=2, **FAST)
+    assert dest.read_bytes() == DATA
+    assert server.requests[0] == ("a.7z", None)
+    name, asked = server.requests[1]
+    resumed_at = int(asked.removeprefix("bytes=").rstrip("-"))
+    assert name == "a.7z" and len(DATA) // 2 - 2**16 <= resumed_at <= len(DATA) // 2  # only the rest
+
+
+def test_a_partial_file_from_a_killed_run_is_continued(tmp_path):
+    dest = tmp_path / "a.7z"
+    part_path(dest).write_bytes(DATA[:300_000])
+    with FileServer({"a.7z": DATA}) as server:
+        download(f"{server.url}/a.7z", dest, MD5, **FAST)
+    assert dest.read_bytes() == DATA
+    assert server.requests == [("a.7z", "bytes=300000-")]
+
+
+def test_a_server_without_range_support_restarts_the_file(tmp_path):
+    dest = tmp_path / "a.7z"
+    part_path(dest).write_bytes(b"stale bytes")
+    with FileServer({"a.7z": DATA}, ranges=False) as server:
+        download(f"{server.url}/a.7z", dest, MD5, **FAST)
+    assert dest.read_bytes() == DATA
+
+
+def test_server_errors_are_retried_with_backoff(tmp_path):
+    with FileServer({"a.7z": DATA}) as server:
+        server.fail_first["a.7z"] = 2
+        download(f"{server.url}/a.7z", tmp_path / "a.7z", MD5, retries=3, **FAST)
+        assert len(server.requests) == 3
+    with FileServer({"a.7z": DATA}) as server:
+        server.fail_first["a.7z"] = 5
+        with pytest.raises(RuntimeError, match="HTTP 503"):
+            download(f"{server.url}/a.7z", tmp_path / "b.7z", MD5, retries=2, **FAST)
+        assert len(server.requests) == 3
+    assert not (tmp_path / "b.7z").exists()
+
+
+def test_missing_file_fails_at_once_naming_the_url(tmp_path):
+    with FileServer({}) as server:
+        with pytest.raises(RuntimeError, match=r"/nothing.7z: HTTP 404"):
+            download(f"{server.url}/nothing.7z", tmp_path / "nothing.7z", MD5, retries=3, **FAST)
+        assert len(server.requests) == 1
+
+
+def test_checksum_mismatch_names_the_file_and_both_hashes_and_leaves_nothing(tmp_path):
+    corrupted = DATA[:-1] + b"\0"
+    with FileServer({"clotho_captions_evaluation.csv": corrupted}) as server:
+        with pytest.raises(ChecksumError) as error:
+            download(f"{server.url}/clotho_captions_evaluation.csv", tmp_path / "clotho_captions_evaluation.csv", MD5, **FAST)
+    message = str(error.value)
+    assert "clotho_captions_evaluation.csv" in message
+    assert MD5 in message and hashlib.md5(corrupted).hexdigest() in message
+    assert list(tmp_path.iterdir()) == []

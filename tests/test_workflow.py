@@ -1,0 +1,86 @@
+"""The data stage through the real Snakemake CLI."""
+
+import pandas as pd
+import pytest
+import yaml
+
+from audioretrieval.data import clotho
+from audioretrieval.data.h5audio import AudioH5
+from conftest import REPO, run_snakemake
+from http_server import FileServer
+
+pytestmark = pytest.mark.snakemake
+
+
+def write_config(tmp_path, config) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    return str(path)
+
+
+def data_targets(config):
+    out = config["out_dir"]
+    return [f"{out}/data/clothov2/{s}/{name}" for s in clotho.SPLITS for name in ("audio.h5", "captions.parquet")]
+
+
+def test_demo_data_targets_are_built_offline_and_then_up_to_date(tmp_path, tiny_demo_config):
+    configfile = write_config(tmp_path, tiny_demo_config)
+    run_snakemake(*data_targets(tiny_demo_config), "--cores", 2, "--configfile", configfile, cwd=tmp_path)
+    for split, count in tiny_demo_config["demo"]["clips"].items():
+        folder = tmp_path / "results" / "data" / "clothov2" / split
+        audio = AudioH5(folder / "audio.h5")
+        assert len(audio) == count and audio.sample_rate == 32000
+        captions = pd.read_parquet(folder / "captions.parquet")
+        assert len(captions) == 5 * count
+        assert set(captions["file_name"]) == set(audio.file_names)
+        published = pd.read_csv(tmp_path / "results" / "raw" / clotho.captions_csv(split), dtype=str)
+        assert set(captions["caption"]) == set(published[clotho.CAPTION_COLUMNS].to_numpy().ravel())
+    again = run_snakemake(*data_targets(tiny_demo_config), "--cores", 2, "--configfile", configfile, cwd=tmp_path)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_the_paper_config_plans_the_clotho_download(tmp_path):
+    result = run_snakemake("-n", "--configfile", REPO / "config" / "config.yaml", "--cores", 1, cwd=tmp_path)
+    assert result.stdout.count("rule download_clotho:") == 9
+    assert "generate_demo_dataset" not in result.stdout
+
+
+def test_a_corrupted_download_fails_the_rule_and_leaves_no_release_file(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["out_dir"] = str(tmp_path / "results")
+    config["data"]["raw_dir"] = str(tmp_path / "raw")
+    config["download"].update(retries=0, backoff_s=0.0)
+    name = clotho.captions_csv("validation")
+    with FileServer({name: b"file_name,caption_1\n"}) as server:
+        config["download"]["base_url"] = server.url
+        result = run_snakemake(
+            str(tmp_path / "raw" / name), "--cores", 1, "--configfile", write_config(tmp_path, config),
+            cwd=tmp_path, check=False,
+        )
+    assert result.returncode != 0
+    log = (tmp_path / "results" / "logs" / "download_clotho" / f"{name}.log").read_text()
+    assert f"{name}: MD5 mismatch: expected {clotho.MD5[name]}" in log
+    assert not (tmp_path / "raw").exists() or not any((tmp_path / "raw").iterdir())
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["data"].update(decode_thread=2), "'decode_thread' was unexpected"),
+        (lambda c: c["data"].update(sample_rate="32k"), "'32k' is not of type 'integer'"),
+        (lambda c: c["demo"]["clips"].pop("evaluation"), "'evaluation' is a required property"),
+        (lambda c: c["demo"].update(min_duration_s=9.0), "demo.min_duration_s (9.0) must not exceed"),
+        (lambda c: c.pop("demo"), "'demo' is a required property"),
+    ],
+)
+def test_config_mistakes_fail_at_load_time_naming_the_key(tmp_path, tiny_demo_config, edit, message):
+    edit(tiny_demo_config)
+    result = run_snakemake("-n", "--configfile", write_config(tmp_path, tiny_demo_config), cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+
+
+def test_lint_finds_nothing_in_either_configuration(tmp_path):
+    for configfile in ("demo.yaml", "config.yaml"):
+        result = run_snakemake("--lint", "--configfile", REPO / "config" / configfile, cwd=REPO, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
