@@ -5,7 +5,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from audioretrieval.data.captions import build_caption_table
-from audioretrieval.data.dataset import CaptionedAudio
+from audioretrieval.data.dataset import CaptionedAudio, as_float
 from audioretrieval.data.h5audio import AudioH5, AudioH5Writer
 from audioretrieval.data.tables import write_table_atomically
 
@@ -122,3 +122,18 @@ def test_bad_dataset_inputs_are_named(dataset_files, tmp_path):
     table.to_parquet(tmp_path / "broken.parquet")
     with pytest.raises(ValueError, match="broken.parquet: clip_index values outside"):
         CaptionedAudio(audio, tmp_path / "broken.parquet", segment_s=1, train=False)
+
+
+def test_int16_files_give_int16_waveforms_that_convert_to_the_stored_signal(tmp_path):
+    path = tmp_path / "pcm.h5"
+    signal = (0.5 * np.sin(np.arange(3000) / 7)).astype(np.float32)
+    with AudioH5Writer(path, RATE, "int16") as writer:
+        writer.append("a.wav", signal, 3.0)
+    write_table_atomically(build_caption_table(captions_csv(tmp_path, ["a.wav"]), AudioH5(path)), tmp_path / "c.parquet")
+    item = CaptionedAudio(path, tmp_path / "c.parquet", segment_s=4.0, train=False)[0]
+    assert item["audio"].dtype == torch.int16
+    waveform = as_float(item["audio"])
+    assert waveform.dtype == torch.float32
+    assert torch.allclose(waveform[:3000], torch.from_numpy(AudioH5(path).read(0)))
+    assert np.abs(waveform[:3000].numpy() - signal).max() <= 1 / 32768
+    assert torch.all(waveform[3000:] == 0) and item["fraction"].item() == pytest.approx(0.75)

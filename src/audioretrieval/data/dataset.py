@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
 from .captions import CAPTION_TABLE_COLUMNS
-from .h5audio import AudioH5
+from .h5audio import INT16_SCALE, AudioH5
+
+_TORCH_DTYPES = {"int16": torch.int16, "float32": torch.float32}
+
+
+def as_float(audio: torch.Tensor) -> torch.Tensor:
+    """Waveforms from CaptionedAudio as float32 in [-1, 1), whatever the stored sample type."""
+    if audio.dtype == torch.int16:
+        return audio.float() / INT16_SCALE
+    return audio.float()
 
 
 class CaptionedAudio(Dataset):
@@ -18,7 +26,8 @@ class CaptionedAudio(Dataset):
 
     Training (`train=True`) takes a random crop offset (from torch's RNG, so DataLoader worker
     seeding keeps it reproducible); evaluation crops from the start. Each item holds:
-      audio       float32 tensor [segment samples]
+      audio       tensor [segment samples] of the file's sample type: int16 files give int16
+                  (half the bytes through the DataLoader; `as_float` converts, best on the GPU)
       fraction    the share of `audio` that is real signal rather than padding (0, 1]
       caption     the caption text as published
       clip_index  the clip's row in the HDF5 file; file_name; caption_index (1-5)
@@ -44,23 +53,22 @@ class CaptionedAudio(Dataset):
     def __len__(self) -> int:
         return len(self.captions)
 
-    def crop(self, clip_index: int) -> tuple[np.ndarray, float]:
+    def crop(self, clip_index: int) -> tuple[torch.Tensor, float]:
         """The clip's segment (zero-padded at the end) and its fraction of real signal."""
         length = int(self.audio.lengths[clip_index])
         start = 0
         if self.train and length > self.segment:
             start = int(torch.randint(0, length - self.segment + 1, ()).item())
-        samples = self.audio.read(clip_index, start, self.segment)
-        segment = np.zeros(self.segment, dtype=np.float32)
-        segment[: samples.size] = samples
-        return segment, samples.size / self.segment
+        segment = torch.zeros(self.segment, dtype=_TORCH_DTYPES[self.audio.sample_format])
+        copied = self.audio.read_into(clip_index, start, segment.numpy())
+        return segment, copied / self.segment
 
     def __getitem__(self, index: int) -> dict:
         row = self.captions.iloc[index]
         clip_index = int(row["clip_index"])
         audio, fraction = self.crop(clip_index)
         return {
-            "audio": torch.from_numpy(audio),
+            "audio": audio,
             "fraction": torch.tensor(fraction, dtype=torch.float32),
             "caption": row["caption"],
             "clip_index": clip_index,

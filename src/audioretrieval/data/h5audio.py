@@ -142,17 +142,29 @@ class AudioH5:
             self._pid = os.getpid()
         return self._handle["audio"]
 
-    def read(self, row: int, start: int = 0, num: int | None = None) -> np.ndarray:
-        """Samples [start, start + num) of clip `row` as float32 (fewer if the clip ends first)."""
+    def _span(self, row: int, start: int, num: int | None) -> tuple[int, int]:
         length = int(self.lengths[row])
         stop = length if num is None else min(length, start + num)
         if not 0 <= start <= stop:
             raise IndexError(f"{self.path}: clip {row} has {length} samples; cannot read from {start}")
         offset = int(self.offsets[row])
-        samples = self._audio()[offset + start : offset + stop]
+        return offset + start, offset + stop
+
+    def read(self, row: int, start: int = 0, num: int | None = None) -> np.ndarray:
+        """Samples [start, start + num) of clip `row` as float32 (fewer if the clip ends first)."""
+        first, last = self._span(row, start, num)
+        samples = self._audio()[first:last]
         if self.sample_format == "int16":
             return samples.astype(np.float32) / INT16_SCALE
         return samples.astype(np.float32, copy=False)
+
+    def read_into(self, row: int, start: int, out: np.ndarray) -> int:
+        """Copy samples of clip `row` from `start` into the front of `out` (of the stored sample
+        type, no conversion); returns how many were copied (fewer than out.size at the clip's end)."""
+        first, last = self._span(row, start, out.size)
+        if last > first:
+            self._audio().read_direct(out, np.s_[first:last], np.s_[0 : last - first])
+        return last - first
 
     def close(self) -> None:
         if self._handle is not None:

@@ -1,0 +1,133 @@
+"""Decoding a 7z archive of 30 s, 44.1 kHz clips to 32 kHz HDF5: this pipeline against the seed's way.
+
+    python benchmarks/decode_benchmark.py [--clips 40] [--workdir /tmp/decode-bench]
+
+Variants, each in its own process (peak memory: PSS summed over its process tree):
+  pipeline   this pipeline's decode rule (audioretrieval.data.decode.decode_archive), 2 threads
+  seed       the seed's approach: extract with the 7z program, librosa.load(path, sr=32000) per
+             file in a 2-process pool, all clips held in memory until one HDF5 write
+  decompress the unavoidable part 1: decompressing the archive (py7zr, as the pipeline does)
+  decode     the unavoidable part 2: decoding + resampling the already decompressed bytes, 1 thread
+Runs on N and 2N clips, and prints ratios: pipeline / seed time (target <= 1), pipeline /
+((decompress + decode) / 2 cores) (target <= 1.3), and peak memory growth from N to 2N clips.
+A solid 7z archive is one LZMA stream that only one thread can decompress, so no decoder can
+beat max(decompress, (decompress + decode) / cores); the ratio to that bound is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+CORES = 2
+
+
+def variant_pipeline(archive: Path, work: Path) -> None:
+    from audioretrieval.data.decode import decode_archive
+
+    decode_archive(archive, work / "audio.h5", work / "skipped.csv", threads=CORES, progress=False)
+
+
+def _librosa_load(path: str):
+    import librosa
+
+    return librosa.load(path, sr=32000)[0]
+
+
+def variant_seed(archive: Path, work: Path) -> None:
+    from multiprocessing import Pool
+
+    import h5py
+    import numpy as np
+
+    extracted = work / "extracted"
+    subprocess.run(["7z", "x", "-y", f"-o{extracted}", str(archive)], check=True, stdout=subprocess.DEVNULL)
+    paths = sorted(str(p) for p in extracted.rglob("*.wav"))
+    with Pool(CORES) as pool:
+        clips = pool.map(_librosa_load, paths)
+    with h5py.File(work / "seed.h5", "w") as f:
+        f["audio"] = np.concatenate(clips)
+        f["length"] = [c.size for c in clips]
+
+
+def variant_decompress(archive: Path, work: Path) -> None:
+    from audioretrieval.data.archive import stream_members
+
+    with stream_members(archive, lambda name: True) as members:
+        for _ in members:
+            pass
+
+
+def variant_decode(archive: Path, work: Path) -> dict:
+    from audioretrieval.data.archive import stream_members
+    from audioretrieval.data.audio_io import load_mono
+
+    with stream_members(archive, lambda name: True) as members:
+        data = [b for _, b in members]
+    start = time.perf_counter()
+    for b in data:
+        load_mono(b, 32000)
+    return {"seconds": time.perf_counter() - start}  # excludes decompression
+
+
+VARIANTS = {"pipeline": variant_pipeline, "seed": variant_seed, "decompress": variant_decompress, "decode": variant_decode}
+
+
+def child(name: str, archive: Path) -> None:
+    work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    try:
+        start = time.perf_counter()
+        extra = VARIANTS[name](archive, work) or {}
+        print(json.dumps({"seconds": time.perf_counter() - start, **extra}))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=60, help="N: clips in the smaller archive (default 60)")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "decode-bench")
+    parser.add_argument("--child", nargs=2, metavar=("VARIANT", "ARCHIVE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child[0], Path(args.child[1]))
+    if shutil.which("7z") is None:
+        sys.exit("the seed variant needs the 7z program (Debian/Ubuntu: apt-get install p7zip-full)")
+    from common import make_clips_archive, run_measured
+
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    print(f"{os.cpu_count()} CPUs; clips of 30 s at 44.1 kHz; {CORES} threads/processes for pipeline and seed")
+    run_measured([__file__, "--child", "seed", str(make_clips_archive(args.workdir / "warmup.7z", 2))])  # librosa's JIT cache
+    print(f"{'variant':<11} {'clips':>5} {'seconds':>8} {'files/s':>8} {'peak MB':>8}")
+    results = {}
+    for count in (args.clips, 2 * args.clips):
+        archive = make_clips_archive(args.workdir / f"clips_{count}.7z", count)
+        for name in VARIANTS:
+            r = run_measured([__file__, "--child", name, str(archive)])
+            results[name, count] = r
+            print(f"{name:<11} {count:>5} {r['seconds']:>8.2f} {count / r['seconds']:>8.1f} {r['peak_mb']:>8.0f}")
+    for count in (args.clips, 2 * args.clips):
+        t = {name: results[name, count]["seconds"] for name in VARIANTS}
+        ideal = (t["decompress"] + t["decode"]) / CORES
+        bound = max(t["decompress"], ideal)
+        print(
+            f"N={count}: pipeline/seed time {t['pipeline'] / t['seed']:.2f} (target <= 1); "
+            f"pipeline/((decompress+decode)/{CORES}) {t['pipeline'] / ideal:.2f} (target <= 1.3); "
+            f"pipeline/max(decompress, (decompress+decode)/{CORES}) {t['pipeline'] / bound:.2f}"
+        )
+    for name in ("pipeline", "seed"):
+        growth = results[name, 2 * args.clips]["peak_mb"] / results[name, args.clips]["peak_mb"]
+        print(f"{name}: peak memory 2N/N {growth:.2f} (pipeline target: about 1, not growing with clips)")
+
+
+if __name__ == "__main__":
+    main()
