@@ -14,9 +14,11 @@ validate(config, "config/schema.yaml")
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/stage1.smk"
 
 
 rule all:
     default_target: True
     input:
         data_outputs(),
+        stage1_outputs(),

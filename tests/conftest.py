@@ -51,3 +51,10 @@ def tiny_demo_config(tmp_path) -> dict:
     config["data"]["raw_dir"] = str(tmp_path / "results" / "raw")
     config["demo"].update(clips={"development": 8, "validation": 4, "evaluation": 4}, min_duration_s=1.0, max_duration_s=2.5)
     return config
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory):
+    from tiny import make_tokenizer
+
+    return make_tokenizer(tmp_path_factory.mktemp("tokenizer"))

@@ -7,11 +7,30 @@ class ConfigError(ValueError):
     pass
 
 
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
 def check_config(config: dict) -> None:
-    """Raise ConfigError naming the key and value of the first inconsistency."""
+    """Raise ConfigError naming the keys and values of the first inconsistency."""
     demo = config.get("demo")
-    if demo is not None and demo["min_duration_s"] > demo["max_duration_s"]:
-        raise ConfigError(
-            f"demo.min_duration_s ({demo['min_duration_s']}) must not exceed "
-            f"demo.max_duration_s ({demo['max_duration_s']})"
-        )
+    if demo is not None:
+        _require(demo["min_duration_s"] <= demo["max_duration_s"],
+                 f"demo.min_duration_s ({demo['min_duration_s']}) must not exceed demo.max_duration_s ({demo['max_duration_s']})")
+    train, audio, text = config["train"], config["model"]["audio"], config["model"]["text"]
+    _require(train["warmup_epochs"] <= train["rampdown_start"] <= train["rampdown_stop"],
+             f"train: expected warmup_epochs ({train['warmup_epochs']}) <= rampdown_start ({train['rampdown_start']}) "
+             f"<= rampdown_stop ({train['rampdown_stop']})")
+    _require(train["segment_s"] >= audio["window_s"],
+             f"train.segment_s ({train['segment_s']}) must be at least model.audio.window_s ({audio['window_s']})")
+    _require(audio["embed_dim"] % audio["num_heads"] == 0,
+             f"model.audio.embed_dim ({audio['embed_dim']}) must be divisible by model.audio.num_heads ({audio['num_heads']})")
+    small = text["random_init"]
+    _require(small["hidden_size"] % small["heads"] == 0,
+             f"model.text.random_init.hidden_size ({small['hidden_size']}) must be divisible by its heads ({small['heads']})")
+    _require(not (audio["pretrained"] is False and audio["weights"]),
+             "model.audio.weights is set but model.audio.pretrained is false: set pretrained: true to load them")
+    gpus = config["stage1"]["gpus"]
+    _require(gpus <= 1 or train["batch_size"] % gpus == 0,
+             f"train.batch_size ({train['batch_size']}) must be divisible by stage1.gpus ({gpus})")

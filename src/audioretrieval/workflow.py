@@ -27,3 +27,25 @@ def logged_to(path: str | os.PathLike) -> Iterator[logging.Logger]:
             raise
         finally:
             root.removeHandler(handler)
+
+
+def run_training(spec, gpus: int, threads: int) -> None:
+    """One training run: in this process (CPU or one GPU), or one torchrun process per GPU."""
+    import json
+    import subprocess
+    from dataclasses import asdict
+
+    import torch
+
+    from .train import train
+
+    torch.set_num_threads(max(1, threads))
+    if gpus <= 1:
+        train(spec)
+        return
+    spec_file = spec.run_dir / "resume" / "spec.json"
+    spec_file.parent.mkdir(parents=True, exist_ok=True)
+    spec_file.write_text(json.dumps(asdict(spec), indent=1))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
+               "-m", "audioretrieval.train", str(spec_file)]
+    subprocess.run(command, check=True, stdout=sys.stdout, stderr=sys.stderr)

@@ -21,6 +21,26 @@ def as_float(audio: torch.Tensor) -> torch.Tensor:
     return audio.float()
 
 
+class Segments:
+    """Fixed-length segments of the clips of a decoded-audio file."""
+
+    def __init__(self, audio_h5: str | os.PathLike, segment_s: float):
+        if segment_s <= 0:
+            raise ValueError(f"segment_s {segment_s!r}: expected a positive number of seconds")
+        self.audio = AudioH5(audio_h5)
+        self.segment = int(round(segment_s * self.audio.sample_rate))
+
+    def crop(self, clip_index: int, random_offset: bool) -> tuple[torch.Tensor, float]:
+        """The clip's segment (zero-padded at the end) and its fraction of real signal."""
+        length = int(self.audio.lengths[clip_index])
+        start = 0
+        if random_offset and length > self.segment:
+            start = int(torch.randint(0, length - self.segment + 1, ()).item())
+        segment = torch.zeros(self.segment, dtype=_TORCH_DTYPES[self.audio.sample_format])
+        copied = self.audio.read_into(clip_index, start, segment.numpy())
+        return segment, copied / self.segment
+
+
 class CaptionedAudio(Dataset):
     """One item per caption: its clip cropped or zero-padded to `segment_s` seconds.
 
@@ -34,39 +54,18 @@ class CaptionedAudio(Dataset):
     """
 
     def __init__(self, audio_h5: str | os.PathLike, captions: str | os.PathLike, segment_s: float, train: bool):
-        self.audio = AudioH5(audio_h5)
-        self.captions = pd.read_parquet(captions)
-        missing = [c for c in CAPTION_TABLE_COLUMNS if c not in self.captions.columns]
-        if missing:
-            raise ValueError(f"{captions}: missing columns {missing}; expected {CAPTION_TABLE_COLUMNS}")
-        out_of_range = self.captions["clip_index"].lt(0) | self.captions["clip_index"].ge(len(self.audio))
-        if out_of_range.any():
-            raise ValueError(
-                f"{captions}: clip_index values outside the {len(self.audio)} clips of {audio_h5}: "
-                f"{self.captions.loc[out_of_range, 'clip_index'].head().tolist()}"
-            )
-        if segment_s <= 0:
-            raise ValueError(f"segment_s {segment_s!r}: expected a positive number of seconds")
-        self.segment = int(round(segment_s * self.audio.sample_rate))
+        self.segments = Segments(audio_h5, segment_s)
+        self.audio = self.segments.audio
+        self.captions = read_caption_table(captions, len(self.audio), audio_h5)
         self.train = train
 
     def __len__(self) -> int:
         return len(self.captions)
 
-    def crop(self, clip_index: int) -> tuple[torch.Tensor, float]:
-        """The clip's segment (zero-padded at the end) and its fraction of real signal."""
-        length = int(self.audio.lengths[clip_index])
-        start = 0
-        if self.train and length > self.segment:
-            start = int(torch.randint(0, length - self.segment + 1, ()).item())
-        segment = torch.zeros(self.segment, dtype=_TORCH_DTYPES[self.audio.sample_format])
-        copied = self.audio.read_into(clip_index, start, segment.numpy())
-        return segment, copied / self.segment
-
     def __getitem__(self, index: int) -> dict:
         row = self.captions.iloc[index]
         clip_index = int(row["clip_index"])
-        audio, fraction = self.crop(clip_index)
+        audio, fraction = self.segments.crop(clip_index, self.train)
         return {
             "audio": audio,
             "fraction": torch.tensor(fraction, dtype=torch.float32),
@@ -75,3 +74,32 @@ class CaptionedAudio(Dataset):
             "file_name": row["file_name"],
             "caption_index": int(row["caption_index"]),
         }
+
+
+class ClipAudio(Dataset):
+    """One item per clip, in file order, cropped from the start (for embedding a whole split)."""
+
+    def __init__(self, audio_h5: str | os.PathLike, segment_s: float):
+        self.segments = Segments(audio_h5, segment_s)
+
+    def __len__(self) -> int:
+        return len(self.segments.audio)
+
+    def __getitem__(self, clip_index: int) -> dict:
+        audio, fraction = self.segments.crop(clip_index, random_offset=False)
+        return {"audio": audio, "fraction": torch.tensor(fraction, dtype=torch.float32), "clip_index": clip_index}
+
+
+def read_caption_table(captions: str | os.PathLike, clips: int, audio_h5: str | os.PathLike = "") -> pd.DataFrame:
+    """A caption table, checked against the number of clips of its audio file."""
+    table = pd.read_parquet(captions)
+    missing = [c for c in CAPTION_TABLE_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{captions}: missing columns {missing}; expected {CAPTION_TABLE_COLUMNS}")
+    out_of_range = table["clip_index"].lt(0) | table["clip_index"].ge(clips)
+    if out_of_range.any():
+        raise ValueError(
+            f"{captions}: clip_index values outside the {clips} clips of {audio_h5}: "
+            f"{table.loc[out_of_range, 'clip_index'].head().tolist()}"
+        )
+    return table

@@ -1,0 +1,23 @@
+"""Training objectives on a batch's logits C[i, j] = cos(audio_i, caption_j) / tau."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def positives(clip_ids: torch.Tensor) -> torch.Tensor:
+    """[B, B] bool: pair (i, j) is positive when audio i and caption j come from the same clip."""
+    return clip_ids.unsqueeze(1) == clip_ids.unsqueeze(0)
+
+
+def contrastive_loss(logits: torch.Tensor, clip_ids: torch.Tensor) -> torch.Tensor:
+    """L_sup: -1/2 (mean over positives of log_softmax over audios + the same over captions).
+
+    Row i of `logits` is audio i, column j caption j. Every pair of one clip is a positive, so two
+    captions of a clip in one batch are both positives for its audio.
+    """
+    mask = positives(clip_ids)
+    over_audios = F.log_softmax(logits, dim=0)[mask].mean()
+    over_captions = F.log_softmax(logits, dim=1)[mask].mean()
+    return -(over_audios + over_captions) / 2

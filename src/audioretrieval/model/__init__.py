@@ -1,0 +1,1 @@
+"""The dual encoder: PaSST audio branch, Hugging Face text branch, shared embedding space."""

