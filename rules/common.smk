@@ -54,3 +54,30 @@ def data_outputs():
     """Decoded audio and caption tables of every split, and the release's metadata files."""
     decoded = [data_file(split, name) for split in SPLITS for name in ("audio.h5", "captions.parquet")]
     return decoded + [raw_file(clotho.metadata_csv(split)) for split in SPLITS]
+
+
+def stage1_dir(run):
+    return f"{OUT}/stage1/{run}"
+
+
+def stage1_runs():
+    return [f"seed{seed}" for seed in config["stage1"]["seeds"]]
+
+
+def seed_of_run(wildcards):
+    return int(wildcards.run.removeprefix("seed"))
+
+
+def tokenizer_input():
+    """The tokenizer a random-init text encoder needs from the pipeline (none for a hub model)."""
+    text = config["model"]["text"]
+    return [] if text["name"] or text["tokenizer"] else [f"{OUT}/tokenizer"]
+
+
+def stage1_outputs():
+    return [f"{stage1_dir(run)}/{name}" for run in stage1_runs() for name in ("best.pt", "last.pt", "log.csv")]
+
+
+def gpu_resources(gpus):
+    """Resources of a job on `gpus` GPUs (none on a CPU-only configuration)."""
+    return {"gpu": gpus} if gpus else {}

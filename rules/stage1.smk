@@ -1,33 +1,6 @@
 # Stage 1: one contrastive training run per seed, each its own job and directory.
 
 
-def stage1_dir(run):
-    return f"{OUT}/stage1/{run}"
-
-
-def stage1_runs():
-    return [f"seed{seed}" for seed in config["stage1"]["seeds"]]
-
-
-def seed_of_run(wildcards):
-    return int(wildcards.run.removeprefix("seed"))
-
-
-def tokenizer_input():
-    """The tokenizer a random-init text encoder needs from the pipeline (none for a hub model)."""
-    text = config["model"]["text"]
-    return [] if text["name"] or text["tokenizer"] else [f"{OUT}/tokenizer"]
-
-
-def stage1_outputs():
-    return [f"{stage1_dir(run)}/{name}" for run in stage1_runs() for name in ("best.pt", "last.pt", "log.csv")]
-
-
-def gpu_resources(gpus):
-    """Resources of a job on `gpus` GPUs (none on a CPU-only configuration)."""
-    return {"gpu": gpus} if gpus else {}
-
-
 TRAIN_CODE = library_code(
     "train", "losses", "schedule", "metrics", "embed", "checkpoint", "distributed", "model.audio", "model.text",
     "model.dual_encoder", "data.dataset", "data.h5audio",

@@ -50,6 +50,12 @@ def tiny_demo_config(tmp_path) -> dict:
     config["out_dir"] = str(tmp_path / "results")
     config["data"]["raw_dir"] = str(tmp_path / "results" / "raw")
     config["demo"].update(clips={"development": 8, "validation": 4, "evaluation": 4}, min_duration_s=1.0, max_duration_s=2.5)
+    from tiny import tiny_model_config
+
+    config["model"] = tiny_model_config()  # random init, with the tokenizer the pipeline builds
+    config["train"].update(segment_s=2.0, batch_size=8, eval_batch_size=16, epochs=2, warmup_epochs=1,
+                           rampdown_start=1, rampdown_stop=2, num_workers=0)
+    config["stage1"]["seeds"] = [1, 2]
     return config
 
 

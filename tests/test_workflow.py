@@ -2,6 +2,7 @@
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from audioretrieval.data import clotho
@@ -39,10 +40,30 @@ def test_demo_data_targets_are_built_offline_and_then_up_to_date(tmp_path, tiny_
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+def test_stage1_trains_one_job_per_seed_and_then_is_up_to_date(tmp_path, tiny_demo_config):
+    configfile = write_config(tmp_path, tiny_demo_config)
+    out = tmp_path / "results"
+    targets = [str(out / "stage1" / f"seed{s}" / name) for s in (1, 2) for name in ("best.pt", "last.pt", "log.csv")]
+    first = run_snakemake(*targets, "--cores", 2, "--configfile", configfile, cwd=tmp_path)
+    assert first.stderr.count("rule train_stage1:") + first.stdout.count("rule train_stage1:") == 2
+    assert (out / "tokenizer" / "tokenizer.json").exists()  # built by its own rule from the training captions
+    weights = []
+    for seed in (1, 2):
+        run = out / "stage1" / f"seed{seed}"
+        assert pd.read_csv(run / "log.csv")["epoch"].tolist() == [1, 2]
+        checkpoint = torch.load(run / "best.pt", weights_only=True)
+        assert checkpoint["seed"] == seed and checkpoint["model_config"]["embed_dim"] == 16
+        weights.append(checkpoint["state_dict"]["audio.projection.weight"])
+    assert not torch.equal(*weights)  # the seeds differ
+    again = run_snakemake(*targets, "--cores", 2, "--configfile", configfile, cwd=tmp_path)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
 def test_the_paper_config_plans_the_clotho_download(tmp_path):
     result = run_snakemake("-n", "--configfile", REPO / "config" / "config.yaml", "--cores", 1, cwd=tmp_path)
     assert result.stdout.count("rule download_clotho:") == 9
-    assert "generate_demo_dataset" not in result.stdout
+    assert result.stdout.count("rule train_stage1:") == 3
+    assert "generate_demo_dataset" not in result.stdout and "build_tokenizer" not in result.stdout
 
 
 def test_a_corrupted_download_fails_the_rule_and_leaves_no_release_file(tmp_path):
