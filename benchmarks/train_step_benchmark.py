@@ -129,8 +129,8 @@ def main() -> None:
             torch.manual_seed(0)
             model = DualEncoder(full_size_model_config(tokenizer), paper["train"]["segment_s"])
             if compiled:
-                model.audio.passt = torch.compile(model.audio.passt)
-                model.text.encoder = torch.compile(model.text.encoder)
+                model.audio.passt.compile()
+                model.text.encoder.compile()
             name = f"(b) full size, {precision}, batch {args.full_size_batch}" + (", compiled" if compiled else "")
             report(name, *measure(model, paper["train"], args.full_size_batch, paper["train"]["segment_s"], device,
                                   precision, args.steps))

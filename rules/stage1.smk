@@ -44,7 +44,7 @@ rule train_stage1:
         train=config["train"],
         gpus=config["stage1"]["gpus"],
         code=TRAIN_CODE,
-    threads: 2
+    threads: config["train"]["num_workers"] + 1
     resources:
         mem_mb=16000,
         runtime=240,

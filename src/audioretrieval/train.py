@@ -149,7 +149,7 @@ def train(spec: RunSpec, progress: bool = True) -> None:
         load_state(model, read_checkpoint(spec.init_checkpoint)["state_dict"], spec.init_checkpoint)
     model.to(device)
     if cfg["compile"]:
-        model.audio.passt = torch.compile(model.audio.passt)
+        model.audio.passt.compile()  # in place: parameter names (and checkpoints) stay the same
     optimizer = build_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     seed_everything(spec.seed + rank)
