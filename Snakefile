@@ -15,6 +15,8 @@ validate(config, "config/schema.yaml")
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/stage1.smk"
+include: "rules/correspondences.smk"
+include: "rules/stage2.smk"
 
 
 rule all:
@@ -22,3 +24,5 @@ rule all:
     input:
         data_outputs(),
         stage1_outputs(),
+        correspondence_outputs(),
+        stage2_outputs(),

@@ -81,3 +81,44 @@ def stage1_outputs():
 def gpu_resources(gpus):
     """Resources of a job on `gpus` GPUs (none on a CPU-only configuration)."""
     return {"gpu": gpus} if gpus else {}
+
+
+def embeddings_of(seed):
+    return f"{stage1_dir(f'seed{seed}')}/embeddings/development.h5"
+
+
+def ensemble_members(wildcards):
+    return [embeddings_of(seed) for seed in config["correspondences"]["ensembles"][wildcards.ensemble]]
+
+
+def targets_file(ensemble):
+    return f"{OUT}/correspondences/{ensemble}/targets.h5"
+
+
+def stage2_run(wildcards):
+    return next(run for run in config["stage2"]["runs"] if run["name"] == wildcards.name)
+
+
+def stage2_init(wildcards):
+    return f"{stage1_dir('seed' + str(stage2_run(wildcards)['init']))}/best.pt"
+
+
+def stage2_targets(wildcards):
+    return targets_file(stage2_run(wildcards)["ensemble"])
+
+
+def stage2_outputs():
+    names = [run["name"] for run in config["stage2"]["runs"]]
+    return [f"{OUT}/stage2/{name}/{file}" for name in names for file in ("best.pt", "last.pt", "log.csv")]
+
+
+def correspondence_outputs():
+    """Targets of every ensemble, and on the demo (which knows the truth) the quality table."""
+    outputs = [targets_file(name) for name in config["correspondences"]["ensembles"]]
+    if config["data"]["source"] == "demo":
+        outputs += [f"{OUT}/correspondences/quality.csv", f"{OUT}/correspondences/quality.md"]
+    return outputs
+
+
+def stage2_train_settings():
+    return {**config["train"], **config["stage2"]["train"]}

@@ -56,6 +56,8 @@ def tiny_demo_config(tmp_path) -> dict:
     config["train"].update(segment_s=2.0, batch_size=8, eval_batch_size=16, epochs=2, warmup_epochs=1,
                            rampdown_start=1, rampdown_stop=2, num_workers=0)
     config["stage1"]["seeds"] = [1, 2]
+    config["correspondences"]["ensembles"] = {"all": [1, 2]}
+    config["stage2"]["train"] = {"epochs": 1, "rampdown_stop": 1}
     return config
 
 

@@ -125,3 +125,28 @@ def test_a_non_finite_loss_stops_the_run_naming_the_step(tmp_path, tiny_data, ti
     with pytest.raises(NonFiniteLoss, match=r"loss is nan at epoch 1, step 1 \(global step 1\)"):
         train(spec, progress=False)
     assert not Path(spec.best).exists() and not Path(spec.last).exists()
+
+
+def test_stage2_distills_from_ensemble_targets_starting_from_a_stage1_checkpoint(tmp_path, tiny_data, tiny_tokenizer):
+    from audioretrieval.ensemble import build_targets
+    from audioretrieval.export import export_model
+
+    stage1 = spec_in(tmp_path / "stage1", tiny_data, tiny_tokenizer, train={**TRAIN, "epochs": 1})
+    train(stage1, progress=False)
+    audio, captions = tiny_data["development"]
+    export_model(stage1.best, audio, captions, tmp_path / "emb.h5", tmp_path / "top.parquet", k=3, batch_size=8)
+    build_targets([str(tmp_path / "emb.h5")], tmp_path / "targets.h5")
+    top = pd.read_parquet(tmp_path / "top.parquet")
+    assert len(top) == 3 * len(pd.read_parquet(captions)) and top["is_own_clip"].any()
+
+    frozen = {**TRAIN, "epochs": 1, "lr": dict.fromkeys(TRAIN["lr"], 0.0)}
+    stage2 = spec_in(tmp_path / "stage2", tiny_data, tiny_tokenizer, seed=9, train=frozen, init_checkpoint=stage1.best,
+                     targets=str(tmp_path / "targets.h5"), loss_weights={"dist": 1.0, "sup": 0.0})
+    train(stage2, progress=False)
+    assert np.isfinite(pd.read_csv(stage2.log_table)["train_loss"]).all()
+    for key, value in weights(stage1.best).items():  # lr 0: the stage-2 model is its initialisation
+        assert torch.equal(value, weights(stage2.last)[key]), key
+
+    without = replace(stage2, targets=None, best=str(tmp_path / "x" / "best.pt"))
+    with pytest.raises(ValueError, match="loss weight dist is 1.0 but no targets file"):
+        train(without, progress=False)

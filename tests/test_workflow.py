@@ -40,12 +40,16 @@ def test_demo_data_targets_are_built_offline_and_then_up_to_date(tmp_path, tiny_
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def test_stage1_trains_one_job_per_seed_and_then_is_up_to_date(tmp_path, tiny_demo_config):
+def planned_rules(result) -> set[str]:
+    text = result.stdout + result.stderr
+    return {line.split()[-1].rstrip(":") for line in text.splitlines() if line.strip().startswith(("rule ", "localrule "))}
+
+
+def test_the_whole_chain_runs_then_is_up_to_date_and_a_stage2_change_reruns_only_stage2(tmp_path, tiny_demo_config):
     configfile = write_config(tmp_path, tiny_demo_config)
     out = tmp_path / "results"
-    targets = [str(out / "stage1" / f"seed{s}" / name) for s in (1, 2) for name in ("best.pt", "last.pt", "log.csv")]
-    first = run_snakemake(*targets, "--cores", 2, "--configfile", configfile, cwd=tmp_path)
-    assert first.stderr.count("rule train_stage1:") + first.stdout.count("rule train_stage1:") == 2
+    first = run_snakemake("--cores", 2, "--configfile", configfile, cwd=tmp_path)
+    assert (first.stdout + first.stderr).count("rule train_stage1:") == 2
     assert (out / "tokenizer" / "tokenizer.json").exists()  # built by its own rule from the training captions
     weights = []
     for seed in (1, 2):
@@ -54,9 +58,19 @@ def test_stage1_trains_one_job_per_seed_and_then_is_up_to_date(tmp_path, tiny_de
         checkpoint = torch.load(run / "best.pt", weights_only=True)
         assert checkpoint["seed"] == seed and checkpoint["model_config"]["embed_dim"] == 16
         weights.append(checkpoint["state_dict"]["audio.projection.weight"])
+        assert (run / "embeddings" / "development.h5").exists() and (run / "embeddings" / "top_k.parquet").exists()
     assert not torch.equal(*weights)  # the seeds differ
-    again = run_snakemake(*targets, "--cores", 2, "--configfile", configfile, cwd=tmp_path)
+    quality = pd.read_csv(out / "correspondences" / "quality.csv")
+    assert quality["model"].tolist() == ["seed1", "seed2", "ensemble all"]
+    assert quality["roc_auc"].between(0, 1).all()
+    assert pd.read_csv(out / "stage2" / "distill" / "log.csv")["epoch"].tolist() == [1]
+
+    again = run_snakemake("--cores", 2, "--configfile", configfile, cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    tiny_demo_config["stage2"]["runs"][0]["seed"] = 7
+    changed = run_snakemake("-n", "--cores", 2, "--configfile", write_config(tmp_path, tiny_demo_config), cwd=tmp_path)
+    assert planned_rules(changed) == {"train_stage2", "all"}
 
 
 def test_the_paper_config_plans_the_clotho_download(tmp_path):

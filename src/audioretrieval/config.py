@@ -34,3 +34,18 @@ def check_config(config: dict) -> None:
     gpus = config["stage1"]["gpus"]
     _require(gpus <= 1 or train["batch_size"] % gpus == 0,
              f"train.batch_size ({train['batch_size']}) must be divisible by stage1.gpus ({gpus})")
+
+    seeds = set(config["stage1"]["seeds"])
+    for name, members in config["correspondences"]["ensembles"].items():
+        unknown = sorted(set(members) - seeds)
+        _require(not unknown, f"correspondences.ensembles.{name}: seeds {unknown} are not in stage1.seeds")
+    unknown = sorted(set(config["stage2"]["train"]) - set(train))
+    _require(not unknown, f"stage2.train: {unknown} are not keys of train")
+    names = [run["name"] for run in config["stage2"]["runs"]]
+    _require(len(set(names)) == len(names), f"stage2.runs: names must be unique, got {names}")
+    for run in config["stage2"]["runs"]:
+        where = f"stage2.runs[{run['name']}]"
+        _require(run["init"] in seeds, f"{where}.init: seed {run['init']} is not in stage1.seeds")
+        _require(run["ensemble"] in config["correspondences"]["ensembles"],
+                 f"{where}.ensemble: {run['ensemble']!r} is not in correspondences.ensembles")
+        _require(run["dist_weight"] + run["sup_weight"] > 0, f"{where}: dist_weight and sup_weight are both 0")

@@ -21,3 +21,14 @@ def contrastive_loss(logits: torch.Tensor, clip_ids: torch.Tensor) -> torch.Tens
     over_audios = F.log_softmax(logits, dim=0)[mask].mean()
     over_captions = F.log_softmax(logits, dim=1)[mask].mean()
     return -(over_audios + over_captions) / 2
+
+
+def distillation_loss(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
+    """L_dist: soft-target cross-entropy in both retrieval directions.
+
+    1/2 (CE(rows of C, softmax over rows of T) + CE(rows of C^T, softmax over rows of T^T)), where
+    rows of C are audios (a distribution over the batch's captions) and rows of C^T captions.
+    """
+    audio_to_text = -(F.softmax(target_logits, dim=1) * F.log_softmax(logits, dim=1)).sum(1).mean()
+    text_to_audio = -(F.softmax(target_logits, dim=0) * F.log_softmax(logits, dim=0)).sum(0).mean()
+    return (audio_to_text + text_to_audio) / 2

@@ -27,7 +27,8 @@ from .checkpoint import checkpoint_of, load_state, read_checkpoint, save_atomica
 from .data.dataset import CaptionedAudio, as_float
 from .data.tables import write_table_atomically
 from .embed import autocast_for, embed_split, evaluate_embeddings
-from .losses import contrastive_loss
+from .ensemble import EnsembleTargets, check_targets_match
+from .losses import contrastive_loss, distillation_loss
 from .model.dual_encoder import PARAMETER_GROUPS, DualEncoder
 from .schedule import learning_rate
 
@@ -53,7 +54,8 @@ class RunSpec:
     last: str
     log_table: str
     init_checkpoint: str | None = None
-    loss_weights: dict = field(default_factory=lambda: {"sup": 1.0})
+    targets: str | None = None
+    loss_weights: dict = field(default_factory=lambda: {"sup": 1.0, "dist": 0.0})
 
     @property
     def run_dir(self) -> Path:
@@ -112,8 +114,10 @@ def set_learning_rates(optimizer: torch.optim.Optimizer, epoch: float, cfg: dict
                                     cfg["rampdown_start"], cfg["rampdown_stop"])
 
 
-def batch_loss(model, batch: dict, device: torch.device, precision: str, spec: RunSpec) -> torch.Tensor:
-    """The run's loss on this process's part of the global batch (embeddings gathered over ranks)."""
+def batch_loss(model, batch: dict, device: torch.device, precision: str, spec: RunSpec,
+               targets: EnsembleTargets | None = None) -> torch.Tensor:
+    """w_sup L_sup + w_dist L_dist on the global batch (embeddings gathered over ranks); the
+    distillation targets are the ensemble's block for the batch's clips and captions, / tau."""
     with autocast_for(device, precision):
         audio, text = model(as_float(batch["audio"].to(device, non_blocking=True)),
                             batch["fraction"].to(device, non_blocking=True), batch["caption"])
@@ -121,7 +125,14 @@ def batch_loss(model, batch: dict, device: torch.device, precision: str, spec: R
     text = distributed.gather_with_grad(text.float())
     clip_ids = distributed.gather(batch["clip_index"].to(device))
     logits = audio @ text.T / spec.model["tau"]
-    return spec.loss_weights["sup"] * contrastive_loss(logits, clip_ids)
+    loss = torch.zeros((), device=device)
+    if spec.loss_weights.get("sup", 0.0):
+        loss = loss + spec.loss_weights["sup"] * contrastive_loss(logits, clip_ids)
+    if spec.loss_weights.get("dist", 0.0):
+        caption_rows = distributed.gather(batch["caption_row"].to(device))
+        target = targets.block(clip_ids.cpu().numpy(), caption_rows.cpu().numpy()).to(device) / spec.model["tau"]
+        loss = loss + spec.loss_weights["dist"] * distillation_loss(logits, target)
+    return loss
 
 
 def _loader(dataset, spec: RunSpec, epoch: int, sampler: DistributedSampler) -> DataLoader:
@@ -155,6 +166,12 @@ def train(spec: RunSpec, progress: bool = True) -> None:
     seed_everything(spec.seed + rank)
 
     dataset = CaptionedAudio(spec.train_audio, spec.train_captions, cfg["segment_s"], train=True)
+    targets = None
+    if spec.loss_weights.get("dist", 0.0):
+        if not spec.targets:
+            raise ValueError(f"{spec.run_dir}: loss weight dist is {spec.loss_weights['dist']} but no targets file is given")
+        targets = EnsembleTargets(spec.targets)
+        check_targets_match(spec.targets, dataset.audio.file_names, dataset.captions)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=spec.seed, drop_last=True)
     steps_per_epoch = len(dataset) // world // (cfg["batch_size"] // world)
     if steps_per_epoch == 0:
@@ -184,7 +201,7 @@ def train(spec: RunSpec, progress: bool = True) -> None:
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg['epochs']}", disable=not progress or rank > 0, unit="batch")
         for step, batch in enumerate(bar):
             set_learning_rates(optimizer, epoch + step / steps_per_epoch, cfg)
-            loss = batch_loss(ddp_model, batch, device, precision, spec)
+            loss = batch_loss(ddp_model, batch, device, precision, spec, targets)
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(
                     f"{spec.run_dir}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} "

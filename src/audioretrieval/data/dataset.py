@@ -51,6 +51,7 @@ class CaptionedAudio(Dataset):
       fraction    the share of `audio` that is real signal rather than padding (0, 1]
       caption     the caption text as published
       clip_index  the clip's row in the HDF5 file; file_name; caption_index (1-5)
+      caption_row the caption's row in the caption table
     """
 
     def __init__(self, audio_h5: str | os.PathLike, captions: str | os.PathLike, segment_s: float, train: bool):
@@ -73,6 +74,7 @@ class CaptionedAudio(Dataset):
             "clip_index": clip_index,
             "file_name": row["file_name"],
             "caption_index": int(row["caption_index"]),
+            "caption_row": index,
         }
 
 

@@ -1,0 +1,73 @@
+# Correspondence estimation: per-model embeddings of the training split, ensemble targets, and
+# (on the demo, which knows the truth) how well they separate true from false correspondences.
+
+
+rule export_embeddings:
+    input:
+        checkpoint=f"{OUT}/stage1/{{run}}/best.pt",
+        audio=data_file("development", "audio.h5"),
+        captions=data_file("development", "captions.parquet"),
+    output:
+        embeddings=f"{OUT}/stage1/{{run}}/embeddings/development.h5",
+        top_k=f"{OUT}/stage1/{{run}}/embeddings/top_k.parquet",
+    wildcard_constraints:
+        run=r"seed\d+",
+    params:
+        top_k=config["correspondences"]["top_k"],
+        batch_size=config["train"]["eval_batch_size"],
+        gpus=min(1, config["stage1"]["gpus"]),
+        code=library_code("export", "embed", "checkpoint", "model.audio", "model.text", "model.dual_encoder", "data.dataset"),
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        **gpu_resources(min(1, config["stage1"]["gpus"])),
+    log:
+        log_file("export_embeddings", "{run}"),
+    benchmark:
+        benchmark_file("export_embeddings", "{run}")
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/export_embeddings.py"
+
+
+rule ensemble_targets:
+    input:
+        ensemble_members,
+    output:
+        targets_file("{ensemble}"),
+    params:
+        code=library_code("ensemble", "export"),
+    resources:
+        mem_mb=4000,
+    log:
+        log_file("ensemble_targets", "{ensemble}"),
+    benchmark:
+        benchmark_file("ensemble_targets", "{ensemble}")
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/ensemble_targets.py"
+
+
+rule correspondence_quality:
+    input:
+        members=[embeddings_of(seed) for seed in config["stage1"]["seeds"]],
+        ensembles=[targets_file(name) for name in config["correspondences"]["ensembles"]],
+        truth=raw_file("demo_correspondences_development.parquet"),
+    output:
+        table=f"{OUT}/correspondences/quality.csv",
+        markdown=f"{OUT}/correspondences/quality.md",
+    params:
+        members=[f"seed{seed}" for seed in config["stage1"]["seeds"]],
+        ensembles=list(config["correspondences"]["ensembles"]),
+        code=library_code("quality", "export"),
+    log:
+        log_file("correspondence_quality"),
+    benchmark:
+        benchmark_file("correspondence_quality")
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/correspondence_quality.py"

@@ -1,0 +1,120 @@
+"""Ensemble correspondence targets without an N x N matrix.
+
+The ensemble's estimate for audio i and caption j is the mean cosine over its M members,
+S[i, j] = 1/M sum_m <a_i^m, c_j^m>. Concatenating each member's normalised embeddings and scaling
+by 1/sqrt(M) turns that into one dot product: S[i, j] = <A_i, C_j> with A_i = [a_i^1 .. a_i^M] / sqrt(M)
+(likewise C_j). The targets file stores A and C; any batch's block S[clips, captions] is exact.
+
+Targets file (HDF5): /audio float32 [clips, M*D], /text float32 [captions, M*D], the identities of
+the members' embeddings files, and attrs members (their paths).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from .data.h5audio import partial_path
+from .export import read_identities
+
+_IDENTITY_KEYS = ("file_name", "caption_file_name", "caption_index", "clip_of_caption")
+_ROWS_PER_CHUNK = 8192
+
+
+class MemberMismatch(ValueError):
+    pass
+
+
+def check_members_agree(members: list[str]) -> dict:
+    """The members' common identities; MemberMismatch names the first member that differs."""
+    if not members:
+        raise MemberMismatch("an ensemble needs at least one member")
+    reference = read_identities(members[0])
+    for member in members[1:]:
+        other = read_identities(member)
+        for key in _IDENTITY_KEYS:
+            if not np.array_equal(np.asarray(reference[key], dtype=object), np.asarray(other[key], dtype=object)):
+                raise MemberMismatch(
+                    f"ensemble members {members[0]} and {member} do not embed the same "
+                    f"{'clips' if key == 'file_name' else 'captions'} ({key} differs)"
+                )
+    return reference
+
+
+def build_targets(members: list[str], out_h5: str | os.PathLike) -> None:
+    """Write the scaled concatenation of the members' embeddings, streaming rows in chunks."""
+    identities = check_members_agree(members)
+    out_h5 = Path(out_h5)
+    out_h5.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_path(out_h5)
+    scale = np.float32(1 / math.sqrt(len(members)))
+    handles = [h5py.File(m, "r") for m in members]
+    try:
+        with h5py.File(tmp, "w") as out:
+            for key in ("audio", "text"):
+                rows, dim = handles[0][key].shape
+                # contiguous (not chunked), so that readers can memory-map it
+                target = out.create_dataset(key, shape=(rows, dim * len(members)), dtype=np.float32)
+                for start in range(0, rows, _ROWS_PER_CHUNK):
+                    stop = min(rows, start + _ROWS_PER_CHUNK)
+                    target[start:stop] = np.concatenate([h[key][start:stop] for h in handles], axis=1) * scale
+            for key in _IDENTITY_KEYS:
+                values = identities[key]
+                if isinstance(values, list):
+                    out.create_dataset(key, data=values, dtype=h5py.string_dtype("utf-8"))
+                else:
+                    out[key] = values
+            out.attrs["members"] = [str(m) for m in members]
+        os.replace(tmp, out_h5)
+    finally:
+        for h in handles:
+            h.close()
+        tmp.unlink(missing_ok=True)
+
+
+def check_targets_match(targets: str | os.PathLike, file_names: list[str], captions) -> None:
+    """The targets must describe exactly the training clips and captions, in the same order."""
+    identities = read_identities(targets)
+    same_clips = identities["file_name"] == list(file_names)
+    same_captions = (identities["caption_file_name"] == captions["file_name"].tolist()
+                     and np.array_equal(identities["caption_index"], captions["caption_index"].to_numpy()))
+    if not (same_clips and same_captions):
+        raise MemberMismatch(
+            f"{targets}: the targets were estimated on other {'captions' if same_clips else 'clips'} "
+            f"than the training set (rebuild them from embeddings of the training split)"
+        )
+
+
+def _memory_map(path: Path, dataset: h5py.Dataset) -> np.ndarray:
+    offset = dataset.id.get_offset()
+    if offset is None:
+        raise ValueError(f"{path}: dataset {dataset.name} is not stored contiguously and cannot be memory-mapped")
+    return np.memmap(path, dtype=dataset.dtype, mode="r", offset=offset, shape=dataset.shape)
+
+
+class EnsembleTargets:
+    """Blocks S[clips, captions] of the ensemble's mean cosine, read from a targets file.
+
+    `in_memory` loads both matrices (ClothoV2: about 240 MB for 3 members); otherwise they are
+    memory-mapped, so a block reads only its own rows (WavCaps-sized targets never fill memory).
+    """
+
+    def __init__(self, path: str | os.PathLike, in_memory: bool = True):
+        self.path = Path(path)
+        with h5py.File(self.path, "r") as f:
+            self.members = list(f.attrs["members"])
+            if in_memory:
+                self.audio, self.text = f["audio"][:], f["text"][:]
+            else:
+                self.audio, self.text = _memory_map(self.path, f["audio"]), _memory_map(self.path, f["text"])
+
+    def block(self, clip_rows, caption_rows) -> torch.Tensor:
+        """[len(clip_rows), len(caption_rows)] mean cosine of the members."""
+        audio = np.asarray(self.audio[np.asarray(clip_rows)])
+        text = np.asarray(self.text[np.asarray(caption_rows)])
+        return torch.from_numpy(audio @ text.T)

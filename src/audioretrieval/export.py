@@ -1,0 +1,91 @@
+"""Per-model export: normalised embeddings of every clip and caption of a split, and each caption's top-k clips.
+
+Embeddings file (HDF5):
+  /audio            float32 [clips, D]     /text  float32 [captions, D]   (L2-normalised)
+  /file_name        utf-8 [clips]          the clips, in the decoded-audio file's order
+  /caption_file_name utf-8 [captions], /caption_index int64 [captions], /clip_of_caption int64 [captions]
+  attrs: checkpoint
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+
+from .checkpoint import load_model
+from .data.dataset import read_caption_table
+from .data.h5audio import AudioH5, partial_path
+from .data.tables import write_table_atomically
+from .embed import embed_split
+
+_STR = h5py.string_dtype("utf-8")
+
+
+def write_embeddings(path: str | os.PathLike, audio: np.ndarray, text: np.ndarray, file_names: list[str],
+                     captions: pd.DataFrame, **attrs) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_path(path)
+    with h5py.File(tmp, "w") as f:
+        f["audio"] = np.asarray(audio, dtype=np.float32)
+        f["text"] = np.asarray(text, dtype=np.float32)
+        f.create_dataset("file_name", data=file_names, dtype=_STR)
+        f.create_dataset("caption_file_name", data=captions["file_name"].tolist(), dtype=_STR)
+        f["caption_index"] = captions["caption_index"].to_numpy(np.int64)
+        f["clip_of_caption"] = captions["clip_index"].to_numpy(np.int64)
+        f.attrs.update(attrs)
+    os.replace(tmp, path)
+
+
+def read_identities(path: str | os.PathLike) -> dict:
+    """The clip and caption identities of an embeddings file (everything but the vectors)."""
+    with h5py.File(path, "r") as f:
+        return {
+            "file_name": [n.decode() for n in f["file_name"][:]],
+            "caption_file_name": [n.decode() for n in f["caption_file_name"][:]],
+            "caption_index": f["caption_index"][:],
+            "clip_of_caption": f["clip_of_caption"][:],
+        }
+
+
+def top_k_table(audio: torch.Tensor, text: torch.Tensor, file_names: list[str], captions: pd.DataFrame, k: int,
+                chunk: int = 1024) -> pd.DataFrame:
+    """Per caption, its k most similar clips: rank, clip, cosine similarity, whether it is the own clip."""
+    k = min(k, audio.shape[0])
+    names = np.asarray(file_names, dtype=object)
+    parts = []
+    for start in range(0, text.shape[0], chunk):
+        scores, clips = (text[start : start + chunk] @ audio.T).topk(k, dim=1)
+        rows = captions.iloc[start : start + chunk]
+        own = rows["clip_index"].to_numpy()[:, None] == clips.numpy()
+        parts.append(pd.DataFrame({
+            "file_name": np.repeat(rows["file_name"].to_numpy(), k),
+            "caption_index": np.repeat(rows["caption_index"].to_numpy(), k),
+            "caption": np.repeat(rows["caption"].to_numpy(), k),
+            "rank": np.tile(np.arange(1, k + 1), len(rows)),
+            "clip_file_name": names[clips.numpy().ravel()],
+            "similarity": scores.numpy().ravel(),
+            "is_own_clip": own.ravel(),
+        }))
+    return pd.concat(parts, ignore_index=True)
+
+
+def export_model(checkpoint: str | os.PathLike, audio_h5: str | os.PathLike, captions: str | os.PathLike,
+                 out_h5: str | os.PathLike, top_k_parquet: str | os.PathLike, k: int, batch_size: int,
+                 device: str = "cpu") -> None:
+    """Embed every clip and caption of a split with a checkpoint (evaluation mode: no patchout,
+    no random crop) and write the embeddings file and the top-k table."""
+    device = torch.device(device)
+    model, meta = load_model(checkpoint, device)
+    precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    embeddings = embed_split(model, audio_h5, captions, meta["segment_s"], batch_size, device, precision)
+    table = read_caption_table(captions, len(embeddings["audio"]), audio_h5)
+    file_names = AudioH5(audio_h5).file_names
+    write_embeddings(out_h5, embeddings["audio"].numpy(), embeddings["text"].numpy(), file_names, table,
+                     checkpoint=str(checkpoint))
+    write_table_atomically(top_k_table(embeddings["audio"], embeddings["text"], file_names, table, k), top_k_parquet)

@@ -1,0 +1,117 @@
+import math
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from audioretrieval.ensemble import EnsembleTargets, MemberMismatch, build_targets, check_targets_match
+from audioretrieval.export import top_k_table, write_embeddings
+from audioretrieval.losses import distillation_loss
+from audioretrieval.quality import average_precision, correspondence_quality, quality_table, roc_auc, truth_matrix
+
+CLIPS = [f"clip {i}, é.wav" for i in range(6)]
+
+
+def caption_table(clips=CLIPS, per_clip=2):
+    rows = [(name, i, k, f"caption {k} of {name}") for i, name in enumerate(clips) for k in range(1, per_clip + 1)]
+    return pd.DataFrame(rows, columns=["file_name", "clip_index", "caption_index", "caption"])
+
+
+def member(path, seed, clips=CLIPS, captions=None, dim=8):
+    rng = np.random.default_rng(seed)
+    captions = caption_table(clips) if captions is None else captions
+
+    def unit(n):
+        x = rng.standard_normal((n, dim)).astype(np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    audio, text = unit(len(clips)), unit(len(captions))
+    write_embeddings(path, audio, text, clips, captions)
+    return audio, text
+
+
+def test_distillation_loss_matches_its_definition_in_both_directions():
+    logits = torch.tensor([[1.0, 0.2, -0.5], [0.3, 2.0, 0.1], [0.0, 0.4, 1.5]])
+    targets = torch.tensor([[3.0, 1.0, 0.0], [1.0, 2.5, 1.0], [0.5, 0.5, 2.0]])
+
+    def softmax(values):
+        e = [math.exp(v) for v in values]
+        return [x / sum(e) for x in e]
+
+    def cross_entropy(logit_rows, target_rows):
+        total = 0.0
+        for c, t in zip(logit_rows, target_rows):
+            p, q = softmax(t), softmax(c)
+            total -= sum(pi * math.log(qi) for pi, qi in zip(p, q))
+        return total / len(logit_rows)
+
+    rows_c, rows_t = logits.tolist(), targets.tolist()
+    cols_c, cols_t = logits.T.tolist(), targets.T.tolist()
+    expected = 0.5 * (cross_entropy(rows_c, rows_t) + cross_entropy(cols_c, cols_t))
+    assert distillation_loss(logits, targets).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_stored_targets_equal_the_mean_of_the_members_cosines(tmp_path):
+    members = [member(tmp_path / f"m{m}.h5", seed=m) for m in range(3)]
+    build_targets([str(tmp_path / f"m{m}.h5") for m in range(3)], tmp_path / "targets.h5")
+    clip_rows, caption_rows = np.array([4, 0, 4, 2]), np.array([9, 1, 8, 5])  # clip 4 twice: two of its captions
+    expected = np.mean([a[clip_rows] @ t[caption_rows].T for a, t in members], axis=0)
+    for in_memory in (True, False):
+        block = EnsembleTargets(tmp_path / "targets.h5", in_memory=in_memory).block(clip_rows, caption_rows)
+        assert block.shape == (4, 4)
+        np.testing.assert_allclose(block.numpy(), expected, rtol=1e-5, atol=1e-6)
+    with h5py.File(tmp_path / "targets.h5") as f:
+        assert f["audio"].shape == (6, 24) and f["text"].shape == (12, 24)  # never clips x captions
+
+
+def test_members_must_embed_the_same_clips_and_captions(tmp_path):
+    member(tmp_path / "a.h5", 0)
+    member(tmp_path / "b.h5", 1, clips=CLIPS[::-1], captions=caption_table(CLIPS))
+    with pytest.raises(MemberMismatch, match=r"members .*a.h5 and .*b.h5 do not embed the same clips"):
+        build_targets([str(tmp_path / "a.h5"), str(tmp_path / "b.h5")], tmp_path / "t.h5")
+    member(tmp_path / "c.h5", 2, captions=caption_table(CLIPS, per_clip=1).assign(clip_index=range(6)))
+    with pytest.raises(MemberMismatch, match="same captions"):
+        build_targets([str(tmp_path / "a.h5"), str(tmp_path / "c.h5")], tmp_path / "t.h5")
+    assert not (tmp_path / "t.h5").exists()
+
+
+def test_targets_must_describe_the_training_set(tmp_path):
+    member(tmp_path / "a.h5", 0)
+    build_targets([str(tmp_path / "a.h5")], tmp_path / "t.h5")
+    check_targets_match(tmp_path / "t.h5", CLIPS, caption_table())
+    with pytest.raises(MemberMismatch, match="other clips than the training set"):
+        check_targets_match(tmp_path / "t.h5", CLIPS[:-1] + ["new.wav"], caption_table())
+
+
+def test_top_k_table_ranks_clips_and_marks_the_own_clip():
+    audio = torch.eye(3)
+    text = torch.tensor([[1.0, 0.5, 0.0], [0.0, 0.2, 0.9]])
+    captions = pd.DataFrame({"file_name": ["a", "c"], "clip_index": [0, 2], "caption_index": [1, 1], "caption": ["x", "y"]})
+    table = top_k_table(audio, text, ["a", "b", "c"], captions, k=2)
+    assert table["clip_file_name"].tolist() == ["a", "b", "c", "b"]
+    assert table["rank"].tolist() == [1, 2, 1, 2]
+    assert table["is_own_clip"].tolist() == [True, False, True, False]
+
+
+def test_roc_auc_and_average_precision_agree_with_scikit_learn():
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    labels = rng.random(500) < 0.2
+    scores = np.round(rng.standard_normal(500) + labels, 1)  # rounding makes ties
+    assert roc_auc(scores, labels) == pytest.approx(metrics.roc_auc_score(labels, scores))
+    assert average_precision(scores, labels) == pytest.approx(metrics.average_precision_score(labels, scores), abs=0.02)
+
+
+def test_quality_leaves_out_each_captions_own_clip(tmp_path):
+    member(tmp_path / "a.h5", 0)
+    captions = caption_table()
+    truth = pd.DataFrame({"file_name": ["clip 0, é.wav", "clip 0, é.wav"], "caption_index": [1, 1],
+                          "relevant_file_name": ["clip 0, é.wav", "clip 3, é.wav"]})
+    table = quality_table({"m": str(tmp_path / "a.h5")}, truth)
+    assert table.loc[0, "true_pairs"] == 1 and table.loc[0, "pairs"] == len(captions) * (len(CLIPS) - 1)
+    with pytest.raises(ValueError, match="not in the embeddings"):
+        truth_matrix({"file_name": ["x"], "caption_file_name": ["x"], "caption_index": [1]}, truth)
+    perfect = correspondence_quality(np.array([[1.0, 0.9, 0.1]]), np.array([[True, True, False]]), np.array([0]))
+    assert perfect["roc_auc"] == 1.0 and perfect["average_precision"] == 1.0

@@ -1,0 +1,14 @@
+import pandas as pd
+
+from audioretrieval.quality import quality_table
+from audioretrieval.data.tables import write_table_atomically
+from audioretrieval.workflow import logged_to
+
+with logged_to(snakemake.log[0]) as log:
+    sources = dict(zip(snakemake.params.members, snakemake.input.members))
+    sources.update({f"ensemble {name}": path for name, path in zip(snakemake.params.ensembles, snakemake.input.ensembles)})
+    table = quality_table(sources, pd.read_parquet(snakemake.input.truth))
+    write_table_atomically(table, snakemake.output.table)
+    with open(snakemake.output.markdown, "w") as f:
+        f.write(table.to_markdown(index=False, floatfmt=".4f") + "\n")
+    log.info("\n%s", table.to_string(index=False))

@@ -1,0 +1,6 @@
+from audioretrieval.ensemble import build_targets
+from audioretrieval.workflow import logged_to
+
+with logged_to(snakemake.log[0]) as log:
+    build_targets(list(snakemake.input), snakemake.output[0])
+    log.info("targets of %d members", len(snakemake.input))
