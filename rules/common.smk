@@ -100,7 +100,8 @@ def stage2_run(wildcards):
 
 
 def stage2_init(wildcards):
-    return f"{stage1_dir('seed' + str(stage2_run(wildcards)['init']))}/best.pt"
+    seed = stage2_run(wildcards)["init"]
+    return f"{stage1_dir(f'seed{seed}')}/best.pt"
 
 
 def stage2_targets(wildcards):
