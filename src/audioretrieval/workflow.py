@@ -1,4 +1,4 @@
-"""Glue for the scripts in workflow_scripts/: logging to the rule's log file."""
+"""Glue for the scripts in workflow_scripts/: logging to the rule's log file, starting training runs."""
 
 from __future__ import annotations
 
@@ -49,3 +49,19 @@ def run_training(spec, gpus: int, threads: int) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
                "-m", "audioretrieval.train", str(spec_file)]
     subprocess.run(command, check=True, stdout=sys.stdout, stderr=sys.stderr)
+
+
+def training_spec(job, seed: int, **extra):
+    """The RunSpec of a training rule's job (its data inputs, outputs and model/train params);
+    a tokenizer built by the pipeline replaces the configured one."""
+    from .train import RunSpec
+
+    model = dict(job.params.model)
+    if job.input.tokenizer:
+        model["text"] = {**model["text"], "tokenizer": job.input.tokenizer[0]}
+    return RunSpec(
+        seed=seed, model=model, train=dict(job.params.train),
+        train_audio=job.input.train_audio, train_captions=job.input.train_captions,
+        val_audio=job.input.val_audio, val_captions=job.input.val_captions,
+        best=job.output.best, last=job.output.last, log_table=job.output.log_table, **extra,
+    )
