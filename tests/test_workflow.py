@@ -77,7 +77,10 @@ def test_the_paper_config_plans_the_clotho_download(tmp_path):
     result = run_snakemake("-n", "--configfile", REPO / "config" / "config.yaml", "--cores", 1, cwd=tmp_path)
     assert result.stdout.count("rule download_clotho:") == 9
     assert result.stdout.count("rule train_stage1:") == 3
-    assert "generate_demo_dataset" not in result.stdout and "build_tokenizer" not in result.stdout
+    assert result.stdout.count("rule export_embeddings:") == 3
+    assert result.stdout.count("rule ensemble_targets:") == 1 and result.stdout.count("rule train_stage2:") == 1
+    for demo_only in ("generate_demo_dataset", "build_tokenizer", "correspondence_quality"):
+        assert demo_only not in result.stdout
 
 
 def test_a_corrupted_download_fails_the_rule_and_leaves_no_release_file(tmp_path):
