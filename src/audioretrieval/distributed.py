@@ -58,6 +58,15 @@ def gather(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=0)
 
 
+def gather_objects(obj) -> list:
+    """Every rank's picklable `obj`, in rank order ([obj] in a single process)."""
+    if world_size() == 1:
+        return [obj]
+    objects = [None] * world_size()
+    dist.all_gather_object(objects, obj)
+    return objects
+
+
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()

@@ -20,9 +20,8 @@ import numpy as np
 import torch
 
 from .data.h5audio import partial_path
-from .export import read_identities
+from .export import first_difference, identities_of, read_identities, write_identities
 
-_IDENTITY_KEYS = ("file_name", "caption_file_name", "caption_index", "clip_of_caption")
 _ROWS_PER_CHUNK = 8192
 
 
@@ -36,14 +35,16 @@ def check_members_agree(members: list[str]) -> dict:
         raise MemberMismatch("an ensemble needs at least one member")
     reference = read_identities(members[0])
     for member in members[1:]:
-        other = read_identities(member)
-        for key in _IDENTITY_KEYS:
-            if not np.array_equal(np.asarray(reference[key], dtype=object), np.asarray(other[key], dtype=object)):
-                raise MemberMismatch(
-                    f"ensemble members {members[0]} and {member} do not embed the same "
-                    f"{'clips' if key == 'file_name' else 'captions'} ({key} differs)"
-                )
+        key = first_difference(reference, read_identities(member))
+        if key:
+            raise MemberMismatch(
+                f"ensemble members {members[0]} and {member} do not embed the same {_what(key)} ({key} differs)"
+            )
     return reference
+
+
+def _what(key: str) -> str:
+    return "clips" if key == "file_name" else "captions"
 
 
 def build_targets(members: list[str], out_h5: str | os.PathLike) -> None:
@@ -63,12 +64,7 @@ def build_targets(members: list[str], out_h5: str | os.PathLike) -> None:
                 for start in range(0, rows, _ROWS_PER_CHUNK):
                     stop = min(rows, start + _ROWS_PER_CHUNK)
                     target[start:stop] = np.concatenate([h[key][start:stop] for h in handles], axis=1) * scale
-            for key in _IDENTITY_KEYS:
-                values = identities[key]
-                if isinstance(values, list):
-                    out.create_dataset(key, data=values, dtype=h5py.string_dtype("utf-8"))
-                else:
-                    out[key] = values
+            write_identities(out, identities)
             out.attrs["members"] = [str(m) for m in members]
         os.replace(tmp, out_h5)
     finally:
@@ -79,14 +75,11 @@ def build_targets(members: list[str], out_h5: str | os.PathLike) -> None:
 
 def check_targets_match(targets: str | os.PathLike, file_names: list[str], captions) -> None:
     """The targets must describe exactly the training clips and captions, in the same order."""
-    identities = read_identities(targets)
-    same_clips = identities["file_name"] == list(file_names)
-    same_captions = (identities["caption_file_name"] == captions["file_name"].tolist()
-                     and np.array_equal(identities["caption_index"], captions["caption_index"].to_numpy()))
-    if not (same_clips and same_captions):
+    key = first_difference(read_identities(targets), identities_of(file_names, captions))
+    if key:
         raise MemberMismatch(
-            f"{targets}: the targets were estimated on other {'captions' if same_clips else 'clips'} "
-            f"than the training set (rebuild them from embeddings of the training split)"
+            f"{targets}: the targets were estimated on other {_what(key)} than the training set "
+            f"(rebuild them from embeddings of the training split)"
         )
 
 

@@ -26,6 +26,45 @@ from .embed import embed_split
 _STR = h5py.string_dtype("utf-8")
 
 
+IDENTITY_KEYS = ("file_name", "caption_file_name", "caption_index", "clip_of_caption")
+
+
+def identities_of(file_names: list[str], captions: pd.DataFrame) -> dict:
+    """The clip and caption identities of a split: its clips in file order, its caption table's rows."""
+    return {
+        "file_name": list(file_names),
+        "caption_file_name": captions["file_name"].tolist(),
+        "caption_index": captions["caption_index"].to_numpy(np.int64),
+        "clip_of_caption": captions["clip_index"].to_numpy(np.int64),
+    }
+
+
+def write_identities(f: h5py.File, identities: dict) -> None:
+    for key in ("file_name", "caption_file_name"):
+        f.create_dataset(key, data=identities[key], dtype=_STR)
+    for key in ("caption_index", "clip_of_caption"):
+        f[key] = np.asarray(identities[key], dtype=np.int64)
+
+
+def read_identities(path: str | os.PathLike) -> dict:
+    """The clip and caption identities of an embeddings or targets file (everything but the vectors)."""
+    with h5py.File(path, "r") as f:
+        return {
+            "file_name": [n.decode() for n in f["file_name"][:]],
+            "caption_file_name": [n.decode() for n in f["caption_file_name"][:]],
+            "caption_index": f["caption_index"][:],
+            "clip_of_caption": f["clip_of_caption"][:],
+        }
+
+
+def first_difference(reference: dict, other: dict) -> str | None:
+    """The first identity key on which two splits' identities differ, or None when they agree."""
+    for key in IDENTITY_KEYS:
+        if not np.array_equal(np.asarray(reference[key], dtype=object), np.asarray(other[key], dtype=object)):
+            return key
+    return None
+
+
 def write_embeddings(path: str | os.PathLike, audio: np.ndarray, text: np.ndarray, file_names: list[str],
                      captions: pd.DataFrame, **attrs) -> None:
     path = Path(path)
@@ -34,23 +73,9 @@ def write_embeddings(path: str | os.PathLike, audio: np.ndarray, text: np.ndarra
     with h5py.File(tmp, "w") as f:
         f["audio"] = np.asarray(audio, dtype=np.float32)
         f["text"] = np.asarray(text, dtype=np.float32)
-        f.create_dataset("file_name", data=file_names, dtype=_STR)
-        f.create_dataset("caption_file_name", data=captions["file_name"].tolist(), dtype=_STR)
-        f["caption_index"] = captions["caption_index"].to_numpy(np.int64)
-        f["clip_of_caption"] = captions["clip_index"].to_numpy(np.int64)
+        write_identities(f, identities_of(file_names, captions))
         f.attrs.update(attrs)
     os.replace(tmp, path)
-
-
-def read_identities(path: str | os.PathLike) -> dict:
-    """The clip and caption identities of an embeddings file (everything but the vectors)."""
-    with h5py.File(path, "r") as f:
-        return {
-            "file_name": [n.decode() for n in f["file_name"][:]],
-            "caption_file_name": [n.decode() for n in f["caption_file_name"][:]],
-            "caption_index": f["caption_index"][:],
-            "clip_of_caption": f["clip_of_caption"][:],
-        }
 
 
 def top_k_table(audio: torch.Tensor, text: torch.Tensor, file_names: list[str], captions: pd.DataFrame, k: int,

@@ -227,11 +227,7 @@ def train(spec: RunSpec, progress: bool = True) -> None:
             if metrics["map@10"] > best_map:
                 best_map = metrics["map@10"]
                 save_atomically(checkpoint_of(model, spec.model, cfg["segment_s"], epoch, metrics, spec.seed), best_path)
-        rng = [None] * world
-        if world > 1:
-            torch.distributed.all_gather_object(rng, _rng_state())
-        else:
-            rng = [_rng_state()]
+        rng = distributed.gather_objects(_rng_state())
         if rank == 0:
             save_atomically({
                 "fingerprint": spec.fingerprint(), "epoch": epoch, "model": model.state_dict(),
