@@ -16,7 +16,9 @@ rule export_embeddings:
         top_k=config["correspondences"]["top_k"],
         batch_size=config["train"]["eval_batch_size"],
         gpus=min(1, config["stage1"]["gpus"]),
-        code=library_code("export", "embed", "checkpoint", "model.audio", "model.text", "model.dual_encoder", "data.dataset"),
+        code=library_code(
+            "export", "embed", "checkpoint", "files", "model.audio", "model.text", "model.dual_encoder", "data.dataset"
+        ),
     threads: 2
     resources:
         mem_mb=8000,
@@ -38,7 +40,7 @@ rule ensemble_targets:
     output:
         targets_file("{ensemble}"),
     params:
-        code=library_code("ensemble", "export"),
+        code=library_code("ensemble", "export", "files"),
     resources:
         mem_mb=4000,
     log:

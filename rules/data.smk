@@ -1,6 +1,6 @@
 # The data stage: release files (generated for the demo, or downloaded) -> 32 kHz HDF5 + caption tables.
 
-DECODE_CODE = library_code("data.archive", "data.audio_io", "data.h5audio", "data.decode", "data.tables")
+DECODE_CODE = library_code("data.archive", "data.audio_io", "data.h5audio", "data.decode", "data.tables", "files")
 
 if config["data"]["source"] == "demo":
 
@@ -10,7 +10,7 @@ if config["data"]["source"] == "demo":
             [raw_file(f"demo_{table}_{split}.parquet") for split in SPLITS for table in ("clips", "captions", "correspondences")],
         params:
             spec=config.get("demo"),
-            code=library_code("data.demo", "data.clotho", "data.tables"),
+            code=library_code("data.demo", "data.clotho", "data.tables", "files"),
         log:
             log_file("generate_demo_dataset"),
         benchmark:
@@ -77,7 +77,7 @@ rule caption_table:
     output:
         data_file("{split}", "captions.parquet"),
     params:
-        code=library_code("data.captions", "data.h5audio", "data.tables"),
+        code=library_code("data.captions", "data.h5audio", "data.tables", "files"),
     log:
         log_file("caption_table", "{split}"),
     benchmark:

@@ -3,7 +3,7 @@
 
 TRAIN_CODE = library_code(
     "train", "losses", "schedule", "metrics", "embed", "checkpoint", "distributed", "model.audio", "model.text",
-    "model.dual_encoder", "data.dataset", "data.h5audio",
+    "model.dual_encoder", "data.dataset", "data.h5audio", "data.tables", "files",
 )
 
 

@@ -1,7 +1,6 @@
 import hashlib
 
 import pytest
-import requests
 
 from audioretrieval.data.download import ChecksumError, download, part_path
 from http_server import FileServer

@@ -13,11 +13,10 @@ A checkpoint holds everything needed to rebuild the model without the training c
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
-from .data.h5audio import partial_path
+from .files import written_atomically
 from .model.dual_encoder import DualEncoder
 
 FORMAT_VERSION = 1
@@ -28,11 +27,8 @@ class CheckpointMismatch(RuntimeError):
 
 
 def save_atomically(obj: dict, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_path(path)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with written_atomically(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def checkpoint_of(model: DualEncoder, model_config: dict, segment_s: float, epoch: int, metrics: dict,

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import torch
 
-from .data.h5audio import partial_path
+from .files import written_atomically
 from .export import first_difference, identities_of, read_identities, write_identities
 
 _ROWS_PER_CHUNK = 8192
@@ -50,13 +50,10 @@ def _what(key: str) -> str:
 def build_targets(members: list[str], out_h5: str | os.PathLike) -> None:
     """Write the scaled concatenation of the members' embeddings, streaming rows in chunks."""
     identities = check_members_agree(members)
-    out_h5 = Path(out_h5)
-    out_h5.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_path(out_h5)
     scale = np.float32(1 / math.sqrt(len(members)))
     handles = [h5py.File(m, "r") for m in members]
     try:
-        with h5py.File(tmp, "w") as out:
+        with written_atomically(out_h5) as tmp, h5py.File(tmp, "w") as out:
             for key in ("audio", "text"):
                 rows, dim = handles[0][key].shape
                 # contiguous (not chunked), so that readers can memory-map it
@@ -66,11 +63,9 @@ def build_targets(members: list[str], out_h5: str | os.PathLike) -> None:
                     target[start:stop] = np.concatenate([h[key][start:stop] for h in handles], axis=1) * scale
             write_identities(out, identities)
             out.attrs["members"] = [str(m) for m in members]
-        os.replace(tmp, out_h5)
     finally:
         for h in handles:
             h.close()
-        tmp.unlink(missing_ok=True)
 
 
 def check_targets_match(targets: str | os.PathLike, file_names: list[str], captions) -> None:

@@ -10,7 +10,6 @@ Embeddings file (HDF5):
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -19,9 +18,10 @@ import torch
 
 from .checkpoint import load_model
 from .data.dataset import read_caption_table
-from .data.h5audio import AudioH5, partial_path
+from .data.h5audio import AudioH5
 from .data.tables import write_table_atomically
 from .embed import embed_split
+from .files import written_atomically
 
 _STR = h5py.string_dtype("utf-8")
 
@@ -67,15 +67,11 @@ def first_difference(reference: dict, other: dict) -> str | None:
 
 def write_embeddings(path: str | os.PathLike, audio: np.ndarray, text: np.ndarray, file_names: list[str],
                      captions: pd.DataFrame, **attrs) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_path(path)
-    with h5py.File(tmp, "w") as f:
+    with written_atomically(path) as tmp, h5py.File(tmp, "w") as f:
         f["audio"] = np.asarray(audio, dtype=np.float32)
         f["text"] = np.asarray(text, dtype=np.float32)
         write_identities(f, identities_of(file_names, captions))
         f.attrs.update(attrs)
-    os.replace(tmp, path)
 
 
 def top_k_table(audio: torch.Tensor, text: torch.Tensor, file_names: list[str], captions: pd.DataFrame, k: int,

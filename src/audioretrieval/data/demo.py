@@ -32,7 +32,7 @@ import soundfile
 
 from .clotho import CAPTION_COLUMNS, CAPTIONS_PER_CLIP, METADATA_COLUMNS, METADATA_ENCODING, SPLITS
 from .clotho import audio_archive, captions_csv, metadata_csv
-from .h5audio import partial_path
+from ..files import written_atomically
 from .tables import write_table_atomically
 
 KINDS = ("tone", "chirp", "noise burst", "hum", "clicks", "siren", "beeps", "rumble")
@@ -260,23 +260,17 @@ def _file_names(rng: np.random.Generator, count: int) -> list[str]:
 
 
 def _write_bytes_atomically(data: bytes, path: Path) -> None:
-    tmp = partial_path(path)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with written_atomically(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def _write_archive(path: Path, split: str, members: list[tuple[str, np.ndarray]], rate: int, preset: int) -> None:
-    tmp = partial_path(path)
-    try:
-        filters = [{"id": py7zr.FILTER_LZMA2, "preset": preset}]
-        with py7zr.SevenZipFile(tmp, "w", filters=filters) as z:
-            for name, audio in members:
-                buffer = io.BytesIO()
-                soundfile.write(buffer, audio, rate, format="WAV", subtype="PCM_16")
-                z.writestr(buffer.getvalue(), f"{split}/{name}")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    filters = [{"id": py7zr.FILTER_LZMA2, "preset": preset}]
+    with written_atomically(path) as tmp, py7zr.SevenZipFile(tmp, "w", filters=filters) as z:
+        for name, audio in members:
+            buffer = io.BytesIO()
+            soundfile.write(buffer, audio, rate, format="WAV", subtype="PCM_16")
+            z.writestr(buffer.getvalue(), f"{split}/{name}")
 
 
 def generate_split(out_dir: Path, split: str, names: list[str], sound_ids: np.ndarray, spec: DemoSpec) -> dict:

@@ -19,17 +19,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ..files import partial_path
+
 FORMAT_VERSION = 1
 SAMPLE_FORMATS = ("int16", "float32")
 INT16_SCALE = 32768.0
 CHUNK_SAMPLES = 1 << 16
 _FLUSH_SAMPLES = 1 << 22
 _INDEX_KEYS = ("audio", "offset", "length", "duration", "file_name")
-
-
-def partial_path(path: Path) -> Path:
-    """Where a file is written before it is complete; renamed to `path` on success."""
-    return path.with_name(path.name + ".partial")
 
 
 class AudioH5Writer:

@@ -7,21 +7,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from .h5audio import partial_path
+from ..files import written_atomically
 
 
 def write_table_atomically(table: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write a table as Parquet (.parquet) or CSV (.csv) under a temporary name, then rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_path(path)
-    try:
+    if path.suffix not in (".parquet", ".csv"):
+        raise ValueError(f"{path}: expected a .parquet or .csv file name")
+    with written_atomically(path) as tmp:
         if path.suffix == ".parquet":
             table.to_parquet(tmp, index=False)
-        elif path.suffix == ".csv":
-            table.to_csv(tmp, index=False)
         else:
-            raise ValueError(f"{path}: expected a .parquet or .csv file name")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+            table.to_csv(tmp, index=False)
