@@ -12,11 +12,16 @@ if not workflow.overwrite_configfiles:
 validate(config, "config/schema.yaml")
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/stage1.smk"
 include: "rules/correspondences.smk"
 include: "rules/stage2.smk"
+include: "rules/evaluation.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -26,3 +31,5 @@ rule all:
         stage1_outputs(),
         correspondence_outputs(),
         stage2_outputs(),
+        evaluation_outputs(),
+        report_outputs(),

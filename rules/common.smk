@@ -123,3 +123,69 @@ def correspondence_outputs():
 
 def stage2_train_settings():
     return {**config["train"], **config["stage2"]["train"]}
+
+
+def stage2_dir(name):
+    return f"{OUT}/stage2/{name}"
+
+
+def ensemble_dir(name):
+    return f"{OUT}/correspondences/{name}"
+
+
+def evaluation_file(model_dir, name):
+    """An evaluation product (embeddings.h5, metrics.json, ranks.parquet) of a model or ensemble."""
+    return f"{model_dir}/evaluation/{name}"
+
+
+RELEVANCE_FILE = "dcase2025_task6_metadata_eval.csv"
+
+
+def relevance_input():
+    """The correspondence table of the evaluation captions: the demo's truth, the configured download, or none."""
+    if config["data"]["source"] == "demo":
+        return [raw_file("demo_correspondences_evaluation.parquet")]
+    return [raw_file(RELEVANCE_FILE)] if config["evaluation"]["relevance_url"] else []
+
+
+def ensemble_evaluation_members(wildcards):
+    seeds = config["correspondences"]["ensembles"][wildcards.ensemble]
+    return [evaluation_file(stage1_dir(f"seed{seed}"), "embeddings.h5") for seed in seeds]
+
+
+def model_metrics():
+    """Metrics files by group (stage 1, ensembles, stage 2), each a dict name -> path."""
+    return {
+        "stage1": {run: evaluation_file(stage1_dir(run), "metrics.json") for run in stage1_runs()},
+        "ensembles": {name: evaluation_file(ensemble_dir(name), "metrics.json") for name in config["correspondences"]["ensembles"]},
+        "stage2": {run["name"]: evaluation_file(stage2_dir(run["name"]), "metrics.json") for run in config["stage2"]["runs"]},
+    }
+
+
+def evaluation_outputs():
+    return [path for group in model_metrics().values() for path in group.values()]
+
+
+def example_ensemble():
+    """The ensemble whose estimates the report shows: the first stage-2 run's, else the first one."""
+    runs = config["stage2"]["runs"]
+    return runs[0]["ensemble"] if runs else next(iter(config["correspondences"]["ensembles"]))
+
+
+def training_logs():
+    """log.csv of every training run, by the name the report gives it."""
+    logs = {f"stage 1 {run}": f"{stage1_dir(run)}/log.csv" for run in stage1_runs()}
+    logs.update({f"stage 2 {run['name']}": f"{stage2_dir(run['name'])}/log.csv" for run in config["stage2"]["runs"]})
+    return logs
+
+
+FIGURES = ("training_curves", "metrics", "correspondence_examples")
+
+
+def report_file(name):
+    return f"{OUT}/report/{name}"
+
+
+def report_outputs():
+    figures = [report_file(f"{figure}.{ext}") for figure in FIGURES for ext in ("png", "svg")]
+    return [report_file("summary.csv"), report_file("summary.md")] + figures

@@ -1,5 +1,6 @@
 import pandas as pd
 
+from audioretrieval.files import write_text_atomically
 from audioretrieval.quality import quality_table
 from audioretrieval.data.tables import write_table_atomically
 from audioretrieval.workflow import logged_to
@@ -9,6 +10,5 @@ with logged_to(snakemake.log[0]) as log:
     sources.update({f"ensemble {name}": path for name, path in zip(snakemake.params.ensembles, snakemake.input.ensembles)})
     table = quality_table(sources, pd.read_parquet(snakemake.input.truth))
     write_table_atomically(table, snakemake.output.table)
-    with open(snakemake.output.markdown, "w") as f:
-        f.write(table.to_markdown(index=False, floatfmt=".4f") + "\n")
+    write_text_atomically(table.to_markdown(index=False, floatfmt=".4f") + "\n", snakemake.output.markdown)
     log.info("\n%s", table.to_string(index=False))

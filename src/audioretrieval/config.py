@@ -35,6 +35,9 @@ def check_config(config: dict) -> None:
     _require(gpus <= 1 or train["batch_size"] % gpus == 0,
              f"train.batch_size ({train['batch_size']}) must be divisible by stage1.gpus ({gpus})")
 
+    _require(not (config["data"]["source"] == "demo" and config["evaluation"]["relevance_url"]),
+             "evaluation.relevance_url is set, but the demo scores multi-positive mAP against its own ground truth: set it to null")
+
     seeds = set(config["stage1"]["seeds"])
     for name, members in config["correspondences"]["ensembles"].items():
         unknown = sorted(set(members) - seeds)

@@ -3,7 +3,8 @@
 Embeddings file (HDF5):
   /audio            float32 [clips, D]     /text  float32 [captions, D]   (L2-normalised)
   /file_name        utf-8 [clips]          the clips, in the decoded-audio file's order
-  /caption_file_name utf-8 [captions], /caption_index int64 [captions], /clip_of_caption int64 [captions]
+  /caption_file_name utf-8 [captions], /caption_index int64 [captions], /clip_of_caption int64 [captions],
+  /caption utf-8 [captions]  (the caption texts, which correspondence tables are matched by)
   attrs: checkpoint
 """
 
@@ -36,11 +37,12 @@ def identities_of(file_names: list[str], captions: pd.DataFrame) -> dict:
         "caption_file_name": captions["file_name"].tolist(),
         "caption_index": captions["caption_index"].to_numpy(np.int64),
         "clip_of_caption": captions["clip_index"].to_numpy(np.int64),
+        "caption": captions["caption"].tolist(),
     }
 
 
 def write_identities(f: h5py.File, identities: dict) -> None:
-    for key in ("file_name", "caption_file_name"):
+    for key in ("file_name", "caption_file_name", "caption"):
         f.create_dataset(key, data=identities[key], dtype=_STR)
     for key in ("caption_index", "clip_of_caption"):
         f[key] = np.asarray(identities[key], dtype=np.int64)
@@ -49,9 +51,11 @@ def write_identities(f: h5py.File, identities: dict) -> None:
 def read_identities(path: str | os.PathLike) -> dict:
     """The clip and caption identities of an embeddings or targets file (everything but the vectors)."""
     with h5py.File(path, "r") as f:
+        missing = [key for key in (*IDENTITY_KEYS, "caption") if key not in f]
+        if missing:
+            raise KeyError(f"{path}: no {missing} datasets; expected an embeddings or targets file of this pipeline")
         return {
-            "file_name": [n.decode() for n in f["file_name"][:]],
-            "caption_file_name": [n.decode() for n in f["caption_file_name"][:]],
+            **{key: [n.decode() for n in f[key][:]] for key in ("file_name", "caption_file_name", "caption")},
             "caption_index": f["caption_index"][:],
             "clip_of_caption": f["clip_of_caption"][:],
         }
@@ -96,11 +100,10 @@ def top_k_table(audio: torch.Tensor, text: torch.Tensor, file_names: list[str], 
     return pd.concat(parts, ignore_index=True)
 
 
-def export_model(checkpoint: str | os.PathLike, audio_h5: str | os.PathLike, captions: str | os.PathLike,
-                 out_h5: str | os.PathLike, top_k_parquet: str | os.PathLike, k: int, batch_size: int,
-                 device: str = "cpu") -> None:
-    """Embed every clip and caption of a split with a checkpoint (evaluation mode: no patchout,
-    no random crop) and write the embeddings file and the top-k table."""
+def embed_checkpoint(checkpoint: str | os.PathLike, audio_h5: str | os.PathLike, captions: str | os.PathLike,
+                     out_h5: str | os.PathLike, batch_size: int, device: str = "cpu") -> tuple[dict, list[str], pd.DataFrame]:
+    """Embed every clip and caption of a split with a checkpoint (evaluation mode: no patchout, no
+    random crop) into an embeddings file; returns the embeddings, clip names and caption table."""
     device = torch.device(device)
     model, meta = load_model(checkpoint, device)
     precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
@@ -109,4 +112,12 @@ def export_model(checkpoint: str | os.PathLike, audio_h5: str | os.PathLike, cap
     file_names = AudioH5(audio_h5).file_names
     write_embeddings(out_h5, embeddings["audio"].numpy(), embeddings["text"].numpy(), file_names, table,
                      checkpoint=str(checkpoint))
+    return embeddings, file_names, table
+
+
+def export_model(checkpoint: str | os.PathLike, audio_h5: str | os.PathLike, captions: str | os.PathLike,
+                 out_h5: str | os.PathLike, top_k_parquet: str | os.PathLike, k: int, batch_size: int,
+                 device: str = "cpu") -> None:
+    """The embeddings file of a split and each caption's top-k clips."""
+    embeddings, file_names, table = embed_checkpoint(checkpoint, audio_h5, captions, out_h5, batch_size, device)
     write_table_atomically(top_k_table(embeddings["audio"], embeddings["text"], file_names, table, k), top_k_parquet)

@@ -26,3 +26,8 @@ def written_atomically(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text_atomically(text: str, path: str | os.PathLike) -> None:
+    with written_atomically(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

@@ -71,13 +71,13 @@ def _transfer(url: str, part: Path, timeout: float, progress: bool) -> None:
 def download(
     url: str,
     dest: str | os.PathLike,
-    md5: str,
+    md5: str | None,
     retries: int = 5,
     backoff_s: float = 2.0,
     timeout_s: float = 60.0,
     progress: bool = True,
 ) -> Path:
-    """Download `url` to `dest`, resuming a previous partial transfer, and verify its MD5.
+    """Download `url` to `dest`, resuming a previous partial transfer, and verify its MD5 (if given).
 
     Transient failures are retried `retries` times with exponential backoff, each try resuming
     where the last stopped. A checksum mismatch raises ChecksumError naming the file and both
@@ -95,7 +95,9 @@ def download(
     )
     retrying(_transfer, url, part, timeout_s, progress)
     actual = md5sum(part)
-    if actual != md5.lower():
+    if md5 is None:
+        log.warning("%s: no MD5 to verify against; it has MD5 %s", dest.name, actual)
+    elif actual != md5.lower():
         part.unlink()
         raise ChecksumError(f"{dest.name}: MD5 mismatch: expected {md5.lower()}, got {actual} (from {url})")
     os.replace(part, dest)

@@ -1,0 +1,78 @@
+# Evaluation: every model (and every ensemble, used directly) embeds the evaluation split once and
+# is scored from those embeddings; multi-positive mAP where a correspondence table exists.
+
+EVALUATE_CODE = library_code("evaluate", "metrics", "relevance", "export", "files", "data.tables")
+
+
+if config["data"]["source"] != "demo" and config["evaluation"]["relevance_url"]:
+
+    rule download_relevance:
+        output:
+            raw_file(RELEVANCE_FILE),
+        params:
+            url=config["evaluation"]["relevance_url"],
+            md5=config["evaluation"]["relevance_md5"],
+            download=config["download"],
+            code=library_code("data.download"),
+        log:
+            log_file("download_relevance"),
+        benchmark:
+            benchmark_file("download_relevance")
+        conda:
+            CONDA_ENV
+        script:
+            "../workflow_scripts/download_relevance.py"
+
+
+rule evaluate_model:
+    input:
+        checkpoint=f"{OUT}/{{stage}}/{{model}}/best.pt",
+        audio=data_file("evaluation", "audio.h5"),
+        captions=data_file("evaluation", "captions.parquet"),
+        relevance=relevance_input(),
+    output:
+        embeddings=evaluation_file(f"{OUT}/{{stage}}/{{model}}", "embeddings.h5"),
+        metrics=evaluation_file(f"{OUT}/{{stage}}/{{model}}", "metrics.json"),
+        ranks=evaluation_file(f"{OUT}/{{stage}}/{{model}}", "ranks.parquet"),
+    wildcard_constraints:
+        stage="stage1|stage2",
+        model=r"[^/]+",
+    params:
+        batch_size=config["train"]["eval_batch_size"],
+        gpus=min(1, config["stage1"]["gpus"]),
+        code=EVALUATE_CODE + library_code("embed", "checkpoint", "model.audio", "model.text", "model.dual_encoder", "data.dataset"),
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=30,
+        **gpu_resources(min(1, config["stage1"]["gpus"])),
+    log:
+        log_file("evaluate_model", "{stage}", "{model}"),
+    benchmark:
+        benchmark_file("evaluate_model", "{stage}", "{model}")
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/evaluate_model.py"
+
+
+rule evaluate_ensemble:
+    input:
+        members=ensemble_evaluation_members,
+        relevance=relevance_input(),
+    output:
+        embeddings=evaluation_file(ensemble_dir("{ensemble}"), "embeddings.h5"),
+        metrics=evaluation_file(ensemble_dir("{ensemble}"), "metrics.json"),
+        ranks=evaluation_file(ensemble_dir("{ensemble}"), "ranks.parquet"),
+    params:
+        code=EVALUATE_CODE + library_code("ensemble"),
+    resources:
+        mem_mb=4000,
+    log:
+        log_file("evaluate_ensemble", "{ensemble}"),
+    benchmark:
+        benchmark_file("evaluate_ensemble", "{ensemble}")
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/evaluate_ensemble.py"

@@ -1,0 +1,92 @@
+"""Scoring an embeddings file (export.py's format): text-to-audio retrieval of every caption.
+
+Writes the metrics as JSON and, per caption, the rank of its own clip and its AP@10 (plus the
+multi-positive AP@16 and AP@10 when a correspondence table is given) as Parquet, so that models can
+be compared query by query. Works on any embeddings file, including ones made elsewhere:
+
+    python -m audioretrieval.evaluate embeddings.h5 --metrics metrics.json --ranks ranks.parquet \
+        [--relevance metadata_eval.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import h5py
+import pandas as pd
+import torch
+
+from .data.tables import write_table_atomically
+from .export import read_identities
+from .files import write_text_atomically
+from .metrics import (RECALL_AT, audio_to_text_ranks, multi_positive_ap, own_clip_ranks, reciprocal_rank_at,
+                      retrieval_metrics)
+from .relevance import read_relevance, relevance_matrix
+
+MULTI_POSITIVE_AT = (16, 10)
+
+
+def read_similarity(path: str | os.PathLike) -> torch.Tensor:
+    """[captions, clips] cosine similarities of an embeddings file (or an ensemble's targets file)."""
+    with h5py.File(path, "r") as f:
+        for key in ("audio", "text"):
+            if key not in f:
+                raise KeyError(f"{path}: no '{key}' dataset; expected an embeddings file of this pipeline")
+        return torch.from_numpy(f["text"][:]) @ torch.from_numpy(f["audio"][:]).T
+
+
+def score(similarity: torch.Tensor, identities: dict, relevance: pd.DataFrame | None = None, source: str = "correspondence table") -> tuple[dict, pd.DataFrame]:
+    """Metrics and the per-caption table of one similarity matrix."""
+    clip_of_caption = torch.as_tensor(identities["clip_of_caption"])
+    captions = identities["caption"]
+    ranks = own_clip_ranks(similarity, clip_of_caption)
+    metrics = {**retrieval_metrics(ranks), "captions": len(ranks), "clips": similarity.shape[1]}
+    a2t = audio_to_text_ranks(similarity, clip_of_caption)
+    metrics.update({f"a2t_r@{k}": float((a2t <= k).double().mean()) for k in RECALL_AT})
+    per_query = pd.DataFrame({
+        "file_name": identities["caption_file_name"], "caption_index": identities["caption_index"],
+        "caption": captions, "rank": ranks.numpy(), "ap@10": reciprocal_rank_at(ranks, 10),
+    })
+    if relevance is not None:
+        relevant = relevance_matrix(identities["file_name"], captions, identities["clip_of_caption"], relevance, source)
+        annotated = relevant.any(1)
+        metrics["multi_positive_queries"] = int(annotated.sum())
+        metrics["mean_relevant_clips"] = float(relevant[annotated].sum(1).double().mean())
+        for k in MULTI_POSITIVE_AT:
+            ap = torch.full((len(ranks),), float("nan"), dtype=torch.float64)
+            ap[annotated] = torch.from_numpy(multi_positive_ap(similarity[annotated], relevant[annotated], k))
+            per_query[f"multi_ap@{k}"] = ap.numpy()
+            metrics[f"multi_map@{k}"] = float(ap[annotated].mean())
+    return metrics, per_query
+
+
+def score_file(embeddings: str | os.PathLike, relevance: str | os.PathLike | None = None) -> tuple[dict, pd.DataFrame]:
+    """Metrics and per-caption table of an embeddings file, optionally with a correspondence table."""
+    identities = read_identities(embeddings)
+    table = read_relevance(relevance) if relevance else None
+    metrics, per_query = score(read_similarity(embeddings), identities, table, source=str(relevance))
+    return {"embeddings": str(embeddings), **metrics}, per_query
+
+
+def write_scores(metrics: dict, per_query: pd.DataFrame, metrics_json: str | os.PathLike,
+                 ranks_parquet: str | os.PathLike) -> None:
+    write_table_atomically(per_query, ranks_parquet)
+    write_text_atomically(json.dumps(metrics, indent=1) + "\n", metrics_json)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Score text-to-audio retrieval from an embeddings file.")
+    parser.add_argument("embeddings", help="HDF5 embeddings file (audio, text, identities, caption texts)")
+    parser.add_argument("--metrics", required=True, help="metrics JSON to write")
+    parser.add_argument("--ranks", required=True, help="per-caption Parquet to write")
+    parser.add_argument("--relevance", help="correspondence table for multi-positive mAP@16/@10 (CSV or Parquet)")
+    args = parser.parse_args(argv)
+    metrics, per_query = score_file(args.embeddings, args.relevance)
+    write_scores(metrics, per_query, args.metrics, args.ranks)
+    print(json.dumps(metrics, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+import pandas as pd
+
+from audioretrieval.data.tables import write_table_atomically
+from audioretrieval.files import write_text_atomically
+from audioretrieval.summary import read_metrics, summary_markdown, summary_table
+from audioretrieval.workflow import logged_to
+
+with logged_to(snakemake.log[0]) as log:
+    metrics = {
+        group: {name: read_metrics(path) for name, path in zip(snakemake.params.names[group], snakemake.input[f"{group}_metrics"])}
+        for group in ("stage1", "ensembles", "stage2")
+    }
+    table = summary_table(metrics["stage1"], metrics["ensembles"], metrics["stage2"], snakemake.params.stage2_notes,
+                          snakemake.params.reference)
+    write_table_atomically(table, snakemake.output.table)
+    text = "## Text-to-audio retrieval on the evaluation split (%)\n\n" + summary_markdown(table)
+    if snakemake.input.quality:
+        quality = pd.read_csv(snakemake.input.quality[0])
+        text += ("\n## Estimated correspondences of the training split against the demo's truth\n\n"
+                 + quality.to_markdown(index=False, floatfmt=".4f") + "\n")
+    write_text_atomically(text, snakemake.output.markdown)
+    log.info("\n%s", text)
