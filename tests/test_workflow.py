@@ -1,4 +1,6 @@
-"""The data stage through the real Snakemake CLI."""
+"""The workflow through the real Snakemake CLI."""
+
+import json
 
 import pandas as pd
 import pytest
@@ -64,13 +66,24 @@ def test_the_whole_chain_runs_then_is_up_to_date_and_a_stage2_change_reruns_only
     assert quality["model"].tolist() == ["seed1", "seed2", "ensemble all"]
     assert quality["roc_auc"].between(0, 1).all()
     assert pd.read_csv(out / "stage2" / "distill" / "log.csv")["epoch"].tolist() == [1]
+    for model_dir in ("stage1/seed1", "stage1/seed2", "correspondences/all", "stage2/distill"):
+        metrics = json.loads((out / model_dir / "evaluation" / "metrics.json").read_text())
+        assert metrics["captions"] == 5 * 4 and metrics["clips"] == 4  # the evaluation split
+        assert metrics["multi_positive_queries"] == 20  # the demo's truth covers every caption
+    summary = pd.read_csv(out / "report" / "summary.csv")
+    assert summary["model"].tolist() == ["seed1", "seed2", "stage 1, mean of 2 seeds", "ensemble all", "distill"]
+    for figure in ("training_curves", "metrics", "correspondence_examples"):
+        assert (out / "report" / f"{figure}.png").stat().st_size > 0 and (out / "report" / f"{figure}.svg").exists()
+    run_snakemake("--configfile", configfile, "--report", tmp_path / "report.html", cwd=tmp_path)
+    html = (tmp_path / "report.html").read_text()
+    assert "correspondence_examples.png" in html and "summary.csv" in html
 
     again = run_snakemake("--cores", 2, "--configfile", configfile, cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
 
     tiny_demo_config["stage2"]["runs"][0]["seed"] = 7
     changed = run_snakemake("-n", "--cores", 2, "--configfile", write_config(tmp_path, tiny_demo_config), cwd=tmp_path)
-    assert planned_rules(changed) == {"train_stage2", "all"}
+    assert planned_rules(changed) == {"train_stage2", "evaluate_model", "summary", "plots", "all"}
 
 
 def test_the_paper_config_plans_the_clotho_download(tmp_path):
@@ -79,6 +92,9 @@ def test_the_paper_config_plans_the_clotho_download(tmp_path):
     assert result.stdout.count("rule train_stage1:") == 3
     assert result.stdout.count("rule export_embeddings:") == 3
     assert result.stdout.count("rule ensemble_targets:") == 1 and result.stdout.count("rule train_stage2:") == 1
+    assert result.stdout.count("rule evaluate_model:") == 4 and result.stdout.count("rule evaluate_ensemble:") == 1
+    assert result.stdout.count("rule download_relevance:") == 1  # the DCASE 2025 annotations
+    assert result.stdout.count("rule summary:") == 1 and result.stdout.count("rule plots:") == 1
     for demo_only in ("generate_demo_dataset", "build_tokenizer", "correspondence_quality"):
         assert demo_only not in result.stdout
 

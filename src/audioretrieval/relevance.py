@@ -3,8 +3,10 @@
 The canonical form is long: one row per (query, relevant_file_name). It is read from
 - the demo's ground truth (`demo_correspondences_{split}.parquet`: caption, relevant_file_name), or
 - a CSV in the layout of the DCASE 2025 Task 6 annotations: a query column (`query` or `caption`)
-  and a column of relevant audio file names (`file_name(s)`, `audio_file_name(s)`), holding one
-  name per row or a list of names per row (a Python/JSON list or names separated by ';').
+  and a column of relevant audio file names: one name per row (`relevant_file_name`, `file_name`,
+  `audio_file_name`) or a list of names per row (`file_names`, `audio_file_names`, `audio_files`:
+  a Python/JSON list, or names separated by ';'). A cell that is a list literal is read as a list
+  in any column; file names themselves may contain ';' (HTML entities such as `&#39;` do).
 Queries are matched to a split's captions by their exact text; a caption's own clip always counts
 as relevant.
 """
@@ -20,7 +22,8 @@ import pandas as pd
 import torch
 
 QUERY_COLUMNS = ("query", "caption")
-NAME_COLUMNS = ("relevant_file_name", "file_names", "file_name", "audio_file_names", "audio_file_name", "audio_files")
+NAME_COLUMNS = ("relevant_file_name", "file_name", "audio_file_name", "file_names", "audio_file_names", "audio_files")
+LIST_COLUMNS = ("file_names", "audio_file_names", "audio_files")
 
 
 class RelevanceMismatch(ValueError):
@@ -34,13 +37,15 @@ def _pick(columns, candidates, path, what) -> str:
     raise RelevanceMismatch(f"{path}: no {what} column; expected one of {list(candidates)}, found {list(columns)}")
 
 
-def _names_in(cell) -> list[str]:
+def _names_in(cell, is_list_column: bool) -> list[str]:
     if isinstance(cell, (list, tuple, np.ndarray)):
         return [str(n).strip() for n in cell]
     text = str(cell).strip()
-    if text.startswith("["):
+    if text.startswith("[") and text.endswith("]"):
         return [str(n).strip() for n in ast.literal_eval(text)]
-    return [n.strip() for n in text.split(";") if n.strip()]
+    if is_list_column:
+        return [n.strip() for n in text.split(";") if n.strip()]
+    return [text] if text else []
 
 
 def read_relevance(path: str | os.PathLike) -> pd.DataFrame:
@@ -49,7 +54,8 @@ def read_relevance(path: str | os.PathLike) -> pd.DataFrame:
     raw = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, keep_default_na=False)
     query = _pick(raw.columns, QUERY_COLUMNS, path, "query")
     names = _pick(raw.columns, [c for c in NAME_COLUMNS if c != query], path, "relevant file name")
-    rows = [(str(q).strip(), name) for q, cell in zip(raw[query], raw[names]) for name in _names_in(cell)]
+    rows = [(str(q).strip(), name) for q, cell in zip(raw[query], raw[names])
+            for name in _names_in(cell, names in LIST_COLUMNS)]
     if not rows:
         raise RelevanceMismatch(f"{path}: the correspondence table is empty")
     return pd.DataFrame(rows, columns=["query", "relevant_file_name"]).drop_duplicates(ignore_index=True)
