@@ -4,7 +4,7 @@ import os
 import re
 from pathlib import Path
 
-from audioretrieval.config import check_config
+from audioretrieval.config import ORACLE, check_config, stage2_jobs
 from audioretrieval.data import clotho
 
 check_config(config)
@@ -92,11 +92,22 @@ def ensemble_members(wildcards):
 
 
 def targets_file(ensemble):
-    return f"{OUT}/correspondences/{ensemble}/targets.h5"
+    return f"{ensemble_dir(ensemble)}/targets.h5"
+
+
+STAGE2_JOBS = stage2_jobs(config)
 
 
 def stage2_run(wildcards):
-    return next(run for run in config["stage2"]["runs"] if run["name"] == wildcards.name)
+    return next(job for job in STAGE2_JOBS if job["name"] == wildcards.name)
+
+
+def stage2_training_params(wildcards):
+    """What a stage-2 job's training depends on beyond its input files (the initial checkpoint and
+    targets): a control's params do not mention targets it does not use."""
+    job = stage2_run(wildcards)
+    return {"seed": job["seed"], "dist_weight": job["dist_weight"], "sup_weight": job["sup_weight"],
+            "target_tau": job["target_tau"] if job["dist_weight"] else None}
 
 
 def stage2_init(wildcards):
@@ -105,19 +116,25 @@ def stage2_init(wildcards):
 
 
 def stage2_targets(wildcards):
-    return targets_file(stage2_run(wildcards)["ensemble"])
+    """The targets a stage-2 job distils from (none for a control: it has no distillation term)."""
+    job = stage2_run(wildcards)
+    return [targets_file(job["ensemble"])] if job["dist_weight"] else []
 
 
 def stage2_outputs():
-    names = [run["name"] for run in config["stage2"]["runs"]]
-    return [f"{OUT}/stage2/{name}/{file}" for name in names for file in ("best.pt", "last.pt", "log.csv")]
+    return [f"{stage2_dir(job['name'])}/{file}" for job in STAGE2_JOBS for file in ("best.pt", "last.pt", "log.csv")]
+
+
+def uses_oracle():
+    return any(job["ensemble"] == ORACLE and job["dist_weight"] for job in STAGE2_JOBS)
 
 
 def correspondence_outputs():
-    """Targets of every ensemble, and on the demo (which knows the truth) the quality table."""
+    """Targets of every ensemble, and on the demo (which knows the truth) the quality and
+    target-mass tables."""
     outputs = [targets_file(name) for name in config["correspondences"]["ensembles"]]
     if config["data"]["source"] == "demo":
-        outputs += [f"{OUT}/correspondences/quality.csv", f"{OUT}/correspondences/quality.md"]
+        outputs += [f"{OUT}/correspondences/{table}.{ext}" for table in ("quality", "target_mass") for ext in ("csv", "md")]
     return outputs
 
 
@@ -153,13 +170,23 @@ def ensemble_evaluation_members(wildcards):
     return [evaluation_file(stage1_dir(f"seed{seed}"), "embeddings.h5") for seed in seeds]
 
 
-def model_metrics():
-    """Metrics files by group (stage 1, ensembles, stage 2), each a dict name -> path."""
+def model_dirs():
+    """Directories of every evaluated model by group (stage 1, ensembles, stage 2): name -> folder."""
     return {
-        "stage1": {run: evaluation_file(stage1_dir(run), "metrics.json") for run in stage1_runs()},
-        "ensembles": {name: evaluation_file(ensemble_dir(name), "metrics.json") for name in config["correspondences"]["ensembles"]},
-        "stage2": {run["name"]: evaluation_file(stage2_dir(run["name"]), "metrics.json") for run in config["stage2"]["runs"]},
+        "stage1": {run: stage1_dir(run) for run in stage1_runs()},
+        "ensembles": {name: ensemble_dir(name) for name in config["correspondences"]["ensembles"]},
+        "stage2": {job["name"]: stage2_dir(job["name"]) for job in STAGE2_JOBS},
     }
+
+
+def model_metrics():
+    """Metrics files by group: name -> path."""
+    return {group: {name: evaluation_file(d, "metrics.json") for name, d in dirs.items()} for group, dirs in model_dirs().items()}
+
+
+def ranks_of(group):
+    """Per-query tables of a group: name -> path."""
+    return {name: evaluation_file(d, "ranks.parquet") for name, d in model_dirs()[group].items()}
 
 
 def evaluation_outputs():
@@ -168,18 +195,18 @@ def evaluation_outputs():
 
 def example_ensemble():
     """The ensemble whose estimates the report shows: the first stage-2 run's, else the first one."""
-    runs = config["stage2"]["runs"]
-    return runs[0]["ensemble"] if runs else next(iter(config["correspondences"]["ensembles"]))
+    estimated = [run["ensemble"] for run in config["stage2"]["runs"] if run["ensemble"] != ORACLE]
+    return estimated[0] if estimated else next(iter(config["correspondences"]["ensembles"]))
 
 
 def training_logs():
     """log.csv of every training run, by the name the report gives it."""
     logs = {f"stage 1 {run}": f"{stage1_dir(run)}/log.csv" for run in stage1_runs()}
-    logs.update({f"stage 2 {run['name']}": f"{stage2_dir(run['name'])}/log.csv" for run in config["stage2"]["runs"]})
+    logs.update({f"stage 2 {job['name']}": f"{stage2_dir(job['name'])}/log.csv" for job in STAGE2_JOBS})
     return logs
 
 
-FIGURES = ("training_curves", "metrics", "correspondence_examples")
+FIGURES = ("training_curves", "metrics", "correspondence_examples", "comparisons")
 
 
 def report_file(name):
@@ -188,4 +215,41 @@ def report_file(name):
 
 def report_outputs():
     figures = [report_file(f"{figure}.{ext}") for figure in FIGURES for ext in ("png", "svg")]
-    return [report_file("summary.csv"), report_file("summary.md")] + figures
+    tables = [report_file(f"{table}.{ext}") for table in ("summary", "comparisons") for ext in ("csv", "md")]
+    return tables + figures
+
+
+def comparison_groups():
+    """What the comparisons table averages and pairs: groups of models (the seeds of each stage-2 run,
+    the stage-1 runs), (what, group, baseline) pairs, and (estimated, control, oracle) triples whose
+    share of the possible gain it states."""
+    groups = {"stage 1 mean": stage1_runs()}
+    for job in STAGE2_JOBS:
+        groups.setdefault(job["family"], []).append(job["name"])
+        groups.setdefault(f"seed{job['init']}", [f"seed{job['init']}"])
+    first = {}
+    for job in STAGE2_JOBS:
+        first.setdefault(job["family"], job)
+    controls = {job["init"]: family for family, job in first.items() if job["control_of"]}
+    pairs, shares = [], []
+    for family, job in first.items():
+        if job["control_of"]:
+            continue
+        control = f"{family}-control" if f"{family}-control" in groups else controls.get(job["init"])
+        if control:
+            pairs.append(("stage 2 - control", family, control))
+        pairs.append(("stage 2 - its initial stage-1 model", family, f"seed{job['init']}"))
+        pairs.append(("stage 2 - mean of stage 1", family, "stage 1 mean"))
+        oracles = [f for f, j in first.items() if j["ensemble"] == ORACLE and j["dist_weight"] and j["init"] == job["init"]]
+        if control and oracles and job["ensemble"] != ORACLE:
+            shares.append((family, control, oracles[0]))
+    return groups, pairs, shares
+
+
+def target_mass_rows():
+    """The targets whose mass the demo's anatomy table breaks down: every ensemble at the model's
+    temperature, each (ensemble, target_tau) a stage-2 run uses, and the oracle if one uses it."""
+    tau = config["model"]["tau"]
+    rows = {(name, tau) for name in config["correspondences"]["ensembles"]}
+    rows |= {(job["ensemble"], job["target_tau"] or tau) for job in STAGE2_JOBS if job["dist_weight"]}
+    return [{"ensemble": name, "tau": t} for name, t in sorted(rows)]

@@ -53,6 +53,44 @@ rule ensemble_targets:
         "../workflow_scripts/ensemble_targets.py"
 
 
+if uses_oracle():
+
+    rule oracle_targets:
+        input:
+            audio=data_file("development", "audio.h5"),
+            captions=data_file("development", "captions.parquet"),
+            truth=raw_file("demo_correspondences_development.parquet"),
+        output:
+            targets_file(ORACLE),
+        params:
+            code=library_code("truth", "quality", "export", "ensemble", "files"),
+        log:
+            log_file("oracle_targets"),
+        conda:
+            CONDA_ENV
+        script:
+            "../workflow_scripts/oracle_targets.py"
+
+
+rule target_mass:
+    input:
+        targets=[targets_file(row["ensemble"]) for row in target_mass_rows()],
+        truth=raw_file("demo_correspondences_development.parquet"),
+    output:
+        table=f"{OUT}/correspondences/target_mass.csv",
+        markdown=f"{OUT}/correspondences/target_mass.md",
+    params:
+        rows=target_mass_rows(),
+        batch_size=stage2_train_settings()["batch_size"],
+        code=library_code("truth", "quality", "export", "ensemble", "files"),
+    log:
+        log_file("target_mass"),
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/target_mass.py"
+
+
 rule correspondence_quality:
     input:
         members=[embeddings_of(seed) for seed in config["stage1"]["seeds"]],

@@ -4,17 +4,17 @@
 rule summary:
     input:
         **{f"{group}_metrics": list(paths.values()) for group, paths in model_metrics().items()},
-        quality=[f"{OUT}/correspondences/quality.csv"] if config["data"]["source"] == "demo" else [],
+        quality=(
+            [f"{OUT}/correspondences/quality.csv", f"{OUT}/correspondences/target_mass.csv"]
+            if config["data"]["source"] == "demo"
+            else []
+        ),
     output:
         table=report(report_file("summary.csv"), caption="../report/summary.rst", category="1. Results"),
         markdown=report_file("summary.md"),
     params:
         names={group: list(paths) for group, paths in model_metrics().items()},
-        stage2_notes={
-            run["name"]: f"from seed{run['init']} on ensemble {run['ensemble']}, "
-            f"w_dist {run['dist_weight']:g}, w_sup {run['sup_weight']:g}"
-            for run in config["stage2"]["runs"]
-        },
+        stage2_jobs=STAGE2_JOBS,
         reference=config["report"]["reference"],
         code=library_code("summary", "data.tables", "files"),
     log:
@@ -25,10 +25,32 @@ rule summary:
         "../workflow_scripts/summary.py"
 
 
+rule comparisons:
+    input:
+        **{f"{group}_ranks": list(ranks_of(group).values()) for group in ("stage1", "stage2")},
+    output:
+        table=report(report_file("comparisons.csv"), caption="../report/comparisons.rst", category="1. Results"),
+        markdown=report_file("comparisons.md"),
+    params:
+        names={group: list(ranks_of(group)) for group in ("stage1", "stage2")},
+        groups=comparison_groups()[0],
+        pairs=comparison_groups()[1],
+        shares=comparison_groups()[2],
+        resamples=config["report"]["bootstrap_resamples"],
+        code=library_code("compare", "data.tables", "files"),
+    log:
+        log_file("comparisons"),
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/comparisons.py"
+
+
 rule plots:
     input:
         logs=list(training_logs().values()),
         summary=report_file("summary.csv"),
+        comparisons=report_file("comparisons.csv"),
         targets=targets_file(example_ensemble()),
         truth=[raw_file("demo_correspondences_development.parquet")] if config["data"]["source"] == "demo" else [],
     output:
@@ -43,7 +65,7 @@ rule plots:
         names=list(training_logs()),
         example_queries=config["report"]["example_queries"],
         example_top_k=config["report"]["example_top_k"],
-        code=library_code("plots", "evaluate", "export", "quality", "summary"),
+        code=library_code("plots", "evaluate", "export", "quality", "summary", "compare"),
     log:
         log_file("plots"),
     conda:

@@ -11,11 +11,11 @@ rule train_stage2:
         init=stage2_init,
         targets=stage2_targets,
     output:
-        best=f"{OUT}/stage2/{{name}}/best.pt",
-        last=f"{OUT}/stage2/{{name}}/last.pt",
-        log_table=f"{OUT}/stage2/{{name}}/log.csv",
+        best=f"{stage2_dir('{name}')}/best.pt",
+        last=f"{stage2_dir('{name}')}/last.pt",
+        log_table=f"{stage2_dir('{name}')}/log.csv",
     params:
-        run=stage2_run,
+        run=stage2_training_params,
         model=config["model"],
         train=stage2_train_settings(),
         gpus=config["stage1"]["gpus"],

@@ -12,3 +12,5 @@ with logged_to(snakemake.log[0]):
     figure = plots.correspondence_examples(snakemake.input.targets, snakemake.params.example_queries,
                                            snakemake.params.example_top_k, truth)
     plots.save_figure(figure, out.correspondence_examples_png, out.correspondence_examples_svg)
+    figure = plots.comparison_intervals(pd.read_csv(snakemake.input.comparisons))
+    plots.save_figure(figure, out.comparisons_png, out.comparisons_svg)

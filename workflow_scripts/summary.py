@@ -10,7 +10,7 @@ with logged_to(snakemake.log[0]) as log:
         group: {name: read_metrics(path) for name, path in zip(snakemake.params.names[group], snakemake.input[f"{group}_metrics"])}
         for group in ("stage1", "ensembles", "stage2")
     }
-    table = summary_table(metrics["stage1"], metrics["ensembles"], metrics["stage2"], snakemake.params.stage2_notes,
+    table = summary_table(metrics["stage1"], metrics["ensembles"], metrics["stage2"], snakemake.params.stage2_jobs,
                           snakemake.params.reference)
     write_table_atomically(table, snakemake.output.table)
     text = "## Text-to-audio retrieval on the evaluation split (%)\n\n" + summary_markdown(table)
@@ -18,5 +18,8 @@ with logged_to(snakemake.log[0]) as log:
         quality = pd.read_csv(snakemake.input.quality[0])
         text += ("\n## Estimated correspondences of the training split against the demo's truth\n\n"
                  + quality.to_markdown(index=False, floatfmt=".4f") + "\n")
+        mass = pd.read_csv(snakemake.input.quality[1])
+        text += ("\n## Where the targets' mass goes in a training batch (share of each caption's target)\n\n"
+                 + mass.to_markdown(index=False, floatfmt=".3f") + "\n")
     write_text_atomically(text, snakemake.output.markdown)
     log.info("\n%s", text)

@@ -6,7 +6,8 @@ with logged_to(snakemake.log[0]):
         snakemake,
         seed=run["seed"],
         init_checkpoint=snakemake.input.init,
-        targets=snakemake.input.targets,
+        targets=next(iter(snakemake.input.targets), None),
+        target_tau=run["target_tau"],
         loss_weights={"dist": run["dist_weight"], "sup": run["sup_weight"]},
     )
     run_training(spec, gpus=snakemake.params.gpus, threads=snakemake.threads)

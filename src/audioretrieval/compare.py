@@ -39,3 +39,57 @@ def aligned_scores(tables: list[pd.DataFrame], column: str, names: list[str] | N
     if missing:
         raise KeyError(f"{missing} have no per-query column {column!r}")
     return np.stack([table[column].to_numpy(np.float64) for table in tables])
+
+
+def comparison_rows(scores: dict[str, np.ndarray], pairs: list[tuple[str, str, str]], resamples: int, seed: int) -> list[dict]:
+    """One row per (what, model, baseline): the paired bootstrap of model - baseline per-query scores."""
+    return [{"comparison": what, "model": model, "baseline": baseline,
+             **paired_bootstrap(scores[model], scores[baseline], resamples, seed)}
+            for what, model, baseline in pairs]
+
+
+def comparisons_table(per_query: dict[str, pd.DataFrame], groups: dict[str, list[str]], pairs: list[tuple[str, str, str]],
+                      metrics: list[str], resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """Paired comparisons of groups of models scored on the same queries.
+
+    per_query: model -> its per-query table (evaluate.py's ranks.parquet); groups: a name -> the
+    models whose per-query scores it averages (the seeds of a run, the stage-1 runs); pairs:
+    (what, group, baseline group). For each metric column, queries where any model has no score
+    (multi-positive AP of an unannotated caption) are left out. Differences are in % points.
+    """
+    names = list(per_query)
+    rows = []
+    for metric in metrics:
+        stacked = aligned_scores([per_query[n] for n in names], metric, names)
+        scored = ~np.isnan(stacked).any(0)
+        index = {n: i for i, n in enumerate(names)}
+        scores = {group: 100 * stacked[[index[m] for m in members]][:, scored].mean(0) for group, members in groups.items()}
+        rows += [{"metric": metric, **row} for row in comparison_rows(scores, pairs, resamples, seed)]
+    return pd.DataFrame(rows)
+
+
+def group_mean(per_query: dict[str, pd.DataFrame], members: list[str], metric: str) -> float:
+    """The mean per-query score of a group of models (over its models and the queries they score)."""
+    return float(np.nanmean(np.stack([per_query[m][metric].to_numpy(np.float64) for m in members])))
+
+
+def realised_share(per_query: dict[str, pd.DataFrame], groups: dict[str, list[str]], estimated: str, control: str,
+                   oracle: str, metric: str) -> float:
+    """(estimated - control) / (oracle - control) of the groups' mean scores: the share of the gain that
+    ground-truth targets give over the control which estimated targets realise."""
+    means = {g: group_mean(per_query, groups[g], metric) for g in (estimated, control, oracle)}
+    return (means[estimated] - means[control]) / (means[oracle] - means[control])
+
+
+def comparisons_markdown(table: pd.DataFrame, resamples: int) -> str:
+    """The comparisons table with 'difference [low, high]' cells in % points."""
+    shown = pd.DataFrame({
+        "metric": table["metric"], "comparison": table["comparison"], "model": table["model"],
+        "baseline": table["baseline"],
+        "difference [95 % interval]": [f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]" for d, lo, hi in
+                                       zip(table["difference"], table["low"], table["high"])],
+        "excludes 0": ["yes" if e else "no" for e in table["excludes_zero"]],
+        "queries": table["queries"],
+    })
+    return (f"Paired differences of per-query scores in % points, 95 % intervals from a paired bootstrap over "
+            f"queries ({resamples} resamples).\n\n" + shown.to_markdown(index=False) + "\n")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 
+ORACLE = "oracle"  # the ensemble name of the demo's ground-truth targets
+
+
 class ConfigError(ValueError):
     pass
 
@@ -44,11 +47,33 @@ def check_config(config: dict) -> None:
         _require(not unknown, f"correspondences.ensembles.{name}: seeds {unknown} are not in stage1.seeds")
     unknown = sorted(set(config["stage2"]["train"]) - set(train))
     _require(not unknown, f"stage2.train: {unknown} are not keys of train")
-    names = [run["name"] for run in config["stage2"]["runs"]]
-    _require(len(set(names)) == len(names), f"stage2.runs: names must be unique, got {names}")
+    _require(ORACLE not in config["correspondences"]["ensembles"],
+             f"correspondences.ensembles: {ORACLE!r} is reserved for the demo's ground-truth targets")
+    names = [job["name"] for job in stage2_jobs(config)]
+    _require(len(set(names)) == len(names), f"stage2.runs: job names must be unique, got {names}")
     for run in config["stage2"]["runs"]:
         where = f"stage2.runs[{run['name']}]"
         _require(run["init"] in seeds, f"{where}.init: seed {run['init']} is not in stage1.seeds")
-        _require(run["ensemble"] in config["correspondences"]["ensembles"],
-                 f"{where}.ensemble: {run['ensemble']!r} is not in correspondences.ensembles")
+        if run["ensemble"] == ORACLE:
+            _require(demo is not None and config["data"]["source"] == "demo",
+                     f"{where}.ensemble: {ORACLE!r} targets come from the demo's ground truth; use them on the demo only")
+        else:
+            _require(run["ensemble"] in config["correspondences"]["ensembles"],
+                     f"{where}.ensemble: {run['ensemble']!r} is not in correspondences.ensembles (or {ORACLE!r} on the demo)")
         _require(run["dist_weight"] + run["sup_weight"] > 0, f"{where}: dist_weight and sup_weight are both 0")
+
+
+def stage2_jobs(config: dict) -> list[dict]:
+    """Every stage-2 training job: each configured run once per seed, named `{name}-seed{N}`, and
+    with `control: true` its control `{name}-control-seed{N}`: the same job with dist_weight 0 and
+    sup_weight 1 (the same extra training with the ordinary contrastive loss)."""
+    jobs = []
+    for run in config["stage2"]["runs"]:
+        variants = [(run["name"], None, run["dist_weight"], run["sup_weight"])]
+        if run["control"]:
+            variants.append((f"{run['name']}-control", run["name"], 0.0, 1.0))
+        for family, control_of, dist_weight, sup_weight in variants:
+            for seed in run["seeds"]:
+                jobs.append({**run, "name": f"{family}-seed{seed}", "family": family, "control_of": control_of,
+                             "seed": seed, "dist_weight": dist_weight, "sup_weight": sup_weight})
+    return jobs

@@ -90,3 +90,25 @@ def correspondence_examples(targets: str | os.PathLike, count: int, top_k: int, 
     fig.legend(handles=legend, loc="upper center", ncol=len(legend), fontsize="small", bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     return fig
+
+
+def comparison_intervals(comparisons: pd.DataFrame):
+    """Each paired difference with its 95 % interval, one panel per metric."""
+    metrics = list(dict.fromkeys(comparisons["metric"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 0.5 * len(comparisons) / len(metrics) + 1.8),
+                             squeeze=False, sharey=True)
+    for ax, metric in zip(axes[0], metrics):
+        rows = comparisons[comparisons["metric"] == metric].reset_index(drop=True)
+        y = np.arange(len(rows))
+        colors = [COLORS["true"] if e and d > 0 else COLORS["own"] if e else "#555555"
+                  for d, e in zip(rows["difference"], rows["excludes_zero"])]
+        for i, row in rows.iterrows():
+            ax.errorbar(row["difference"], y[i], xerr=[[row["difference"] - row["low"]], [row["high"] - row["difference"]]],
+                        fmt="o", color=colors[i], capsize=4)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(y, [f"{m} - {b}" for m, b in zip(rows["model"], rows["baseline"])])
+        ax.invert_yaxis()
+        ax.set(xlabel=f"difference in mean {metric} (% points)", title=metric)
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig

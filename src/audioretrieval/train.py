@@ -55,6 +55,7 @@ class RunSpec:
     log_table: str
     init_checkpoint: str | None = None
     targets: str | None = None
+    target_tau: float | None = None  # temperature of the targets; None: model["tau"]
     loss_weights: dict = field(default_factory=lambda: {"sup": 1.0, "dist": 0.0})
 
     @property
@@ -130,7 +131,8 @@ def batch_loss(model, batch: dict, device: torch.device, precision: str, spec: R
         loss = loss + spec.loss_weights["sup"] * contrastive_loss(logits, clip_ids)
     if spec.loss_weights.get("dist", 0.0):
         caption_rows = distributed.gather(batch["caption_row"].to(device))
-        target = targets.block(clip_ids.cpu().numpy(), caption_rows.cpu().numpy()).to(device) / spec.model["tau"]
+        target_tau = spec.target_tau or spec.model["tau"]
+        target = targets.block(clip_ids.cpu().numpy(), caption_rows.cpu().numpy()).to(device) / target_tau
         loss = loss + spec.loss_weights["dist"] * distillation_loss(logits, target)
     return loss
 
