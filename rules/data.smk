@@ -11,6 +11,7 @@ if config["data"]["source"] == "demo":
         params:
             spec=config.get("demo"),
             code=library_code("data.demo", "data.clotho", "data.tables", "files"),
+        threads: 2
         log:
             log_file("generate_demo_dataset"),
         benchmark:

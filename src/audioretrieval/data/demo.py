@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -328,16 +329,18 @@ def generate_split(out_dir: Path, split: str, names: list[str], sound_ids: np.nd
             "mean_fraction_of_clips": float(truth.mean())}
 
 
-def generate_demo(out_dir: str | os.PathLike, spec: DemoSpec) -> list[dict]:
-    """Write the whole demo release (all splits) into `out_dir`; deterministic given spec.seed."""
+def generate_demo(out_dir: str | os.PathLike, spec: DemoSpec, workers: int = 1) -> list[dict]:
+    """Write the whole demo release (all splits) into `out_dir`; deterministic given spec.seed
+    (each split draws from its own generator, so splits can be written by parallel workers)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(spec.seed)
     counts = [int(spec.clips[s]) for s in SPLITS]
     names = _file_names(rng, sum(counts))
     sound_ids = rng.choice(np.arange(10_000, 800_000), size=sum(counts), replace=False)
-    stats, start = [], 0
-    for split, count in zip(SPLITS, counts):
-        stats.append(generate_split(out_dir, split, names[start : start + count], sound_ids[start : start + count], spec))
-        start += count
-    return stats
+    bounds = np.cumsum([0, *counts])
+    jobs = [(out_dir, split, names[a:b], sound_ids[a:b], spec) for split, a, b in zip(SPLITS, bounds[:-1], bounds[1:])]
+    if workers <= 1:
+        return [generate_split(*job) for job in jobs]
+    with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
+        return list(pool.map(generate_split, *zip(*jobs)))
