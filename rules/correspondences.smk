@@ -63,7 +63,7 @@ if uses_oracle():
         output:
             targets_file(ORACLE),
         params:
-            code=library_code("truth", "quality", "export", "ensemble", "files"),
+            code=library_code("truth", "quality", "export", "ensemble", "files", "data.dataset", "data.h5audio"),
         log:
             log_file("oracle_targets"),
         conda:

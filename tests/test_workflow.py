@@ -65,14 +65,20 @@ def test_the_whole_chain_runs_then_is_up_to_date_and_a_stage2_change_reruns_only
     quality = pd.read_csv(out / "correspondences" / "quality.csv")
     assert quality["model"].tolist() == ["seed1", "seed2", "ensemble all"]
     assert quality["roc_auc"].between(0, 1).all()
-    assert pd.read_csv(out / "stage2" / "distill" / "log.csv")["epoch"].tolist() == [1]
-    for model_dir in ("stage1/seed1", "stage1/seed2", "correspondences/all", "stage2/distill"):
+    for job in ("distill-seed523528930", "distill-control-seed523528930"):
+        assert pd.read_csv(out / "stage2" / job / "log.csv")["epoch"].tolist() == [1]
+    for model_dir in ("stage1/seed1", "stage1/seed2", "correspondences/all", "stage2/distill-seed523528930",
+                      "stage2/distill-control-seed523528930"):
         metrics = json.loads((out / model_dir / "evaluation" / "metrics.json").read_text())
         assert metrics["captions"] == 5 * 4 and metrics["clips"] == 4  # the evaluation split
         assert metrics["multi_positive_queries"] == 20  # the demo's truth covers every caption
     summary = pd.read_csv(out / "report" / "summary.csv")
-    assert summary["model"].tolist() == ["seed1", "seed2", "stage 1, mean of 2 seeds", "ensemble all", "distill"]
-    for figure in ("training_curves", "metrics", "correspondence_examples"):
+    assert summary["model"].tolist() == ["seed1", "seed2", "stage 1, mean of 2 seeds", "ensemble all",
+                                         "distill-seed523528930", "distill-control-seed523528930"]
+    comparisons = pd.read_csv(out / "report" / "comparisons.csv")
+    assert set(comparisons["comparison"]) == {"stage 2 - control", "stage 2 - its initial stage-1 model", "stage 2 - mean of stage 1"}
+    assert set(comparisons["metric"]) == {"ap@10", "multi_ap@10"} and (comparisons["queries"] == 20).all()
+    for figure in ("training_curves", "metrics", "correspondence_examples", "comparisons"):
         assert (out / "report" / f"{figure}.png").stat().st_size > 0 and (out / "report" / f"{figure}.svg").exists()
     run_snakemake("--configfile", configfile, "--report", tmp_path / "report.html", cwd=tmp_path)
     html = (tmp_path / "report.html").read_text()
@@ -81,9 +87,17 @@ def test_the_whole_chain_runs_then_is_up_to_date_and_a_stage2_change_reruns_only
     again = run_snakemake("--cores", 2, "--configfile", configfile, cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
 
-    tiny_demo_config["stage2"]["runs"][0]["seed"] = 7
+    # a setting of the stage-2 run that its control does not use reruns the run, not the control
+    tiny_demo_config["stage2"]["runs"][0]["target_tau"] = 0.1
     changed = run_snakemake("-n", "--cores", 2, "--configfile", write_config(tmp_path, tiny_demo_config), cwd=tmp_path)
-    assert planned_rules(changed) == {"train_stage2", "evaluate_model", "summary", "plots", "all"}
+    assert planned_rules(changed) == {"train_stage2", "evaluate_model", "target_mass", "summary", "comparisons", "plots", "all"}
+    assert "name=distill-seed523528930" in changed.stdout and "name=distill-control" not in changed.stdout
+    # a control asked for afterwards is trained and evaluated alone; its run is not retrained
+    tiny_demo_config["stage2"]["runs"][0].update(target_tau=None, seeds=[523528930, 11])
+    more = run_snakemake("-n", "--cores", 2, "--configfile", write_config(tmp_path, tiny_demo_config), cwd=tmp_path)
+    assert more.stdout.count("rule train_stage2:") == 2
+    assert "name=distill-seed11" in more.stdout and "name=distill-control-seed11" in more.stdout
+    assert "name=distill-seed523528930" not in more.stdout
 
 
 def test_the_paper_config_plans_the_clotho_download(tmp_path):
@@ -91,11 +105,13 @@ def test_the_paper_config_plans_the_clotho_download(tmp_path):
     assert result.stdout.count("rule download_clotho:") == 9
     assert result.stdout.count("rule train_stage1:") == 3
     assert result.stdout.count("rule export_embeddings:") == 3
-    assert result.stdout.count("rule ensemble_targets:") == 1 and result.stdout.count("rule train_stage2:") == 1
-    assert result.stdout.count("rule evaluate_model:") == 4 and result.stdout.count("rule evaluate_ensemble:") == 1
+    assert result.stdout.count("rule ensemble_targets:") == 1
+    assert result.stdout.count("rule train_stage2:") == 2  # the paper's stage 2 and its control
+    assert result.stdout.count("rule evaluate_model:") == 5 and result.stdout.count("rule evaluate_ensemble:") == 1
     assert result.stdout.count("rule download_relevance:") == 1  # the DCASE 2025 annotations
     assert result.stdout.count("rule summary:") == 1 and result.stdout.count("rule plots:") == 1
-    for demo_only in ("generate_demo_dataset", "build_tokenizer", "correspondence_quality"):
+    assert result.stdout.count("rule comparisons:") == 1
+    for demo_only in ("generate_demo_dataset", "build_tokenizer", "correspondence_quality", "target_mass", "oracle_targets"):
         assert demo_only not in result.stdout
 
 

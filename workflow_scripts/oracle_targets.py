@@ -1,8 +1,11 @@
 import pandas as pd
 
+from audioretrieval.data.dataset import read_caption_table
+from audioretrieval.data.h5audio import AudioH5
 from audioretrieval.truth import write_oracle_targets
 from audioretrieval.workflow import logged_to
 
 with logged_to(snakemake.log[0]):
-    write_oracle_targets(snakemake.input.audio, snakemake.input.captions, pd.read_parquet(snakemake.input.truth),
-                         snakemake.output[0])
+    file_names = AudioH5(snakemake.input.audio).file_names
+    captions = read_caption_table(snakemake.input.captions, len(file_names), snakemake.input.audio)
+    write_oracle_targets(file_names, captions, pd.read_parquet(snakemake.input.truth), snakemake.output[0])

@@ -10,22 +10,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data.dataset import read_caption_table
-from .data.h5audio import AudioH5
 from .ensemble import EnsembleTargets
 from .export import identities_of, read_identities, write_identities
 from .files import written_atomically
 from .quality import truth_matrix
 
 
-def write_oracle_targets(audio_h5: str | os.PathLike, captions: str | os.PathLike, correspondences: pd.DataFrame,
+def write_oracle_targets(file_names: list[str], captions: pd.DataFrame, correspondences: pd.DataFrame,
                          out_h5: str | os.PathLike) -> None:
     """A targets file (ensemble.py's format) for the training split whose block S[clips, captions] is
     1 where the caption truly describes the clip and 0 elsewhere: audio rows are one-hot, text rows
     the truth. Under softmax(S / tau) with a small tau, a caption's target is uniform over the clips
-    it describes."""
-    file_names = AudioH5(audio_h5).file_names
-    identities = identities_of(file_names, read_caption_table(captions, len(file_names), audio_h5))
+    it describes. file_names and captions are the training split's clips and caption table."""
+    identities = identities_of(file_names, captions)
     truth = truth_matrix(identities, correspondences)
     with written_atomically(out_h5) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("audio", data=np.eye(truth.shape[1], dtype=np.float32))
