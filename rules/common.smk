@@ -1,18 +1,28 @@
 # Paths, wildcards and helpers shared by every rule file.
-import hashlib
 import os
 import re
+import sys
 from pathlib import Path
+
+SRC = str(Path(workflow.basedir) / "src")
+# The rules' scripts import the library of this checkout (also inside a conda environment, which
+# then needs only the dependencies): src/ goes first on the path of this process and of every job.
+sys.path.insert(0, SRC)
 
 from audioretrieval.config import ORACLE, check_config, stage2_jobs
 from audioretrieval.data import clotho
+from audioretrieval.provenance import code_digest
+from audioretrieval.workflow import prepend_to_pythonpath
+
+prepend_to_pythonpath(SRC)
 
 check_config(config)
 
 OUT = config["out_dir"]
 RAW = config["data"]["raw_dir"]
 SPLITS = list(clotho.SPLITS)
-LIBRARY = Path(workflow.basedir) / "src" / "audioretrieval"
+LIBRARY = Path(SRC) / "audioretrieval"
+SCRIPTS = Path(workflow.basedir) / "workflow_scripts"
 CONDA_ENV = "../envs/pipeline.yaml"
 
 
@@ -38,16 +48,11 @@ def benchmark_file(rule_name, *parts):
     return os.path.join(OUT, "benchmarks", rule_name, *parts) + ".tsv"
 
 
-def library_code(*modules):
-    """A digest of library modules a rule runs, passed as a param so that editing them reruns the rule.
-
-    Snakemake tracks only the script file of a script rule; content (not modification time)
-    decides, so touching a module reruns nothing.
-    """
-    digest = hashlib.sha256()
-    for module in modules:
-        digest.update((LIBRARY.joinpath(*module.split(".")).with_suffix(".py")).read_bytes())
-    return digest.hexdigest()[:16]
+def code_of(script):
+    """A digest of a rule's script (workflow_scripts/<script>.py) and of every library module it
+    imports, passed as a param: editing any of them reruns the rule. Content decides, not
+    modification times (the profile switches Snakemake's mtime-based code trigger off)."""
+    return code_digest(SCRIPTS / f"{script}.py", LIBRARY)
 
 
 def data_outputs():
@@ -79,8 +84,12 @@ def stage1_outputs():
 
 
 def gpu_resources(gpus):
-    """Resources of a job on `gpus` GPUs (none on a CPU-only configuration)."""
-    return {"gpu": gpus} if gpus else {}
+    """Resources of a job on `gpus` GPUs (none on a CPU-only configuration); on SLURM they become
+    --gpus=<n> or, with stage1.gpu_model, --gpus=<model>:<n>."""
+    if not gpus:
+        return {}
+    model = config["stage1"]["gpu_model"]
+    return {"gpu": gpus, **({"gpu_model": model} if model else {})}
 
 
 def embeddings_of(seed):
@@ -226,7 +235,7 @@ def comparison_groups():
     groups = {"stage 1 mean": stage1_runs()}
     for job in STAGE2_JOBS:
         groups.setdefault(job["family"], []).append(job["name"])
-        groups.setdefault(f"seed{job['init']}", [f"seed{job['init']}"])
+        groups.setdefault(f"stage 1 seed{job['init']}", [f"seed{job['init']}"])
     first = {}
     for job in STAGE2_JOBS:
         first.setdefault(job["family"], job)
@@ -238,7 +247,7 @@ def comparison_groups():
         control = f"{family}-control" if f"{family}-control" in groups else controls.get(job["init"])
         if control:
             pairs.append(("stage 2 - control", family, control))
-        pairs.append(("stage 2 - its initial stage-1 model", family, f"seed{job['init']}"))
+        pairs.append(("stage 2 - its initial stage-1 model", family, f"stage 1 seed{job['init']}"))
         pairs.append(("stage 2 - mean of stage 1", family, "stage 1 mean"))
         oracles = [f for f, j in first.items() if j["ensemble"] == ORACLE and j["dist_weight"] and j["init"] == job["init"]]
         if control and oracles and job["ensemble"] != ORACLE:

@@ -16,9 +16,7 @@ rule export_embeddings:
         top_k=config["correspondences"]["top_k"],
         batch_size=config["train"]["eval_batch_size"],
         gpus=min(1, config["stage1"]["gpus"]),
-        code=library_code(
-            "export", "embed", "checkpoint", "files", "model.audio", "model.text", "model.dual_encoder", "data.dataset"
-        ),
+        code=code_of("export_embeddings"),
     threads: 2
     resources:
         mem_mb=8000,
@@ -40,7 +38,7 @@ rule ensemble_targets:
     output:
         targets_file("{ensemble}"),
     params:
-        code=library_code("ensemble", "export", "files"),
+        code=code_of("ensemble_targets"),
     resources:
         mem_mb=4000,
     log:
@@ -63,7 +61,7 @@ if uses_oracle():
         output:
             targets_file(ORACLE),
         params:
-            code=library_code("truth", "quality", "export", "ensemble", "files", "data.dataset", "data.h5audio"),
+            code=code_of("oracle_targets"),
         log:
             log_file("oracle_targets"),
         conda:
@@ -72,42 +70,43 @@ if uses_oracle():
             "../workflow_scripts/oracle_targets.py"
 
 
-rule target_mass:
-    input:
-        targets=[targets_file(row["ensemble"]) for row in target_mass_rows()],
-        truth=raw_file("demo_correspondences_development.parquet"),
-    output:
-        table=f"{OUT}/correspondences/target_mass.csv",
-        markdown=f"{OUT}/correspondences/target_mass.md",
-    params:
-        rows=target_mass_rows(),
-        batch_size=stage2_train_settings()["batch_size"],
-        code=library_code("truth", "quality", "export", "ensemble", "files"),
-    log:
-        log_file("target_mass"),
-    conda:
-        CONDA_ENV
-    script:
-        "../workflow_scripts/target_mass.py"
+if config["data"]["source"] == "demo":
 
+    rule target_mass:
+        input:
+            targets=[targets_file(row["ensemble"]) for row in target_mass_rows()],
+            truth=raw_file("demo_correspondences_development.parquet"),
+        output:
+            table=f"{OUT}/correspondences/target_mass.csv",
+            markdown=f"{OUT}/correspondences/target_mass.md",
+        params:
+            rows=target_mass_rows(),
+            batch_size=stage2_train_settings()["batch_size"],
+            code=code_of("target_mass"),
+        log:
+            log_file("target_mass"),
+        conda:
+            CONDA_ENV
+        script:
+            "../workflow_scripts/target_mass.py"
 
-rule correspondence_quality:
-    input:
-        members=[embeddings_of(seed) for seed in config["stage1"]["seeds"]],
-        ensembles=[targets_file(name) for name in config["correspondences"]["ensembles"]],
-        truth=raw_file("demo_correspondences_development.parquet"),
-    output:
-        table=f"{OUT}/correspondences/quality.csv",
-        markdown=f"{OUT}/correspondences/quality.md",
-    params:
-        members=[f"seed{seed}" for seed in config["stage1"]["seeds"]],
-        ensembles=list(config["correspondences"]["ensembles"]),
-        code=library_code("quality", "export"),
-    log:
-        log_file("correspondence_quality"),
-    benchmark:
-        benchmark_file("correspondence_quality")
-    conda:
-        CONDA_ENV
-    script:
-        "../workflow_scripts/correspondence_quality.py"
+    rule correspondence_quality:
+        input:
+            members=[embeddings_of(seed) for seed in config["stage1"]["seeds"]],
+            ensembles=[targets_file(name) for name in config["correspondences"]["ensembles"]],
+            truth=raw_file("demo_correspondences_development.parquet"),
+        output:
+            table=f"{OUT}/correspondences/quality.csv",
+            markdown=f"{OUT}/correspondences/quality.md",
+        params:
+            members=[f"seed{seed}" for seed in config["stage1"]["seeds"]],
+            ensembles=list(config["correspondences"]["ensembles"]),
+            code=code_of("correspondence_quality"),
+        log:
+            log_file("correspondence_quality"),
+        benchmark:
+            benchmark_file("correspondence_quality")
+        conda:
+            CONDA_ENV
+        script:
+            "../workflow_scripts/correspondence_quality.py"

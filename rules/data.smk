@@ -1,6 +1,5 @@
 # The data stage: release files (generated for the demo, or downloaded) -> 32 kHz HDF5 + caption tables.
 
-DECODE_CODE = library_code("data.archive", "data.audio_io", "data.h5audio", "data.decode", "data.tables", "files")
 
 if config["data"]["source"] == "demo":
 
@@ -10,7 +9,7 @@ if config["data"]["source"] == "demo":
             [raw_file(f"demo_{table}_{split}.parquet") for split in SPLITS for table in ("clips", "captions", "correspondences")],
         params:
             spec=config.get("demo"),
-            code=library_code("data.demo", "data.clotho", "data.tables", "files"),
+            code=code_of("generate_demo_dataset"),
         threads: 2
         log:
             log_file("generate_demo_dataset"),
@@ -32,7 +31,7 @@ else:
             release_file="|".join(re.escape(name) for name in clotho.MD5),
         params:
             download=config.get("download"),
-            code=library_code("data.download"),
+            code=code_of("download_clotho"),
         log:
             log_file("download_clotho", "{release_file}"),
         benchmark:
@@ -55,7 +54,7 @@ rule decode_audio:
         sample_rate=config["data"]["sample_rate"],
         sample_format=config["data"]["sample_format"],
         on_bad_clip=config["data"]["on_bad_clip"],
-        code=DECODE_CODE,
+        code=code_of("decode_audio"),
     threads: config["data"]["decode_threads"]
     log:
         log_file("decode_audio", "{split}"),
@@ -78,7 +77,7 @@ rule caption_table:
     output:
         data_file("{split}", "captions.parquet"),
     params:
-        code=library_code("data.captions", "data.h5audio", "data.tables", "files"),
+        code=code_of("caption_table"),
     log:
         log_file("caption_table", "{split}"),
     benchmark:

@@ -1,8 +1,6 @@
 # Evaluation: every model (and every ensemble, used directly) embeds the evaluation split once and
 # is scored from those embeddings; multi-positive mAP where a correspondence table exists.
 
-EVALUATE_CODE = library_code("evaluate", "metrics", "relevance", "export", "files", "data.tables")
-
 
 if config["data"]["source"] != "demo" and config["evaluation"]["relevance_url"]:
 
@@ -13,7 +11,7 @@ if config["data"]["source"] != "demo" and config["evaluation"]["relevance_url"]:
             url=config["evaluation"]["relevance_url"],
             md5=config["evaluation"]["relevance_md5"],
             download=config["download"],
-            code=library_code("data.download"),
+            code=code_of("download_relevance"),
         log:
             log_file("download_relevance"),
         benchmark:
@@ -40,7 +38,7 @@ rule evaluate_model:
     params:
         batch_size=config["train"]["eval_batch_size"],
         gpus=min(1, config["stage1"]["gpus"]),
-        code=EVALUATE_CODE + library_code("embed", "checkpoint", "model.audio", "model.text", "model.dual_encoder", "data.dataset"),
+        code=code_of("evaluate_model"),
     threads: 2
     resources:
         mem_mb=8000,
@@ -65,7 +63,7 @@ rule evaluate_ensemble:
         metrics=evaluation_file(ensemble_dir("{ensemble}"), "metrics.json"),
         ranks=evaluation_file(ensemble_dir("{ensemble}"), "ranks.parquet"),
     params:
-        code=EVALUATE_CODE + library_code("ensemble"),
+        code=code_of("evaluate_ensemble"),
     resources:
         mem_mb=4000,
     log:

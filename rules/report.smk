@@ -4,11 +4,8 @@
 rule summary:
     input:
         **{f"{group}_metrics": list(paths.values()) for group, paths in model_metrics().items()},
-        quality=(
-            [f"{OUT}/correspondences/quality.csv", f"{OUT}/correspondences/target_mass.csv"]
-            if config["data"]["source"] == "demo"
-            else []
-        ),
+        quality=[f"{OUT}/correspondences/quality.csv"] if config["data"]["source"] == "demo" else [],
+        target_mass=[f"{OUT}/correspondences/target_mass.csv"] if config["data"]["source"] == "demo" else [],
     output:
         table=report(report_file("summary.csv"), caption="../report/summary.rst", category="1. Results"),
         markdown=report_file("summary.md"),
@@ -16,7 +13,7 @@ rule summary:
         names={group: list(paths) for group, paths in model_metrics().items()},
         stage2_jobs=STAGE2_JOBS,
         reference=config["report"]["reference"],
-        code=library_code("summary", "data.tables", "files"),
+        code=code_of("summary"),
     log:
         log_file("summary"),
     conda:
@@ -37,7 +34,7 @@ rule comparisons:
         pairs=comparison_groups()[1],
         shares=comparison_groups()[2],
         resamples=config["report"]["bootstrap_resamples"],
-        code=library_code("compare", "data.tables", "files"),
+        code=code_of("comparisons"),
     log:
         log_file("comparisons"),
     conda:
@@ -65,7 +62,7 @@ rule plots:
         names=list(training_logs()),
         example_queries=config["report"]["example_queries"],
         example_top_k=config["report"]["example_top_k"],
-        code=library_code("plots", "evaluate", "export", "quality", "summary", "compare"),
+        code=code_of("plots"),
     log:
         log_file("plots"),
     conda:

@@ -1,12 +1,6 @@
 # Stage 1: one contrastive training run per seed, each its own job and directory.
 
 
-TRAIN_CODE = library_code(
-    "train", "losses", "schedule", "metrics", "embed", "checkpoint", "distributed", "model.audio", "model.text",
-    "model.dual_encoder", "data.dataset", "data.h5audio", "data.tables", "files",
-)
-
-
 rule build_tokenizer:
     input:
         captions=data_file("development", "captions.parquet"),
@@ -14,7 +8,7 @@ rule build_tokenizer:
         directory(f"{OUT}/tokenizer"),
     params:
         vocab_size=config["model"]["text"]["tokenizer_vocab_size"],
-        code=library_code("tokenizer", "model.text"),
+        code=code_of("build_tokenizer"),
     log:
         log_file("build_tokenizer"),
     benchmark:
@@ -43,7 +37,7 @@ rule train_stage1:
         model=config["model"],
         train=config["train"],
         gpus=config["stage1"]["gpus"],
-        code=TRAIN_CODE,
+        code=code_of("train_stage1"),
     threads: config["train"]["num_workers"] + 1
     resources:
         mem_mb=16000,

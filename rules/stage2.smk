@@ -19,7 +19,7 @@ rule train_stage2:
         model=config["model"],
         train=stage2_train_settings(),
         gpus=config["stage1"]["gpus"],
-        code=TRAIN_CODE + library_code("ensemble"),
+        code=code_of("train_stage2"),
     threads: config["train"]["num_workers"] + 1
     resources:
         mem_mb=16000,

@@ -32,9 +32,9 @@ def make_archive(path: Path, members: dict) -> Path:
     return path
 
 
-def run_snakemake(*args, cwd=REPO, check=True):
-    """The real Snakemake CLI on this repository's Snakefile."""
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *map(str, args)]
+def run_snakemake(*args, cwd=REPO, check=True, snakefile=REPO / "Snakefile"):
+    """The real Snakemake CLI on this repository's Snakefile (or another copy of the workflow)."""
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), *map(str, args)]
     result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")

@@ -1,6 +1,13 @@
 """The workflow through the real Snakemake CLI."""
 
 import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pandas as pd
 import pytest
@@ -47,7 +54,7 @@ def planned_rules(result) -> set[str]:
     return {line.split()[-1].rstrip(":") for line in text.splitlines() if line.strip().startswith(("rule ", "localrule "))}
 
 
-def test_the_whole_chain_runs_then_is_up_to_date_and_a_stage2_change_reruns_only_stage2(tmp_path, tiny_demo_config):
+def test_the_whole_chain_runs_then_reruns_exactly_what_went_stale(tmp_path, tiny_demo_config):
     configfile = write_config(tmp_path, tiny_demo_config)
     out = tmp_path / "results"
     first = run_snakemake("--cores", 2, "--configfile", configfile, cwd=tmp_path)
@@ -86,6 +93,34 @@ def test_the_whole_chain_runs_then_is_up_to_date_and_a_stage2_change_reruns_only
 
     again = run_snakemake("--cores", 2, "--configfile", configfile, cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
+    # touching every output (and the library) without changing content reruns nothing
+    for path in [*out.rglob("*"), *(REPO / "src").rglob("*.py")]:
+        if path.is_file():
+            os.utime(path)
+    touched = run_snakemake("-n", "--cores", 2, "--configfile", configfile, cwd=tmp_path)
+    assert "Nothing to be done" in touched.stdout + touched.stderr, touched.stdout
+
+    # another stage-1 seed list reruns the new seed and what depends on it, not the unchanged seed
+    reseeded = {**tiny_demo_config, "stage1": {**tiny_demo_config["stage1"], "seeds": [1, 3]},
+                "correspondences": {**tiny_demo_config["correspondences"], "ensembles": {"all": [1, 3]}}}
+    result = run_snakemake("-n", "--cores", 2, "--configfile", write_config(tmp_path, reseeded), cwd=tmp_path)
+    assert "run=seed3" in result.stdout and "run=seed1" not in result.stdout
+    assert result.stdout.count("rule train_stage1:") == 1 and result.stdout.count("rule train_stage2:") == 1
+    assert "name=distill-seed523528930" in result.stdout  # new targets; its control reads none
+    configfile = write_config(tmp_path, tiny_demo_config)
+
+    # editing library code a stage runs (the loss) reruns that stage and what depends on it
+    copy = tmp_path / "workflow"
+    for name in ("Snakefile", "rules", "workflow_scripts", "src", "config", "report", "profiles"):
+        (shutil.copytree if (REPO / name).is_dir() else shutil.copy2)(REPO / name, copy / name)
+    moved = run_snakemake("-n", "--cores", 2, "--configfile", configfile, cwd=tmp_path, snakefile=copy / "Snakefile")
+    assert "Nothing to be done" in moved.stdout + moved.stderr  # the same code elsewhere is the same code
+    with open(copy / "src" / "audioretrieval" / "losses.py", "a") as f:
+        f.write("\n# an edit\n")
+    edited = run_snakemake("-n", "--cores", 2, "--configfile", configfile, cwd=tmp_path, snakefile=copy / "Snakefile")
+    rerun = planned_rules(edited)
+    assert {"train_stage1", "train_stage2", "export_embeddings", "evaluate_model", "summary"} <= rerun
+    assert not rerun & {"generate_demo_dataset", "decode_audio", "caption_table", "build_tokenizer"}
 
     # a setting of the stage-2 run that its control does not use reruns the run, not the control
     tiny_demo_config["stage2"]["runs"][0]["target_tau"] = 0.1
@@ -154,3 +189,29 @@ def test_lint_finds_nothing_in_either_configuration(tmp_path):
     for configfile in ("demo.yaml", "config.yaml"):
         result = run_snakemake("--lint", "--configfile", REPO / "config" / configfile, cwd=REPO, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_killed_run_recovers_with_the_same_command_and_training_resumes(tmp_path, tiny_demo_config):
+    tiny_demo_config["stage1"]["seeds"] = [1]
+    tiny_demo_config["correspondences"]["ensembles"] = {"all": [1]}
+    tiny_demo_config["train"].update(epochs=12, rampdown_stop=12)
+    configfile = write_config(tmp_path, tiny_demo_config)
+    run = tmp_path / "results" / "stage1" / "seed1"
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), str(run / "log.csv"),
+               "--cores", "2", "--configfile", configfile]
+    first = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    train_log = tmp_path / "results" / "logs" / "train_stage1" / "seed1.log"
+    deadline = time.time() + 300
+    while not (train_log.exists() and "epoch 3:" in train_log.read_text(errors="replace")):
+        assert time.time() < deadline and first.poll() is None, "training did not reach epoch 3"
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)  # Snakemake and its job, at once
+    first.wait()
+    assert not (run / "log.csv").exists()
+
+    run_snakemake(run / "log.csv", "--cores", 2, "--configfile", configfile, cwd=tmp_path)
+    resumed = re.search(r"resuming \S+ after epoch (\d+)", train_log.read_text())
+    assert resumed and int(resumed.group(1)) >= 2  # 0-based: epoch 3 or later was saved
+    assert pd.read_csv(run / "log.csv")["epoch"].tolist() == list(range(1, 13))
+    assert torch.load(run / "best.pt", weights_only=True)["seed"] == 1 and (run / "last.pt").exists()

@@ -18,8 +18,9 @@ with logged_to(snakemake.log[0]) as log:
     write_table_atomically(table, snakemake.output.table)
     text = comparisons_markdown(table, snakemake.params.resamples)
     for estimated, control, oracle in snakemake.params.shares:
-        share = realised_share(per_query, groups, estimated, control, oracle, metrics[0])
+        shares = ", ".join(f"{realised_share(per_query, groups, estimated, control, oracle, m):.2f} in mean {m}"
+                           for m in metrics)
         text += (f"\nShare of the possible gain over the control that {estimated}'s estimated targets realise, "
-                 f"({estimated} - {control}) / ({oracle} - {control}) in mean {metrics[0]}: {share:.2f}\n")
+                 f"({estimated} - {control}) / ({oracle} - {control}): {shares}\n")
     write_text_atomically(text, snakemake.output.markdown)
     log.info("\n%s", text)

@@ -18,7 +18,7 @@ with logged_to(snakemake.log[0]) as log:
         quality = pd.read_csv(snakemake.input.quality[0])
         text += ("\n## Estimated correspondences of the training split against the demo's truth\n\n"
                  + quality.to_markdown(index=False, floatfmt=".4f") + "\n")
-        mass = pd.read_csv(snakemake.input.quality[1])
+        mass = pd.read_csv(snakemake.input.target_mass[0])
         text += ("\n## Where the targets' mass goes in a training batch (share of each caption's target)\n\n"
                  + mass.to_markdown(index=False, floatfmt=".3f") + "\n")
     write_text_atomically(text, snakemake.output.markdown)

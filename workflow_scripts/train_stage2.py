@@ -1,4 +1,5 @@
-from audioretrieval.workflow import logged_to, run_training, training_spec
+from audioretrieval.launch import run_training, training_spec
+from audioretrieval.workflow import logged_to
 
 with logged_to(snakemake.log[0]):
     run = snakemake.params.run

@@ -13,6 +13,8 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 10_000, seed
                      confidence: float = 0.95, chunk: int = 500) -> dict:
     """Mean of a - b over queries and the percentile interval of that mean over `resamples`
     resamplings of the queries (the same queries for both models: paired)."""
+    if np.shape(a) != np.shape(b):
+        raise ValueError(f"expected per-query scores of the same queries, got shapes {np.shape(a)} and {np.shape(b)}")
     diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     if diff.ndim != 1 or len(diff) == 0:
         raise ValueError(f"expected two equally long, non-empty per-query score vectors, got shapes {np.shape(a)}, {np.shape(b)}")
@@ -76,9 +78,10 @@ def group_mean(per_query: dict[str, pd.DataFrame], members: list[str], metric: s
 def realised_share(per_query: dict[str, pd.DataFrame], groups: dict[str, list[str]], estimated: str, control: str,
                    oracle: str, metric: str) -> float:
     """(estimated - control) / (oracle - control) of the groups' mean scores: the share of the gain that
-    ground-truth targets give over the control which estimated targets realise."""
+    ground-truth targets give over the control which estimated targets realise (NaN if there is none)."""
     means = {g: group_mean(per_query, groups[g], metric) for g in (estimated, control, oracle)}
-    return (means[estimated] - means[control]) / (means[oracle] - means[control])
+    possible = means[oracle] - means[control]
+    return (means[estimated] - means[control]) / possible if possible else float("nan")
 
 
 def comparisons_markdown(table: pd.DataFrame, resamples: int) -> str:

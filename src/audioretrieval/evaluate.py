@@ -39,6 +39,8 @@ def read_similarity(path: str | os.PathLike) -> torch.Tensor:
 
 def score(similarity: torch.Tensor, identities: dict, relevance: pd.DataFrame | None = None, source: str = "correspondence table") -> tuple[dict, pd.DataFrame]:
     """Metrics and the per-caption table of one similarity matrix."""
+    if not bool(torch.isfinite(similarity).all()):
+        raise ValueError("the similarities are not all finite (NaN or inf embeddings); cannot rank")
     clip_of_caption = torch.as_tensor(identities["clip_of_caption"])
     captions = identities["caption"]
     ranks = own_clip_ranks(similarity, clip_of_caption)

@@ -52,7 +52,7 @@ def metric_bars(summary: pd.DataFrame):
         errors = [row.get(f"{label} sd", np.nan) for label in labels]
         ax.bar(x + (i - (len(rows) - 1) / 2) * width, [row[label] for label in labels], width,
                yerr=None if np.all(pd.isna(errors)) else errors, capsize=3, label=row["model"],
-               hatch="//" if row["kind"] == "stage 2" else None)
+               hatch="//" if row["kind"].startswith(("stage 2", "control")) else None)
     ax.set_xticks(x, labels)
     ax.set(ylabel="%", title="Text-to-audio retrieval on the evaluation split")
     ax.legend(fontsize="small", ncol=2)

@@ -7,8 +7,9 @@ The canonical form is long: one row per (query, relevant_file_name). It is read 
   `audio_file_name`) or a list of names per row (`file_names`, `audio_file_names`, `audio_files`:
   a Python/JSON list, or names separated by ';'). A cell that is a list literal is read as a list
   in any column; file names themselves may contain ';' (HTML entities such as `&#39;` do).
-Queries are matched to a split's captions by their exact text; a caption's own clip always counts
-as relevant.
+Queries are matched to a split's captions by their exact text (captions with the same text share
+their relevant clips); every caption the table mentions also counts its own clip as relevant, and
+captions it does not mention are left out of the multi-positive metrics.
 """
 
 from __future__ import annotations

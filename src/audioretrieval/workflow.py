@@ -1,4 +1,4 @@
-"""Glue for the scripts in workflow_scripts/: logging to the rule's log file, starting training runs."""
+"""Glue for the scripts in workflow_scripts/: logging to the rule's log file."""
 
 from __future__ import annotations
 
@@ -29,39 +29,6 @@ def logged_to(path: str | os.PathLike) -> Iterator[logging.Logger]:
             root.removeHandler(handler)
 
 
-def run_training(spec, gpus: int, threads: int) -> None:
-    """One training run: in this process (CPU or one GPU), or one torchrun process per GPU."""
-    import json
-    import subprocess
-    from dataclasses import asdict
-
-    import torch
-
-    from .train import train
-
-    torch.set_num_threads(max(1, threads))
-    if gpus <= 1:
-        train(spec)
-        return
-    spec_file = spec.run_dir / "resume" / "spec.json"
-    spec_file.parent.mkdir(parents=True, exist_ok=True)
-    spec_file.write_text(json.dumps(asdict(spec), indent=1))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-               "-m", "audioretrieval.train", str(spec_file)]
-    subprocess.run(command, check=True, stdout=sys.stdout, stderr=sys.stderr)
-
-
-def training_spec(job, seed: int, **extra):
-    """The RunSpec of a training rule's job (its data inputs, outputs and model/train params);
-    a tokenizer built by the pipeline replaces the configured one."""
-    from .train import RunSpec
-
-    model = dict(job.params.model)
-    if job.input.tokenizer:
-        model["text"] = {**model["text"], "tokenizer": job.input.tokenizer[0]}
-    return RunSpec(
-        seed=seed, model=model, train=dict(job.params.train),
-        train_audio=job.input.train_audio, train_captions=job.input.train_captions,
-        val_audio=job.input.val_audio, val_captions=job.input.val_captions,
-        best=job.output.best, last=job.output.last, log_table=job.output.log_table, **extra,
-    )
+def prepend_to_pythonpath(path: str | os.PathLike) -> None:
+    """Make `path` the first place this process's child processes (the rules' jobs) import from."""
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(path), *filter(None, [os.environ.get("PYTHONPATH")])])

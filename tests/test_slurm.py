@@ -1,0 +1,54 @@
+"""The pipeline through a real SLURM: every job submitted with sbatch via profiles/slurm."""
+
+import contextlib
+import json
+
+import pytest
+import yaml
+
+from conftest import REPO, run_snakemake
+from slurm_cluster import Unavailable, single_node_slurm
+
+pytestmark = [pytest.mark.slurm, pytest.mark.snakemake]
+
+# Settings for this single-node test cluster only, overlaid on the profile users run: status from
+# squeue (no accounting database here), quick first status check, no account to guess.
+TEST_CLUSTER = ["--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
+                "--slurm-no-account", "--default-resources", "slurm_partition=cpu", "mem_mb=2000", "runtime=30"]
+
+
+@pytest.fixture
+def slurm(tmp_path):
+    with contextlib.ExitStack() as stack:
+        try:
+            work = stack.enter_context(single_node_slurm(tmp_path / "slurm"))
+        except Unavailable as exc:
+            pytest.skip(f"no SLURM here: {exc}")
+        yield work
+
+
+def completed_jobs(work):
+    """name -> fields of each job the cluster ran, from its job-completion log."""
+    jobs = []
+    for line in (work / "jobcomp.txt").read_text().splitlines():
+        fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
+        jobs.append(fields)
+    return jobs
+
+
+def test_training_and_evaluation_run_as_slurm_jobs_with_their_gpu_requests(tmp_path, tiny_demo_config, slurm):
+    tiny_demo_config["stage1"].update(seeds=[1], gpus=1)  # the GPU request path (the node's GPU is fake)
+    tiny_demo_config["correspondences"]["ensembles"] = {"all": [1]}
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(tiny_demo_config))
+    target = tmp_path / "results" / "stage1" / "seed1" / "evaluation" / "metrics.json"
+    run_snakemake(target, "--profile", REPO / "profiles" / "slurm", *TEST_CLUSTER, "--configfile", configfile, cwd=tmp_path)
+    assert json.loads(target.read_text())["captions"] == 20
+    jobs = completed_jobs(slurm)
+    assert jobs and all(job["JobState"] == "COMPLETED" for job in jobs), jobs
+    gpu_jobs = [job for job in jobs if job["Partition"] == "gpu"]
+    # train_stage1 and evaluate_model, sent to the gpu partition by the profile, each with one GPU
+    assert len(gpu_jobs) == 2 and all("gres/gpu=1" in job.get("Tres", "") for job in gpu_jobs), gpu_jobs
+    assert not any("gpu" in job.get("Tres", "") for job in jobs if job["Partition"] != "gpu")
+    # generate, decode x3, caption tables x3, tokenizer on CPUs
+    assert len(jobs) - len(gpu_jobs) == 8
