@@ -37,6 +37,8 @@ rule ensemble_targets:
         ensemble_members,
     output:
         targets_file("{ensemble}"),
+    wildcard_constraints:
+        ensemble="|".join(re.escape(name) for name in config["correspondences"]["ensembles"]),
     params:
         code=code_of("ensemble_targets"),
     resources:
