@@ -70,6 +70,8 @@ def test_realised_share_of_the_oracle_gain():
     tables = {"control": per_query(np.full(10, 0.2)), "est": per_query(np.full(10, 0.25)), "oracle": per_query(np.full(10, 0.3))}
     groups = {name: [name] for name in tables}
     assert realised_share(tables, groups, "est", "control", "oracle", "ap@10") == pytest.approx(0.5)
+    worse = dict(tables, oracle=per_query(np.full(10, 0.1)))
+    assert np.isnan(realised_share(worse, groups, "est", "control", "oracle", "ap@10"))
 
 
 def demo_config():

@@ -19,7 +19,7 @@ with logged_to(snakemake.log[0]) as log:
     text = comparisons_markdown(table, snakemake.params.resamples)
     for estimated, control, oracle in snakemake.params.shares:
         shares = ", ".join(f"{realised_share(per_query, groups, estimated, control, oracle, m):.2f} in mean {m}"
-                           for m in metrics)
+                           for m in metrics) + " (nan: the oracle does not beat the control)"
         text += (f"\nShare of the possible gain over the control that {estimated}'s estimated targets realise, "
                  f"({estimated} - {control}) / ({oracle} - {control}): {shares}\n")
     write_text_atomically(text, snakemake.output.markdown)

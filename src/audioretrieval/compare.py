@@ -78,10 +78,11 @@ def group_mean(per_query: dict[str, pd.DataFrame], members: list[str], metric: s
 def realised_share(per_query: dict[str, pd.DataFrame], groups: dict[str, list[str]], estimated: str, control: str,
                    oracle: str, metric: str) -> float:
     """(estimated - control) / (oracle - control) of the groups' mean scores: the share of the gain that
-    ground-truth targets give over the control which estimated targets realise (NaN if there is none)."""
+    ground-truth targets give over the control which estimated targets realise; NaN when the oracle
+    does not beat the control (there is no gain to share)."""
     means = {g: group_mean(per_query, groups[g], metric) for g in (estimated, control, oracle)}
     possible = means[oracle] - means[control]
-    return (means[estimated] - means[control]) / possible if possible else float("nan")
+    return (means[estimated] - means[control]) / possible if possible > 0 else float("nan")
 
 
 def comparisons_markdown(table: pd.DataFrame, resamples: int) -> str:
