@@ -5,7 +5,7 @@ rule build_tokenizer:
     input:
         captions=data_file("development", "captions.parquet"),
     output:
-        directory(f"{OUT}/tokenizer"),
+        TOKENIZER_FILES,
     params:
         vocab_size=config["model"]["text"]["tokenizer_vocab_size"],
         code=code_of("build_tokenizer"),

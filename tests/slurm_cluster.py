@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -54,6 +53,7 @@ SlurmdPidFile={work}/slurmd.pid
 SlurmctldLogFile={work}/slurmctld.log
 SlurmdLogFile={work}/slurmd.log
 ReturnToService=2
+MinJobAge=3600
 SchedulerParameters=defer_batch
 NodeName={host} CPUs={cpus} RealMemory=20000 Gres=gpu:1 State=UNKNOWN
 PartitionName=cpu Nodes={host} Default=YES MaxTime=INFINITE State=UP
@@ -61,15 +61,16 @@ PartitionName=gpu Nodes={host} MaxTime=INFINITE State=UP
 """
 
 
-def _start_munge() -> None:
+def _start_munge() -> bool:
+    """Start munged unless it runs; True if this call started it."""
     if subprocess.run(["munge", "-n"], capture_output=True).returncode == 0:
-        return  # already running
+        return False
     Path("/run/munge").mkdir(parents=True, exist_ok=True)
     shutil.chown("/run/munge", "munge", "munge")
     subprocess.run(["runuser", "-u", "munge", "--", "munged", "--force"], check=True)
     for _ in range(50):
         if subprocess.run(["munge", "-n"], capture_output=True).returncode == 0:
-            return
+            return True
         time.sleep(0.1)
     raise Unavailable("munged did not start")
 
@@ -82,11 +83,6 @@ def _wait_idle(host: str, timeout: float = 60) -> None:
             return
         time.sleep(0.5)
     raise Unavailable(f"the node did not become idle: sinfo says {state!r}")
-
-
-def _kill(pid_file: Path) -> None:
-    with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
-        os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
 
 
 @contextlib.contextmanager
@@ -104,15 +100,25 @@ def single_node_slurm(work: Path):
     ETC.mkdir(parents=True, exist_ok=True)
     conf.symlink_to(work / "slurm.conf")  # the job steps need it there, SLURM_CONF is not enough
     gres.symlink_to(work / "gres.conf")
+    started_munge = False
     try:
-        _start_munge()
+        started_munge = _start_munge()
         subprocess.run(["slurmctld", "-c"], check=True)  # -c: clear state of earlier runs
         subprocess.run(["slurmd"], check=True)
         _wait_idle(host)
         yield work
     finally:
-        _kill(work / "slurmd.pid")
-        _kill(work / "slurmctld.pid")
+        # this machine had no SLURM configuration, so every SLURM daemon here is ours
+        subprocess.run(["pkill", "-x", "slurmd"], check=False)
+        subprocess.run(["pkill", "-x", "slurmctld"], check=False)
+        if started_munge:
+            subprocess.run(["pkill", "-x", "munged"], check=False)
         time.sleep(1)
         for link in (conf, gres):
             link.unlink(missing_ok=True)
+
+
+def jobs_in_controller() -> list[dict]:
+    """Every job the controller still knows (finished ones for MinJobAge), as key=value fields."""
+    lines = subprocess.run(["scontrol", "-o", "show", "job"], capture_output=True, text=True, check=True).stdout
+    return [dict(part.split("=", 1) for part in line.split() if "=" in part) for line in lines.splitlines() if line]

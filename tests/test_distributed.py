@@ -48,7 +48,8 @@ def make_targets(directory):
     """Ensemble targets over 6 clips with 2 captions each (random embeddings of 2 members)."""
     rng = np.random.default_rng(0)
     captions = pd.DataFrame({"file_name": [f"{i}.wav" for i in range(6) for _ in range(2)],
-                             "clip_index": np.repeat(np.arange(6), 2), "caption_index": [1, 2] * 6})
+                             "clip_index": np.repeat(np.arange(6), 2), "caption_index": [1, 2] * 6,
+                             "caption": [f"caption {j}" for j in range(12)]})
     members = []
     for m in range(2):
         audio, text = rng.standard_normal((6, 4)), rng.standard_normal((12, 4))

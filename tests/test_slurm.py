@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import REPO, run_snakemake
-from slurm_cluster import Unavailable, single_node_slurm
+from slurm_cluster import Unavailable, jobs_in_controller, single_node_slurm
 
 pytestmark = [pytest.mark.slurm, pytest.mark.snakemake]
 
@@ -27,15 +27,6 @@ def slurm(tmp_path):
         yield work
 
 
-def completed_jobs(work):
-    """name -> fields of each job the cluster ran, from its job-completion log."""
-    jobs = []
-    for line in (work / "jobcomp.txt").read_text().splitlines():
-        fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
-        jobs.append(fields)
-    return jobs
-
-
 def test_training_and_evaluation_run_as_slurm_jobs_with_their_gpu_requests(tmp_path, tiny_demo_config, slurm):
     tiny_demo_config["stage1"].update(seeds=[1], gpus=1)  # the GPU request path (the node's GPU is fake)
     tiny_demo_config["correspondences"]["ensembles"] = {"all": [1]}
@@ -44,11 +35,13 @@ def test_training_and_evaluation_run_as_slurm_jobs_with_their_gpu_requests(tmp_p
     target = tmp_path / "results" / "stage1" / "seed1" / "evaluation" / "metrics.json"
     run_snakemake(target, "--profile", REPO / "profiles" / "slurm", *TEST_CLUSTER, "--configfile", configfile, cwd=tmp_path)
     assert json.loads(target.read_text())["captions"] == 20
-    jobs = completed_jobs(slurm)
+    jobs = jobs_in_controller()
     assert jobs and all(job["JobState"] == "COMPLETED" for job in jobs), jobs
     gpu_jobs = [job for job in jobs if job["Partition"] == "gpu"]
+    requests = [job.get("TresPerJob", "") + job.get("TresPerNode", "") for job in gpu_jobs]
     # train_stage1 and evaluate_model, sent to the gpu partition by the profile, each with one GPU
-    assert len(gpu_jobs) == 2 and all("gres/gpu=1" in job.get("Tres", "") for job in gpu_jobs), gpu_jobs
-    assert not any("gpu" in job.get("Tres", "") for job in jobs if job["Partition"] != "gpu")
-    # generate, decode x3, caption tables x3, tokenizer on CPUs
-    assert len(jobs) - len(gpu_jobs) == 8
+    assert len(gpu_jobs) == 2 and all("gpu:1" in request for request in requests), requests
+    assert not any("gpu" in job.get("TresPerJob", "") for job in jobs if job["Partition"] != "gpu")
+    assert len(jobs) - len(gpu_jobs) == 8  # generate, decode x3, caption tables x3, tokenizer on CPUs
+    train = next(job for job in gpu_jobs if job["TimeLimit"] == "04:00:00")  # train_stage1: runtime 240
+    assert train["NumCPUs"] == "1"  # train.num_workers + 1 with the tiny config's 0 workers

@@ -98,7 +98,7 @@ def test_the_whole_chain_runs_then_reruns_exactly_what_went_stale(tmp_path, tiny
         if path.is_file():
             os.utime(path)
     touched = run_snakemake("-n", "--cores", 2, "--configfile", configfile, cwd=tmp_path)
-    assert "Nothing to be done" in touched.stdout + touched.stderr, touched.stdout
+    assert "Nothing to be done" in touched.stdout + touched.stderr, touched.stdout[-3000:]
 
     # another stage-1 seed list reruns the new seed and what depends on it, not the unchanged seed
     reseeded = {**tiny_demo_config, "stage1": {**tiny_demo_config["stage1"], "seeds": [1, 3]},
@@ -111,6 +111,7 @@ def test_the_whole_chain_runs_then_reruns_exactly_what_went_stale(tmp_path, tiny
 
     # editing library code a stage runs (the loss) reruns that stage and what depends on it
     copy = tmp_path / "workflow"
+    copy.mkdir()
     for name in ("Snakefile", "rules", "workflow_scripts", "src", "config", "report", "profiles"):
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy2)(REPO / name, copy / name)
     moved = run_snakemake("-n", "--cores", 2, "--configfile", configfile, cwd=tmp_path, snakefile=copy / "Snakefile")
@@ -210,6 +211,8 @@ def test_a_killed_run_recovers_with_the_same_command_and_training_resumes(tmp_pa
     first.wait()
     assert not (run / "log.csv").exists()
 
+    # a hard-killed Snakemake leaves its lock behind: unlock once, then the same command
+    run_snakemake("--unlock", "--configfile", configfile, cwd=tmp_path)
     run_snakemake(run / "log.csv", "--cores", 2, "--configfile", configfile, cwd=tmp_path)
     resumed = re.search(r"resuming \S+ after epoch (\d+)", train_log.read_text())
     assert resumed and int(resumed.group(1)) >= 2  # 0-based: epoch 3 or later was saved

@@ -1,6 +1,8 @@
+from pathlib import Path
+
 from audioretrieval.tokenizer import build_tokenizer
 from audioretrieval.workflow import logged_to
 
 with logged_to(snakemake.log[0]) as log:
-    size = build_tokenizer(snakemake.input.captions, snakemake.output[0], snakemake.params.vocab_size)
+    size = build_tokenizer(snakemake.input.captions, Path(snakemake.output[0]).parent, snakemake.params.vocab_size)
     log.info("tokenizer of %d tokens", size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import asdict
@@ -31,7 +32,7 @@ def training_spec(job, seed: int, **extra):
     a tokenizer built by the pipeline replaces the configured one."""
     model = dict(job.params.model)
     if job.input.tokenizer:
-        model["text"] = {**model["text"], "tokenizer": job.input.tokenizer[0]}
+        model["text"] = {**model["text"], "tokenizer": os.path.dirname(job.input.tokenizer[0])}
     return RunSpec(
         seed=seed, model=model, train=dict(job.params.train),
         train_audio=job.input.train_audio, train_captions=job.input.train_captions,
