@@ -228,7 +228,7 @@ def report_file(name):
 
 def report_outputs():
     figures = [report_file(f"{figure}.{ext}") for figure in FIGURES for ext in ("png", "svg")]
-    tables = [report_file(f"{table}.{ext}") for table in ("summary", "comparisons") for ext in ("csv", "md")]
+    tables = [report_file(f"{table}.{ext}") for table in ("summary", "comparisons") for ext in ("csv", "md", "html")]
     return tables + figures
 
 

@@ -7,8 +7,9 @@ rule summary:
         quality=[f"{OUT}/correspondences/quality.csv"] if config["data"]["source"] == "demo" else [],
         target_mass=[f"{OUT}/correspondences/target_mass.csv"] if config["data"]["source"] == "demo" else [],
     output:
-        table=report(report_file("summary.csv"), caption="../report/summary.rst", category="1. Results"),
+        table=report_file("summary.csv"),
         markdown=report_file("summary.md"),
+        page=report(report_file("summary.html"), caption="../report/summary.rst", category="1. Results"),
     params:
         names={group: list(paths) for group, paths in model_metrics().items()},
         stage2_jobs=STAGE2_JOBS,
@@ -26,8 +27,9 @@ rule comparisons:
     input:
         **{f"{group}_ranks": list(ranks_of(group).values()) for group in ("stage1", "stage2")},
     output:
-        table=report(report_file("comparisons.csv"), caption="../report/comparisons.rst", category="1. Results"),
+        table=report_file("comparisons.csv"),
         markdown=report_file("comparisons.md"),
+        page=report(report_file("comparisons.html"), caption="../report/comparisons.rst", category="1. Results"),
     params:
         names={group: list(ranks_of(group)) for group in ("stage1", "stage2")},
         groups=comparison_groups()[0],

@@ -89,7 +89,7 @@ def test_the_whole_chain_runs_then_reruns_exactly_what_went_stale(tmp_path, tiny
         assert (out / "report" / f"{figure}.png").stat().st_size > 0 and (out / "report" / f"{figure}.svg").exists()
     run_snakemake("--configfile", configfile, "--report", tmp_path / "report.html", cwd=tmp_path)
     html = (tmp_path / "report.html").read_text()
-    assert "correspondence_examples.png" in html and "summary.csv" in html
+    assert "correspondence_examples.png" in html and "summary.html" in html and "comparisons.html" in html
 
     again = run_snakemake("--cores", 2, "--configfile", configfile, cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -2,7 +2,7 @@ import pandas as pd
 
 from audioretrieval.compare import comparisons_markdown, comparisons_table, realised_share
 from audioretrieval.data.tables import write_table_atomically
-from audioretrieval.files import write_text_atomically
+from audioretrieval.files import write_report_page, write_text_atomically
 from audioretrieval.workflow import logged_to
 
 with logged_to(snakemake.log[0]) as log:
@@ -23,4 +23,5 @@ with logged_to(snakemake.log[0]) as log:
         text += (f"\nShare of the possible gain over the control that {estimated}'s estimated targets realise, "
                  f"({estimated} - {control}) / ({oracle} - {control}): {shares}\n")
     write_text_atomically(text, snakemake.output.markdown)
+    write_report_page(text, snakemake.output.page)
     log.info("\n%s", text)

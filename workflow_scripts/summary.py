@@ -1,7 +1,7 @@
 import pandas as pd
 
 from audioretrieval.data.tables import write_table_atomically
-from audioretrieval.files import write_text_atomically
+from audioretrieval.files import write_report_page, write_text_atomically
 from audioretrieval.summary import read_metrics, summary_markdown, summary_table
 from audioretrieval.workflow import logged_to
 
@@ -22,4 +22,5 @@ with logged_to(snakemake.log[0]) as log:
         text += ("\n## Where the targets' mass goes in a training batch (share of each caption's target)\n\n"
                  + mass.to_markdown(index=False, floatfmt=".3f") + "\n")
     write_text_atomically(text, snakemake.output.markdown)
+    write_report_page(text, snakemake.output.page)
     log.info("\n%s", text)

@@ -31,3 +31,10 @@ def written_atomically(path: str | os.PathLike) -> Iterator[Path]:
 def write_text_atomically(text: str, path: str | os.PathLike) -> None:
     with written_atomically(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_report_page(markdown: str, path: str | os.PathLike) -> None:
+    """The Markdown tables as a self-contained HTML page, which the Snakemake report displays."""
+    body = markdown.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    write_text_atomically(f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n'
+                          f'<body><pre style="font-size: 13px">{body}</pre></body></html>\n', path)

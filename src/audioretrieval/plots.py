@@ -78,6 +78,8 @@ def correspondence_examples(targets: str | os.PathLike, count: int, top_k: int, 
         kinds = ["own" if c == identities["clip_of_caption"][row] else "true" if true is not None and true[row, c]
                  else "other" for c in clips]
         ax.barh(np.arange(len(clips)), similarity[row, clips], color=[COLORS[k] for k in kinds])
+        low, high = similarity[row, clips].min(), similarity[row, clips].max()
+        ax.set_xlim(low - 0.5 * (high - low) - 1e-6, high + 0.1 * (high - low) + 1e-6)  # show the differences
         ax.set_yticks(np.arange(len(clips)), [textwrap.shorten(identities["file_name"][c], 40) for c in clips],
                       fontsize="small")
         ax.invert_yaxis()
