@@ -21,7 +21,7 @@ import torch
 from .data.tables import write_table_atomically
 from .export import read_identities
 from .files import write_text_atomically
-from .metrics import (RECALL_AT, audio_to_text_ranks, multi_positive_ap, own_clip_ranks, reciprocal_rank_at,
+from .metrics import (RECALL_AT, audio_to_text_ranks, multi_positive_aps, own_clip_ranks, reciprocal_rank_at,
                       retrieval_metrics)
 from .relevance import read_relevance, relevance_matrix
 
@@ -56,9 +56,10 @@ def score(similarity: torch.Tensor, identities: dict, relevance: pd.DataFrame | 
         annotated = relevant.any(1)
         metrics["multi_positive_queries"] = int(annotated.sum())
         metrics["mean_relevant_clips"] = float(relevant[annotated].sum(1).double().mean())
+        aps = multi_positive_aps(similarity[annotated], relevant[annotated], MULTI_POSITIVE_AT)
         for k in MULTI_POSITIVE_AT:
             ap = torch.full((len(ranks),), float("nan"), dtype=torch.float64)
-            ap[annotated] = torch.from_numpy(multi_positive_ap(similarity[annotated], relevant[annotated], k))
+            ap[annotated] = torch.from_numpy(aps[k])
             per_query[f"multi_ap@{k}"] = ap.numpy()
             metrics[f"multi_map@{k}"] = float(ap[annotated].mean())
     return metrics, per_query

@@ -41,6 +41,11 @@ def retrieval_metrics(ranks: torch.Tensor | np.ndarray) -> dict[str, float]:
 
 
 def multi_positive_ap(similarity: torch.Tensor, relevant: torch.Tensor, k: int) -> np.ndarray:
+    """Per query AP@k with several relevant clips; see multi_positive_aps."""
+    return multi_positive_aps(similarity, relevant, (k,))[k]
+
+
+def multi_positive_aps(similarity: torch.Tensor, relevant: torch.Tensor, ks: tuple[int, ...]) -> dict[int, np.ndarray]:
     """Per query AP@k with several relevant clips (DCASE 2025 Task 6).
 
     AP@k = sum over relevant clips ranked within the top k of (relevant clips ranked at or above
@@ -52,10 +57,10 @@ def multi_positive_ap(similarity: torch.Tensor, relevant: torch.Tensor, k: int) 
     counts = relevant.sum(1)
     if bool((counts == 0).any()):
         raise ValueError(f"queries {torch.nonzero(counts == 0).squeeze(1)[:5].tolist()} have no relevant clip")
-    k = min(k, similarity.shape[1])
+    depth = min(max(ks), similarity.shape[1])
     # stable sorts from the least to the most significant key: clip row, relevance, similarity
     order = torch.sort(relevant.to(torch.int8), dim=1, stable=True).indices
     order = order.gather(1, torch.sort(-similarity.gather(1, order), dim=1, stable=True).indices)
-    hits = relevant.gather(1, order[:, :k]).double()
-    precision = hits.cumsum(1) / torch.arange(1, k + 1, dtype=torch.float64)
-    return ((precision * hits).sum(1) / counts).numpy()
+    hits = relevant.gather(1, order[:, :depth]).double()
+    terms = hits.cumsum(1) / torch.arange(1, depth + 1, dtype=torch.float64) * hits
+    return {k: (terms[:, : min(k, depth)].sum(1) / counts).numpy() for k in ks}
