@@ -84,8 +84,8 @@ def relevance_matrix(file_names: list[str], captions: list[str], clip_of_caption
         raise RelevanceMismatch(f"{source}: " + "; ".join(problems))
     relevant = torch.zeros((len(captions), len(file_names)), dtype=torch.bool)
     pairs = pd.DataFrame({"query": [c.strip() for c in captions], "row": np.arange(len(captions))}).merge(table, on="query")
-    relevant[torch.from_numpy(pairs["row"].to_numpy()),
-             torch.from_numpy(pairs["relevant_file_name"].map(clip_row).to_numpy(np.int64))] = True
+    relevant[torch.tensor(pairs["row"].to_numpy()),
+             torch.tensor(pairs["relevant_file_name"].map(clip_row).to_numpy(np.int64))] = True
     annotated = relevant.any(1)
     relevant[annotated, torch.as_tensor(clip_of_caption)[annotated]] = True
     return relevant
