@@ -27,6 +27,14 @@ def run_training(spec, gpus: int, threads: int) -> None:
     subprocess.run(command, check=True, stdout=sys.stdout, stderr=sys.stderr)
 
 
+def _one_or_list(files) -> str | list[str]:
+    """A job's training-set input: one file (ClothoV2 development) or several (a union)."""
+    if isinstance(files, str):
+        return files
+    files = [str(f) for f in files]
+    return files[0] if len(files) == 1 else files
+
+
 def training_spec(job, seed: int, **extra):
     """The RunSpec of a training rule's job (its data inputs, outputs and model/train params);
     a tokenizer built by the pipeline replaces the configured one."""
@@ -35,7 +43,7 @@ def training_spec(job, seed: int, **extra):
         model["text"] = {**model["text"], "tokenizer": os.path.dirname(job.input.tokenizer[0])}
     return RunSpec(
         seed=seed, model=model, train=dict(job.params.train),
-        train_audio=job.input.train_audio, train_captions=job.input.train_captions,
+        train_audio=_one_or_list(job.input.train_audio), train_captions=_one_or_list(job.input.train_captions),
         val_audio=job.input.val_audio, val_captions=job.input.val_captions,
         best=job.output.best, last=job.output.last, log_table=job.output.log_table, **extra,
     )

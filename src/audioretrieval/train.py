@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from . import distributed
 from .checkpoint import checkpoint_of, load_state, read_checkpoint, save_atomically
-from .data.dataset import CaptionedAudio, as_float
+from .data.dataset import CaptionedAudioUnion, as_float, training_set
 from .data.tables import write_table_atomically
 from .embed import autocast_for, embed_split, evaluate_embeddings
 from .ensemble import EnsembleTargets, check_targets_match
@@ -46,8 +46,8 @@ class RunSpec:
     seed: int
     model: dict
     train: dict
-    train_audio: str
-    train_captions: str
+    train_audio: str | list[str]  # several: training on their union (stage 1 with train_on all)
+    train_captions: str | list[str]
     val_audio: str
     val_captions: str
     best: str
@@ -167,11 +167,13 @@ def train(spec: RunSpec, progress: bool = True) -> None:
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     seed_everything(spec.seed + rank)
 
-    dataset = CaptionedAudio(spec.train_audio, spec.train_captions, cfg["segment_s"], train=True)
+    dataset = training_set(spec.train_audio, spec.train_captions, cfg["segment_s"])
     targets = None
     if spec.loss_weights.get("dist", 0.0):
         if not spec.targets:
             raise ValueError(f"{spec.run_dir}: loss weight dist is {spec.loss_weights['dist']} but no targets file is given")
+        if isinstance(dataset, CaptionedAudioUnion):
+            raise ValueError(f"{spec.run_dir}: targets describe one training set, not the union of {spec.train_audio}")
         targets = EnsembleTargets(spec.targets)
         check_targets_match(spec.targets, dataset.audio.file_names, dataset.captions)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=spec.seed, drop_last=True)

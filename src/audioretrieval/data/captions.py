@@ -52,3 +52,17 @@ def build_caption_table(
     long["caption_index"] = long["caption_index"].str.removeprefix("caption_").astype("int64")
     long["clip_index"] = long["file_name"].map(audio.row_of).astype("int64")
     return long.sort_values(["clip_index", "caption_index"], ignore_index=True)[CAPTION_TABLE_COLUMNS]
+
+
+def caption_table_of_clips(captions: pd.DataFrame, audio: AudioH5) -> pd.DataFrame:
+    """Caption table of the clips in `audio` from a long table (file_name, caption; any number
+    of rows per clip, numbered 1, 2, ... in their order); captions of clips not in `audio`
+    (missing, skipped or excluded) are dropped. Every clip in `audio` must have a caption."""
+    in_audio = set(audio.file_names)
+    kept = captions.loc[captions["file_name"].isin(in_audio), ["file_name", "caption"]].copy()
+    uncaptioned = in_audio - set(kept["file_name"])
+    if uncaptioned:
+        raise ValueError(f"{audio.path}: clips without captions: {_first(uncaptioned)}")
+    kept["caption_index"] = (kept.groupby("file_name").cumcount() + 1).astype("int64")
+    kept["clip_index"] = kept["file_name"].map(audio.row_of).astype("int64")
+    return kept.sort_values(["clip_index", "caption_index"], kind="stable", ignore_index=True)[CAPTION_TABLE_COLUMNS]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from bisect import bisect_right
 
+import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
@@ -11,7 +13,6 @@ from torch.utils.data import Dataset
 from .captions import CAPTION_TABLE_COLUMNS
 from .h5audio import INT16_SCALE, AudioH5
 
-_TORCH_DTYPES = {"int16": torch.int16, "float32": torch.float32}
 
 
 def as_float(audio: torch.Tensor) -> torch.Tensor:
@@ -36,7 +37,7 @@ class Segments:
         start = 0
         if random_offset and length > self.segment:
             start = int(torch.randint(0, length - self.segment + 1, ()).item())
-        segment = torch.zeros(self.segment, dtype=_TORCH_DTYPES[self.audio.sample_format])
+        segment = torch.from_numpy(np.zeros(self.segment, dtype=self.audio.sample_dtype))
         copied = self.audio.read_into(clip_index, start, segment.numpy())
         return segment, copied / self.segment
 
@@ -90,6 +91,39 @@ class ClipAudio(Dataset):
     def __getitem__(self, clip_index: int) -> dict:
         audio, fraction = self.segments.crop(clip_index, random_offset=False)
         return {"audio": audio, "fraction": torch.tensor(fraction, dtype=torch.float32), "clip_index": clip_index}
+
+
+class CaptionedAudioUnion(Dataset):
+    """Several caption sets (each an audio file and its caption table) as one training set, e.g.
+    ClothoV2 + AudioCaps + WavCaps: items as CaptionedAudio's, with clip_index and caption_row
+    offset so that they stay unique across the sets (captions of one clip are positives of
+    each other; clips of different sets never are)."""
+
+    def __init__(self, parts: list[CaptionedAudio]):
+        self.parts = parts
+        self._ends = np.cumsum([len(p) for p in parts]).tolist()
+        self._clip_offsets = np.concatenate([[0], np.cumsum([len(p.audio) for p in parts])[:-1]]).tolist()
+
+    def __len__(self) -> int:
+        return self._ends[-1]
+
+    def __getitem__(self, index: int) -> dict:
+        part = bisect_right(self._ends, index)
+        first = self._ends[part - 1] if part else 0
+        item = self.parts[part][index - first]
+        item["clip_index"] += self._clip_offsets[part]
+        item["caption_row"] += first
+        return item
+
+
+def training_set(audio_h5: str | list[str], captions: str | list[str], segment_s: float) -> CaptionedAudio | CaptionedAudioUnion:
+    """The training captions of one set, or of several (lists of equal length) as their union."""
+    if isinstance(audio_h5, (str, os.PathLike)):
+        return CaptionedAudio(audio_h5, captions, segment_s, train=True)
+    if len(audio_h5) != len(captions) or not audio_h5:
+        raise ValueError(f"training sets: {len(audio_h5)} audio files but {len(captions)} caption tables")
+    parts = [CaptionedAudio(a, c, segment_s, train=True) for a, c in zip(audio_h5, captions)]
+    return parts[0] if len(parts) == 1 else CaptionedAudioUnion(parts)
 
 
 def read_caption_table(captions: str | os.PathLike, clips: int, audio_h5: str | os.PathLike = "") -> pd.DataFrame:

@@ -1,28 +1,38 @@
 """The decoded-audio HDF5 layout: one file per dataset split.
 
 Layout (format 1):
-  /audio       1-D int16 or float32, every clip's samples back to back (chunked)
-  /offset      int64 [N], first sample of clip i in /audio
+  /audio       1-D, every clip back to back (chunked): int16 or float32 samples, or for
+               sample_format "flac" the bytes (uint8) of each clip as a 16-bit FLAC file
+  /offset      int64 [N], first sample of clip i (flac: as if its samples were stored)
   /length      int64 [N], number of samples of clip i
+  /encoded_offset, /encoded_length   int64 [N], flac only: clip i's bytes in /audio
   /duration    float64 [N], duration in seconds of the source file (before resampling)
   /file_name   utf-8 str [N], the clip's file name as published (no directory)
   attrs: format_version, sample_rate, sample_format
 
-Storing clips back to back lets a reader fetch a crop without reading the whole clip.
+Storing clips back to back lets a reader fetch a crop without reading the whole clip (FLAC: the
+clip's bytes, then a seek to the crop, so only the frames up to its end are decoded). FLAC is
+lossless for 16-bit samples: it reads back exactly what int16 storage holds, at about half the
+size, and is decoded in the reading process (the DataLoader workers).
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import h5py
 import numpy as np
+import soundfile
 
 from ..files import partial_path
 
 FORMAT_VERSION = 1
-SAMPLE_FORMATS = ("int16", "float32")
+SAMPLE_FORMATS = ("int16", "float32", "flac")
+STORED_DTYPES = {"int16": np.int16, "float32": np.float32, "flac": np.uint8}
+# what a reader hands on: FLAC decodes to the int16 samples it encoded
+SAMPLE_DTYPES = {"int16": np.int16, "float32": np.float32, "flac": np.int16}
 INT16_SCALE = 32768.0
 CHUNK_SAMPLES = 1 << 16
 _FLUSH_SAMPLES = 1 << 22
@@ -40,6 +50,7 @@ class AudioH5Writer:
         self.sample_format = sample_format
         self._names: list[str] = []
         self._lengths: list[int] = []
+        self._encoded_lengths: list[int] = []
         self._durations: list[float] = []
         self._pending: list[np.ndarray] = []
         self._pending_samples = 0
@@ -53,27 +64,42 @@ class AudioH5Writer:
             format_version=FORMAT_VERSION, sample_rate=self.sample_rate, sample_format=self.sample_format
         )
         self._audio = self._file.create_dataset(
-            "audio", shape=(0,), maxshape=(None,), dtype=self.sample_format, chunks=(CHUNK_SAMPLES,)
+            "audio", shape=(0,), maxshape=(None,), dtype=STORED_DTYPES[self.sample_format], chunks=(CHUNK_SAMPLES,)
         )
         return self
 
+    def encode(self, waveform: np.ndarray) -> np.ndarray:
+        """A clip (mono float32 in [-1, 1]) as stored; pure, so decoding threads can call it."""
+        if waveform.ndim != 1 or waveform.size == 0:
+            raise ValueError(f"expected a non-empty mono waveform, got shape {waveform.shape}")
+        if self.sample_format == "float32":
+            return waveform.astype(np.float32, copy=False)
+        samples = np.clip(np.rint(waveform * INT16_SCALE), -32768, 32767).astype(np.int16)
+        if self.sample_format == "int16":
+            return samples
+        buffer = io.BytesIO()
+        soundfile.write(buffer, samples, self.sample_rate, format="FLAC", subtype="PCM_16")
+        return np.frombuffer(buffer.getbuffer(), dtype=np.uint8).copy()
+
     def append(self, file_name: str, waveform: np.ndarray, duration: float) -> int:
         """Add one clip (mono float32 at the file's sample rate); returns its row."""
-        if waveform.ndim != 1 or waveform.size == 0:
-            raise ValueError(f"{file_name!r}: expected a non-empty mono waveform, got shape {waveform.shape}")
-        self._pending.append(self._encode(waveform))
-        self._pending_samples += waveform.size
+        try:
+            encoded = self.encode(waveform)
+        except ValueError as exc:
+            raise ValueError(f"{file_name!r}: {exc}") from exc
+        return self.append_encoded(file_name, encoded, waveform.size, duration)
+
+    def append_encoded(self, file_name: str, encoded: np.ndarray, samples: int, duration: float) -> int:
+        """Add one clip already passed through `encode`; returns its row."""
+        self._pending.append(encoded)
+        self._pending_samples += encoded.size
         self._names.append(file_name)
-        self._lengths.append(int(waveform.size))
+        self._lengths.append(int(samples))
+        self._encoded_lengths.append(int(encoded.size))
         self._durations.append(float(duration))
         if self._pending_samples >= _FLUSH_SAMPLES:
             self._flush()
         return len(self._names) - 1
-
-    def _encode(self, waveform: np.ndarray) -> np.ndarray:
-        if self.sample_format == "float32":
-            return waveform.astype(np.float32, copy=False)
-        return np.clip(np.rint(waveform * INT16_SCALE), -32768, 32767).astype(np.int16)
 
     def _flush(self) -> None:
         if not self._pending:
@@ -91,7 +117,11 @@ class AudioH5Writer:
                 self._flush()
                 lengths = np.asarray(self._lengths, dtype=np.int64)
                 self._file.create_dataset("length", data=lengths)
-                self._file.create_dataset("offset", data=np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64))
+                self._file.create_dataset("offset", data=_starts(lengths))
+                if self.sample_format == "flac":
+                    encoded = np.asarray(self._encoded_lengths, dtype=np.int64)
+                    self._file.create_dataset("encoded_length", data=encoded)
+                    self._file.create_dataset("encoded_offset", data=_starts(encoded))
                 self._file.create_dataset("duration", data=np.asarray(self._durations, dtype=np.float64))
                 self._file.create_dataset("file_name", data=self._names, dtype=h5py.string_dtype("utf-8"))
         finally:
@@ -100,6 +130,10 @@ class AudioH5Writer:
             os.replace(tmp, self.path)
         else:
             tmp.unlink(missing_ok=True)
+
+
+def _starts(lengths: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
 
 
 class AudioH5:
@@ -123,6 +157,10 @@ class AudioH5:
             self.offsets = f["offset"][:]
             self.lengths = f["length"][:]
             self.durations = f["duration"][:]
+            if self.sample_format == "flac":
+                self.encoded_offsets = f["encoded_offset"][:]
+                self.encoded_lengths = f["encoded_length"][:]
+        self.sample_dtype = SAMPLE_DTYPES[self.sample_format]
         self._row = {name: i for i, name in enumerate(self.file_names)}
         self._handle: h5py.File | None = None
         self._pid: int | None = None
@@ -150,17 +188,29 @@ class AudioH5:
     def read(self, row: int, start: int = 0, num: int | None = None) -> np.ndarray:
         """Samples [start, start + num) of clip `row` as float32 (fewer if the clip ends first)."""
         first, last = self._span(row, start, num)
-        samples = self._audio()[first:last]
-        if self.sample_format == "int16":
+        samples = np.empty(last - first, dtype=self.sample_dtype)
+        self.read_into(row, start, samples)
+        if samples.dtype == np.int16:
             return samples.astype(np.float32) / INT16_SCALE
-        return samples.astype(np.float32, copy=False)
+        return samples
 
     def read_into(self, row: int, start: int, out: np.ndarray) -> int:
-        """Copy samples of clip `row` from `start` into the front of `out` (of the stored sample
-        type, no conversion); returns how many were copied (fewer than out.size at the clip's end)."""
+        """Copy samples of clip `row` from `start` into the front of `out` (of `sample_dtype`, no
+        conversion); returns how many were copied (fewer than out.size at the clip's end)."""
         first, last = self._span(row, start, out.size)
-        if last > first:
+        if last == first:
+            return 0
+        if self.sample_format != "flac":
             self._audio().read_direct(out, np.s_[first:last], np.s_[0 : last - first])
+            return last - first
+        begin = int(self.encoded_offsets[row])
+        encoded = self._audio()[begin : begin + int(self.encoded_lengths[row])]
+        with soundfile.SoundFile(io.BytesIO(encoded.tobytes())) as f:
+            if start:
+                f.seek(start)
+            copied = f.read(last - first, dtype="int16", out=out[: last - first])
+        if len(copied) != last - first:
+            raise ValueError(f"{self.path}: clip {row} decodes to fewer samples than its stored length")
         return last - first
 
     def close(self) -> None:

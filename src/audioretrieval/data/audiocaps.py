@@ -1,0 +1,43 @@
+"""AudioCaps: captions from the published CSV files, audio from a folder the user supplies (the
+clips are YouTube excerpts and not publicly downloadable).
+
+A caption file (`train.csv` of github.com/cdjkim/audiocaps) has the columns audiocap_id,
+youtube_id, start_time, caption; a clip is named by a template over youtube_id, start_time and
+audiocap_id (config `audiocaps.file_name`), e.g. "{youtube_id}_{start_time}.wav".
+"""
+
+from __future__ import annotations
+
+import os
+import string
+
+import pandas as pd
+
+CAPTIONS_URL = "https://raw.githubusercontent.com/cdjkim/audiocaps/master/dataset/train.csv"
+COLUMNS = ["audiocap_id", "youtube_id", "start_time", "caption"]
+TEMPLATE_FIELDS = {"youtube_id", "start_time", "audiocap_id"}
+
+
+def check_template(template: str) -> None:
+    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    unknown = fields - TEMPLATE_FIELDS
+    if unknown or "youtube_id" not in fields:
+        raise ValueError(
+            f"audiocaps.file_name {template!r}: expected a template using {{youtube_id}} and optionally "
+            f"{{start_time}} and {{audiocap_id}}; unknown fields {sorted(unknown)}"
+        )
+
+
+def read_captions(path: str | os.PathLike, template: str) -> pd.DataFrame:
+    """The caption CSV with each caption's clip file name: audiocap_id, youtube_id, start_time,
+    caption, file_name (captions of one clip keep their file order)."""
+    check_template(template)
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}; expected {COLUMNS}")
+    table["file_name"] = [
+        template.format(youtube_id=y, start_time=s, audiocap_id=a)
+        for y, s, a in zip(table["youtube_id"], table["start_time"], table["audiocap_id"])
+    ]
+    return table

@@ -1,0 +1,117 @@
+"""Small synthetic stand-ins for AudioCaps and WavCaps in their published layouts, generated like
+the demo ClothoV2 (same sources, properties and caption grammar), so the full setting runs on a
+laptop. They carry what the real sets bring to the pipeline:
+
+  AudioCaps  `{audiocaps_dir}/train.csv` (audiocap_id, youtube_id, start_time, caption; one caption
+             per clip, as in the train split) and the audio files in `{audiocaps_dir}/audio/`,
+             named by the configured template; a few listed clips have no file (as for the real
+             set, whose YouTube sources disappear).
+  WavCaps    per source `json_files/{source}/{name}_final.json` and the FLAC clips (32 kHz) in
+             `Zip_files/{source}/{source}.zip` with its parts list, plus the DCASE exclusion list
+             `dcase2024_task6_excluded_freesound_ids.csv` holding the Freesound ids of the demo
+             ClothoV2; a few FreeSound stand-ins carry those ids, so the exclusion has work to do.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile
+
+from . import wavcaps
+from .demo import DemoSpec, _caption_text, _draw_clip, _draw_mentions, synthesize
+from ..files import written_atomically, write_text_atomically
+
+AUDIOCAPS_RATE = 44100
+WAVCAPS_RATE = 32000
+_ID_CHARS = np.array(list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"))
+
+
+@dataclass(frozen=True)
+class ExtraSpec:
+    audiocaps_clips: int = 60
+    audiocaps_missing: int = 4
+    wavcaps_clips: dict = field(default_factory=lambda: {"FreeSound": 40, "SoundBible": 20})
+    wavcaps_excluded: int = 4
+
+    def __post_init__(self):
+        if not 0 <= self.audiocaps_missing < self.audiocaps_clips:
+            raise ValueError(f"demo.extra: audiocaps_missing {self.audiocaps_missing} must be below audiocaps_clips {self.audiocaps_clips}")
+        unknown = set(self.wavcaps_clips) - set(wavcaps.SOURCES)
+        if unknown:
+            raise ValueError(f"demo.extra.wavcaps_clips: unknown sources {sorted(unknown)}; expected some of {list(wavcaps.SOURCES)}")
+        if self.wavcaps_excluded > self.wavcaps_clips.get(wavcaps.EXCLUDED_SOURCE, 0):
+            raise ValueError(f"demo.extra: wavcaps_excluded {self.wavcaps_excluded} exceeds the FreeSound stand-ins")
+
+
+def _clip_and_caption(rng: np.random.Generator, spec: DemoSpec, rate: int) -> tuple[np.ndarray, str, float]:
+    clip = _draw_clip(rng, spec)
+    caption = _caption_text(rng, _draw_mentions(rng, clip, spec))
+    duration = float(rng.uniform(spec.min_duration_s, spec.max_duration_s))
+    return synthesize(rng, clip, duration, rate), caption, duration
+
+
+def _encoded(audio: np.ndarray, rate: int, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, audio, rate, format=fmt, subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def generate_audiocaps(out_dir: str | os.PathLike, template: str, spec: DemoSpec, extra: ExtraSpec) -> dict:
+    """Write the AudioCaps stand-in; train.csv comes last (its presence means the set is complete)."""
+    out_dir = Path(out_dir)
+    audio_dir = out_dir / "audio"
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([spec.seed, 101])
+    missing = set(rng.choice(extra.audiocaps_clips, size=extra.audiocaps_missing, replace=False).tolist())
+    rows = []
+    for k in range(extra.audiocaps_clips):
+        youtube_id = "".join(rng.choice(_ID_CHARS, size=11))
+        start_time = int(rng.integers(0, 300))
+        audio, caption, _ = _clip_and_caption(rng, spec, AUDIOCAPS_RATE)
+        name = template.format(youtube_id=youtube_id, start_time=start_time, audiocap_id=k + 1)
+        if k not in missing:
+            with written_atomically(audio_dir / name) as tmp:
+                tmp.write_bytes(_encoded(audio, AUDIOCAPS_RATE, "WAV"))
+        rows.append({"audiocap_id": k + 1, "youtube_id": youtube_id, "start_time": start_time, "caption": caption})
+    with written_atomically(out_dir / "train.csv") as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    return {"set": "audiocaps", "clips": extra.audiocaps_clips, "missing": len(missing)}
+
+
+def generate_wavcaps(out_dir: str | os.PathLike, clotho_sound_ids: list[int], spec: DemoSpec, extra: ExtraSpec) -> list[dict]:
+    """Write the WavCaps stand-in: per source its caption JSON, archive and parts list, and the
+    exclusion list of the ClothoV2 Freesound ids."""
+    out_dir = Path(out_dir)
+    stats = []
+    for s, (source, count) in enumerate(extra.wavcaps_clips.items()):
+        rng = np.random.default_rng([spec.seed, 202, s])
+        ids = [str(i) for i in rng.choice(np.arange(1_000_000, 2_000_000), size=count, replace=False)]
+        if source == wavcaps.EXCLUDED_SOURCE:
+            leaked = rng.choice(clotho_sound_ids, size=extra.wavcaps_excluded, replace=False)
+            ids[: extra.wavcaps_excluded] = [str(i) for i in leaked]
+        entries, archive = [], io.BytesIO()
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:
+            for clip_id in ids:
+                audio, caption, duration = _clip_and_caption(rng, spec, WAVCAPS_RATE)
+                name = wavcaps.file_name_of(source, clip_id)
+                z.writestr(f"{source}/{name}", _encoded(audio, WAVCAPS_RATE, "FLAC"))
+                entries.append({"id": clip_id, "caption": caption, "duration": round(duration, 3),
+                                "download_link": f"https://example.org/demo/{source}/{name}"})
+        last = out_dir / wavcaps.last_part(source)
+        with written_atomically(last) as tmp:
+            tmp.write_bytes(archive.getvalue())
+        write_text_atomically(json.dumps({"num_captions_per_audio": 1, "data": entries}), out_dir / wavcaps.json_file(source))
+        wavcaps.write_parts_list(out_dir / wavcaps.parts_file(source), [last.name])
+        stats.append({"set": f"wavcaps {source}", "clips": count,
+                      "excluded": extra.wavcaps_excluded if source == wavcaps.EXCLUDED_SOURCE else 0})
+    with written_atomically(out_dir / wavcaps.EXCLUSION_FILE) as tmp:
+        pd.DataFrame({"freesound_id": sorted(clotho_sound_ids)}).to_csv(tmp, index=False)
+    return stats

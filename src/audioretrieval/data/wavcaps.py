@@ -1,0 +1,123 @@
+"""The WavCaps release (Hugging Face dataset cvssp/WavCaps): its files, caption JSON and the
+DCASE list of Freesound ids that must not be used because they are in ClothoV2.
+
+Per source, the release holds a caption file `json_files/{source}/{name}_final.json`
+({"data": [{"id", "caption", "duration", ...}, ...]}) and the 32 kHz FLAC audio in a ZIP archive
+`Zip_files/{source}/{source}.zip`, split into parts `{source}.z01`, `{source}.z02`, ... where it is
+large. A clip's file name is "{id}.flac" (AudioSet_SL ids end in ".wav", replaced by ".flac").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from ..files import write_text_atomically
+from .download import download
+from .zip_parts import part_names
+
+log = logging.getLogger(__name__)
+
+SOURCES = {
+    "AudioSet_SL": "as_final.json",
+    "BBC_Sound_Effects": "bbc_final.json",
+    "FreeSound": "fsd_final.json",
+    "SoundBible": "sb_final.json",
+}
+EXCLUDED_SOURCE = "FreeSound"  # the DCASE list names Freesound ids
+HUB_BASE_URL = "https://huggingface.co/datasets/cvssp/WavCaps/resolve/main"
+EXCLUSION_URL = "https://dcase.community/documents/challenge2024/dcase2024_task6_excluded_freesound_ids.csv"
+EXCLUSION_FILE = "dcase2024_task6_excluded_freesound_ids.csv"
+PARTS_FILE = "parts.txt"
+
+
+def _check_source(source: str) -> None:
+    if source not in SOURCES:
+        raise ValueError(f"WavCaps source {source!r}: expected one of {list(SOURCES)}")
+
+
+def json_file(source: str) -> str:
+    _check_source(source)
+    return f"json_files/{source}/{SOURCES[source]}"
+
+
+def last_part(source: str) -> str:
+    _check_source(source)
+    return f"Zip_files/{source}/{source}.zip"
+
+
+def parts_file(source: str) -> str:
+    """The list of the source's archive parts, written once every part is on disk."""
+    _check_source(source)
+    return f"Zip_files/{source}/{PARTS_FILE}"
+
+
+def file_name_of(source: str, clip_id: str) -> str:
+    clip_id = str(clip_id)
+    return clip_id[: -len(".wav")] + ".flac" if clip_id.endswith(".wav") else f"{clip_id}.flac"
+
+
+def read_captions(path: str | os.PathLike, source: str) -> pd.DataFrame:
+    """A source's caption JSON as a table: id, file_name, caption (one per clip)."""
+    try:
+        rows = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
+        table = pd.DataFrame({"id": [str(r["id"]) for r in rows], "caption": [str(r["caption"]) for r in rows]})
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: expected WavCaps JSON {{\"data\": [{{\"id\": ..., \"caption\": ...}}, ...]}}: {exc!r}") from exc
+    table["file_name"] = [file_name_of(source, i) for i in table["id"]]
+    repeated = table.loc[table["file_name"].duplicated(), "file_name"].tolist()
+    if repeated:
+        raise ValueError(f"{path}: clips listed more than once: {repeated[:5]}")
+    return table
+
+
+def read_exclusion_list(path: str | os.PathLike) -> set[str]:
+    """The Freesound ids of the DCASE exclusion list (CSV, header row, ids in the first column)."""
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if table.shape[1] == 0 or table.empty:
+        raise ValueError(f"{path}: expected a CSV with a header and one Freesound id per row; found no ids")
+    ids = table.iloc[:, 0].str.strip()
+    bad = ids[~ids.str.fullmatch(r"\d+")].tolist()
+    if bad:
+        raise ValueError(f"{path}: Freesound ids must be integers; found {bad[:5]} in column {table.columns[0]!r}")
+    return set(ids)
+
+
+def clips_to_decode(captions: pd.DataFrame, source: str, excluded_ids: set[str]) -> tuple[set[str], set[str]]:
+    """(file names to decode, file names left out because the exclusion list names them)."""
+    excluded = set()
+    if source == EXCLUDED_SOURCE:
+        excluded = set(captions.loc[captions["id"].isin(excluded_ids), "file_name"])
+    return set(captions["file_name"]) - excluded, excluded
+
+
+def download_source(base_url: str, raw_dir: str | os.PathLike, source: str, settings: dict) -> list[str]:
+    """Download a source's caption JSON and every archive part (each resumable); the parts list is
+    written last, so its presence means the source is complete. Returns the part names."""
+    raw_dir = Path(raw_dir)
+    base_url = base_url.rstrip("/")
+    options = {k: settings[k] for k in ("retries", "backoff_s", "timeout_s")}
+    download(f"{base_url}/{json_file(source)}", raw_dir / json_file(source), None, **options)
+    last = raw_dir / last_part(source)
+    download(f"{base_url}/{last_part(source)}", last, None, **options)
+    names = part_names(last)
+    for name in names[:-1]:
+        download(f"{base_url}/Zip_files/{source}/{name}", last.with_name(name), None, **options)
+    write_parts_list(raw_dir / parts_file(source), names)
+    return names
+
+
+def write_parts_list(path: str | os.PathLike, names: list[str]) -> None:
+    write_text_atomically("".join(f"{name}\n" for name in names), path)
+
+
+def read_parts_list(path: str | os.PathLike) -> list[Path]:
+    path = Path(path)
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not names:
+        raise ValueError(f"{path}: lists no archive parts")
+    return [path.with_name(name) for name in names]

@@ -1,0 +1,173 @@
+"""AudioCaps and WavCaps: compressed storage, split archives, the missing-file policy, the
+exclusion of ClothoV2 clips from WavCaps, downloads, and training on the union of the sets."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from audioretrieval.data import wavcaps
+from audioretrieval.data.decode import DecodeError
+from audioretrieval.data.demo import DemoSpec
+from audioretrieval.data.demo_extra import ExtraSpec, generate_audiocaps, generate_wavcaps
+from audioretrieval.data.dataset import CaptionedAudio, CaptionedAudioUnion, training_set
+from audioretrieval.data.h5audio import AudioH5, AudioH5Writer
+from audioretrieval.data.prepare import prepare_audiocaps, prepare_wavcaps
+from audioretrieval.data.zip_parts import part_names, stream_zip_members
+from http_server import FileServer
+
+SPEC = DemoSpec(seed=7, min_duration_s=1.0, max_duration_s=2.0)
+EXTRA = ExtraSpec(audiocaps_clips=12, audiocaps_missing=2, wavcaps_clips={"FreeSound": 10, "SoundBible": 4}, wavcaps_excluded=3)
+TEMPLATE = "{youtube_id}_{start_time}.wav"
+CLOTHO_IDS = list(range(500, 540))
+SETTINGS = {"sample_rate": 32000, "sample_format": "flac", "on_bad_clip": "fail", "file_name": TEMPLATE,
+            "max_missing_fraction": 0.2}
+
+
+def outputs(directory):
+    return {name: directory / file for name, file in [
+        ("audio", "audio.h5"), ("captions", "captions.parquet"), ("skipped", "skipped_clips.csv"),
+        ("missing", "missing_clips.csv"), ("excluded", "excluded_clips.csv")]}
+
+
+def noisy_clips(n, rng):
+    return [np.clip(0.3 * np.sin(np.arange(m) * 0.01 * (k + 1)) + 0.005 * rng.standard_normal(m), -1, 1).astype(np.float32)
+            for k, m in enumerate(rng.integers(20_000, 90_000, size=n))]
+
+
+def test_flac_storage_reads_back_exactly_what_int16_storage_holds(tmp_path):
+    clips = noisy_clips(6, np.random.default_rng(0))
+    readers = {}
+    for fmt in ("int16", "flac"):
+        with AudioH5Writer(tmp_path / f"{fmt}.h5", 32000, fmt) as writer:
+            for k, clip in enumerate(clips):
+                writer.append(f"clip {k}.wav", clip, clip.size / 32000)
+        readers[fmt] = AudioH5(tmp_path / f"{fmt}.h5")
+    pcm, flac = readers["int16"], readers["flac"]
+    assert flac.sample_dtype == np.int16 and list(flac.lengths) == [c.size for c in clips]
+    for row in range(len(clips)):
+        assert np.array_equal(flac.read(row), pcm.read(row))
+        for start, num in [(0, 1000), (12_345, 8000), (int(flac.lengths[row]) - 50, 400)]:
+            a, b = np.zeros(num, np.int16), np.zeros(num, np.int16)
+            assert flac.read_into(row, start, a) == pcm.read_into(row, start, b)
+            assert np.array_equal(a, b)
+    assert (tmp_path / "flac.h5").stat().st_size < 0.8 * (tmp_path / "int16.h5").stat().st_size
+
+
+def test_training_crops_from_flac_storage_equal_int16_crops(tmp_path):
+    clips = noisy_clips(4, np.random.default_rng(1))
+    captions = pd.DataFrame({"file_name": [f"c{k}.wav" for k in range(4)], "clip_index": range(4),
+                             "caption_index": 1, "caption": [f"caption {k}" for k in range(4)]})
+    captions.to_parquet(tmp_path / "captions.parquet")
+    for fmt in ("int16", "flac"):
+        with AudioH5Writer(tmp_path / f"{fmt}.h5", 32000, fmt) as writer:
+            for k, clip in enumerate(clips):
+                writer.append(f"c{k}.wav", clip, 1.0)
+    items = {}
+    for fmt in ("int16", "flac"):
+        torch.manual_seed(3)
+        data = CaptionedAudio(tmp_path / f"{fmt}.h5", tmp_path / "captions.parquet", segment_s=1.5, train=True)
+        items[fmt] = [data[i] for i in range(4)]
+    for a, b in zip(items["int16"], items["flac"]):
+        assert b["audio"].dtype == torch.int16 and torch.equal(a["audio"], b["audio"]) and a["fraction"] == b["fraction"]
+
+
+@pytest.mark.skipif(shutil.which("zip") is None, reason="needs Info-ZIP's zip to write a split archive")
+def test_members_of_a_split_archive_are_read_from_its_parts(tmp_path):
+    source = tmp_path / "FreeSound"
+    source.mkdir()
+    rng = np.random.default_rng(2)
+    files = {f"{k}.flac": rng.bytes(150_000) for k in range(5)}
+    for name, data in files.items():
+        (source / name).write_bytes(data)
+    subprocess.run(["zip", "-q", "-r", "-s", "100k", "FreeSound.zip", "FreeSound"], cwd=tmp_path, check=True)
+    names = part_names(tmp_path / "FreeSound.zip")
+    assert len(names) > 3 and names[0] == "FreeSound.z01" and names[-1] == "FreeSound.zip"
+    assert sorted(p.name for p in tmp_path.glob("FreeSound.z*")) == sorted(names)
+    parts = [tmp_path / n for n in names]
+    read = dict(stream_zip_members(parts, lambda name: not name.endswith("3.flac")))
+    assert read == {f"FreeSound/{k}": v for k, v in files.items() if k != "3.flac"}
+    with pytest.raises(ValueError, match=r"FreeSound.zip: cannot read the archive \(\d+ parts\)"):
+        list(stream_zip_members(parts[1:2] + parts[:1] + parts[2:], lambda n: True))  # parts out of order
+    (tmp_path / "FreeSound.z02").unlink()
+    with pytest.raises(FileNotFoundError, match="FreeSound.z02"):
+        list(stream_zip_members(parts, lambda n: True))
+
+
+def test_audiocaps_missing_files_are_listed_and_tolerated_up_to_the_configured_share(tmp_path):
+    generate_audiocaps(tmp_path / "raw", TEMPLATE, SPEC, EXTRA)
+    out = outputs(tmp_path / "ok")
+    summary = prepare_audiocaps(tmp_path / "raw/train.csv", tmp_path / "raw/audio", SETTINGS, out, progress=False)
+    listed = pd.read_csv(tmp_path / "raw/train.csv", dtype=str)
+    expected_missing = sorted(f"{y}_{s}.wav" for y, s in zip(listed.youtube_id, listed.start_time)
+                              if not (tmp_path / "raw/audio" / f"{y}_{s}.wav").exists())
+    assert len(expected_missing) == 2 and summary.missing == expected_missing
+    assert pd.read_csv(out["missing"])["file_name"].tolist() == expected_missing
+    captions = pd.read_parquet(out["captions"])
+    assert len(captions) == 10 and not set(expected_missing) & set(captions.file_name)
+    assert AudioH5(out["audio"]).sample_format == "flac"
+
+    strict = outputs(tmp_path / "strict")
+    with pytest.raises(DecodeError, match=r"2 of 12 expected clips are missing \(16.7%.*max_missing_fraction 10.0%"):
+        prepare_audiocaps(tmp_path / "raw/train.csv", tmp_path / "raw/audio", {**SETTINGS, "max_missing_fraction": 0.1},
+                          strict, progress=False)
+    assert not any(path.exists() for path in strict.values())
+
+
+def test_excluded_freesound_ids_never_reach_the_training_set(tmp_path):
+    generate_wavcaps(tmp_path / "wavcaps", CLOTHO_IDS, SPEC, EXTRA)
+    generate_audiocaps(tmp_path / "audiocaps", TEMPLATE, SPEC, EXTRA)
+    raw = tmp_path / "wavcaps"
+    excluded_ids = wavcaps.read_exclusion_list(raw / wavcaps.EXCLUSION_FILE)
+    listed = wavcaps.read_captions(raw / wavcaps.json_file("FreeSound"), "FreeSound")
+    leaked = set(listed.loc[listed.id.isin(excluded_ids), "file_name"])
+    parts = wavcaps.read_parts_list(raw / wavcaps.parts_file("FreeSound"))
+    assert len(leaked) == 3 and leaked <= {n.split("/")[-1] for n, _ in stream_zip_members(parts, lambda n: True)}
+
+    sets = []
+    for source in ("FreeSound", "SoundBible"):
+        out = outputs(tmp_path / source)
+        prepare_wavcaps(source, raw / wavcaps.json_file(source), raw / wavcaps.parts_file(source),
+                        raw / wavcaps.EXCLUSION_FILE, SETTINGS, out, progress=False)
+        sets.append(out)
+    free = sets[0]
+    assert set(pd.read_csv(free["excluded"], dtype=str).file_name) == leaked
+    assert not leaked & set(AudioH5(free["audio"]).file_names)
+    assert pd.read_csv(free["missing"]).empty and len(AudioH5(free["audio"])) == 7
+
+    ac = outputs(tmp_path / "ac")
+    prepare_audiocaps(tmp_path / "audiocaps/train.csv", tmp_path / "audiocaps/audio", SETTINGS, ac, progress=False)
+    union = training_set([str(s["audio"]) for s in (ac, *sets)], [str(s["captions"]) for s in (ac, *sets)], segment_s=1.0)
+    assert isinstance(union, CaptionedAudioUnion) and len(union) == 10 + 7 + 4
+    items = [union[i] for i in range(len(union))]
+    assert not leaked & {item["file_name"] for item in items}
+    assert sorted(item["clip_index"] for item in items) == list(range(21))
+    assert [item["caption_row"] for item in items] == list(range(21))
+
+
+def test_an_exclusion_list_that_is_not_one_is_rejected(tmp_path):
+    bad = tmp_path / "excluded.csv"
+    bad.write_text("freesound_id\n123\nabc\n")
+    with pytest.raises(ValueError, match=r"excluded.csv: Freesound ids must be integers; found \['abc'\]"):
+        wavcaps.read_exclusion_list(bad)
+
+
+@pytest.mark.skipif(shutil.which("zip") is None, reason="needs Info-ZIP's zip to write a split archive")
+def test_a_wavcaps_source_downloads_every_part_of_its_archive(tmp_path):
+    staged = tmp_path / "staged" / "FreeSound"
+    staged.mkdir(parents=True)
+    for k in range(4):
+        (staged / f"{k}.flac").write_bytes(np.random.default_rng(k).bytes(120_000))
+    subprocess.run(["zip", "-q", "-r", "-s", "100k", "FreeSound.zip", "FreeSound"], cwd=staged.parent, check=True)
+    files = {f"Zip_files/FreeSound/{p.name}": p.read_bytes() for p in staged.parent.glob("FreeSound.z*")}
+    files[wavcaps.json_file("FreeSound")] = b'{"data": [{"id": "0", "caption": "a"}]}'
+    with FileServer(files) as server:
+        names = wavcaps.download_source(server.url, tmp_path / "raw", "FreeSound",
+                                        {"retries": 0, "backoff_s": 0, "timeout_s": 5})
+    raw = tmp_path / "raw"
+    assert [p.name for p in wavcaps.read_parts_list(raw / wavcaps.parts_file("FreeSound"))] == names
+    for name in names:
+        assert (raw / "Zip_files/FreeSound" / name).read_bytes() == files[f"Zip_files/FreeSound/{name}"]
