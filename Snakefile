@@ -17,6 +17,7 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/extra_data.smk"
 include: "rules/stage1.smk"
 include: "rules/correspondences.smk"
 include: "rules/stage2.smk"
@@ -28,6 +29,7 @@ rule all:
     default_target: True
     input:
         data_outputs(),
+        extra_data_outputs(),
         stage1_outputs(),
         correspondence_outputs(),
         stage2_outputs(),

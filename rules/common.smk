@@ -10,7 +10,7 @@ SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 
 from audioretrieval.config import ORACLE, check_config, stage2_jobs
-from audioretrieval.data import clotho
+from audioretrieval.data import clotho, wavcaps
 from audioretrieval.provenance import code_digest
 from audioretrieval.workflow import prepend_to_pythonpath
 
@@ -20,6 +20,7 @@ check_config(config)
 
 OUT = config["out_dir"]
 RAW = config["data"]["raw_dir"]
+DEMO = config["data"]["source"] == "demo"
 SPLITS = list(clotho.SPLITS)
 LIBRARY = Path(SRC) / "audioretrieval"
 SCRIPTS = Path(workflow.basedir) / "workflow_scripts"
@@ -59,6 +60,53 @@ def data_outputs():
     """Decoded audio and caption tables of every split, and the release's metadata files."""
     decoded = [data_file(split, name) for split in SPLITS for name in ("audio.h5", "captions.parquet")]
     return decoded + [raw_file(clotho.metadata_csv(split)) for split in SPLITS]
+
+
+def demo_spec():
+    """The demo ClothoV2's generator settings (the stand-ins' sizes, demo.extra, are not among them)."""
+    return {key: value for key, value in config["demo"].items() if key != "extra"}
+
+
+def wavcaps_file(name):
+    """A file of the WavCaps release (downloaded, or generated for the demo)."""
+    return f"{config['wavcaps']['raw_dir']}/{name}"
+
+
+def extra_set_files(where):
+    """Outputs of preparing an extra stage-1 set (audiocaps/train, wavcaps/{source})."""
+    names = {"audio": "audio.h5", "captions": "captions.parquet", "skipped": "skipped_clips.csv",
+             "missing": "missing_clips.csv"}
+    return {key: f"{OUT}/data/{where}/{name}" for key, name in names.items()}
+
+
+def extra_set_settings(dataset):
+    """How an extra set is decoded: ClothoV2's rate and bad-clip policy, its own storage and
+    missing-file tolerance."""
+    settings = config[dataset]
+    return {"sample_rate": config["data"]["sample_rate"], "on_bad_clip": config["data"]["on_bad_clip"],
+            "sample_format": settings["sample_format"], "max_missing_fraction": settings["max_missing_fraction"],
+            "file_name": settings.get("file_name")}
+
+
+def extra_sets():
+    """The prepared extra sets stage 1 trains on (none unless stage1.train_on is all)."""
+    if config["stage1"]["train_on"] != "all":
+        return []
+    sets = [extra_set_files("audiocaps/train")] if "audiocaps" in config else []
+    if "wavcaps" in config:
+        sets += [extra_set_files(f"wavcaps/{source}") for source in config["wavcaps"]["sources"]]
+    return sets
+
+
+def stage1_training_sets():
+    """Audio files and caption tables stage 1 trains on: ClothoV2 development first, then the extra sets."""
+    sets = [{"audio": data_file("development", "audio.h5"), "captions": data_file("development", "captions.parquet")}]
+    sets += extra_sets()
+    return [s["audio"] for s in sets], [s["captions"] for s in sets]
+
+
+def extra_data_outputs():
+    return [path for files in extra_sets() for path in files.values()]
 
 
 def stage1_dir(run):

@@ -1,14 +1,14 @@
 # The data stage: release files (generated for the demo, or downloaded) -> 32 kHz HDF5 + caption tables.
 
 
-if config["data"]["source"] == "demo":
+if DEMO:
 
     rule generate_demo_dataset:
         output:
             [raw_file(name) for split in SPLITS for name in clotho.release_files(split)],
             [raw_file(f"demo_{table}_{split}.parquet") for split in SPLITS for table in ("clips", "captions", "correspondences")],
         params:
-            spec=config.get("demo"),
+            spec=demo_spec(),
             code=code_of("generate_demo_dataset"),
         threads: 2
         log:

@@ -11,7 +11,7 @@ if config["data"]["source"] != "demo" and config["evaluation"]["relevance_url"]:
             url=config["evaluation"]["relevance_url"],
             md5=config["evaluation"]["relevance_md5"],
             download=config["download"],
-            code=code_of("download_relevance"),
+            code=code_of("download_file"),
         log:
             log_file("download_relevance"),
         benchmark:
@@ -19,7 +19,7 @@ if config["data"]["source"] != "demo" and config["evaluation"]["relevance_url"]:
         conda:
             CONDA_ENV
         script:
-            "../workflow_scripts/download_relevance.py"
+            "../workflow_scripts/download_file.py"
 
 
 rule evaluate_model:

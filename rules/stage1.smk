@@ -21,8 +21,8 @@ rule build_tokenizer:
 
 rule train_stage1:
     input:
-        train_audio=data_file("development", "audio.h5"),
-        train_captions=data_file("development", "captions.parquet"),
+        train_audio=stage1_training_sets()[0],
+        train_captions=stage1_training_sets()[1],
         val_audio=data_file("validation", "audio.h5"),
         val_captions=data_file("validation", "captions.parquet"),
         tokenizer=tokenizer_input(),
@@ -41,7 +41,7 @@ rule train_stage1:
     threads: config["train"]["num_workers"] + 1
     resources:
         mem_mb=16000,
-        runtime=240,
+        runtime=240 if config["stage1"]["train_on"] == "clothov2" else 2880,  # the paper: 35 h with AudioCaps + WavCaps
         **gpu_resources(config["stage1"]["gpus"]),
     log:
         log_file("train_stage1", "{run}"),

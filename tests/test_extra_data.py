@@ -98,7 +98,7 @@ def test_members_of_a_split_archive_are_read_from_its_parts(tmp_path):
 
 
 def test_audiocaps_missing_files_are_listed_and_tolerated_up_to_the_configured_share(tmp_path):
-    generate_audiocaps(tmp_path / "raw", TEMPLATE, SPEC, EXTRA)
+    generate_audiocaps(tmp_path / "raw/train.csv", tmp_path / "raw/audio", TEMPLATE, SPEC, EXTRA)
     out = outputs(tmp_path / "ok")
     summary = prepare_audiocaps(tmp_path / "raw/train.csv", tmp_path / "raw/audio", SETTINGS, out, progress=False)
     listed = pd.read_csv(tmp_path / "raw/train.csv", dtype=str)
@@ -119,7 +119,7 @@ def test_audiocaps_missing_files_are_listed_and_tolerated_up_to_the_configured_s
 
 def test_excluded_freesound_ids_never_reach_the_training_set(tmp_path):
     generate_wavcaps(tmp_path / "wavcaps", CLOTHO_IDS, SPEC, EXTRA)
-    generate_audiocaps(tmp_path / "audiocaps", TEMPLATE, SPEC, EXTRA)
+    generate_audiocaps(tmp_path / "audiocaps/train.csv", tmp_path / "audiocaps/audio", TEMPLATE, SPEC, EXTRA)
     raw = tmp_path / "wavcaps"
     excluded_ids = wavcaps.read_exclusion_list(raw / wavcaps.EXCLUSION_FILE)
     listed = wavcaps.read_captions(raw / wavcaps.json_file("FreeSound"), "FreeSound")

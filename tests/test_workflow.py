@@ -22,6 +22,9 @@ from http_server import FileServer
 pytestmark = pytest.mark.snakemake
 
 
+FULL_DEMO = yaml.safe_load((REPO / "config" / "demo_full.yaml").read_text())
+
+
 def write_config(tmp_path, config) -> str:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True))
@@ -136,6 +139,63 @@ def test_the_whole_chain_runs_then_reruns_exactly_what_went_stale(tmp_path, tiny
     assert "name=distill-seed523528930" not in more.stdout
 
 
+def rule_blocks(result, rule):
+    """The dry-run/run printout of each job of `rule` (its input, output, wildcards lines)."""
+    text = result.stdout + result.stderr
+    return [block.split("\n\n")[0] for block in text.split(f"rule {rule}:")[1:]]
+
+
+def test_the_full_setting_demo_runs_end_to_end_without_leaking_clotho_clips(tmp_path, tiny_demo_config):
+    full = yaml.safe_load((REPO / "config" / "demo_full.yaml").read_text())
+    config = {**tiny_demo_config, "audiocaps": full["audiocaps"], "wavcaps": full["wavcaps"]}
+    raw = tmp_path / "results" / "raw"
+    config["audiocaps"].update(captions_csv=str(raw / "audiocaps" / "train.csv"), audio_dir=str(raw / "audiocaps" / "audio"))
+    config["wavcaps"]["raw_dir"] = str(raw / "wavcaps")
+    config["demo"]["extra"] = {"audiocaps_clips": 12, "audiocaps_missing": 1, "wavcaps_clips": {"FreeSound": 10, "SoundBible": 4},
+                               "wavcaps_excluded": 3}
+    config["stage1"]["train_on"] = "all"
+    configfile = write_config(tmp_path, config)
+    out = tmp_path / "results"
+    first = run_snakemake("--cores", 2, "--configfile", configfile, cwd=tmp_path)
+
+    stage1 = rule_blocks(first, "train_stage1")[0]
+    for data in ("clothov2/development", "audiocaps/train", "wavcaps/FreeSound", "wavcaps/SoundBible"):
+        assert f"data/{data}/audio.h5" in stage1
+    for block in rule_blocks(first, "train_stage2") + rule_blocks(first, "export_embeddings"):
+        assert "audiocaps" not in block and "wavcaps" not in block  # targets only over ClothoV2 development
+    log = (out / "logs" / "train_stage1" / "seed1.log").read_text()
+    assert "training on 62 captions of 30 clips from 4 set(s)" in log  # 40 + 11 + 7 + 4 captions of 8 + 11 + 7 + 4 clips
+
+    excluded_ids = set(pd.read_csv(raw / "wavcaps" / "dcase2024_task6_excluded_freesound_ids.csv", dtype=str).iloc[:, 0])
+    clotho_ids = set(pd.concat([pd.read_csv(raw / "clothov2" / clotho.metadata_csv(s), encoding="ISO-8859-1", dtype=str)
+                                for s in clotho.SPLITS])["sound_id"])
+    assert excluded_ids == clotho_ids
+    excluded = pd.read_csv(out / "data" / "wavcaps" / "FreeSound" / "excluded_clips.csv", dtype=str)
+    assert len(excluded) == 3 and set(excluded["id"]) <= excluded_ids
+    kept = pd.read_parquet(out / "data" / "wavcaps" / "FreeSound" / "captions.parquet")
+    assert len(kept) == 7 and not set(kept["file_name"]) & set(excluded["file_name"])
+    assert len(pd.read_csv(out / "data" / "audiocaps" / "train" / "missing_clips.csv")) == 1
+    assert AudioH5(out / "data" / "audiocaps" / "train" / "audio.h5").sample_format == "flac"
+    assert (out / "report" / "summary.csv").exists() and (out / "report" / "comparisons.png").exists()
+    again = run_snakemake("--cores", 2, "--configfile", configfile, cwd=tmp_path)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_the_paper_config_switches_on_the_full_setting_with_train_on(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["stage1"]["train_on"] = "all"
+    result = run_snakemake("-n", "--configfile", write_config(tmp_path, config), "--cores", 1, cwd=tmp_path)
+    for rule in ("download_audiocaps_captions", "download_wavcaps_exclusion", "prepare_audiocaps"):
+        assert result.stdout.count(f"rule {rule}:") == 1
+    for source in ("AudioSet_SL", "BBC_Sound_Effects", "FreeSound", "SoundBible"):
+        assert result.stdout.count(f"rule download_wavcaps_{source}:") == 1
+    assert result.stdout.count("rule prepare_wavcaps:") == 4
+    for block in rule_blocks(result, "train_stage1"):
+        assert "data/wavcaps/FreeSound/audio.h5" in block and "data/audiocaps/train/audio.h5" in block
+    for block in rule_blocks(result, "train_stage2"):
+        assert "wavcaps" not in block and "audiocaps" not in block
+
+
 def test_the_paper_config_plans_the_clotho_download(tmp_path):
     result = run_snakemake("-n", "--configfile", REPO / "config" / "config.yaml", "--cores", 1, cwd=tmp_path)
     assert result.stdout.count("rule download_clotho:") == 9
@@ -147,7 +207,8 @@ def test_the_paper_config_plans_the_clotho_download(tmp_path):
     assert result.stdout.count("rule download_relevance:") == 1  # the DCASE 2025 annotations
     assert result.stdout.count("rule summary:") == 1 and result.stdout.count("rule plots:") == 1
     assert result.stdout.count("rule comparisons:") == 1
-    for demo_only in ("generate_demo_dataset", "build_tokenizer", "correspondence_quality", "target_mass", "oracle_targets"):
+    for demo_only in ("generate_demo_dataset", "build_tokenizer", "correspondence_quality", "target_mass", "oracle_targets",
+                      "audiocaps", "wavcaps"):  # the full setting is off unless stage1.train_on is all
         assert demo_only not in result.stdout
 
 
@@ -177,6 +238,14 @@ def test_a_corrupted_download_fails_the_rule_and_leaves_no_release_file(tmp_path
         (lambda c: c["demo"]["clips"].pop("evaluation"), "'evaluation' is a required property"),
         (lambda c: c["demo"].update(min_duration_s=9.0), "demo.min_duration_s (9.0) must not exceed"),
         (lambda c: c.pop("demo"), "'demo' is a required property"),
+        (lambda c: c["stage1"].update(train_on="all"), "stage1.train_on is all, but neither audiocaps nor wavcaps is configured"),
+        (lambda c: c.update(audiocaps={**FULL_DEMO["audiocaps"], "file_name": "{video}.wav"}),
+         "audiocaps.file_name '{video}.wav': expected a template using {youtube_id}"),
+        (lambda c: c.update(wavcaps={**FULL_DEMO["wavcaps"], "sources": ["FreeSound"]}),
+         "demo.extra must give the stand-ins' sizes"),
+        (lambda c: (c.update(wavcaps={**FULL_DEMO["wavcaps"], "sources": ["FreeSound"]}),
+                    c["demo"].update(extra=FULL_DEMO["demo"]["extra"])),
+         "wavcaps.sources ['FreeSound'] must be the sources demo.extra.wavcaps_clips generates ['FreeSound', 'SoundBible']"),
     ],
 )
 def test_config_mistakes_fail_at_load_time_naming_the_key(tmp_path, tiny_demo_config, edit, message):
@@ -187,7 +256,7 @@ def test_config_mistakes_fail_at_load_time_naming_the_key(tmp_path, tiny_demo_co
 
 
 def test_lint_finds_nothing_in_either_configuration(tmp_path):
-    for configfile in ("demo.yaml", "config.yaml"):
+    for configfile in ("demo.yaml", "demo_full.yaml", "config.yaml"):
         result = run_snakemake("--lint", "--configfile", REPO / "config" / configfile, cwd=REPO, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+from .data import audiocaps
+
 ORACLE = "oracle"  # the ensemble name of the demo's ground-truth targets
 
 
@@ -41,6 +43,8 @@ def check_config(config: dict) -> None:
     _require(not (config["data"]["source"] == "demo" and config["evaluation"]["relevance_url"]),
              "evaluation.relevance_url is set, but the demo scores multi-positive mAP against its own ground truth: set it to null")
 
+    _check_extra_sets(config)
+
     seeds = set(config["stage1"]["seeds"])
     for name, members in config["correspondences"]["ensembles"].items():
         unknown = sorted(set(members) - seeds)
@@ -61,6 +65,26 @@ def check_config(config: dict) -> None:
             _require(run["ensemble"] in config["correspondences"]["ensembles"],
                      f"{where}.ensemble: {run['ensemble']!r} is not in correspondences.ensembles (or {ORACLE!r} on the demo)")
         _require(run["dist_weight"] + run["sup_weight"] > 0, f"{where}: dist_weight and sup_weight are both 0")
+
+
+def _check_extra_sets(config: dict) -> None:
+    extra = [name for name in ("audiocaps", "wavcaps") if name in config]
+    _require(config["stage1"]["train_on"] != "all" or extra,
+             "stage1.train_on is all, but neither audiocaps nor wavcaps is configured: add them or set train_on: clothov2")
+    demo = config["data"]["source"] == "demo"
+    if "audiocaps" in config:
+        try:
+            audiocaps.check_template(config["audiocaps"]["file_name"])
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        _require(not (demo and config["audiocaps"]["captions_url"]),
+                 "audiocaps.captions_url is set, but the demo generates its AudioCaps stand-in: set it to null")
+    if demo and extra:
+        _require("extra" in config["demo"], f"{' and '.join(extra)} on the demo: demo.extra must give the stand-ins' sizes")
+    if demo and "wavcaps" in config:
+        generated = sorted(config["demo"]["extra"]["wavcaps_clips"])
+        _require(generated == sorted(config["wavcaps"]["sources"]),
+                 f"wavcaps.sources {config['wavcaps']['sources']} must be the sources demo.extra.wavcaps_clips generates {generated}")
 
 
 def stage2_jobs(config: dict) -> list[dict]:

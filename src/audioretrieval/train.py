@@ -168,6 +168,9 @@ def train(spec: RunSpec, progress: bool = True) -> None:
     seed_everything(spec.seed + rank)
 
     dataset = training_set(spec.train_audio, spec.train_captions, cfg["segment_s"])
+    sets = dataset.parts if isinstance(dataset, CaptionedAudioUnion) else [dataset]
+    log.info("training on %d captions of %d clips from %d set(s): %s", len(dataset), sum(len(s.audio) for s in sets),
+             len(sets), ", ".join(str(s.audio.path) for s in sets))
     targets = None
     if spec.loss_weights.get("dist", 0.0):
         if not spec.targets:

@@ -2,9 +2,8 @@
 the demo ClothoV2 (same sources, properties and caption grammar), so the full setting runs on a
 laptop. They carry what the real sets bring to the pipeline:
 
-  AudioCaps  `{audiocaps_dir}/train.csv` (audiocap_id, youtube_id, start_time, caption; one caption
-             per clip, as in the train split) and the audio files in `{audiocaps_dir}/audio/`,
-             named by the configured template; a few listed clips have no file (as for the real
+  AudioCaps  a caption CSV (audiocap_id, youtube_id, start_time, caption; one caption per clip,
+             as in the train split) and the audio files in a folder, named by the configured template; a few listed clips have no file (as for the real
              set, whose YouTube sources disappear).
   WavCaps    per source `json_files/{source}/{name}_final.json` and the FLAC clips (32 kHz) in
              `Zip_files/{source}/{source}.zip` with its parts list, plus the DCASE exclusion list
@@ -64,10 +63,10 @@ def _encoded(audio: np.ndarray, rate: int, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def generate_audiocaps(out_dir: str | os.PathLike, template: str, spec: DemoSpec, extra: ExtraSpec) -> dict:
-    """Write the AudioCaps stand-in; train.csv comes last (its presence means the set is complete)."""
-    out_dir = Path(out_dir)
-    audio_dir = out_dir / "audio"
+def generate_audiocaps(captions_csv: str | os.PathLike, audio_dir: str | os.PathLike, template: str, spec: DemoSpec,
+                       extra: ExtraSpec) -> dict:
+    """Write the AudioCaps stand-in; the caption CSV comes last (its presence means the set is complete)."""
+    audio_dir = Path(audio_dir)
     audio_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([spec.seed, 101])
     missing = set(rng.choice(extra.audiocaps_clips, size=extra.audiocaps_missing, replace=False).tolist())
@@ -81,7 +80,7 @@ def generate_audiocaps(out_dir: str | os.PathLike, template: str, spec: DemoSpec
             with written_atomically(audio_dir / name) as tmp:
                 tmp.write_bytes(_encoded(audio, AUDIOCAPS_RATE, "WAV"))
         rows.append({"audiocap_id": k + 1, "youtube_id": youtube_id, "start_time": start_time, "caption": caption})
-    with written_atomically(out_dir / "train.csv") as tmp:
+    with written_atomically(Path(captions_csv)) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
     return {"set": "audiocaps", "clips": extra.audiocaps_clips, "missing": len(missing)}
 

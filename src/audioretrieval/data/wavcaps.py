@@ -56,6 +56,12 @@ def parts_file(source: str) -> str:
     return f"Zip_files/{source}/{PARTS_FILE}"
 
 
+def release_files(source: str) -> list[str]:
+    """What a complete source leaves in the raw folder that the pipeline tracks: its caption file
+    and its parts list (which is written after every part)."""
+    return [json_file(source), parts_file(source)]
+
+
 def file_name_of(source: str, clip_id: str) -> str:
     clip_id = str(clip_id)
     return clip_id[: -len(".wav")] + ".flac" if clip_id.endswith(".wav") else f"{clip_id}.flac"

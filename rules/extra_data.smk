@@ -1,0 +1,148 @@
+# The full setting's extra stage-1 sets (stage1.train_on: all): AudioCaps train (captions
+# downloaded or local, audio from the user's folder) and WavCaps (downloaded from its hub, without
+# the clips of the DCASE exclusion list), each decoded to HDF5 with its caption table.
+
+
+if "audiocaps" in config:
+
+    if DEMO:
+
+        rule generate_demo_audiocaps:
+            output:
+                config["audiocaps"]["captions_csv"],
+            params:
+                spec=config.get("demo"),
+                audio_dir=config["audiocaps"]["audio_dir"],
+                file_name=lambda wildcards: config["audiocaps"]["file_name"],  # a template: not expanded
+                code=code_of("generate_demo_extra"),
+            log:
+                log_file("generate_demo_audiocaps"),
+            conda:
+                CONDA_ENV
+            script:
+                "../workflow_scripts/generate_demo_extra.py"
+
+    elif config["audiocaps"]["captions_url"]:
+
+        rule download_audiocaps_captions:
+            output:
+                config["audiocaps"]["captions_csv"],
+            params:
+                url=config["audiocaps"]["captions_url"],
+                md5=config["audiocaps"]["captions_md5"],
+                download=config["download"],
+                code=code_of("download_file"),
+            log:
+                log_file("download_audiocaps_captions"),
+            conda:
+                CONDA_ENV
+            script:
+                "../workflow_scripts/download_file.py"
+
+    rule prepare_audiocaps:
+        input:
+            captions=config["audiocaps"]["captions_csv"],
+        output:
+            **extra_set_files("audiocaps/train"),
+        params:
+            audio_dir=config["audiocaps"]["audio_dir"],
+            settings=extra_set_settings("audiocaps"),
+            code=code_of("prepare_extra_set"),
+        threads: config["audiocaps"]["decode_threads"]
+        log:
+            log_file("prepare_audiocaps"),
+        benchmark:
+            benchmark_file("prepare_audiocaps")
+        resources:
+            mem_mb=4000,
+            runtime=600,
+        conda:
+            CONDA_ENV
+        script:
+            "../workflow_scripts/prepare_extra_set.py"
+
+
+if "wavcaps" in config:
+
+    if DEMO:
+
+        rule generate_demo_wavcaps:
+            input:
+                clotho_metadata=[raw_file(clotho.metadata_csv(split)) for split in SPLITS],
+            output:
+                [wavcaps_file(name) for source in config["wavcaps"]["sources"] for name in wavcaps.release_files(source)],
+                exclusion=wavcaps_file(wavcaps.EXCLUSION_FILE),
+            params:
+                spec=config.get("demo"),
+                code=code_of("generate_demo_extra"),
+            log:
+                log_file("generate_demo_wavcaps"),
+            conda:
+                CONDA_ENV
+            script:
+                "../workflow_scripts/generate_demo_extra.py"
+
+    else:
+
+        for wavcaps_source in config["wavcaps"]["sources"]:
+
+            rule:
+                # one rule per source: the caption file's name differs between sources
+                name:
+                    f"download_wavcaps_{wavcaps_source}"
+                output:
+                    [wavcaps_file(name) for name in wavcaps.release_files(wavcaps_source)],
+                params:
+                    source=wavcaps_source,
+                    base_url=config["wavcaps"]["base_url"],
+                    download=config["download"],
+                    code=code_of("download_wavcaps"),
+                log:
+                    log_file("download_wavcaps", wavcaps_source),
+                benchmark:
+                    benchmark_file("download_wavcaps", wavcaps_source)
+                resources:
+                    runtime=2880,
+                conda:
+                    CONDA_ENV
+                script:
+                    "../workflow_scripts/download_wavcaps.py"
+
+        rule download_wavcaps_exclusion:
+            output:
+                wavcaps_file(wavcaps.EXCLUSION_FILE),
+            params:
+                url=config["wavcaps"]["exclusion_url"],
+                md5=config["wavcaps"]["exclusion_md5"],
+                download=config["download"],
+                code=code_of("download_file"),
+            log:
+                log_file("download_wavcaps_exclusion"),
+            conda:
+                CONDA_ENV
+            script:
+                "../workflow_scripts/download_file.py"
+
+    rule prepare_wavcaps:
+        input:
+            captions=lambda wildcards: wavcaps_file(wavcaps.json_file(wildcards.source)),
+            parts=lambda wildcards: wavcaps_file(wavcaps.parts_file(wildcards.source)),
+            exclusion=wavcaps_file(wavcaps.EXCLUSION_FILE),
+        output:
+            **extra_set_files("wavcaps/{source}"),
+            excluded=f"{OUT}/data/wavcaps/{{source}}/excluded_clips.csv",
+        params:
+            settings=extra_set_settings("wavcaps"),
+            code=code_of("prepare_extra_set"),
+        threads: config["wavcaps"]["decode_threads"]
+        log:
+            log_file("prepare_wavcaps", "{source}"),
+        benchmark:
+            benchmark_file("prepare_wavcaps", "{source}")
+        resources:
+            mem_mb=6000,
+            runtime=2880,
+        conda:
+            CONDA_ENV
+        script:
+            "../workflow_scripts/prepare_extra_set.py"
