@@ -38,23 +38,24 @@ def noisy_clips(n, rng):
             for k, m in enumerate(rng.integers(20_000, 90_000, size=n))]
 
 
-def test_flac_storage_reads_back_exactly_what_int16_storage_holds(tmp_path):
+@pytest.mark.parametrize("compressed", ["zstd", "flac"])
+def test_compressed_storage_reads_back_exactly_what_int16_storage_holds(tmp_path, compressed):
     clips = noisy_clips(6, np.random.default_rng(0))
     readers = {}
-    for fmt in ("int16", "flac"):
+    for fmt in ("int16", compressed):
         with AudioH5Writer(tmp_path / f"{fmt}.h5", 32000, fmt) as writer:
             for k, clip in enumerate(clips):
                 writer.append(f"clip {k}.wav", clip, clip.size / 32000)
         readers[fmt] = AudioH5(tmp_path / f"{fmt}.h5")
-    pcm, flac = readers["int16"], readers["flac"]
-    assert flac.sample_dtype == np.int16 and list(flac.lengths) == [c.size for c in clips]
+    pcm, packed = readers["int16"], readers[compressed]
+    assert packed.sample_dtype == np.int16 and list(packed.lengths) == [c.size for c in clips]
     for row in range(len(clips)):
-        assert np.array_equal(flac.read(row), pcm.read(row))
-        for start, num in [(0, 1000), (12_345, 8000), (int(flac.lengths[row]) - 50, 400)]:
+        assert np.array_equal(packed.read(row), pcm.read(row))
+        for start, num in [(0, 1000), (12_345, 8000), (int(packed.lengths[row]) - 50, 400)]:
             a, b = np.zeros(num, np.int16), np.zeros(num, np.int16)
-            assert flac.read_into(row, start, a) == pcm.read_into(row, start, b)
+            assert packed.read_into(row, start, a) == pcm.read_into(row, start, b)
             assert np.array_equal(a, b)
-    assert (tmp_path / "flac.h5").stat().st_size < 0.8 * (tmp_path / "int16.h5").stat().st_size
+    assert (tmp_path / f"{compressed}.h5").stat().st_size < 0.8 * (tmp_path / "int16.h5").stat().st_size
 
 
 def test_training_crops_from_flac_storage_equal_int16_crops(tmp_path):

@@ -175,7 +175,8 @@ def test_the_full_setting_demo_runs_end_to_end_without_leaking_clotho_clips(tmp_
     kept = pd.read_parquet(out / "data" / "wavcaps" / "FreeSound" / "captions.parquet")
     assert len(kept) == 7 and not set(kept["file_name"]) & set(excluded["file_name"])
     assert len(pd.read_csv(out / "data" / "audiocaps" / "train" / "missing_clips.csv")) == 1
-    assert AudioH5(out / "data" / "audiocaps" / "train" / "audio.h5").sample_format == "flac"
+    assert AudioH5(out / "data" / "audiocaps" / "train" / "audio.h5").sample_format == "zstd"
+    assert AudioH5(out / "data" / "wavcaps" / "SoundBible" / "audio.h5").sample_format == "flac"
     assert (out / "report" / "summary.csv").exists() and (out / "report" / "comparisons.png").exists()
     again = run_snakemake("--cores", 2, "--configfile", configfile, cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -131,17 +131,10 @@ def _check_missing(source: str, missing: list[str], expected: int, max_fraction:
         )
 
 
-def decode_archive(
-    archive: str | os.PathLike,
-    out_h5: str | os.PathLike,
-    skipped_csv: str | os.PathLike,
-    sample_rate: int = 32000,
-    sample_format: str = "int16",
-    threads: int = 1,
-    on_bad_clip: str = "fail",
-    progress: bool = True,
-) -> DecodeSummary:
-    """Decode every audio member of a 7z archive (read straight from it, in archive order)."""
+def decode_archive(archive: str | os.PathLike, out_h5: str | os.PathLike, skipped_csv: str | os.PathLike,
+                   threads: int = 1, **options) -> DecodeSummary:
+    """Decode every audio member of a 7z archive (read straight from it, in archive order);
+    `options` as for decode_members."""
     archive = Path(archive)
     names = [m for m in list_members(archive) if is_audio_name(m)]
     if not names:
@@ -150,8 +143,7 @@ def decode_archive(
     if duplicates:
         raise DecodeError(f"{archive}: several members share a file name: {duplicates[:5]}")
     with stream_members(archive, is_audio_name, max_buffered=max(2, 2 * threads)) as members:
-        return decode_members(str(archive), members, len(names), out_h5, skipped_csv, sample_rate,
-                              sample_format, threads, on_bad_clip, progress=progress)
+        return decode_members(str(archive), members, len(names), out_h5, skipped_csv, threads=threads, **options)
 
 
 def files_in_folder(folder: str | os.PathLike, file_names: Iterable[str]) -> Iterator[tuple[str, bytes]]:

@@ -1,8 +1,9 @@
 """The decoded-audio HDF5 layout: one file per dataset split.
 
 Layout (format 1):
-  /audio       1-D, every clip back to back (chunked): int16 or float32 samples, or for
-               sample_format "flac" the bytes (uint8) of each clip as a 16-bit FLAC file
+  /audio       1-D, every clip back to back (chunked): int16 or float32 samples; "zstd": int16
+               samples in chunks compressed losslessly (Blosc2: byte shuffle + Zstandard); "flac":
+               the bytes (uint8) of each clip as a 16-bit FLAC file
   /offset      int64 [N], first sample of clip i (flac: as if its samples were stored)
   /length      int64 [N], number of samples of clip i
   /encoded_offset, /encoded_length   int64 [N], flac only: clip i's bytes in /audio
@@ -11,9 +12,11 @@ Layout (format 1):
   attrs: format_version, sample_rate, sample_format
 
 Storing clips back to back lets a reader fetch a crop without reading the whole clip (FLAC: the
-clip's bytes, then a seek to the crop, so only the frames up to its end are decoded). FLAC is
-lossless for 16-bit samples: it reads back exactly what int16 storage holds, at about half the
-size, and is decoded in the reading process (the DataLoader workers).
+clip's bytes, then a seek to the crop, so only the frames up to its end are decoded). zstd and
+FLAC are lossless: they read back exactly what int16 storage holds. FLAC stores real recordings
+in about half the space but costs the most to decode; zstd saves less and decodes several times
+faster (benchmarks/loader_benchmark.py). Both are decoded in the reading process (the DataLoader
+workers).
 """
 
 from __future__ import annotations
@@ -23,16 +26,18 @@ import os
 from pathlib import Path
 
 import h5py
+import hdf5plugin  # registers the Blosc2 filter of "zstd" storage with HDF5, for writing and reading
 import numpy as np
 import soundfile
 
 from ..files import partial_path
 
 FORMAT_VERSION = 1
-SAMPLE_FORMATS = ("int16", "float32", "flac")
-STORED_DTYPES = {"int16": np.int16, "float32": np.float32, "flac": np.uint8}
+SAMPLE_FORMATS = ("int16", "float32", "zstd", "flac")
+STORED_DTYPES = {"int16": np.int16, "float32": np.float32, "zstd": np.int16, "flac": np.uint8}
 # what a reader hands on: FLAC decodes to the int16 samples it encoded
-SAMPLE_DTYPES = {"int16": np.int16, "float32": np.float32, "flac": np.int16}
+SAMPLE_DTYPES = {"int16": np.int16, "float32": np.float32, "zstd": np.int16, "flac": np.int16}
+_FILTERS = {"zstd": lambda: hdf5plugin.Blosc2(cname="zstd", clevel=5, filters=hdf5plugin.Blosc2.SHUFFLE)}
 INT16_SCALE = 32768.0
 CHUNK_SAMPLES = 1 << 16
 _FLUSH_SAMPLES = 1 << 22
@@ -64,7 +69,8 @@ class AudioH5Writer:
             format_version=FORMAT_VERSION, sample_rate=self.sample_rate, sample_format=self.sample_format
         )
         self._audio = self._file.create_dataset(
-            "audio", shape=(0,), maxshape=(None,), dtype=STORED_DTYPES[self.sample_format], chunks=(CHUNK_SAMPLES,)
+            "audio", shape=(0,), maxshape=(None,), dtype=STORED_DTYPES[self.sample_format], chunks=(CHUNK_SAMPLES,),
+            **(_FILTERS[self.sample_format]() if self.sample_format in _FILTERS else {}),
         )
         return self
 
@@ -75,7 +81,7 @@ class AudioH5Writer:
         if self.sample_format == "float32":
             return waveform.astype(np.float32, copy=False)
         samples = np.clip(np.rint(waveform * INT16_SCALE), -32768, 32767).astype(np.int16)
-        if self.sample_format == "int16":
+        if self.sample_format != "flac":
             return samples
         buffer = io.BytesIO()
         soundfile.write(buffer, samples, self.sample_rate, format="FLAC", subtype="PCM_16")
