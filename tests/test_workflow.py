@@ -167,7 +167,8 @@ def test_the_full_setting_demo_runs_end_to_end_without_leaking_clotho_clips(tmp_
     assert "training on 62 captions of 30 clips from 4 set(s)" in log  # 40 + 11 + 7 + 4 captions of 8 + 11 + 7 + 4 clips
 
     excluded_ids = set(pd.read_csv(raw / "wavcaps" / "dcase2024_task6_excluded_freesound_ids.csv", dtype=str).iloc[:, 0])
-    clotho_ids = set(pd.concat([pd.read_csv(raw / "clothov2" / clotho.metadata_csv(s), encoding="ISO-8859-1", dtype=str)
+    clotho_raw = tmp_path / config["data"]["raw_dir"]
+    clotho_ids = set(pd.concat([pd.read_csv(clotho_raw / clotho.metadata_csv(s), encoding="ISO-8859-1", dtype=str)
                                 for s in clotho.SPLITS])["sound_id"])
     assert excluded_ids == clotho_ids
     excluded = pd.read_csv(out / "data" / "wavcaps" / "FreeSound" / "excluded_clips.csv", dtype=str)
