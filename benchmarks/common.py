@@ -17,7 +17,7 @@ import psutil
 import py7zr
 import soundfile
 
-from audioretrieval.data.demo import DemoSpec, _draw_clip, synthesize
+from audioretrieval.data.demo import DemoSpec, draw_clip, synthesize
 
 
 def make_clips_archive(path: Path, count: int, seconds: float = 30.0, rate: int = 44100, seed: int = 0) -> Path:
@@ -30,7 +30,7 @@ def make_clips_archive(path: Path, count: int, seconds: float = 30.0, rate: int 
     with py7zr.SevenZipFile(tmp, "w", filters=[{"id": py7zr.FILTER_LZMA2, "preset": 0}]) as z:
         for k in range(count):
             buffer = io.BytesIO()
-            soundfile.write(buffer, synthesize(rng, _draw_clip(rng, spec), seconds, rate), rate, format="WAV", subtype="PCM_16")
+            soundfile.write(buffer, synthesize(rng, draw_clip(rng, spec), seconds, rate), rate, format="WAV", subtype="PCM_16")
             z.writestr(buffer.getvalue(), f"development/clip, n°{k} &amp; 'x'.wav")
     tmp.rename(path)
     return path

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from audioretrieval.data.dataset import CaptionedAudio
-from audioretrieval.data.demo import DemoSpec, _draw_clip, synthesize
+from audioretrieval.data.demo import DemoSpec, draw_clip, synthesize
 from audioretrieval.data.h5audio import AudioH5, AudioH5Writer
 from audioretrieval.data.tables import write_table_atomically
 
@@ -40,7 +40,7 @@ def build(workdir: Path, clips: int, sample_format: str) -> tuple[Path, Path]:
         with AudioH5Writer(audio, RATE, sample_format) as writer:
             for k in range(clips):
                 seconds = rng.uniform(20, 40)
-                writer.append(f"clip {k}.wav", synthesize(rng, _draw_clip(rng, spec), seconds, RATE), seconds)
+                writer.append(f"clip {k}.wav", synthesize(rng, draw_clip(rng, spec), seconds, RATE), seconds)
     if not captions.exists():
         rows = [(f"clip {k}.wav", k, i, f"caption {i} of clip {k}") for k in range(clips) for i in range(1, 6)]
         write_table_atomically(pd.DataFrame(rows, columns=["file_name", "clip_index", "caption_index", "caption"]), captions)

@@ -2,7 +2,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from audioretrieval.data import wavcaps
 from audioretrieval.data.demo import DemoSpec
 from audioretrieval.data.demo_extra import ExtraSpec, generate_audiocaps, generate_wavcaps
 from audioretrieval.workflow import logged_to

@@ -14,7 +14,6 @@ from .captions import CAPTION_TABLE_COLUMNS
 from .h5audio import INT16_SCALE, AudioH5
 
 
-
 def as_float(audio: torch.Tensor) -> torch.Tensor:
     """Waveforms from CaptionedAudio as float32 in [-1, 1), whatever the stored sample type."""
     if audio.dtype == torch.int16:

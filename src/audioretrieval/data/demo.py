@@ -105,7 +105,7 @@ class DemoSpec:
 
 # --- content ---------------------------------------------------------------------------------
 
-def _draw_clip(rng: np.random.Generator, spec: DemoSpec) -> dict:
+def draw_clip(rng: np.random.Generator, spec: DemoSpec) -> dict:
     n = 2 if rng.random() < spec.two_sources_prob else 1
     kinds = rng.choice(len(KINDS), size=n, replace=False)
     sources = [
@@ -114,7 +114,7 @@ def _draw_clip(rng: np.random.Generator, spec: DemoSpec) -> dict:
     return {"sources": sources, "hiss": bool(rng.random() < spec.hiss_prob)}
 
 
-def _draw_mentions(rng: np.random.Generator, clip: dict, spec: DemoSpec) -> dict:
+def draw_mentions(rng: np.random.Generator, clip: dict, spec: DemoSpec) -> dict:
     sources = clip["sources"]
     if len(sources) == 2 and rng.random() < spec.mention_both_prob:
         chosen = list(sources)
@@ -145,7 +145,7 @@ def _phrase(rng: np.random.Generator, mention: dict) -> str:
     return f"{article} {head}{clause}"
 
 
-def _caption_text(rng: np.random.Generator, mentioned: dict) -> str:
+def caption_text(rng: np.random.Generator, mentioned: dict) -> str:
     phrases = [_phrase(rng, m) for m in mentioned["mentions"]]
     if len(phrases) == 1:
         text = str(rng.choice(ONE_SOURCE)).format(a=phrases[0])
@@ -277,10 +277,10 @@ def _write_archive(path: Path, split: str, members: list[tuple[str, np.ndarray]]
 def generate_split(out_dir: Path, split: str, names: list[str], sound_ids: np.ndarray, spec: DemoSpec) -> dict:
     """Write one split's release files and ground truth; returns statistics for the log."""
     rng = np.random.default_rng([spec.seed, SPLITS.index(split)])
-    clips = [_draw_clip(rng, spec) for _ in names]
-    captions = [_draw_mentions(rng, clip, spec) for clip in clips for _ in range(CAPTIONS_PER_CLIP)]
+    clips = [draw_clip(rng, spec) for _ in names]
+    captions = [draw_mentions(rng, clip, spec) for clip in clips for _ in range(CAPTIONS_PER_CLIP)]
     for caption in captions:
-        caption["text"] = _caption_text(rng, caption)
+        caption["text"] = caption_text(rng, caption)
     durations = rng.uniform(spec.min_duration_s, spec.max_duration_s, size=len(names))
 
     members = [(name, synthesize(rng, clip, d, spec.sample_rate)) for name, clip, d in zip(names, clips, durations)]

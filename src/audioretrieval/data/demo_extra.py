@@ -3,8 +3,9 @@ the demo ClothoV2 (same sources, properties and caption grammar), so the full se
 laptop. They carry what the real sets bring to the pipeline:
 
   AudioCaps  a caption CSV (audiocap_id, youtube_id, start_time, caption; one caption per clip,
-             as in the train split) and the audio files in a folder, named by the configured template; a few listed clips have no file (as for the real
-             set, whose YouTube sources disappear).
+             as in the train split) and the audio files in a folder, named by the configured
+             template; a few listed clips have no file (as for the real set, whose YouTube
+             sources disappear).
   WavCaps    per source `json_files/{source}/{name}_final.json` and the FLAC clips (32 kHz) in
              `Zip_files/{source}/{source}.zip` with its parts list, plus the DCASE exclusion list
              `dcase2024_task6_excluded_freesound_ids.csv` holding the Freesound ids of the demo
@@ -25,7 +26,7 @@ import pandas as pd
 import soundfile
 
 from . import wavcaps
-from .demo import DemoSpec, _caption_text, _draw_clip, _draw_mentions, synthesize
+from .demo import DemoSpec, caption_text, draw_clip, draw_mentions, synthesize
 from ..files import written_atomically, write_text_atomically
 
 AUDIOCAPS_RATE = 44100
@@ -51,8 +52,8 @@ class ExtraSpec:
 
 
 def _clip_and_caption(rng: np.random.Generator, spec: DemoSpec, rate: int) -> tuple[np.ndarray, str, float]:
-    clip = _draw_clip(rng, spec)
-    caption = _caption_text(rng, _draw_mentions(rng, clip, spec))
+    clip = draw_clip(rng, spec)
+    caption = caption_text(rng, draw_mentions(rng, clip, spec))
     duration = float(rng.uniform(spec.min_duration_s, spec.max_duration_s))
     return synthesize(rng, clip, duration, rate), caption, duration
 
