@@ -102,7 +102,12 @@ def stage1_training_sets():
     """Audio files and caption tables stage 1 trains on: ClothoV2 development first, then the extra sets."""
     sets = [{"audio": data_file("development", "audio.h5"), "captions": data_file("development", "captions.parquet")}]
     sets += extra_sets()
-    return [s["audio"] for s in sets], [s["captions"] for s in sets]
+    return {"audio": [s["audio"] for s in sets], "captions": [s["captions"] for s in sets]}
+
+
+def demo_extra_spec(dataset):
+    """The stand-in sizes one extra set's demo generator uses (so that editing the other's reruns nothing here)."""
+    return {key: value for key, value in config["demo"]["extra"].items() if key.startswith(dataset)}
 
 
 def extra_data_outputs():

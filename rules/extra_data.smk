@@ -11,7 +11,8 @@ if "audiocaps" in config:
             output:
                 config["audiocaps"]["captions_csv"],
             params:
-                spec=config.get("demo"),
+                spec=demo_spec(),
+                extra=demo_extra_spec("audiocaps"),
                 audio_dir=config["audiocaps"]["audio_dir"],
                 file_name=lambda wildcards: config["audiocaps"]["file_name"],  # a template: not expanded
                 code=code_of("generate_demo_extra"),
@@ -73,7 +74,8 @@ if "wavcaps" in config:
                 [wavcaps_file(name) for source in config["wavcaps"]["sources"] for name in wavcaps.release_files(source)],
                 exclusion=wavcaps_file(wavcaps.EXCLUSION_FILE),
             params:
-                spec=config.get("demo"),
+                spec=demo_spec(),
+                extra=demo_extra_spec("wavcaps"),
                 code=code_of("generate_demo_extra"),
             log:
                 log_file("generate_demo_wavcaps"),
@@ -127,7 +129,7 @@ if "wavcaps" in config:
         input:
             captions=lambda wildcards: wavcaps_file(wavcaps.json_file(wildcards.source)),
             parts=lambda wildcards: wavcaps_file(wavcaps.parts_file(wildcards.source)),
-            exclusion=wavcaps_file(wavcaps.EXCLUSION_FILE),
+            exclusion=lambda wildcards: [wavcaps_file(wavcaps.EXCLUSION_FILE)] if wildcards.source == wavcaps.EXCLUDED_SOURCE else [],
         output:
             **extra_set_files("wavcaps/{source}"),
             excluded=f"{OUT}/data/wavcaps/{{source}}/excluded_clips.csv",

@@ -1,5 +1,7 @@
 # Stage 1: one contrastive training run per seed, each its own job and directory.
 
+STAGE1_TRAINING_SETS = stage1_training_sets()
+
 
 rule build_tokenizer:
     input:
@@ -21,8 +23,8 @@ rule build_tokenizer:
 
 rule train_stage1:
     input:
-        train_audio=stage1_training_sets()[0],
-        train_captions=stage1_training_sets()[1],
+        train_audio=STAGE1_TRAINING_SETS["audio"],
+        train_captions=STAGE1_TRAINING_SETS["captions"],
         val_audio=data_file("validation", "audio.h5"),
         val_captions=data_file("validation", "captions.parquet"),
         tokenizer=tokenizer_input(),

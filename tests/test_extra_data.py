@@ -1,16 +1,18 @@
 """AudioCaps and WavCaps: compressed storage, split archives, the missing-file policy, the
 exclusion of ClothoV2 clips from WavCaps, downloads, and training on the union of the sets."""
 
+import io
 import shutil
 import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile
 import torch
 
-from audioretrieval.data import wavcaps
-from audioretrieval.data.decode import DecodeError
+from audioretrieval.data import audiocaps, wavcaps
+from audioretrieval.data.decode import DecodeError, decode_members
 from audioretrieval.data.demo import DemoSpec
 from audioretrieval.data.demo_extra import ExtraSpec, generate_audiocaps, generate_wavcaps
 from audioretrieval.data.dataset import CaptionedAudio, CaptionedAudioUnion, training_set
@@ -98,6 +100,55 @@ def test_members_of_a_split_archive_are_read_from_its_parts(tmp_path):
         list(stream_zip_members(parts, lambda n: True))
 
 
+def test_flac_crops_are_the_same_when_seeking_is_not_supported(tmp_path, monkeypatch):
+    clip = noisy_clips(1, np.random.default_rng(4))[0]
+    with AudioH5Writer(tmp_path / "a.h5", 32000, "flac") as writer:
+        writer.append("a.wav", clip, 1.0)
+    audio = AudioH5(tmp_path / "a.h5")
+    expected = np.zeros(5000, np.int16)
+    audio.read_into(0, 12_345, expected)
+
+    seek, failed = soundfile.SoundFile.seek, []
+
+    def seek_fails_once(self, frames, whence=0):  # as on libsndfile versions that cannot seek in FLAC
+        if frames and not failed:
+            failed.append(frames)
+            raise soundfile.LibsndfileError(1, "internal psf_fseek() failed")
+        return seek(self, frames, whence)
+
+    monkeypatch.setattr(soundfile.SoundFile, "seek", seek_fails_once)
+    got = np.zeros(5000, np.int16)
+    assert audio.read_into(0, 12_345, got) == 5000 and np.array_equal(got, expected)
+    assert failed == [12_345]
+
+
+def test_sets_of_different_sample_types_are_not_mixed_in_one_training_set(tmp_path):
+    clips = noisy_clips(2, np.random.default_rng(5))
+    captions = pd.DataFrame({"file_name": ["c0.wav", "c1.wav"], "clip_index": [0, 1], "caption_index": 1, "caption": ["a", "b"]})
+    captions.to_parquet(tmp_path / "captions.parquet")
+    for fmt in ("float32", "flac"):
+        with AudioH5Writer(tmp_path / f"{fmt}.h5", 32000, fmt) as writer:
+            for k, clip in enumerate(clips):
+                writer.append(f"c{k}.wav", clip, 1.0)
+    with pytest.raises(ValueError, match="different sample types.*float32.*int16"):
+        training_set([str(tmp_path / "float32.h5"), str(tmp_path / "flac.h5")], [str(tmp_path / "captions.parquet")] * 2, 1.0)
+
+
+def test_two_members_with_one_file_name_fail_decoding(tmp_path):
+    data = io.BytesIO()
+    soundfile.write(data, noisy_clips(1, np.random.default_rng(6))[0], 32000, format="FLAC")
+    members = [("FreeSound/1.flac", data.getvalue()), ("other/1.flac", data.getvalue())]
+    with pytest.raises(DecodeError, match="several members share a file name: '1.flac'"):
+        decode_members("archive.zip", members, 2, tmp_path / "a.h5", tmp_path / "skipped.csv", progress=False)
+    assert not (tmp_path / "a.h5").exists()
+
+
+def test_an_audiocaps_template_must_be_a_file_name():
+    with pytest.raises(ValueError, match="expected a file name \\(no folder"):
+        audiocaps.check_template("train/{youtube_id}.wav")
+    audiocaps.check_template("Y{youtube_id}_{start_time}.flac")
+
+
 def test_audiocaps_missing_files_are_listed_and_tolerated_up_to_the_configured_share(tmp_path):
     generate_audiocaps(tmp_path / "raw/train.csv", tmp_path / "raw/audio", TEMPLATE, SPEC, EXTRA)
     out = outputs(tmp_path / "ok")
@@ -172,3 +223,10 @@ def test_a_wavcaps_source_downloads_every_part_of_its_archive(tmp_path):
     assert [p.name for p in wavcaps.read_parts_list(raw / wavcaps.parts_file("FreeSound"))] == names
     for name in names:
         assert (raw / "Zip_files/FreeSound" / name).read_bytes() == files[f"Zip_files/FreeSound/{name}"]
+
+    # a rerun after a lost part fetches that part only
+    (raw / "Zip_files/FreeSound" / names[1]).unlink()
+    with FileServer(files) as server:
+        wavcaps.download_source(server.url, raw, "FreeSound", {"retries": 0, "backoff_s": 0, "timeout_s": 5})
+    assert [name for name, _ in server.requests] == [f"Zip_files/FreeSound/{names[1]}"]
+    assert (raw / "Zip_files/FreeSound" / names[1]).read_bytes() == files[f"Zip_files/FreeSound/{names[1]}"]

@@ -6,9 +6,8 @@ from audioretrieval.data.demo import DemoSpec
 from audioretrieval.data.demo_extra import ExtraSpec, generate_audiocaps, generate_wavcaps
 from audioretrieval.workflow import logged_to
 
-spec = {**snakemake.params.spec}
-extra = ExtraSpec(**spec.pop("extra"))
-spec = DemoSpec(**spec)
+spec = DemoSpec(**snakemake.params.spec)
+extra = ExtraSpec(**snakemake.params.extra)
 with logged_to(snakemake.log[0]) as log:
     if snakemake.rule == "generate_demo_audiocaps":
         stats = [generate_audiocaps(snakemake.output[0], snakemake.params.audio_dir, snakemake.params.file_name, spec, extra)]

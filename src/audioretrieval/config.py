@@ -71,6 +71,11 @@ def _check_extra_sets(config: dict) -> None:
     extra = [name for name in ("audiocaps", "wavcaps") if name in config]
     _require(config["stage1"]["train_on"] != "all" or extra,
              "stage1.train_on is all, but neither audiocaps nor wavcaps is configured: add them or set train_on: clothov2")
+    if config["stage1"]["train_on"] == "all":
+        formats = {"data": config["data"]["sample_format"], **{name: config[name]["sample_format"] for name in extra}}
+        floats = {name for name, fmt in formats.items() if fmt == "float32"}
+        _require(not floats or floats == set(formats),
+                 f"sample_format: the sets stage 1 trains on together must all be float32 or none: {formats}")
     demo = config["data"]["source"] == "demo"
     if "audiocaps" in config:
         try:

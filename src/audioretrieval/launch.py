@@ -28,11 +28,8 @@ def run_training(spec, gpus: int, threads: int) -> None:
 
 
 def _one_or_list(files) -> str | list[str]:
-    """A job's training-set input: one file (ClothoV2 development) or several (a union)."""
-    if isinstance(files, str):
-        return files
-    files = [str(f) for f in files]
-    return files[0] if len(files) == 1 else files
+    """A job's training-set input: one file (stage 2) or a list (stage 1: one file per set)."""
+    return files if isinstance(files, str) else [str(f) for f in files]
 
 
 def training_spec(job, seed: int, **extra):

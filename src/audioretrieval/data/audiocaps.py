@@ -21,10 +21,10 @@ TEMPLATE_FIELDS = {"youtube_id", "start_time", "audiocap_id"}
 def check_template(template: str) -> None:
     fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     unknown = fields - TEMPLATE_FIELDS
-    if unknown or "youtube_id" not in fields:
+    if unknown or "youtube_id" not in fields or "/" in template:
         raise ValueError(
-            f"audiocaps.file_name {template!r}: expected a template using {{youtube_id}} and optionally "
-            f"{{start_time}} and {{audiocap_id}}; unknown fields {sorted(unknown)}"
+            f"audiocaps.file_name {template!r}: expected a file name (no folder: set audiocaps.audio_dir) using "
+            f"{{youtube_id}} and optionally {{start_time}} and {{audiocap_id}}; unknown fields {sorted(unknown)}"
         )
 
 

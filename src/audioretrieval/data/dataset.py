@@ -8,7 +8,7 @@ from bisect import bisect_right
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from .captions import CAPTION_TABLE_COLUMNS
 from .h5audio import INT16_SCALE, AudioH5
@@ -92,23 +92,23 @@ class ClipAudio(Dataset):
         return {"audio": audio, "fraction": torch.tensor(fraction, dtype=torch.float32), "clip_index": clip_index}
 
 
-class CaptionedAudioUnion(Dataset):
+class CaptionedAudioUnion(ConcatDataset):
     """Several caption sets (each an audio file and its caption table) as one training set, e.g.
     ClothoV2 + AudioCaps + WavCaps: items as CaptionedAudio's, with clip_index and caption_row
     offset so that they stay unique across the sets (captions of one clip are positives of
-    each other; clips of different sets never are)."""
+    each other; clips of different sets never are). Every set must hand on one sample type."""
 
     def __init__(self, parts: list[CaptionedAudio]):
+        types = {str(part.audio.path): np.dtype(part.audio.sample_dtype).name for part in parts}
+        if len(set(types.values())) > 1:
+            raise ValueError(f"training sets store different sample types, which cannot share a batch: {types}")
+        super().__init__(parts)
         self.parts = parts
-        self._ends = np.cumsum([len(p) for p in parts]).tolist()
         self._clip_offsets = np.concatenate([[0], np.cumsum([len(p.audio) for p in parts])[:-1]]).tolist()
 
-    def __len__(self) -> int:
-        return self._ends[-1]
-
     def __getitem__(self, index: int) -> dict:
-        part = bisect_right(self._ends, index)
-        first = self._ends[part - 1] if part else 0
+        part = bisect_right(self.cumulative_sizes, index)
+        first = self.cumulative_sizes[part - 1] if part else 0
         item = self.parts[part][index - first]
         item["clip_index"] += self._clip_offsets[part]
         item["caption_row"] += first

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -97,7 +97,10 @@ def decode_members(
         tqdm(total=total, desc=f"decode {Path(source).name}", unit="clip", disable=not progress) as bar,
     ):
         for member, data in members:
-            seen.add(base_name(member))
+            name = base_name(member)
+            if name in seen:
+                raise DecodeError(f"{source}: several members share a file name: {name!r}")
+            seen.add(name)
             pending.append((member, pool.submit(_decode_clip, data, sample_rate, writer)))
             while len(pending) > in_flight:
                 store_oldest(writer)
@@ -105,11 +108,11 @@ def decode_members(
         while pending:
             store_oldest(writer)
             bar.update()
-        if summary.decoded == 0:
-            raise DecodeError(f"{source}: none of its {total} audio members could be decoded")
         if expected is not None:
             summary.missing = sorted(expected.file_names - seen)
             _check_missing(source, summary.missing, len(expected.file_names), expected.max_missing_fraction)
+        if summary.decoded == 0:
+            raise DecodeError(f"{source}: none of its {total} audio members could be decoded")
 
     skipped = pd.DataFrame(
         [(str(source), member, reason) for member, reason in summary.skipped], columns=SKIPPED_COLUMNS
@@ -139,9 +142,6 @@ def decode_archive(archive: str | os.PathLike, out_h5: str | os.PathLike, skippe
     names = [m for m in list_members(archive) if is_audio_name(m)]
     if not names:
         raise DecodeError(f"{archive}: no audio members (.wav, .flac, .ogg, .mp3) in the archive")
-    duplicates = sorted(name for name, n in Counter(map(base_name, names)).items() if n > 1)
-    if duplicates:
-        raise DecodeError(f"{archive}: several members share a file name: {duplicates[:5]}")
     with stream_members(archive, is_audio_name, max_buffered=max(2, 2 * threads)) as members:
         return decode_members(str(archive), members, len(names), out_h5, skipped_csv, threads=threads, **options)
 

@@ -138,6 +138,20 @@ class AudioH5Writer:
             tmp.unlink(missing_ok=True)
 
 
+def _decode_flac(data: bytes, start: int, out: np.ndarray) -> int:
+    """Decode out.size frames from frame `start` of a FLAC file held in memory into `out`. Seeking
+    fails on some libsndfile/libFLAC versions; then the frames before `start` are decoded and dropped."""
+    with soundfile.SoundFile(io.BytesIO(data)) as f:
+        try:
+            if start:
+                f.seek(start)
+        except (RuntimeError, soundfile.LibsndfileError):
+            f.seek(0)
+            while start:
+                start -= len(f.read(min(start, 1 << 16), dtype="int16"))
+        return len(f.read(out.size, dtype="int16", out=out))
+
+
 def _starts(lengths: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
 
@@ -211,11 +225,8 @@ class AudioH5:
             return last - first
         begin = int(self.encoded_offsets[row])
         encoded = self._audio()[begin : begin + int(self.encoded_lengths[row])]
-        with soundfile.SoundFile(io.BytesIO(encoded.tobytes())) as f:
-            if start:
-                f.seek(start)
-            copied = f.read(last - first, dtype="int16", out=out[: last - first])
-        if len(copied) != last - first:
+        copied = _decode_flac(encoded.tobytes(), start, out[: last - first])
+        if copied != last - first:
             raise ValueError(f"{self.path}: clip {row} decodes to fewer samples than its stored length")
         return last - first
 

@@ -40,9 +40,13 @@ def prepare_audiocaps(captions_csv, audio_dir, settings: dict, out: dict, thread
 def prepare_wavcaps(source: str, captions_json, parts_list, exclusion_csv, settings: dict, out: dict,
                     threads: int = 1, progress: bool = True) -> DecodeSummary:
     """Decode one WavCaps source's captioned clips from its archive parts, leaving out the clips the
-    exclusion list names (listed in out["excluded"]); outputs as for prepare_audiocaps."""
+    exclusion list names (listed in out["excluded"]; the list is needed for FreeSound only);
+    outputs as for prepare_audiocaps."""
     captions = wavcaps.read_captions(captions_json, source)
-    wanted, excluded = wavcaps.clips_to_decode(captions, source, wavcaps.read_exclusion_list(exclusion_csv))
+    if exclusion_csv is None and source == wavcaps.EXCLUDED_SOURCE:
+        raise ValueError(f"WavCaps {source}: the exclusion list of ClothoV2 Freesound ids is required")
+    excluded_ids = wavcaps.read_exclusion_list(exclusion_csv) if exclusion_csv is not None else set()
+    wanted, excluded = wavcaps.clips_to_decode(captions, source, excluded_ids)
     log.info("%s: %d captioned clips, %d left out by the exclusion list", source, len(captions), len(excluded))
     parts = wavcaps.read_parts_list(parts_list)
     members = stream_zip_members(parts, lambda name: is_audio_name(name) and name.rsplit("/", 1)[-1] in wanted)

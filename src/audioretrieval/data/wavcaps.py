@@ -107,12 +107,19 @@ def download_source(base_url: str, raw_dir: str | os.PathLike, source: str, sett
     raw_dir = Path(raw_dir)
     base_url = base_url.rstrip("/")
     options = {k: settings[k] for k in ("retries", "backoff_s", "timeout_s")}
-    download(f"{base_url}/{json_file(source)}", raw_dir / json_file(source), None, **options)
-    last = raw_dir / last_part(source)
-    download(f"{base_url}/{last_part(source)}", last, None, **options)
-    names = part_names(last)
+
+    def fetch(relative: str) -> Path:
+        # a file under its final name is complete (downloads grow under <name>.part), so a rerun
+        # after a failed part fetches only what is missing
+        dest = raw_dir / relative
+        if not dest.exists():
+            download(f"{base_url}/{relative}", dest, None, **options)
+        return dest
+
+    fetch(json_file(source))
+    names = part_names(fetch(last_part(source)))
     for name in names[:-1]:
-        download(f"{base_url}/Zip_files/{source}/{name}", last.with_name(name), None, **options)
+        fetch(f"Zip_files/{source}/{name}")
     write_parts_list(raw_dir / parts_file(source), names)
     return names
 
