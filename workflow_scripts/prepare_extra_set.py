@@ -8,6 +8,6 @@ with logged_to(snakemake.log[0]) as log:
                                     threads=snakemake.threads)
     else:
         summary = prepare_wavcaps(snakemake.wildcards.source, snakemake.input.captions, snakemake.input.parts,
-                                  snakemake.input.exclusion or None, snakemake.params.settings,
+                                  (snakemake.input.exclusion or [None])[0], snakemake.params.settings,
                                   {**out, "excluded": snakemake.output.excluded}, threads=snakemake.threads)
     log.info("decoded %d clips, skipped %d, missing %d", summary.decoded, len(summary.skipped), len(summary.missing))
