@@ -133,6 +133,8 @@ if "wavcaps" in config:
         output:
             **extra_set_files("wavcaps/{source}"),
             excluded=f"{OUT}/data/wavcaps/{{source}}/excluded_clips.csv",
+        wildcard_constraints:
+            source="|".join(config["wavcaps"]["sources"]),
         params:
             settings=extra_set_settings("wavcaps"),
             code=code_of("prepare_extra_set"),
