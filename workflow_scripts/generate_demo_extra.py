@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from audioretrieval.data.clotho import METADATA_ENCODING
 from audioretrieval.data.demo import DemoSpec
 from audioretrieval.data.demo_extra import ExtraSpec, generate_audiocaps, generate_wavcaps
 from audioretrieval.workflow import logged_to
@@ -12,7 +13,7 @@ with logged_to(snakemake.log[0]) as log:
     if snakemake.rule == "generate_demo_audiocaps":
         stats = [generate_audiocaps(snakemake.output[0], snakemake.params.audio_dir, snakemake.params.file_name, spec, extra)]
     else:
-        clotho_ids = pd.concat([pd.read_csv(path, encoding="ISO-8859-1") for path in snakemake.input.clotho_metadata])["sound_id"]
+        clotho_ids = pd.concat([pd.read_csv(path, encoding=METADATA_ENCODING) for path in snakemake.input.clotho_metadata])["sound_id"]
         stats = generate_wavcaps(Path(snakemake.output.exclusion).parent, clotho_ids.astype(int).tolist(), spec, extra)
     for row in stats:
         log.info("%s", row)

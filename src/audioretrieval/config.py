@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from .data import audiocaps
 
 ORACLE = "oracle"  # the ensemble name of the demo's ground-truth targets

@@ -13,7 +13,6 @@ import string
 
 import pandas as pd
 
-CAPTIONS_URL = "https://raw.githubusercontent.com/cdjkim/audiocaps/master/dataset/train.csv"
 COLUMNS = ["audiocap_id", "youtube_id", "start_time", "caption"]
 TEMPLATE_FIELDS = {"youtube_id", "start_time", "audiocap_id"}
 

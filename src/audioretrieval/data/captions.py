@@ -47,11 +47,9 @@ def build_caption_table(
     uncaptioned = in_audio - captioned
     if uncaptioned:
         raise ValueError(f"{audio.path}: clips without captions in {captions_csv}: {_first(uncaptioned)}")
-    wide = wide[wide["file_name"].isin(in_audio)]
-    long = wide.melt(id_vars="file_name", value_vars=CAPTION_COLUMNS, var_name="caption_index", value_name="caption")
-    long["caption_index"] = long["caption_index"].str.removeprefix("caption_").astype("int64")
-    long["clip_index"] = long["file_name"].map(audio.row_of).astype("int64")
-    return long.sort_values(["clip_index", "caption_index"], ignore_index=True)[CAPTION_TABLE_COLUMNS]
+    # melted column by column, so each clip's captions come in caption_1..caption_5 order
+    long = wide.melt(id_vars="file_name", value_vars=CAPTION_COLUMNS, value_name="caption")
+    return caption_table_of_clips(long, audio)
 
 
 def caption_table_of_clips(captions: pd.DataFrame, audio: AudioH5) -> pd.DataFrame:

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from . import audiocaps, wavcaps
+from .archive import base_name
 from .audio_io import is_audio_name
 from .captions import caption_table_of_clips
 from .decode import DecodeSummary, Expected, decode_members, files_in_folder
@@ -49,7 +50,7 @@ def prepare_wavcaps(source: str, captions_json, parts_list, exclusion_csv, setti
     wanted, excluded = wavcaps.clips_to_decode(captions, source, excluded_ids)
     log.info("%s: %d captioned clips, %d left out by the exclusion list", source, len(captions), len(excluded))
     parts = wavcaps.read_parts_list(parts_list)
-    members = stream_zip_members(parts, lambda name: is_audio_name(name) and name.rsplit("/", 1)[-1] in wanted)
+    members = stream_zip_members(parts, lambda name: is_audio_name(name) and base_name(name) in wanted)
     summary = decode_members(
         os.fspath(parts[-1]), members, len(wanted), out["audio"], out["skipped"], settings["sample_rate"],
         settings["sample_format"], threads, settings["on_bad_clip"],

@@ -29,8 +29,6 @@ SOURCES = {
     "SoundBible": "sb_final.json",
 }
 EXCLUDED_SOURCE = "FreeSound"  # the DCASE list names Freesound ids
-HUB_BASE_URL = "https://huggingface.co/datasets/cvssp/WavCaps/resolve/main"
-EXCLUSION_URL = "https://dcase.community/documents/challenge2024/dcase2024_task6_excluded_freesound_ids.csv"
 EXCLUSION_FILE = "dcase2024_task6_excluded_freesound_ids.csv"
 PARTS_FILE = "parts.txt"
 
