@@ -1,13 +1,16 @@
 """Ensemble targets at WavCaps scale: building them, and one batch's target block.
 
     python benchmarks/ensemble_benchmark.py [--captions 400000] [--clips 100000] [--members 5] [--dim 1024]
-                                            [--workdir /tmp/ensemble-bench]
+                                            [--workdir /tmp/ensemble-bench] [--quick]
 
 Writes `--members` embeddings files of random unit vectors (about 2 GB each at the defaults), then
 measures in a child process the time and peak memory (RSS of the process) of build_targets, and
 the time of EnsembleTargets.block for 200 random batches of 64 clips x 64 captions (memory-mapped
 targets, no N x N matrix anywhere). Baseline from the same run: reading the members' files once
 (the least any build must do). Targets: peak memory under 4 GB while building; a block under 5 ms.
+The members carry the identities the pipeline's embeddings files carry (written by its own
+writer), so build_targets checks them as in a real run. --quick: 2,000 captions, 500 clips,
+2 members, 64-d (a check that the benchmark runs, not a measurement).
 """
 
 from __future__ import annotations
@@ -21,11 +24,15 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
+
+from audioretrieval.export import identities_of, write_identities
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def write_member(path: Path, clips: int, captions: int, dim: int, seed: int) -> None:
+    """Random unit vectors streamed in blocks, with the identities of an embeddings file."""
     if path.exists():
         return
     rng = np.random.default_rng(seed)
@@ -36,11 +43,12 @@ def write_member(path: Path, clips: int, captions: int, dim: int, seed: int) -> 
             for start in range(0, rows, 20000):
                 block = rng.standard_normal((min(rows, start + 20000) - start, dim), dtype=np.float32)
                 data[start : start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
-        string = h5py.string_dtype("utf-8")
-        f.create_dataset("file_name", data=[f"clip {i}.flac" for i in range(clips)], dtype=string)
-        f.create_dataset("caption_file_name", data=[f"clip {i % clips}.flac" for i in range(captions)], dtype=string)
-        f["caption_index"] = np.ones(captions, dtype=np.int64)
-        f["clip_of_caption"] = np.arange(captions) % clips
+        names = [f"clip {i}.flac" for i in range(clips)]
+        clip_of_caption = np.arange(captions) % clips
+        table = pd.DataFrame({"file_name": [names[c] for c in clip_of_caption], "clip_index": clip_of_caption,
+                              "caption_index": np.arange(captions) // clips + 1,
+                              "caption": [f"caption {j}" for j in range(captions)]})
+        write_identities(f, identities_of(names, table))
     tmp.rename(path)
 
 
@@ -84,10 +92,13 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=5)
     parser.add_argument("--dim", type=int, default=1024)
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "ensemble-bench")
+    parser.add_argument("--quick", action="store_true", help="2,000 captions, 500 clips, 2 members, 64-d: check that it runs")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args.child[0], args.child[2:], args.child[1])
+    if args.quick:
+        args.captions, args.clips, args.members, args.dim = 2000, 500, 2, 64
     import subprocess
 
     args.workdir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Training batches through the dataset class: 64 random 30 s crops, 2 DataLoader workers.
 
-    python benchmarks/loader_benchmark.py [--clips 200] [--batches 40] [--workdir /tmp/loader-bench]
+    python benchmarks/loader_benchmark.py [--clips 200] [--batches 40] [--workdir /tmp/loader-bench] [--quick]
 
 Builds (once per storage) an HDF5 file of `--clips` clips of 20-40 s at 32 kHz (the demo's
 synthetic sources, so FLAC compresses as it does on sounds, not on white noise) and its caption
@@ -10,6 +10,7 @@ storages, zstd and flac, at least 300),
 next to a baseline measured in the same run: the raw HDF5 read of the same crops straight into one
 reused buffer in the main process (no dataset class, no padding, no batching; for flac it includes
 the decoding). The file size per hour of audio shows what each storage costs on disk.
+--quick: 13 clips, 2 batches (a check that the benchmark runs, not a measurement).
 """
 
 from __future__ import annotations
@@ -80,7 +81,10 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=200)
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "loader-bench")
+    parser.add_argument("--quick", action="store_true", help="13 clips, 2 batches: check that it runs")
     args = parser.parse_args()
+    if args.quick:
+        args.clips, args.batches = 13, 2
     args.workdir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     print(f"batches of 64 random {SEGMENT_S:.0f} s crops at {RATE} Hz, {torch.get_num_threads()} torch threads")
@@ -90,7 +94,7 @@ def main() -> None:
         audio, captions = build(args.workdir, args.clips, sample_format)
         reader = AudioH5(audio)
         gb_per_hour = audio.stat().st_size / 1e9 / (reader.lengths.sum() / RATE / 3600)
-        baseline = raw_read_rate(audio, 64 * 5)
+        baseline = raw_read_rate(audio, 64 * min(5, args.batches))
         for workers in (0, 2):
             rates[sample_format, workers] = rate = loader_rate(audio, captions, args.batches, workers)
             print(

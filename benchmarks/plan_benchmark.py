@@ -1,11 +1,11 @@
 """Planning the paper's DAG: `snakemake -n` on config/config.yaml with five stage-1 seeds.
 
-    python benchmarks/plan_benchmark.py [--seeds 5] [--repeats 3]
+    python benchmarks/plan_benchmark.py [--seeds 5] [--repeats 3] [--quick]
 
 Times (best of --repeats) a dry run of the whole workflow in a scratch directory (nothing exists
 yet, so every job is planned: downloads, decoding, five stage-1 runs, exports, ensemble, stage 2
 and its control, evaluations, reports). Baseline from the same run: a dry run of a one-rule
-Snakefile (Snakemake's own start-up). Target: under 3 s.
+Snakefile (Snakemake's own start-up). Target: under 3 s. --quick: two seeds, once.
 """
 
 from __future__ import annotations
@@ -36,7 +36,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="two seeds, once: check that it runs")
     args = parser.parse_args()
+    if args.quick:
+        args.seeds, args.repeats = 2, 1
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["stage1"]["seeds"] = list(range(409194, 409194 + args.seeds))
     config["correspondences"]["ensembles"] = {"all": config["stage1"]["seeds"]}

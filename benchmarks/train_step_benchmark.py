@@ -1,6 +1,6 @@
 """Training-step throughput and peak memory of the dual encoder.
 
-    python benchmarks/train_step_benchmark.py [--steps 5] [--full-size-batch 64]
+    python benchmarks/train_step_benchmark.py [--steps 5] [--full-size-batch 64] [--quick]
 
 (a) the demo model (config/demo.yaml) on the CPU;
 (b) when a CUDA device is present: the paper's full-size model (PaSST-S, RoBERTa-large sized
@@ -9,6 +9,7 @@
 Each prints samples per second and peak memory, and the ratio to a baseline measured in the same
 run: the same model's forward pass alone (no backward, no optimizer step).
 Estimated ClothoV2 stage-1 time = 20 epochs x 19,195 captions / samples per second (+ validation).
+--quick: one step of batch 8 (a check that the benchmark runs, not a measurement).
 """
 
 from __future__ import annotations
@@ -106,15 +107,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--full-size-batch", type=int, default=64)
+    parser.add_argument("--quick", action="store_true", help="one step of batch 8: check that it runs")
     args = parser.parse_args()
+    demo_batch = 8 if args.quick else 64
+    if args.quick:
+        args.steps, args.full_size_batch = 1, 8
 
     demo = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
     torch.manual_seed(0)
     model = DualEncoder(demo["model"], demo["train"]["segment_s"])
     cpu = torch.device("cpu")
     print(f"CPU threads: {torch.get_num_threads()}")
-    report("(a) demo model, CPU, fp32, batch 64",
-           *measure(model, demo["train"], 64, demo["train"]["segment_s"], cpu, "fp32", args.steps))
+    report(f"(a) demo model, CPU, fp32, batch {demo_batch}",
+           *measure(model, demo["train"], demo_batch, demo["train"]["segment_s"], cpu, "fp32", args.steps))
 
     if not torch.cuda.is_available():
         print("(b) full-size model: skipped, no CUDA device")

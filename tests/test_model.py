@@ -1,13 +1,15 @@
 import math
 import os
+import string
 
 import pytest
 import torch
 from hear21passt.models.passt import PaSST
+from hear21passt.models.preprocess import AugmentMelSTFT
 
 from audioretrieval.checkpoint import CheckpointMismatch, checkpoint_of, load_model, save_atomically
 from audioretrieval.losses import contrastive_loss
-from audioretrieval.model.audio import PasstAudioEncoder, WeightsUnavailable, fetch_passt_weights, window_mask
+from audioretrieval.model.audio import MelFrontEnd, PasstAudioEncoder, WeightsUnavailable, fetch_passt_weights, window_mask
 from audioretrieval.model.dual_encoder import DualEncoder
 from audioretrieval.model.text import TextEncoder, normalize_caption
 from audioretrieval.schedule import learning_rate
@@ -15,15 +17,16 @@ from tiny import tiny_model_config
 
 
 def test_contrastive_loss_matches_a_hand_computation_with_two_captions_of_one_clip():
-    logits = torch.tensor([[2.0, 1.0, 0.5], [0.3, 1.5, -1.0], [0.0, 0.2, 3.0]])
+    values = [[2.0, 1.0, 0.5], [0.3, 1.5, -1.0], [0.0, 0.2, 3.0]]  # plain floats: the expectation is computed by hand
+    logits = torch.tensor(values)
     clip_ids = torch.tensor([7, 7, 9])  # items 0 and 1 are two captions of clip 7 (and its audio twice)
     positives = [(0, 0), (0, 1), (1, 0), (1, 1), (2, 2)]
 
     def log_softmax_column(i, j):  # over audios i for caption j
-        return logits[i, j] - math.log(sum(math.exp(logits[k, j]) for k in range(3)))
+        return values[i][j] - math.log(sum(math.exp(values[k][j]) for k in range(3)))
 
     def log_softmax_row(i, j):  # over captions j for audio i
-        return logits[i, j] - math.log(sum(math.exp(logits[i, k]) for k in range(3)))
+        return values[i][j] - math.log(sum(math.exp(values[i][k]) for k in range(3)))
 
     expected = -0.5 * (sum(log_softmax_column(i, j) for i, j in positives) / 5 + sum(log_softmax_row(i, j) for i, j in positives) / 5)
     assert contrastive_loss(logits, clip_ids).item() == pytest.approx(expected, rel=1e-6)
@@ -73,8 +76,57 @@ def test_structured_patchout_only_while_training():
     assert lengths[0] == 1 + 1 + (freq_patches - 1) * (time_patches - 2)
 
 
-def test_caption_normalisation():
-    assert normalize_caption("A dog's bark, then   SILENCE!") == "a dog s bark then silence"
+def seed_caption_preprocessing(caption: str) -> str:
+    """Transcribed from the seed (salsa experiments/ex_dcase24.py, forward_sentence)."""
+    return caption.lower().translate(str.maketrans('', '', string.punctuation))
+
+
+@pytest.mark.parametrize("caption", ["A man's dog barks, then   SILENCE!", "A bird -- chirping (loudly).",
+                                     "Cars pass; a horn honks.", "Rain on a tin roof: tap-tap-tap", "Café naïve"])
+def test_captions_are_preprocessed_as_the_seed_does(caption):
+    assert normalize_caption(caption) == seed_caption_preprocessing(caption)
+    assert normalize_caption("A man's dog, barks") == "a mans dog barks"  # deleted, not replaced by a space
+
+
+def seed_front_end() -> AugmentMelSTFT:
+    """Built with the arguments of the seed (salsa models/audio/passt.py, get_passt) and of the DCASE 2025
+    baseline (d25_t6/passt.py), with freqm = timem = 0 as in the seed's default configuration."""
+    return AugmentMelSTFT(n_mels=128, sr=32000, win_length=800, hopsize=320, n_fft=1024, freqm=0, timem=0,
+                          htk=False, fmin=0.0, fmax=None, norm=1, fmin_aug_range=10, fmax_aug_range=2000)
+
+
+def test_the_front_end_equals_the_seeds_augment_mel_stft_in_evaluation_and_training():
+    reference, ours = seed_front_end(), MelFrontEnd()
+    waveform = 0.3 * torch.randn(3, 3 * 32000)
+    with torch.no_grad():
+        assert torch.allclose(ours.eval()(waveform), reference.eval()(waveform), atol=1e-4)
+        for seed in range(4):  # the same random band edges, drawn by the same calls in the same order
+            torch.manual_seed(seed)
+            expected = reference.train()(waveform)
+            torch.manual_seed(seed)
+            assert torch.allclose(ours.train()(waveform), expected, atol=1e-4)
+
+
+def test_the_front_end_draws_band_edges_from_the_seeds_ranges_in_training_only(monkeypatch):
+    import audioretrieval.model.audio as audio
+
+    edges = []
+    original = audio.get_mel_banks
+
+    def recording(n_mels, n_fft, sr, fmin, fmax, **kwargs):
+        edges.append((fmin, fmax))
+        return original(n_mels, n_fft, sr, fmin, fmax, **kwargs)
+
+    monkeypatch.setattr(audio, "get_mel_banks", recording)
+    front_end, waveform = MelFrontEnd(), torch.zeros(1, 3200)
+    front_end.eval()(waveform)
+    assert edges == [(0.0, 15000)]
+    torch.manual_seed(0)
+    for _ in range(400):
+        front_end.train()(waveform)
+    fmins, fmaxs = zip(*edges[1:])
+    assert set(fmins) == set(range(10))  # fmin + U{0, ..., 9}
+    assert 14001 <= min(fmaxs) < 14100 and 15900 < max(fmaxs) <= 16000  # 15000 + 1000 - U{0, ..., 1999}
 
 
 def test_checkpoints_rebuild_the_model_and_refuse_another_architecture(tmp_path, tiny_tokenizer):
