@@ -42,7 +42,7 @@ def main() -> None:
         args.seeds, args.repeats = 2, 1
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["stage1"]["seeds"] = list(range(409194, 409194 + args.seeds))
-    config["correspondences"]["ensembles"] = {"all": config["stage1"]["seeds"]}
+    config["correspondences"]["ensembles"]["all"] = config["stage1"]["seeds"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "config.yaml").write_text(yaml.safe_dump(config))

@@ -9,7 +9,7 @@ SRC = str(Path(workflow.basedir) / "src")
 # then needs only the dependencies): src/ goes first on the path of this process and of every job.
 sys.path.insert(0, SRC)
 
-from audioretrieval.config import ORACLE, check_config, stage2_jobs
+from audioretrieval.config import ORACLE, check_config, control_family, stage2_jobs
 from audioretrieval.data import clotho, wavcaps
 from audioretrieval.provenance import code_digest
 from audioretrieval.workflow import prepend_to_pythonpath
@@ -216,9 +216,10 @@ def ensemble_dir(name):
     return f"{OUT}/correspondences/{name}"
 
 
-def evaluation_file(model_dir, name):
-    """An evaluation product (embeddings.h5, metrics.json, ranks.parquet) of a model or ensemble."""
-    return f"{model_dir}/evaluation/{name}"
+def evaluation_file(model_dir, name, weights="best"):
+    """An evaluation product (embeddings.h5, metrics.json, ranks.parquet) of a model's best or last
+    weights, or of an ensemble (of its members' best)."""
+    return f"{model_dir}/evaluation/{weights}/{name}"
 
 
 RELEVANCE_FILE = "dcase2025_task6_metadata_eval.csv"
@@ -236,27 +237,34 @@ def ensemble_evaluation_members(wildcards):
     return [evaluation_file(stage1_dir(f"seed{seed}"), "embeddings.h5") for seed in seeds]
 
 
+def multi_member_ensembles():
+    """The ensembles scored as retrieval models and in the quality table: those of several members (an
+    ensemble of one is its member)."""
+    return [name for name, seeds in config["correspondences"]["ensembles"].items() if len(seeds) > 1]
+
+
 def model_dirs():
     """Directories of every evaluated model by group (stage 1, ensembles, stage 2): name -> folder."""
     return {
         "stage1": {run: stage1_dir(run) for run in stage1_runs()},
-        "ensembles": {name: ensemble_dir(name) for name in config["correspondences"]["ensembles"]},
+        "ensembles": {name: ensemble_dir(name) for name in multi_member_ensembles()},
         "stage2": {job["name"]: stage2_dir(job["name"]) for job in STAGE2_JOBS},
     }
 
 
-def model_metrics():
-    """Metrics files by group: name -> path."""
-    return {group: {name: evaluation_file(d, "metrics.json") for name, d in dirs.items()} for group, dirs in model_dirs().items()}
+def model_metrics(weights="best"):
+    """Metrics files by group: name -> path (weights "last": the training runs' last weights)."""
+    groups = model_dirs() if weights == "best" else {g: d for g, d in model_dirs().items() if g != "ensembles"}
+    return {group: {name: evaluation_file(d, "metrics.json", weights) for name, d in dirs.items()} for group, dirs in groups.items()}
 
 
 def ranks_of(group):
-    """Per-query tables of a group: name -> path."""
+    """Per-query tables of a group's best weights: name -> path."""
     return {name: evaluation_file(d, "ranks.parquet") for name, d in model_dirs()[group].items()}
 
 
 def evaluation_outputs():
-    return [path for group in model_metrics().values() for path in group.values()]
+    return [path for weights in ("best", "last") for group in model_metrics(weights).values() for path in group.values()]
 
 
 def example_ensemble():
@@ -296,12 +304,11 @@ def comparison_groups():
     first = {}
     for job in STAGE2_JOBS:
         first.setdefault(job["family"], job)
-    controls = {job["init"]: family for family, job in first.items() if job["control_of"]}
     pairs, shares = [], []
     for family, job in first.items():
         if job["control_of"]:
             continue
-        control = f"{family}-control" if f"{family}-control" in groups else controls.get(job["init"])
+        control = control_family(job["init"]) if control_family(job["init"]) in groups else None
         if control:
             pairs.append(("stage 2 - control", family, control))
         pairs.append(("stage 2 - its initial stage-1 model", family, f"stage 1 seed{job['init']}"))

@@ -15,6 +15,7 @@ rule export_embeddings:
     params:
         top_k=config["correspondences"]["top_k"],
         batch_size=config["train"]["eval_batch_size"],
+        precision=config["train"]["precision"],
         gpus=min(1, config["stage1"]["gpus"]),
         code=code_of("export_embeddings"),
     threads: 2
@@ -95,14 +96,14 @@ if config["data"]["source"] == "demo":
     rule correspondence_quality:
         input:
             members=[embeddings_of(seed) for seed in config["stage1"]["seeds"]],
-            ensembles=[targets_file(name) for name in config["correspondences"]["ensembles"]],
+            ensembles=[targets_file(name) for name in multi_member_ensembles()],
             truth=raw_file("demo_correspondences_development.parquet"),
         output:
             table=f"{OUT}/correspondences/quality.csv",
             markdown=f"{OUT}/correspondences/quality.md",
         params:
             members=[f"seed{seed}" for seed in config["stage1"]["seeds"]],
-            ensembles=list(config["correspondences"]["ensembles"]),
+            ensembles=multi_member_ensembles(),
             code=code_of("correspondence_quality"),
         log:
             log_file("correspondence_quality"),

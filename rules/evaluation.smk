@@ -1,5 +1,6 @@
-# Evaluation: every model (and every ensemble, used directly) embeds the evaluation split once and
-# is scored from those embeddings; multi-positive mAP where a correspondence table exists.
+# Evaluation: every model embeds the evaluation split with its best and with its last weights, every
+# ensemble (used directly) is scored from its members' best, and each from those embeddings; the
+# DCASE 2025 multi-positive mAP where a relevance table exists.
 
 
 if config["data"]["source"] != "demo" and config["evaluation"]["relevance_url"]:
@@ -24,19 +25,21 @@ if config["data"]["source"] != "demo" and config["evaluation"]["relevance_url"]:
 
 rule evaluate_model:
     input:
-        checkpoint=f"{OUT}/{{stage}}/{{model}}/best.pt",
+        checkpoint=f"{OUT}/{{stage}}/{{model}}/{{weights}}.pt",
         audio=data_file("evaluation", "audio.h5"),
         captions=data_file("evaluation", "captions.parquet"),
         relevance=relevance_input(),
     output:
-        embeddings=evaluation_file(f"{OUT}/{{stage}}/{{model}}", "embeddings.h5"),
-        metrics=evaluation_file(f"{OUT}/{{stage}}/{{model}}", "metrics.json"),
-        ranks=evaluation_file(f"{OUT}/{{stage}}/{{model}}", "ranks.parquet"),
+        embeddings=evaluation_file(f"{OUT}/{{stage}}/{{model}}", "embeddings.h5", "{weights}"),
+        metrics=evaluation_file(f"{OUT}/{{stage}}/{{model}}", "metrics.json", "{weights}"),
+        ranks=evaluation_file(f"{OUT}/{{stage}}/{{model}}", "ranks.parquet", "{weights}"),
     wildcard_constraints:
         stage="stage1|stage2",
         model=r"[^/]+",
+        weights="best|last",
     params:
         batch_size=config["train"]["eval_batch_size"],
+        precision=config["train"]["precision"],
         gpus=min(1, config["stage1"]["gpus"]),
         code=code_of("evaluate_model"),
     threads: 2
@@ -45,9 +48,9 @@ rule evaluate_model:
         runtime=30,
         **gpu_resources(min(1, config["stage1"]["gpus"])),
     log:
-        log_file("evaluate_model", "{stage}", "{model}"),
+        log_file("evaluate_model", "{stage}", "{model}", "{weights}"),
     benchmark:
-        benchmark_file("evaluate_model", "{stage}", "{model}")
+        benchmark_file("evaluate_model", "{stage}", "{model}", "{weights}")
     conda:
         CONDA_ENV
     script:

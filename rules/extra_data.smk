@@ -64,6 +64,7 @@ if "audiocaps" in config:
 
 
 if "wavcaps" in config:
+    WAVCAPS_CAPTIONS = config["wavcaps"].get("caption_files", {})
 
     if DEMO:
 
@@ -71,11 +72,12 @@ if "wavcaps" in config:
             input:
                 clotho_metadata=[raw_file(clotho.metadata_csv(split)) for split in SPLITS],
             output:
-                [wavcaps_file(name) for source in config["wavcaps"]["sources"] for name in wavcaps.release_files(source)],
+                [wavcaps_file(name) for source in config["wavcaps"]["sources"] for name in wavcaps.release_files(source, WAVCAPS_CAPTIONS)],
                 exclusion=wavcaps_file(wavcaps.EXCLUSION_FILE),
             params:
                 spec=demo_spec(),
                 extra=demo_extra_spec("wavcaps"),
+                caption_files=WAVCAPS_CAPTIONS,
                 code=code_of("generate_demo_extra"),
             log:
                 log_file("generate_demo_wavcaps"),
@@ -93,10 +95,11 @@ if "wavcaps" in config:
                 name:
                     f"download_wavcaps_{wavcaps_source}"
                 output:
-                    [wavcaps_file(name) for name in wavcaps.release_files(wavcaps_source)],
+                    [wavcaps_file(name) for name in wavcaps.release_files(wavcaps_source, WAVCAPS_CAPTIONS)],
                 params:
                     source=wavcaps_source,
                     base_url=config["wavcaps"]["base_url"],
+                    caption_files=WAVCAPS_CAPTIONS,
                     download=config["download"],
                     code=code_of("download_wavcaps"),
                 log:
@@ -127,7 +130,7 @@ if "wavcaps" in config:
 
     rule prepare_wavcaps:
         input:
-            captions=lambda wildcards: wavcaps_file(wavcaps.json_file(wildcards.source)),
+            captions=lambda wildcards: wavcaps_file(wavcaps.json_file(wildcards.source, WAVCAPS_CAPTIONS)),
             parts=lambda wildcards: wavcaps_file(wavcaps.parts_file(wildcards.source)),
             exclusion=lambda wildcards: [wavcaps_file(wavcaps.EXCLUSION_FILE)] if wildcards.source == wavcaps.EXCLUDED_SOURCE else [],
         output:

@@ -4,6 +4,7 @@
 rule summary:
     input:
         **{f"{group}_metrics": list(paths.values()) for group, paths in model_metrics().items()},
+        **{f"{group}_last_metrics": list(paths.values()) for group, paths in model_metrics("last").items()},
         quality=[f"{OUT}/correspondences/quality.csv"] if config["data"]["source"] == "demo" else [],
         target_mass=[f"{OUT}/correspondences/target_mass.csv"] if config["data"]["source"] == "demo" else [],
     output:
@@ -11,7 +12,7 @@ rule summary:
         markdown=report_file("summary.md"),
         page=report(report_file("summary.html"), caption="../report/summary.rst", category="1. Results"),
     params:
-        names={group: list(paths) for group, paths in model_metrics().items()},
+        names={weights: {group: list(paths) for group, paths in model_metrics(weights).items()} for weights in ("best", "last")},
         stage2_jobs=STAGE2_JOBS,
         reference=config["report"]["reference"],
         code=code_of("summary"),

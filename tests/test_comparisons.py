@@ -78,18 +78,20 @@ def demo_config():
     return yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
 
 
-def test_a_control_is_its_run_with_only_the_loss_weights_changed():
+def test_a_control_is_its_run_with_only_the_loss_weights_changed_and_runs_from_one_start_share_it():
     config = demo_config()
     config["stage2"]["runs"][0].update(seeds=[5, 6], target_tau=0.1)
+    config["stage2"]["runs"].append({**config["stage2"]["runs"][0], "name": "other", "seeds": [6, 7]})
     jobs = {job["name"]: job for job in stage2_jobs(config)}
-    assert sorted(jobs) == ["distill-control-seed5", "distill-control-seed6", "distill-seed5", "distill-seed6"]
+    assert sorted(jobs) == ["control-from-seed1-seed5", "control-from-seed1-seed6", "control-from-seed1-seed7",
+                            "distill-seed5", "distill-seed6", "other-seed6", "other-seed7"]
+    assert jobs["control-from-seed1-seed6"]["control_of"] == ["distill", "other"]
     for seed in (5, 6):
-        run, control = jobs[f"distill-seed{seed}"], jobs[f"distill-control-seed{seed}"]
-        assert (control["dist_weight"], control["sup_weight"]) == (0.0, 1.0) and control["control_of"] == "distill"
-        differing = {key for key in run if run[key] != control[key]}
-        assert differing == {"name", "family", "control_of", "dist_weight", "sup_weight"}
-    config["stage2"]["runs"][0]["control"] = False
-    assert [job["name"] for job in stage2_jobs(config)] == ["distill-seed5", "distill-seed6"]
+        run, control = jobs[f"distill-seed{seed}"], jobs[f"control-from-seed1-seed{seed}"]
+        assert (control["dist_weight"], control["sup_weight"]) == (0.0, 1.0) and control["init"] == run["init"]
+        assert control["seed"] == run["seed"] and control["ensemble"] is None and control["target_tau"] is None
+    config["stage2"]["runs"][0]["control"] = config["stage2"]["runs"][1]["control"] = False
+    assert [job["name"] for job in stage2_jobs(config)] == ["distill-seed5", "distill-seed6", "other-seed6", "other-seed7"]
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -111,10 +113,12 @@ def test_the_summary_shows_stage2_seeds_their_mean_and_the_controls():
     config["stage2"]["runs"][0]["seeds"] = [5, 6]
     jobs = stage2_jobs(config)
     metrics = {job["name"]: {"map@10": 0.1 * i, "r@1": 0, "r@5": 0, "r@10": 0} for i, job in enumerate(jobs)}
-    table = summary_table({"seed1": metrics[jobs[0]["name"]]}, {}, metrics, jobs)
-    assert table["model"].tolist() == ["seed1", "distill-seed5", "distill-seed6", "distill-control-seed5",
-                                       "distill-control-seed6", "distill, mean of 2 seeds", "distill-control, mean of 2 seeds"]
+    table = summary_table({"stage1": {"seed1": metrics[jobs[0]["name"]]}, "stage2": metrics}, None, jobs)
+    assert table["model"].tolist() == ["seed1", "distill-seed5", "distill-seed6", "control-from-seed1-seed5",
+                                       "control-from-seed1-seed6", "distill, mean of 2 seeds",
+                                       "control-from-seed1, mean of 2 seeds"]
     assert table["kind"].tolist()[1:] == ["stage 2", "stage 2", "control", "control", "stage 2 mean", "control mean"]
+    assert table["notes"][3] == "control of distill: from seed1, w_dist 0, w_sup 1"
     assert table.loc[5, "mAP@10"] == pytest.approx(5.0) and table.loc[6, "mAP@10"] == pytest.approx(25.0)
 
 

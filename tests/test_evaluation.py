@@ -1,4 +1,6 @@
+import ast
 import json
+import unicodedata
 
 import h5py
 import numpy as np
@@ -8,8 +10,9 @@ import torch
 
 from audioretrieval.evaluate import main as score_command
 from audioretrieval.evaluate import score_file
+from audioretrieval.export import write_embeddings
 from audioretrieval.metrics import audio_to_text_ranks, multi_positive_ap, own_clip_ranks, retrieval_metrics
-from audioretrieval.relevance import RelevanceMismatch, read_relevance, relevance_matrix
+from audioretrieval.relevance import RelevanceMismatch, match_queries, read_relevance
 from audioretrieval.summary import summary_markdown, summary_table
 
 from test_correspondences import CLIPS, caption_table, member
@@ -85,30 +88,124 @@ def test_multi_positive_ap_with_one_relevant_clip_is_the_reciprocal_rank():
     assert np.allclose(multi_positive_ap(similarity, relevant, 10), torch.where(ranks <= 10, 1 / ranks, 0).numpy())
 
 
-def test_relevance_tables_in_the_dcase_layout(tmp_path):
+def dcase2025_baseline_map(C: torch.Tensor, captions: np.ndarray, paths: np.ndarray, metadata_csv, k: int) -> float:
+    """The DCASE 2025 Task 6 multi-positive mAP@k, transcribed from the baseline
+    (CPJKU/dcase2025_task6_baseline, d25_t6/retrieval_module.py, on_validation_epoch_end): the oracle."""
+    matched_files = pd.read_csv(metadata_csv)
+    matched_files["audio_filenames"] = matched_files["audio_filenames"].transform(lambda x: ast.literal_eval(x))
+
+    def get_ranks(c, r):
+        return [i.item() for i in torch.argsort(torch.argsort(-c))[r]]
+
+    matched_files["query_index"] = matched_files["query"].transform(lambda x: captions.tolist().index(x))
+    matched_files["new_audio_indices"] = matched_files["audio_filenames"].transform(lambda x: [paths.tolist().index(y) for y in x])
+    matched_files["TP_ranks"] = matched_files.apply(lambda row: get_ranks(C[row["query_index"]], row["new_audio_indices"]), axis=1)
+
+    def average_precision_at_k(relevant_ranks, k=10):
+        relevant_ranks = sorted(relevant_ranks)
+        ap = 0.0
+        for i, rank in enumerate(relevant_ranks, start=1):
+            if rank >= k:
+                break
+            ap += i / (rank + 1)
+        return ap / len(relevant_ranks)
+
+    return matched_files["TP_ranks"].apply(lambda ranks: average_precision_at_k(ranks, k)).mean()
+
+
+# file names as ClothoV2 spells them: spaces, commas, quotes, HTML entities, non-ASCII
+REAL_NAMES = ["bird_in_rain.wav", "Pensol - le Moulin cours d&#39;eau.wav", "water, stream 2.wav", "Small watetfall.wav",
+              'the "quote" take.wav', "Café terrace, n°3.wav", "rain's loop.wav", "20091217.17.fountain.wav"]
+
+
+def embeddings_in_the_real_layout(path, rng, clips=40, per_clip=5):
+    names = REAL_NAMES + [f"clip {i}, take &amp; more.wav" for i in range(clips - len(REAL_NAMES))]
+    clip_of_caption = np.repeat(np.arange(clips), per_clip)
+    texts = [f"Caption {j} of a recording, with 'quotes' and commas." for j in range(clips * per_clip)]
+    texts[7] = texts[3]  # a text that two captions share: the query takes the first
+    table = pd.DataFrame({"file_name": [names[c] for c in clip_of_caption], "clip_index": clip_of_caption,
+                          "caption_index": np.tile(np.arange(1, per_clip + 1), clips), "caption": texts})
+    audio = rng.standard_normal((clips, 8)).astype(np.float32)
+    text = rng.standard_normal((clips * per_clip, 8)).astype(np.float32)
+    audio /= np.linalg.norm(audio, axis=1, keepdims=True)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    write_embeddings(path, audio, text, names, table)
+    return names, table, audio, text
+
+
+def test_dcase2025_map_equals_the_baselines_on_a_file_in_the_published_layout(tmp_path):
+    rng = np.random.default_rng(7)
+    names, table, audio, text = embeddings_in_the_real_layout(tmp_path / "embeddings.h5", rng)
+    rows = []
+    for j in rng.choice(len(table), 60, replace=False):
+        if j == 7:
+            continue  # its text is caption 3's: no query twice, as in the published file
+        own = table["file_name"][j]
+        others = [n for n in rng.choice(names, rng.integers(1, 12), replace=False) if n != own]
+        relevant = others + ([own] if rng.random() < 0.5 or not others else [])  # some rows without the own clip
+        rows.append((table["caption"][j], str([str(n) for n in rng.permutation(relevant)])))
+    metadata = tmp_path / "metadata_eval.csv"
+    pd.DataFrame(rows, columns=["query", "audio_filenames"]).to_csv(metadata, index=False)
+    assert metadata.read_text().splitlines()[0] == "query,audio_filenames"
+    assert "d&#39;eau.wav" in metadata.read_text() and "\"['" in metadata.read_text()  # list literals, quoted cells
+
+    score_command([str(tmp_path / "embeddings.h5"), "--metrics", str(tmp_path / "m.json"),
+                   "--ranks", str(tmp_path / "r.parquet"), "--relevance", str(metadata)])
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    C = torch.from_numpy(text @ audio.T)
+    captions, paths = table["caption"].to_numpy(), np.asarray(names)
+    for k in (16, 10):
+        assert metrics[f"dcase2025_map@{k}"] == pytest.approx(dcase2025_baseline_map(C, captions, paths, metadata, k), abs=1e-12)
+    assert metrics["dcase2025_queries"] == len(rows)
+    ranks = pd.read_parquet(tmp_path / "r.parquet")
+    assert ranks["dcase2025_ap@16"].notna().sum() == len(rows)  # one caption per query
+
+
+def test_relevance_tables_in_the_published_and_the_long_layout(tmp_path):
     path = tmp_path / "metadata_eval.csv"
-    pd.DataFrame({"query": ["a dog barks", "rain falls "], "file_names": ["['d1.wav', 'd2.wav']", "r1.wav; r2.wav"]}).to_csv(path, index=False)
+    pd.DataFrame({"query": ["a dog barks", "rain falls"],
+                  "audio_filenames": ["['d1.wav', 'fan &#39;live&#39;; 470.wav']", "['r1.wav']"]}).to_csv(path, index=False)
     table = read_relevance(path)
-    assert sorted(map(tuple, table.to_numpy())) == [("a dog barks", "d1.wav"), ("a dog barks", "d2.wav"),
-                                                    ("rain falls", "r1.wav"), ("rain falls", "r2.wav")]
-    # one name per row: names may contain ';' (HTML entities)
-    pd.DataFrame({"caption": ["a fan"], "relevant_file_name": ["fan &#39;live&#39; 470.wav"]}).to_parquet(tmp_path / "t.parquet")
-    assert read_relevance(tmp_path / "t.parquet")["relevant_file_name"].tolist() == ["fan &#39;live&#39; 470.wav"]
-    pd.DataFrame({"sentence": ["x"], "file_name": ["y"]}).to_csv(path, index=False)
-    with pytest.raises(RelevanceMismatch, match=r"no query column; expected one of \['query', 'caption'\]"):
-        read_relevance(path)
+    assert table["query"].tolist() == ["a dog barks", "rain falls"]
+    assert table["relevant"].tolist() == [["d1.wav", "fan &#39;live&#39;; 470.wav"], ["r1.wav"]]
+    # one (query, file) pair per row, as the demo's truth: gathered per query
+    pd.DataFrame({"caption": ["a fan", "a hum", "a fan"], "relevant_file_name": ["f1.wav", "h.wav", "f2.wav"]}).to_parquet(
+        tmp_path / "t.parquet")
+    assert read_relevance(tmp_path / "t.parquet")["relevant"].tolist() == [["f1.wav", "f2.wav"], ["h.wav"]]
 
 
-def test_relevance_matrix_adds_the_own_clip_and_names_offenders():
-    table = pd.DataFrame({"query": ["dog", "dog", "rain"], "relevant_file_name": ["b.wav", "c.wav", "c.wav"]})
-    relevant = relevance_matrix(["a.wav", "b.wav", "c.wav"], ["dog", "rain", "wind"], np.array([0, 2, 1]), table)
-    assert relevant.tolist() == [[True, True, True], [False, False, True], [False, False, False]]
-    bad = pd.DataFrame({"query": ["dog", "cat", "cow"], "relevant_file_name": ["z.wav", "a.wav", "a.wav"]})
+@pytest.mark.parametrize("table, message", [
+    ({"sentence": ["x"], "file_name": ["y"]}, r"expected a query column \['query', 'caption'\]"),
+    ({"query": ["x", "x"], "audio_filenames": ["['a.wav']", "['b.wav']"]}, r"1 queries appear in more than one row, e.g. \['x'\]"),
+    ({"query": ["x"], "audio_filenames": ["a.wav, b.wav"]}, r"row 1: expected a list literal of file names"),
+    ({"query": ["x"], "audio_filenames": ["[]"]}, r"row 1: expected a non-empty list of file names"),
+])
+def test_malformed_relevance_tables_fail_naming_file_row_and_expectation(tmp_path, table, message):
+    pd.DataFrame(table).to_csv(tmp_path / "eval.csv", index=False)
+    with pytest.raises(RelevanceMismatch, match="eval.csv.*" + message):
+        read_relevance(tmp_path / "eval.csv")
+
+
+def test_queries_match_their_first_caption_and_offenders_are_named():
+    table = pd.DataFrame({"query": ["dog", "rain"], "relevant": [["b.wav", "c.wav"], ["c.wav"]]})
+    rows, relevant = match_queries(table, ["a.wav", "b.wav", "c.wav"], ["wind", "dog", "rain", "dog"])
+    assert rows.tolist() == [1, 2]
+    assert relevant.tolist() == [[False, True, True], [False, False, True]]  # the own clip is not added
+    bad = pd.DataFrame({"query": ["dog", "cat", "cow"], "relevant": [["z.wav"], ["a.wav"], ["a.wav"]]})
     with pytest.raises(RelevanceMismatch) as error:
-        relevance_matrix(["a.wav", "b.wav"], ["dog", "rain"], np.array([0, 1]), bad, "eval.csv")
+        match_queries(bad, ["a.wav", "b.wav"], ["dog", "rain"], "eval.csv")
     message = str(error.value)
     assert message.startswith("eval.csv: ") and "2 queries match no caption" in message and "'cat', 'cow'" in message
     assert "1 file names match no clip of the split, e.g. ['z.wav']" in message
+
+
+def test_names_and_queries_match_whatever_their_unicode_normal_form(tmp_path):
+    decomposed = unicodedata.normalize("NFD", "Café naïve.wav")
+    pd.DataFrame({"query": [unicodedata.normalize("NFD", "a café")], "audio_filenames": [str([decomposed])]}).to_csv(
+        tmp_path / "eval.csv", index=False)
+    rows, relevant = match_queries(read_relevance(tmp_path / "eval.csv"), [unicodedata.normalize("NFC", "Café naïve.wav")],
+                                   [unicodedata.normalize("NFC", "a café")])
+    assert rows.tolist() == [0] and relevant.tolist() == [[True]]
 
 
 def test_scoring_an_embeddings_file_from_the_command_line(tmp_path, capsys):
@@ -124,9 +221,9 @@ def test_scoring_an_embeddings_file_from_the_command_line(tmp_path, capsys):
     assert ranks["rank"].tolist() == expected.tolist()
     assert metrics["map@10"] == pytest.approx(ranks["ap@10"].mean())
     assert ranks[["file_name", "caption_index", "caption"]].equals(captions[["file_name", "caption_index", "caption"]])
-    # only the one annotated caption gets the multi-positive AP: own clip and clip 5 relevant
-    assert metrics["multi_positive_queries"] == 1 and metrics["mean_relevant_clips"] == 2
-    assert ranks["multi_ap@16"].notna().tolist() == [True] + [False] * (len(captions) - 1)
+    # only the one query gets the DCASE 2025 AP, with exactly the one listed clip relevant
+    assert metrics["dcase2025_queries"] == 1 and metrics["mean_relevant_clips"] == 1
+    assert ranks["dcase2025_ap@16"].notna().tolist() == [True] + [False] * (len(captions) - 1)
     assert json.loads(capsys.readouterr().out)["map@10"] == metrics["map@10"]
 
 
@@ -142,13 +239,19 @@ def metrics(value):
     return {"map@10": value, "r@1": value / 2, "r@5": value, "r@10": value}
 
 
-def test_the_summary_lists_every_run_the_seed_mean_and_the_references():
-    table = summary_table({"seed1": metrics(0.2), "seed2": metrics(0.3)}, {"all": metrics(0.35)},
-                          {"distill": metrics(0.4), "distill-control": metrics(0.38)}, None,
-                          [{"model": "paper: stage 1", "map@10": 28.2, "r@1": 17.24, "r@5": 42.31, "r@10": 56.47}])
-    assert table["model"].tolist() == ["seed1", "seed2", "stage 1, mean of 2 seeds", "ensemble all", "distill",
-                                       "distill-control", "paper: stage 1"]
-    mean = table.set_index("model").loc["stage 1, mean of 2 seeds"]
-    assert mean["mAP@10"] == pytest.approx(25.0) and mean["mAP@10 sd"] == pytest.approx(np.std([20, 30], ddof=1))
+def test_the_summary_lists_best_and_last_weights_of_every_run_the_seed_means_and_the_references():
+    best = {"stage1": {"seed1": metrics(0.2), "seed2": metrics(0.3)}, "ensembles": {"all": metrics(0.35)},
+            "stage2": {"distill": metrics(0.4), "control": metrics(0.38)}}
+    last = {"stage1": {"seed1": metrics(0.1), "seed2": metrics(0.2)}, "stage2": {"distill": metrics(0.3), "control": metrics(0.3)}}
+    reference = [{"model": "paper: stage 1", "map@10": 28.2, "r@1": 17.24, "r@5": 42.31, "r@10": 56.47,
+                  "compare_with": "seed1, last weights"}]
+    table = summary_table(best, last, None, reference)
+    assert table["model"].tolist() == ["seed1", "seed2", "stage 1, mean of 2 seeds", "ensemble all", "distill", "control",
+                                       "seed1", "seed2", "stage 1, mean of 2 seeds", "distill", "control", "paper: stage 1"]
+    assert table["weights"].tolist() == ["best"] * 6 + ["last"] * 5 + [""]
+    means = table[table["model"] == "stage 1, mean of 2 seeds"].set_index("weights")
+    assert means.loc["best", "mAP@10"] == pytest.approx(25.0) and means.loc["last", "mAP@10"] == pytest.approx(15.0)
+    assert means.loc["best", "mAP@10 sd"] == pytest.approx(np.std([20, 30], ddof=1))
+    assert table["notes"].iloc[-1] == "published; compare with seed1, last weights"
     markdown = summary_markdown(table)
     assert "25.00 ± 7.07" in markdown and "| 28.20" in markdown

@@ -230,3 +230,14 @@ def test_a_wavcaps_source_downloads_every_part_of_its_archive(tmp_path):
         wavcaps.download_source(server.url, raw, "FreeSound", {"retries": 0, "backoff_s": 0, "timeout_s": 5})
     assert [name for name, _ in server.requests] == [f"Zip_files/FreeSound/{names[1]}"]
     assert (raw / "Zip_files/FreeSound" / names[1]).read_bytes() == files[f"Zip_files/FreeSound/{names[1]}"]
+
+
+def test_wavcaps_caption_files_are_the_seeds_unless_configured():
+    # the files salsa's data/datasets/wavcaps.py reads
+    seed = {"AudioSet_SL": "as_final.json", "BBC_Sound_Effects": "bbc_final.json", "FreeSound": "fsd_final_2s.json",
+            "SoundBible": "sb_final.json"}
+    for source, name in seed.items():
+        assert wavcaps.json_file(source) == f"json_files/{source}/{name}"
+    baseline = {"FreeSound": "fsd_final.json"}  # the DCASE 2025 baseline's choice
+    assert wavcaps.json_file("FreeSound", baseline) == "json_files/FreeSound/fsd_final.json"
+    assert wavcaps.release_files("SoundBible", baseline) == ["json_files/SoundBible/sb_final.json", "Zip_files/SoundBible/parts.txt"]

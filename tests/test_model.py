@@ -185,3 +185,60 @@ def test_a_real_pretrained_text_encoder_loads_offline_with_its_weights_and_dropo
     assert torch.equal(text.encoder.embeddings.word_embeddings.weight, published[key])
     assert text.encoder.config.hidden_dropout_prob == 0.2 and text.encoder.config.attention_probs_dropout_prob == 0.2
     assert text.eval()(["a dog barks", "rain on a roof"]).shape == (2, 16)
+
+
+def test_mean_pooling_ignores_padding_tokens(tiny_tokenizer):
+    cfg = {**tiny_model_config(tiny_tokenizer)["text"], "pooling": "mean"}
+    torch.manual_seed(0)
+    text = TextEncoder(cfg, 16).eval()
+    short, longer = "a quiet hum", "a loud high siren with hiss can be heard plays a chirp"
+    assert len(text.tokenizer(short)["input_ids"]) < len(text.tokenizer(longer)["input_ids"])
+    with torch.no_grad():
+        alone = text([short])
+        padded = text([short, longer])[:1]  # padded to the longer caption's length
+    assert torch.allclose(alone, padded, atol=1e-5)
+    first = TextEncoder({**cfg, "pooling": "first"}, 16).eval()
+    first.load_state_dict(text.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(first([short]), alone, atol=1e-3)  # the pooling is what differs
+
+
+def test_pooling_and_head_depth_round_trip_through_a_checkpoint(tmp_path, tiny_tokenizer):
+    cfg = tiny_model_config(tiny_tokenizer)
+    cfg["text"].update(pooling="mean", head_layers=2, head_hidden=24)
+    torch.manual_seed(0)
+    model = DualEncoder(cfg, 2.0).eval()
+    assert [type(m).__name__ for m in model.text.projection] == ["Linear", "ReLU", "Linear"]
+    assert model.text.projection[0].out_features == 24
+    save_atomically(checkpoint_of(model, cfg, 2.0, 0, {}, 1), tmp_path / "model.pt")
+    loaded, _ = load_model(tmp_path / "model.pt")
+    assert loaded.text.pooling == "mean" and isinstance(loaded.text.projection, torch.nn.Sequential)
+    with torch.no_grad():
+        assert torch.equal(model.embed_text(["a tone", "two beeps and a hum"]), loaded.eval().embed_text(["a tone", "two beeps and a hum"]))
+
+
+def test_the_paper_config_builds_first_token_pooling_and_one_linear_layer(tiny_tokenizer):
+    import yaml
+
+    from conftest import REPO
+
+    text_cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["model"]["text"]
+    text_cfg.update(name=None, tokenizer=str(tiny_tokenizer))  # the paper's settings on a small random encoder
+    text = TextEncoder(text_cfg, 1024, load_weights=False)
+    assert text.pooling == "first"
+    assert isinstance(text.projection, torch.nn.Linear) and text.projection.in_features == 128
+    assert text.projection.out_features == 1024
+
+
+def test_padding_to_the_longest_caption_gives_the_seeds_padding_to_32_tokens(tiny_tokenizer):
+    torch.manual_seed(0)
+    text = TextEncoder(tiny_model_config(tiny_tokenizer)["text"], 16).eval()
+    captions = [normalize_caption(c) for c in ("a hum", "a loud tone.")]
+    ours = text.tokenize(captions, torch.device("cpu"))
+    seeds = text.tokenizer(captions, add_special_tokens=True, padding="max_length", return_tensors="pt",
+                           max_length=text.max_tokens, truncation=True)  # ex_dcase24.py, forward_sentence
+    assert ours["input_ids"].shape[1] < seeds["input_ids"].shape[1] == text.max_tokens
+    with torch.no_grad():
+        first = text.encoder(**ours).last_hidden_state[:, 0]
+        padded = text.encoder(input_ids=seeds["input_ids"], attention_mask=seeds["attention_mask"]).last_hidden_state[:, 0]
+    assert torch.allclose(first, padded, atol=1e-5)

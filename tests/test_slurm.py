@@ -32,7 +32,7 @@ def test_training_and_evaluation_run_as_slurm_jobs_with_their_gpu_requests(tmp_p
     tiny_demo_config["correspondences"]["ensembles"] = {"all": [1]}
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(tiny_demo_config))
-    target = tmp_path / "results" / "stage1" / "seed1" / "evaluation" / "metrics.json"
+    target = tmp_path / "results" / "stage1" / "seed1" / "evaluation" / "best" / "metrics.json"
     run_snakemake(target, "--profile", REPO / "profiles" / "slurm", *TEST_CLUSTER, "--configfile", configfile, cwd=tmp_path)
     assert json.loads(target.read_text())["captions"] == 20
     jobs = jobs_in_controller()

@@ -75,19 +75,24 @@ def test_the_whole_chain_runs_then_reruns_exactly_what_went_stale(tmp_path, tiny
     quality = pd.read_csv(out / "correspondences" / "quality.csv")
     assert quality["model"].tolist() == ["seed1", "seed2", "ensemble all"]
     assert quality["roc_auc"].between(0, 1).all()
-    for job in ("distill-seed523528930", "distill-control-seed523528930"):
+    for job in ("distill-seed523528930", "control-from-seed1-seed523528930"):
         assert pd.read_csv(out / "stage2" / job / "log.csv")["epoch"].tolist() == [1]
-    for model_dir in ("stage1/seed1", "stage1/seed2", "correspondences/all", "stage2/distill-seed523528930",
-                      "stage2/distill-control-seed523528930"):
-        metrics = json.loads((out / model_dir / "evaluation" / "metrics.json").read_text())
+    texts = pd.read_parquet(out / "data" / "clothov2" / "evaluation" / "captions.parquet")["caption"].nunique()
+    for model_dir, weights in [(d, w) for d in ("stage1/seed1", "stage1/seed2", "stage2/distill-seed523528930",
+                                                "stage2/control-from-seed1-seed523528930") for w in ("best", "last")] + [
+                               ("correspondences/all", "best")]:
+        metrics = json.loads((out / model_dir / "evaluation" / weights / "metrics.json").read_text())
         assert metrics["captions"] == 5 * 4 and metrics["clips"] == 4  # the evaluation split
-        assert metrics["multi_positive_queries"] == 20  # the demo's truth covers every caption
-    summary = pd.read_csv(out / "report" / "summary.csv")
-    assert summary["model"].tolist() == ["seed1", "seed2", "stage 1, mean of 2 seeds", "ensemble all",
-                                         "distill-seed523528930", "distill-control-seed523528930"]
+        assert metrics["dcase2025_queries"] == texts  # the demo's truth: every caption text is a query
+    summary = pd.read_csv(out / "report" / "summary.csv", keep_default_na=False)
+    best = ["seed1", "seed2", "stage 1, mean of 2 seeds", "ensemble all", "distill-seed523528930",
+            "control-from-seed1-seed523528930"]
+    assert summary["model"].tolist() == best + [m for m in best if m != "ensemble all"]
+    assert summary["weights"].tolist() == ["best"] * 6 + ["last"] * 5
     comparisons = pd.read_csv(out / "report" / "comparisons.csv")
     assert set(comparisons["comparison"]) == {"stage 2 - control", "stage 2 - its initial stage-1 model", "stage 2 - mean of stage 1"}
-    assert set(comparisons["metric"]) == {"ap@10", "multi_ap@10"} and (comparisons["queries"] == 20).all()
+    assert set(comparisons["metric"]) == {"ap@10", "dcase2025_ap@10"}
+    assert comparisons.set_index("metric")["queries"].to_dict() == {"ap@10": 20, "dcase2025_ap@10": texts}
     for figure in ("training_curves", "metrics", "correspondence_examples", "comparisons"):
         assert (out / "report" / f"{figure}.png").stat().st_size > 0 and (out / "report" / f"{figure}.svg").exists()
     run_snakemake("--configfile", configfile, "--report", tmp_path / "report.html", cwd=tmp_path)
@@ -130,12 +135,12 @@ def test_the_whole_chain_runs_then_reruns_exactly_what_went_stale(tmp_path, tiny
     tiny_demo_config["stage2"]["runs"][0]["target_tau"] = 0.1
     changed = run_snakemake("-n", "--cores", 2, "--configfile", write_config(tmp_path, tiny_demo_config), cwd=tmp_path)
     assert planned_rules(changed) == {"train_stage2", "evaluate_model", "target_mass", "summary", "comparisons", "plots", "all"}
-    assert "name=distill-seed523528930" in changed.stdout and "name=distill-control" not in changed.stdout
+    assert "name=distill-seed523528930" in changed.stdout and "name=control-from" not in changed.stdout
     # a control asked for afterwards is trained and evaluated alone; its run is not retrained
     tiny_demo_config["stage2"]["runs"][0].update(target_tau=None, seeds=[523528930, 11])
     more = run_snakemake("-n", "--cores", 2, "--configfile", write_config(tmp_path, tiny_demo_config), cwd=tmp_path)
     assert more.stdout.count("rule train_stage2:") == 2
-    assert "name=distill-seed11" in more.stdout and "name=distill-control-seed11" in more.stdout
+    assert "name=distill-seed11" in more.stdout and "name=control-from-seed1-seed11" in more.stdout
     assert "name=distill-seed523528930" not in more.stdout
 
 
@@ -196,6 +201,10 @@ def test_the_paper_config_switches_on_the_full_setting_with_train_on(tmp_path):
         assert "data/wavcaps/FreeSound/audio.h5" in block and "data/audiocaps/train/audio.h5" in block
     for block in rule_blocks(result, "train_stage2"):
         assert "wavcaps" not in block and "audiocaps" not in block
+    assert "json_files/FreeSound/fsd_final_2s.json" in result.stdout  # the seed's caption file
+    config["wavcaps"]["caption_files"] = {"FreeSound": "fsd_final.json"}
+    other = run_snakemake("-n", "--configfile", write_config(tmp_path, config), "--cores", 1, cwd=tmp_path)
+    assert "json_files/FreeSound/fsd_final.json" in other.stdout and "fsd_final_2s" not in other.stdout
 
 
 def test_the_paper_config_plans_the_clotho_download(tmp_path):
@@ -203,9 +212,13 @@ def test_the_paper_config_plans_the_clotho_download(tmp_path):
     assert result.stdout.count("rule download_clotho:") == 9
     assert result.stdout.count("rule train_stage1:") == 3
     assert result.stdout.count("rule export_embeddings:") == 3
-    assert result.stdout.count("rule ensemble_targets:") == 1
-    assert result.stdout.count("rule train_stage2:") == 2  # the paper's stage 2 and its control
-    assert result.stdout.count("rule evaluate_model:") == 5 and result.stdout.count("rule evaluate_ensemble:") == 1
+    # the paper's self-distillation, the three-member ensemble's run, and the one control both share
+    assert result.stdout.count("rule train_stage2:") == 3
+    for job in ("self_distill-seed523528930", "distill-seed523528930", "control-from-seed409194-seed523528930"):
+        assert f"name={job}" in result.stdout
+    assert result.stdout.count("rule ensemble_targets:") == 2  # one model alone, and the three
+    # best and last weights of 3 stage-1 and 3 stage-2 runs; the three-member ensemble
+    assert result.stdout.count("rule evaluate_model:") == 12 and result.stdout.count("rule evaluate_ensemble:") == 1
     assert result.stdout.count("rule download_relevance:") == 1  # the DCASE 2025 annotations
     assert result.stdout.count("rule summary:") == 1 and result.stdout.count("rule plots:") == 1
     assert result.stdout.count("rule comparisons:") == 1
@@ -262,8 +275,9 @@ def test_config_mistakes_fail_at_load_time_naming_the_key(tmp_path, tiny_demo_co
 
 
 def test_lint_finds_nothing_in_either_configuration(tmp_path):
-    for configfile in ("demo.yaml", "demo_full.yaml", "config.yaml"):
-        result = run_snakemake("--lint", "--configfile", REPO / "config" / configfile, cwd=REPO, check=False)
+    for configfiles in (["demo.yaml"], ["demo.yaml", "demo_full.yaml"], ["demo.yaml", "study.yaml", "study_tries.yaml"],
+                        ["config.yaml"]):
+        result = run_snakemake("--lint", "--configfile", *(REPO / "config" / f for f in configfiles), cwd=REPO, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -15,7 +15,7 @@ def tiny_model_config(tokenizer=None) -> dict:
                   "depth": 1, "num_heads": 2, "window_s": 1.0, "hop_s": 1.0, "patchout_t": 1, "patchout_f": 1},
         "text": {"name": None, "tokenizer": str(tokenizer) if tokenizer else None, "freeze": False,
                  "tokenizer_vocab_size": 300,
-                 "dropout": 0.1, "max_tokens": 16,
+                 "dropout": 0.1, "max_tokens": 16, "pooling": "first", "head_layers": 1, "head_hidden": None,
                  "random_init": {"hidden_size": 32, "layers": 1, "heads": 2, "intermediate_size": 64}},
     }
 

@@ -11,7 +11,7 @@ with logged_to(snakemake.log[0]) as log:
         for group in ("stage1", "stage2")
         for name, path in zip(snakemake.params.names[group], snakemake.input[f"{group}_ranks"])
     }
-    metrics = [m for m in ("ap@10", "multi_ap@10") if all(m in t for t in per_query.values())]
+    metrics = [m for m in ("ap@10", "dcase2025_ap@10") if all(m in t for t in per_query.values())]
     groups = snakemake.params.groups
     table = comparisons_table(per_query, groups, [tuple(p) for p in snakemake.params.pairs], metrics,
                               snakemake.params.resamples)

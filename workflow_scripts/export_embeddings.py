@@ -14,4 +14,5 @@ with logged_to(snakemake.log[0]):
         k=snakemake.params.top_k,
         batch_size=snakemake.params.batch_size,
         device="cuda" if snakemake.params.gpus and torch.cuda.is_available() else "cpu",
+        precision=snakemake.params.precision,
     )

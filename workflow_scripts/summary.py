@@ -6,14 +6,15 @@ from audioretrieval.summary import read_metrics, summary_markdown, summary_table
 from audioretrieval.workflow import logged_to
 
 with logged_to(snakemake.log[0]) as log:
-    metrics = {
-        group: {name: read_metrics(path) for name, path in zip(snakemake.params.names[group], snakemake.input[f"{group}_metrics"])}
-        for group in ("stage1", "ensembles", "stage2")
-    }
-    table = summary_table(metrics["stage1"], metrics["ensembles"], metrics["stage2"], snakemake.params.stage2_jobs,
-                          snakemake.params.reference)
+    best, last = (
+        {group: {name: read_metrics(path) for name, path in zip(names, snakemake.input[f"{group}{suffix}_metrics"])}
+         for group, names in snakemake.params.names[weights].items()}
+        for weights, suffix in (("best", ""), ("last", "_last"))
+    )
+    table = summary_table(best, last, snakemake.params.stage2_jobs, snakemake.params.reference)
     write_table_atomically(table, snakemake.output.table)
-    text = "## Text-to-audio retrieval on the evaluation split (%)\n\n" + summary_markdown(table)
+    text = ("## Text-to-audio retrieval on the evaluation split (%)\n\nweights: each run's best epoch by validation "
+            "mAP@10, or its last epoch (the seed tests the weights after the last epoch)\n\n" + summary_markdown(table))
     if snakemake.input.quality:
         quality = pd.read_csv(snakemake.input.quality[0])
         text += ("\n## Estimated correspondences of the training split against the demo's truth\n\n"

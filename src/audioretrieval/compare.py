@@ -57,7 +57,7 @@ def comparisons_table(per_query: dict[str, pd.DataFrame], groups: dict[str, list
     per_query: model -> its per-query table (evaluate.py's ranks.parquet); groups: a name -> the
     models whose per-query scores it averages (the seeds of a run, the stage-1 runs); pairs:
     (what, group, baseline group). For each metric column, queries where any model has no score
-    (multi-positive AP of an unannotated caption) are left out. Differences are in % points.
+    (DCASE 2025 AP of a caption that is no query) are left out. Differences are in % points.
     """
     names = list(per_query)
     rows = []

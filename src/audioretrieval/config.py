@@ -91,17 +91,29 @@ def _check_extra_sets(config: dict) -> None:
                  f"wavcaps.sources {config['wavcaps']['sources']} must be the sources demo.extra.wavcaps_clips generates {generated}")
 
 
+def control_family(init: int) -> str:
+    """The name of the control runs of every stage-2 run that starts from stage-1 seed `init`."""
+    return f"control-from-seed{init}"
+
+
 def stage2_jobs(config: dict) -> list[dict]:
-    """Every stage-2 training job: each configured run once per seed, named `{name}-seed{N}`, and
-    with `control: true` its control `{name}-control-seed{N}`: the same job with dist_weight 0 and
-    sup_weight 1 (the same extra training with the ordinary contrastive loss)."""
-    jobs = []
-    for run in config["stage2"]["runs"]:
-        variants = [(run["name"], None, run["dist_weight"], run["sup_weight"])]
-        if run["control"]:
-            variants.append((f"{run['name']}-control", run["name"], 0.0, 1.0))
-        for family, control_of, dist_weight, sup_weight in variants:
-            for seed in run["seeds"]:
-                jobs.append({**run, "name": f"{family}-seed{seed}", "family": family, "control_of": control_of,
-                             "seed": seed, "dist_weight": dist_weight, "sup_weight": sup_weight})
-    return jobs
+    """Every stage-2 training job: each configured run once per seed, named `{name}-seed{N}`, and for
+    runs with `control: true` the controls `control-from-seed{init}-seed{N}`: the same training with
+    dist_weight 0 and sup_weight 1 (the same extra epochs with the ordinary contrastive loss). A
+    control depends only on its start and seed, so runs that share both share one control job."""
+    runs = config["stage2"]["runs"]
+    jobs = [{**run, "name": f"{run['name']}-seed{seed}", "family": run["name"], "control_of": [], "seed": seed}
+            for run in runs for seed in run["seeds"]]
+    controls: dict[str, dict] = {}
+    for run in runs:
+        if not run["control"]:
+            continue
+        family = control_family(run["init"])
+        for seed in run["seeds"]:
+            job = controls.setdefault(f"{family}-seed{seed}", {
+                "name": f"{family}-seed{seed}", "family": family, "init": run["init"], "seed": seed, "control_of": [],
+                "ensemble": None, "seeds": [], "dist_weight": 0.0, "sup_weight": 1.0, "target_tau": None, "control": False,
+            })
+            job["control_of"].append(run["name"])
+            job["seeds"] = sorted({*job["seeds"], seed})
+    return jobs + list(controls.values())

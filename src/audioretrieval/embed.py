@@ -13,6 +13,16 @@ from .metrics import own_clip_ranks, retrieval_metrics
 from .model.dual_encoder import DualEncoder
 
 
+def resolve_precision(setting: str, device: torch.device) -> str:
+    """The precision a run uses on `device`: the setting ('fp16' is the seed's: Lightning precision=16),
+    'auto' meaning bf16 where the GPU has it, else fp16; always fp32 on a CPU."""
+    if device.type != "cuda":
+        return "fp32"
+    if setting != "auto":
+        return setting
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
 def autocast_for(device: torch.device, precision: str):
     """Autocast context for a precision of 'fp32', 'bf16' or 'fp16'."""
     if precision == "fp32":

@@ -1,8 +1,9 @@
 """Scoring an embeddings file (export.py's format): text-to-audio retrieval of every caption.
 
-Writes the metrics as JSON and, per caption, the rank of its own clip and its AP@10 (plus the
-multi-positive AP@16 and AP@10 when a correspondence table is given) as Parquet, so that models can
-be compared query by query. Works on any embeddings file, including ones made elsewhere:
+Writes the metrics as JSON and, per caption, the rank of its own clip and its AP@10 (plus, given a
+relevance table, the DCASE 2025 Task 6 multi-positive AP@16 and AP@10 of the captions that are its
+queries) as Parquet, so that models can be compared query by query. Works on any embeddings file,
+including ones made elsewhere:
 
     python -m audioretrieval.evaluate embeddings.h5 --metrics metrics.json --ranks ranks.parquet \
         [--relevance metadata_eval.csv]
@@ -15,6 +16,7 @@ import json
 import os
 
 import h5py
+import numpy as np
 import pandas as pd
 import torch
 
@@ -23,9 +25,9 @@ from .export import read_identities
 from .files import write_text_atomically
 from .metrics import (RECALL_AT, audio_to_text_ranks, multi_positive_aps, own_clip_ranks, reciprocal_rank_at,
                       retrieval_metrics)
-from .relevance import read_relevance, relevance_matrix
+from .relevance import match_queries, read_relevance
 
-MULTI_POSITIVE_AT = (16, 10)
+DCASE2025_AT = (16, 10)  # DCASE 2025 Task 6 ranks systems by mAP@16
 
 
 def read_similarity(path: str | os.PathLike) -> torch.Tensor:
@@ -37,8 +39,10 @@ def read_similarity(path: str | os.PathLike) -> torch.Tensor:
         return torch.from_numpy(f["text"][:]) @ torch.from_numpy(f["audio"][:]).T
 
 
-def score(similarity: torch.Tensor, identities: dict, relevance: pd.DataFrame | None = None, source: str = "correspondence table") -> tuple[dict, pd.DataFrame]:
-    """Metrics and the per-caption table of one similarity matrix."""
+def score(similarity: torch.Tensor, identities: dict, relevance: pd.DataFrame | None = None,
+          source: str = "relevance table") -> tuple[dict, pd.DataFrame]:
+    """Metrics and the per-caption table of one similarity matrix; with a relevance table
+    (relevance.read_relevance), the DCASE 2025 Task 6 mAP@16 and mAP@10 over its queries."""
     if not bool(torch.isfinite(similarity).all()):
         raise ValueError("the similarities are not all finite (NaN or inf embeddings); cannot rank")
     clip_of_caption = torch.as_tensor(identities["clip_of_caption"])
@@ -52,16 +56,15 @@ def score(similarity: torch.Tensor, identities: dict, relevance: pd.DataFrame | 
         "caption": captions, "rank": ranks.numpy(), "ap@10": reciprocal_rank_at(ranks, 10),
     })
     if relevance is not None:
-        relevant = relevance_matrix(identities["file_name"], captions, identities["clip_of_caption"], relevance, source)
-        annotated = relevant.any(1)
-        metrics["multi_positive_queries"] = int(annotated.sum())
-        metrics["mean_relevant_clips"] = float(relevant[annotated].sum(1).double().mean())
-        aps = multi_positive_aps(similarity[annotated], relevant[annotated], MULTI_POSITIVE_AT)
-        for k in MULTI_POSITIVE_AT:
-            ap = torch.full((len(ranks),), float("nan"), dtype=torch.float64)
-            ap[annotated] = torch.from_numpy(aps[k])
-            per_query[f"multi_ap@{k}"] = ap.numpy()
-            metrics[f"multi_map@{k}"] = float(ap[annotated].mean())
+        rows, relevant = match_queries(relevance, identities["file_name"], captions, source)
+        metrics["dcase2025_queries"] = len(rows)
+        metrics["mean_relevant_clips"] = float(relevant.sum(1).double().mean())
+        aps = multi_positive_aps(similarity[torch.from_numpy(rows)], relevant, DCASE2025_AT)
+        for k in DCASE2025_AT:
+            ap = np.full(len(ranks), np.nan)
+            ap[rows] = aps[k]
+            per_query[f"dcase2025_ap@{k}"] = ap
+            metrics[f"dcase2025_map@{k}"] = float(aps[k].mean())
     return metrics, per_query
 
 
@@ -84,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("embeddings", help="HDF5 embeddings file (audio, text, identities, caption texts)")
     parser.add_argument("--metrics", required=True, help="metrics JSON to write")
     parser.add_argument("--ranks", required=True, help="per-caption Parquet to write")
-    parser.add_argument("--relevance", help="correspondence table for multi-positive mAP@16/@10 (CSV or Parquet)")
+    parser.add_argument("--relevance", help="relevance table (CSV or Parquet; the DCASE 2025 Task 6 layout "
+                        "query,audio_filenames or one row per relevant file) for DCASE 2025 mAP@16/@10")
     args = parser.parse_args(argv)
     metrics, per_query = score_file(args.embeddings, args.relevance)
     write_scores(metrics, per_query, args.metrics, args.ranks)

@@ -21,7 +21,7 @@ from .checkpoint import load_model
 from .data.dataset import read_caption_table
 from .data.h5audio import AudioH5
 from .data.tables import write_table_atomically
-from .embed import embed_split
+from .embed import embed_split, resolve_precision
 from .files import written_atomically
 
 _STR = h5py.string_dtype("utf-8")
@@ -101,12 +101,14 @@ def top_k_table(audio: torch.Tensor, text: torch.Tensor, file_names: list[str], 
 
 
 def embed_checkpoint(checkpoint: str | os.PathLike, audio_h5: str | os.PathLike, captions: str | os.PathLike,
-                     out_h5: str | os.PathLike, batch_size: int, device: str = "cpu") -> tuple[dict, list[str], pd.DataFrame]:
+                     out_h5: str | os.PathLike, batch_size: int, device: str = "cpu",
+                     precision: str = "auto") -> tuple[dict, list[str], pd.DataFrame]:
     """Embed every clip and caption of a split with a checkpoint (evaluation mode: no patchout, no
-    random crop) into an embeddings file; returns the embeddings, clip names and caption table."""
+    random crop) into an embeddings file, under autocast of `precision` on a GPU (train.precision;
+    the seed embeds in fp16); returns the embeddings, clip names and caption table."""
     device = torch.device(device)
     model, meta = load_model(checkpoint, device)
-    precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    precision = resolve_precision(precision, device)
     embeddings = embed_split(model, audio_h5, captions, meta["segment_s"], batch_size, device, precision)
     table = read_caption_table(captions, len(embeddings["audio"]), audio_h5)
     file_names = AudioH5(audio_h5).file_names
@@ -117,7 +119,7 @@ def embed_checkpoint(checkpoint: str | os.PathLike, audio_h5: str | os.PathLike,
 
 def export_model(checkpoint: str | os.PathLike, audio_h5: str | os.PathLike, captions: str | os.PathLike,
                  out_h5: str | os.PathLike, top_k_parquet: str | os.PathLike, k: int, batch_size: int,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", precision: str = "auto") -> None:
     """The embeddings file of a split and each caption's top-k clips."""
-    embeddings, file_names, table = embed_checkpoint(checkpoint, audio_h5, captions, out_h5, batch_size, device)
+    embeddings, file_names, table = embed_checkpoint(checkpoint, audio_h5, captions, out_h5, batch_size, device, precision)
     write_table_atomically(top_k_table(embeddings["audio"], embeddings["text"], file_names, table, k), top_k_parquet)

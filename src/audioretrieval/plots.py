@@ -42,8 +42,9 @@ def training_curves(logs: dict[str, pd.DataFrame]):
 
 
 def metric_bars(summary: pd.DataFrame):
-    """Evaluation metrics of every model of the summary (stage-1 mean with its seeds' sd)."""
-    rows = summary[summary["kind"] != "reference"].reset_index(drop=True)
+    """Evaluation metrics of every model of the summary, with its best weights (stage-1 mean with its
+    seeds' sd)."""
+    rows = summary[summary["weights"] == "best"].reset_index(drop=True)
     labels = [label for label in METRICS.values() if label in rows]
     width = 0.8 / len(rows)
     fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(labels) + 0.5 * len(rows)), 4))

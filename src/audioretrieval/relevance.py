@@ -1,21 +1,23 @@
-"""Correspondence tables for multi-positive evaluation: which clips each query caption describes.
+"""Multi-positive relevance annotations of query captions, matched to a split as DCASE 2025 Task 6 does.
 
-The canonical form is long: one row per (query, relevant_file_name). It is read from
-- the demo's ground truth (`demo_correspondences_{split}.parquet`: caption, relevant_file_name), or
-- a CSV in the layout of the DCASE 2025 Task 6 annotations: a query column (`query` or `caption`)
-  and a column of relevant audio file names: one name per row (`relevant_file_name`, `file_name`,
-  `audio_file_name`) or a list of names per row (`file_names`, `audio_file_names`, `audio_files`:
-  a Python/JSON list, or names separated by ';'). A cell that is a list literal is read as a list
-  in any column; file names themselves may contain ';' (HTML entities such as `&#39;` do).
-Queries are matched to a split's captions by their exact text (captions with the same text share
-their relevant clips); every caption the table mentions also counts its own clip as relevant, and
-captions it does not mention are left out of the multi-positive metrics.
+A relevance table gives, for each query (a caption text), the audio files it describes. It is read from
+- the DCASE 2025 Task 6 layout (`resources/metadata_eval.csv` of CPJKU/dcase2025_task6_baseline):
+  columns `query` and `audio_filenames`, each cell a Python list literal of file names, one row per
+  query; or
+- a long table, one row per (query, relevant file): a query column (`query` or `caption`) and a file
+  name column (`relevant_file_name`, `file_name` or `audio_file_name`), such as the demo's ground
+  truth; the rows of one query are gathered.
+As the baseline defines it, a query's relevant clips are exactly the files listed (a caption's own
+clip counts only if it is listed), and each query is scored once, by the first caption of the split
+with exactly its text. Texts and file names are compared after Unicode NFC normalisation, so that a
+name written in decomposed form still finds its clip.
 """
 
 from __future__ import annotations
 
 import ast
 import os
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -23,58 +25,75 @@ import pandas as pd
 import torch
 
 QUERY_COLUMNS = ("query", "caption")
-NAME_COLUMNS = ("relevant_file_name", "file_name", "audio_file_name", "file_names", "audio_file_names", "audio_files")
-LIST_COLUMNS = ("file_names", "audio_file_names", "audio_files")
+LIST_COLUMNS = ("audio_filenames", "file_names", "audio_file_names", "audio_files")
+NAME_COLUMNS = ("relevant_file_name", "file_name", "audio_file_name")
 
 
 class RelevanceMismatch(ValueError):
     pass
 
 
-def _pick(columns, candidates, path, what) -> str:
-    for name in candidates:
-        if name in columns:
-            return name
-    raise RelevanceMismatch(f"{path}: no {what} column; expected one of {list(candidates)}, found {list(columns)}")
+def nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", str(text))
 
 
-def _names_in(cell, is_list_column: bool) -> list[str]:
-    if isinstance(cell, (list, tuple, np.ndarray)):
-        return [str(n).strip() for n in cell]
-    text = str(cell).strip()
-    if text.startswith("[") and text.endswith("]"):
-        return [str(n).strip() for n in ast.literal_eval(text)]
-    if is_list_column:
-        return [n.strip() for n in text.split(";") if n.strip()]
-    return [text] if text else []
+def _pick(columns, candidates) -> str | None:
+    return next((name for name in candidates if name in columns), None)
+
+
+def _names_in(cell, path, row: int) -> list[str]:
+    """The file names of one list cell: a list, or a Python list literal."""
+    names = cell
+    if isinstance(cell, str):
+        try:
+            names = ast.literal_eval(cell.strip())
+        except (ValueError, SyntaxError) as exc:
+            raise RelevanceMismatch(f"{path}, row {row + 1}: expected a list literal of file names such as "
+                                    f"\"['a.wav', 'b.wav']\", found {cell[:80]!r}") from exc
+    if not isinstance(names, (list, tuple, np.ndarray)) or not all(isinstance(n, str) for n in names) or not len(names):
+        raise RelevanceMismatch(f"{path}, row {row + 1}: expected a non-empty list of file names, found {str(cell)[:80]!r}")
+    return [nfc(n) for n in names]
 
 
 def read_relevance(path: str | os.PathLike) -> pd.DataFrame:
-    """The long table (query, relevant_file_name) of a Parquet or CSV correspondence file."""
+    """The queries of a Parquet or CSV relevance table: columns `query` (NFC text) and `relevant`
+    (the list of relevant file names, NFC), one row per query in the file's order."""
     path = Path(path)
-    raw = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, keep_default_na=False)
-    query = _pick(raw.columns, QUERY_COLUMNS, path, "query")
-    names = _pick(raw.columns, [c for c in NAME_COLUMNS if c != query], path, "relevant file name")
-    rows = [(str(q).strip(), name) for q, cell in zip(raw[query], raw[names])
-            for name in _names_in(cell, names in LIST_COLUMNS)]
-    if not rows:
-        raise RelevanceMismatch(f"{path}: the correspondence table is empty")
-    return pd.DataFrame(rows, columns=["query", "relevant_file_name"]).drop_duplicates(ignore_index=True)
+    raw = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str, keep_default_na=False)
+    query = _pick(raw.columns, QUERY_COLUMNS)
+    lists = _pick(raw.columns, LIST_COLUMNS)
+    names = _pick(raw.columns, NAME_COLUMNS)
+    if query is None or (lists is None and names is None):
+        raise RelevanceMismatch(
+            f"{path}: expected a query column {list(QUERY_COLUMNS)} and either a column of file name lists "
+            f"{list(LIST_COLUMNS)} or one of single file names {list(NAME_COLUMNS)}; found {list(raw.columns)}")
+    if raw.empty:
+        raise RelevanceMismatch(f"{path}: the relevance table is empty")
+    queries = [nfc(q) for q in raw[query]]
+    if lists is not None:
+        table = pd.DataFrame({"query": queries, "relevant": [_names_in(c, path, i) for i, c in enumerate(raw[lists])]})
+        repeated = table.loc[table["query"].duplicated(), "query"].tolist()
+        if repeated:
+            raise RelevanceMismatch(f"{path}: {len(repeated)} queries appear in more than one row, e.g. {repeated[:3]}")
+        return table
+    long = pd.DataFrame({"query": queries, "name": [nfc(n) for n in raw[names]]}).drop_duplicates()
+    gathered = long.groupby("query", sort=False)["name"].agg(list)
+    return pd.DataFrame({"query": gathered.index, "relevant": gathered.to_list()})
 
 
-def relevance_matrix(file_names: list[str], captions: list[str], clip_of_caption: np.ndarray,
-                     table: pd.DataFrame, source: str = "correspondence table") -> torch.Tensor:
-    """Boolean [captions, clips]: the table's relevant clips of each caption's text, plus its own clip.
-
-    Captions whose text the table does not mention get no row of their own (all False); a query or
-    file name of the table that matches nothing in the split is an error naming the first offenders.
-    """
-    clip_row = {name: i for i, name in enumerate(file_names)}
-    caption_rows: dict[str, list[int]] = {}
+def match_queries(table: pd.DataFrame, file_names: list[str], captions: list[str],
+                  source: str = "relevance table") -> tuple[np.ndarray, torch.Tensor]:
+    """Each query's caption row (the first caption with exactly its text) and the boolean
+    [queries, clips] matrix of its relevant clips. A query or file name that matches nothing in the
+    split is an error naming the first offenders."""
+    clip_row: dict[str, int] = {}
+    for i, name in enumerate(file_names):
+        clip_row.setdefault(nfc(name), i)
+    caption_row: dict[str, int] = {}
     for row, text in enumerate(captions):
-        caption_rows.setdefault(text.strip(), []).append(row)
-    unknown_queries = sorted(set(table["query"]) - set(caption_rows))
-    unknown_files = sorted(set(table["relevant_file_name"]) - set(clip_row))
+        caption_row.setdefault(nfc(text), row)
+    unknown_queries = [q for q in table["query"] if q not in caption_row]
+    unknown_files = sorted({n for names in table["relevant"] for n in names} - set(clip_row))
     problems = []
     if unknown_queries:
         problems.append(f"{len(unknown_queries)} queries match no caption of the split, e.g. {unknown_queries[:3]}")
@@ -82,10 +101,8 @@ def relevance_matrix(file_names: list[str], captions: list[str], clip_of_caption
         problems.append(f"{len(unknown_files)} file names match no clip of the split, e.g. {unknown_files[:3]}")
     if problems:
         raise RelevanceMismatch(f"{source}: " + "; ".join(problems))
-    relevant = torch.zeros((len(captions), len(file_names)), dtype=torch.bool)
-    pairs = pd.DataFrame({"query": [c.strip() for c in captions], "row": np.arange(len(captions))}).merge(table, on="query")
-    relevant[torch.tensor(pairs["row"].to_numpy()),
-             torch.tensor(pairs["relevant_file_name"].map(clip_row).to_numpy(np.int64))] = True
-    annotated = relevant.any(1)
-    relevant[annotated, torch.as_tensor(clip_of_caption)[annotated]] = True
-    return relevant
+    rows = np.asarray([caption_row[q] for q in table["query"]], dtype=np.int64)
+    relevant = torch.zeros((len(table), len(file_names)), dtype=torch.bool)
+    for query, names in enumerate(table["relevant"]):
+        relevant[query, [clip_row[n] for n in names]] = True
+    return rows, relevant

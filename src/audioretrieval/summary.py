@@ -8,7 +8,7 @@ import os
 import pandas as pd
 
 METRICS = {"map@10": "mAP@10", "r@1": "R@1", "r@5": "R@5", "r@10": "R@10",
-           "multi_map@16": "multi mAP@16", "multi_map@10": "multi mAP@10"}
+           "dcase2025_map@16": "DCASE25 mAP@16", "dcase2025_map@10": "DCASE25 mAP@10"}
 
 
 def read_metrics(path: str | os.PathLike) -> dict:
@@ -16,44 +16,58 @@ def read_metrics(path: str | os.PathLike) -> dict:
         return json.load(f)
 
 
-def _row(model: str, kind: str, metrics: dict, notes: str = "") -> dict:
-    return {"model": model, "kind": kind, "notes": notes,
+def _row(model: str, weights: str, kind: str, metrics: dict, notes: str = "") -> dict:
+    return {"model": model, "weights": weights, "kind": kind, "notes": notes,
             **{label: 100 * metrics[key] for key, label in METRICS.items() if key in metrics}}
 
 
-def _mean_row(model: str, kind: str, rows: list[dict], notes: str) -> dict:
+def _mean_row(model: str, weights: str, kind: str, rows: list[dict], notes: str) -> dict:
     runs = pd.DataFrame(rows)
     columns = [label for label in METRICS.values() if label in runs]
-    return {"model": model, "kind": kind, "notes": notes, **runs[columns].mean().to_dict(),
+    return {"model": model, "weights": weights, "kind": kind, "notes": notes, **runs[columns].mean().to_dict(),
             **{f"{c} sd": v for c, v in runs[columns].std().items()}}
 
 
-def summary_table(stage1: dict[str, dict], ensembles: dict[str, dict], stage2: dict[str, dict],
-                  stage2_jobs: list[dict] | None = None, reference: list[dict] | None = None) -> pd.DataFrame:
-    """One row per model (name -> metrics dict), a mean and standard deviation row over the seeds of
-    stage 1 and of every stage-2 run with several seeds, and the reference rows (already in %).
-    stage2_jobs (config.stage2_jobs) describes the stage-2 models. Columns: model, kind, notes, the
-    metrics in %, and for mean rows their standard deviations ('<metric> sd')."""
-    rows = [_row(name, "stage 1", m) for name, m in stage1.items()]
+def _model_rows(groups: dict[str, dict[str, dict]], weights: str, stage2_jobs: list[dict]) -> list[dict]:
+    """The rows of one kind of weights: each stage-1 run and their mean, each ensemble, each stage-2
+    job and the mean of every stage-2 run with several seeds."""
+    stage1 = groups.get("stage1", {})
+    rows = [_row(name, weights, "stage 1", m) for name, m in stage1.items()]
     if len(stage1) > 1:
-        rows.append(_mean_row(f"stage 1, mean of {len(stage1)} seeds", "stage 1 mean", rows, "± sd over seeds"))
-    rows += [_row(f"ensemble {name}", "ensemble", m, "members' similarities averaged") for name, m in ensembles.items()]
-    jobs = {job["name"]: job for job in stage2_jobs or []}
+        rows.append(_mean_row(f"stage 1, mean of {len(stage1)} seeds", weights, "stage 1 mean", rows, "± sd over seeds"))
+    rows += [_row(f"ensemble {name}", weights, "ensemble", m, "members' similarities averaged (their best weights)")
+             for name, m in groups.get("ensembles", {}).items()]
+    jobs = {job["name"]: job for job in stage2_jobs}
     families: dict[str, list[dict]] = {}
-    for name, m in stage2.items():
+    for name, m in groups.get("stage2", {}).items():
         job = jobs.get(name)
-        kind = "stage 2" if job is None or job["control_of"] is None else "control"
-        row = _row(name, kind, m, job_notes(job) if job else "")
+        kind = "control" if job and job["control_of"] else "stage 2"
+        row = _row(name, weights, kind, m, job_notes(job) if job else "")
         rows.append(row)
         families.setdefault(job["family"] if job else name, []).append(row)
     for family, members in families.items():
         if len(members) > 1:
-            rows.append(_mean_row(f"{family}, mean of {len(members)} seeds", f"{members[0]['kind']} mean", members,
-                                  "± sd over seeds"))
-    rows += [{"kind": "reference", "notes": "published", **{METRICS.get(k, k): v for k, v in ref.items()}}
-             for ref in reference or []]
+            rows.append(_mean_row(f"{family}, mean of {len(members)} seeds", weights, f"{members[0]['kind']} mean",
+                                  members, "± sd over seeds"))
+    return rows
+
+
+def summary_table(best: dict[str, dict[str, dict]], last: dict[str, dict[str, dict]] | None = None,
+                  stage2_jobs: list[dict] | None = None, reference: list[dict] | None = None) -> pd.DataFrame:
+    """Every model's metrics in %: `best` and `last` map a group ("stage1", "ensembles", "stage2") to
+    model name -> metrics dict, of the best and of the last weights of each run; the rows of each
+    come with mean and standard deviation rows over seeds (see _model_rows), then the reference rows
+    (already in %; `compare_with` names the row of this table to hold each against). stage2_jobs
+    (config.stage2_jobs) describes the stage-2 models. Columns: model, weights, kind, notes, the
+    metrics, and for mean rows their standard deviations ('<metric> sd')."""
+    rows = _model_rows(best, "best", stage2_jobs or [])
+    rows += _model_rows(last or {}, "last", stage2_jobs or [])
+    for ref in reference or []:
+        notes = "published" + (f"; compare with {ref['compare_with']}" if ref.get("compare_with") else "")
+        rows.append({"model": ref["model"], "weights": "", "kind": "reference", "notes": notes,
+                     **{METRICS[k]: v for k, v in ref.items() if k in METRICS}})
     table = pd.DataFrame(rows)
-    ordered = ["model", "kind", "notes"] + [c for label in METRICS.values() for c in (label, f"{label} sd") if c in table]
+    ordered = ["model", "weights", "kind", "notes"] + [c for label in METRICS.values() for c in (label, f"{label} sd") if c in table]
     return table[ordered]
 
 
@@ -61,7 +75,7 @@ def job_notes(job: dict) -> str:
     """How a stage-2 job was trained, in a few words."""
     weights = f"w_dist {job['dist_weight']:g}, w_sup {job['sup_weight']:g}"
     if job["control_of"]:
-        return f"control of {job['control_of']}: from seed{job['init']}, {weights}"
+        return f"control of {', '.join(job['control_of'])}: from seed{job['init']}, {weights}"
     tau = "" if job.get("target_tau") is None else f", target tau {job['target_tau']:g}"
     return f"from seed{job['init']} on {job['ensemble']} targets, {weights}{tau}"
 

@@ -26,7 +26,7 @@ from . import distributed
 from .checkpoint import checkpoint_of, load_state, read_checkpoint, save_atomically
 from .data.dataset import CaptionedAudioUnion, as_float, training_set
 from .data.tables import write_table_atomically
-from .embed import autocast_for, embed_split, evaluate_embeddings
+from .embed import autocast_for, embed_split, evaluate_embeddings, resolve_precision
 from .ensemble import EnsembleTargets, check_targets_match
 from .losses import contrastive_loss, distillation_loss
 from .model.dual_encoder import PARAMETER_GROUPS, DualEncoder
@@ -64,14 +64,6 @@ class RunSpec:
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def resolve_precision(setting: str, device: torch.device) -> str:
-    if setting != "auto":
-        return setting
-    if device.type != "cuda":
-        return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
 def seed_everything(seed: int) -> None:

@@ -86,9 +86,10 @@ def generate_audiocaps(captions_csv: str | os.PathLike, audio_dir: str | os.Path
     return {"set": "audiocaps", "clips": extra.audiocaps_clips, "missing": len(missing)}
 
 
-def generate_wavcaps(out_dir: str | os.PathLike, clotho_sound_ids: list[int], spec: DemoSpec, extra: ExtraSpec) -> list[dict]:
-    """Write the WavCaps stand-in: per source its caption JSON, archive and parts list, and the
-    exclusion list of the ClothoV2 Freesound ids."""
+def generate_wavcaps(out_dir: str | os.PathLike, clotho_sound_ids: list[int], spec: DemoSpec, extra: ExtraSpec,
+                     caption_files: dict | None = None) -> list[dict]:
+    """Write the WavCaps stand-in: per source its caption JSON (named as wavcaps.json_file names it),
+    archive and parts list, and the exclusion list of the ClothoV2 Freesound ids."""
     out_dir = Path(out_dir)
     stats = []
     for s, (source, count) in enumerate(extra.wavcaps_clips.items()):
@@ -108,7 +109,7 @@ def generate_wavcaps(out_dir: str | os.PathLike, clotho_sound_ids: list[int], sp
         last = out_dir / wavcaps.last_part(source)
         with written_atomically(last) as tmp:
             tmp.write_bytes(archive.getvalue())
-        write_text_atomically(json.dumps({"num_captions_per_audio": 1, "data": entries}), out_dir / wavcaps.json_file(source))
+        write_text_atomically(json.dumps({"num_captions_per_audio": 1, "data": entries}), out_dir / wavcaps.json_file(source, caption_files))
         wavcaps.write_parts_list(out_dir / wavcaps.parts_file(source), [last.name])
         stats.append({"set": f"wavcaps {source}", "clips": count,
                       "excluded": extra.wavcaps_excluded if source == wavcaps.EXCLUDED_SOURCE else 0})

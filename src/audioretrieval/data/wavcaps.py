@@ -1,7 +1,7 @@
 """The WavCaps release (Hugging Face dataset cvssp/WavCaps): its files, caption JSON and the
 DCASE list of Freesound ids that must not be used because they are in ClothoV2.
 
-Per source, the release holds a caption file `json_files/{source}/{name}_final.json`
+Per source, the release holds caption files `json_files/{source}/*.json`
 ({"data": [{"id", "caption", "duration", ...}, ...]}) and the 32 kHz FLAC audio in a ZIP archive
 `Zip_files/{source}/{source}.zip`, split into parts `{source}.z01`, `{source}.z02`, ... where it is
 large. A clip's file name is "{id}.flac" (AudioSet_SL ids end in ".wav", replaced by ".flac").
@@ -22,10 +22,12 @@ from .zip_parts import part_names
 
 log = logging.getLogger(__name__)
 
+# The caption file the seed reads per source (salsa data/datasets/wavcaps.py); for FreeSound it reads
+# fsd_final_2s.json, where the DCASE 2025 baseline reads fsd_final.json (config wavcaps.caption_files).
 SOURCES = {
     "AudioSet_SL": "as_final.json",
     "BBC_Sound_Effects": "bbc_final.json",
-    "FreeSound": "fsd_final.json",
+    "FreeSound": "fsd_final_2s.json",
     "SoundBible": "sb_final.json",
 }
 EXCLUDED_SOURCE = "FreeSound"  # the DCASE list names Freesound ids
@@ -38,9 +40,10 @@ def _check_source(source: str) -> None:
         raise ValueError(f"WavCaps source {source!r}: expected one of {list(SOURCES)}")
 
 
-def json_file(source: str) -> str:
+def json_file(source: str, caption_files: dict | None = None) -> str:
+    """The source's caption file: SOURCES's, unless `caption_files` (config wavcaps.caption_files) names another."""
     _check_source(source)
-    return f"json_files/{source}/{SOURCES[source]}"
+    return f"json_files/{source}/{(caption_files or {}).get(source, SOURCES[source])}"
 
 
 def last_part(source: str) -> str:
@@ -54,10 +57,10 @@ def parts_file(source: str) -> str:
     return f"Zip_files/{source}/{PARTS_FILE}"
 
 
-def release_files(source: str) -> list[str]:
+def release_files(source: str, caption_files: dict | None = None) -> list[str]:
     """What a complete source leaves in the raw folder that the pipeline tracks: its caption file
     and its parts list (which is written after every part)."""
-    return [json_file(source), parts_file(source)]
+    return [json_file(source, caption_files), parts_file(source)]
 
 
 def file_name_of(source: str, clip_id: str) -> str:
@@ -99,7 +102,8 @@ def clips_to_decode(captions: pd.DataFrame, source: str, excluded_ids: set[str])
     return set(captions["file_name"]) - excluded, excluded
 
 
-def download_source(base_url: str, raw_dir: str | os.PathLike, source: str, settings: dict) -> list[str]:
+def download_source(base_url: str, raw_dir: str | os.PathLike, source: str, settings: dict,
+                    caption_files: dict | None = None) -> list[str]:
     """Download a source's caption JSON and every archive part (each resumable); the parts list is
     written last, so its presence means the source is complete. Returns the part names."""
     raw_dir = Path(raw_dir)
@@ -114,7 +118,7 @@ def download_source(base_url: str, raw_dir: str | os.PathLike, source: str, sett
             download(f"{base_url}/{relative}", dest, None, **options)
         return dest
 
-    fetch(json_file(source))
+    fetch(json_file(source, caption_files))
     names = part_names(fetch(last_part(source)))
     for name in names[:-1]:
         fetch(f"Zip_files/{source}/{name}")

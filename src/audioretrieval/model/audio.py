@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 
 import torch
@@ -17,7 +19,10 @@ passt_module.first_RUN = False  # PaSST prints tensor shapes on its first forwar
 SAMPLE_RATE = 32000
 HOP = 320
 N_MELS = 128
-FMAX_AUG_RANGE = 1000
+# The seed's (and the DCASE 2025 baseline's) AugmentMelSTFT arguments: band edges fmin = 0 and
+# fmax = 16000 - 2000 / 2 = 15000 Hz at evaluation; in training fmin + U{0..9} and fmax + 1000 - U{0..1999}.
+MEL_ARGUMENTS = dict(n_mels=N_MELS, sr=SAMPLE_RATE, win_length=800, hopsize=HOP, n_fft=1024, freqm=0, timem=0,
+                     htk=False, fmin=0.0, fmax=None, norm=1, fmin_aug_range=10, fmax_aug_range=2000)
 
 
 class WeightsUnavailable(RuntimeError):
@@ -53,15 +58,17 @@ def fetch_passt_weights(arch: str, weights: str | None) -> dict:
 
 
 class MelFrontEnd(AugmentMelSTFT):
-    """hear21passt's AugmentMelSTFT with the same output, computed about twice as fast on a CPU.
+    """hear21passt's AugmentMelSTFT built with the seed's arguments (MEL_ARGUMENTS), with the same
+    output computed about twice as fast on a CPU.
 
     The pre-emphasis filter is applied by slicing instead of a 1-channel conv1d and the STFT is
-    taken in complex form; frequency/time masking is off (freqm = timem = 0), as in the paper.
+    taken in complex form; frequency/time masking is off (freqm = timem = 0), as in the paper. In
+    training the band edges are drawn as AugmentMelSTFT draws them (same calls, same order).
     """
 
     def __init__(self):
-        super().__init__(n_mels=N_MELS, sr=SAMPLE_RATE, win_length=800, hopsize=HOP, n_fft=1024, freqm=0, timem=0,
-                         fmin=0.0, fmax=SAMPLE_RATE // 2 - FMAX_AUG_RANGE // 2, fmax_aug_range=FMAX_AUG_RANGE)
+        with contextlib.redirect_stdout(io.StringIO()):  # "Warning: FMAX is None setting to 15000"
+            super().__init__(**MEL_ARGUMENTS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         coefficient = -self.preemphasis_coefficient[0, 0, 0]

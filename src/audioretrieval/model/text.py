@@ -1,20 +1,22 @@
-"""The text branch: a Hugging Face encoder's first-token state, linear projection."""
+"""The text branch: a Hugging Face encoder's token states pooled to one vector (the first token's, as
+the seed does, or their mean), then a projection head into the shared space."""
 
 from __future__ import annotations
 
 import importlib.resources
-import re
+import string
 
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, RobertaConfig
 
-_PUNCTUATION = re.compile(r"[^\w\s]")
+_DELETE_PUNCTUATION = str.maketrans("", "", string.punctuation)
 
 
 def normalize_caption(text: str) -> str:
-    """Lower-case, punctuation removed, whitespace collapsed (the seed's caption preprocessing)."""
-    return " ".join(_PUNCTUATION.sub(" ", text.lower()).split())
+    """The seed's caption preprocessing: lower-cased, ASCII punctuation deleted ("man's" -> "mans",
+    "a - b" -> "a  b"); nothing else changes."""
+    return text.lower().translate(_DELETE_PUNCTUATION)
 
 
 PACKAGE_PREFIX = "pkg://"
@@ -45,17 +47,40 @@ def encoder_config(cfg: dict, vocab_size: int, pad_token_id: int) -> dict:
     ).to_dict()
 
 
-class TextEncoder(nn.Module):
-    """Captions -> embeddings [B, out_dim] from the encoder's first token (<s> / [CLS]).
+POOLINGS = ("first", "mean")
 
-    With cfg["freeze"] the encoder is not trained: it stays in evaluation mode and its first-token
-    states are computed once per distinct caption and reused (only the projection learns).
+
+def projection_head(in_dim: int, out_dim: int, layers: int, hidden: int) -> nn.Module:
+    """One Linear layer, or `layers` Linear layers of width `hidden` with ReLU between them (the
+    seed's project_sentence with adopt_n_layers = layers - 1)."""
+    if layers == 1:
+        return nn.Linear(in_dim, out_dim)
+    sizes = [in_dim] + [hidden] * (layers - 1) + [out_dim]
+    modules: list[nn.Module] = []
+    for size_in, size_out in zip(sizes[:-1], sizes[1:]):
+        modules += [nn.Linear(size_in, size_out), nn.ReLU()]
+    return nn.Sequential(*modules[:-1])
+
+
+class TextEncoder(nn.Module):
+    """Captions -> embeddings [B, out_dim].
+
+    The encoder's last hidden states are pooled (cfg["pooling"]): "first", the first token's
+    (<s> / [CLS], the paper's), or "mean", the mean over the caption's tokens without padding (what
+    sentence-embedding models such as all-MiniLM-L6-v2 are trained for); then a projection head of
+    cfg["head_layers"] layers (1: one Linear layer, the paper's). With cfg["freeze"] the encoder is
+    not trained: it stays in evaluation mode and its pooled states are computed once per distinct
+    caption and reused (only the head learns). Configurations without pooling or head settings (older
+    checkpoints) mean the paper's: first token, one layer.
     """
 
     def __init__(self, cfg: dict, out_dim: int, hf_config: dict | None = None, load_weights: bool = True):
         super().__init__()
         self.max_tokens = cfg["max_tokens"]
         self.frozen = bool(cfg.get("freeze", False))
+        self.pooling = cfg.get("pooling", "first")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"model.text.pooling {self.pooling!r}: expected one of {POOLINGS}")
         name = resolve_name(cfg.get("name"))
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.get("tokenizer") or name)
         self.hf_config = hf_config or encoder_config(cfg, len(self.tokenizer), self.tokenizer.pad_token_id)
@@ -64,7 +89,8 @@ class TextEncoder(nn.Module):
             self.encoder = AutoModel.from_pretrained(name, config=config, add_pooling_layer=False)
         else:
             self.encoder = AutoModel.from_config(config, add_pooling_layer=False)
-        self.projection = nn.Linear(config.hidden_size, out_dim)
+        self.projection = projection_head(config.hidden_size, out_dim, cfg.get("head_layers", 1),
+                                          cfg.get("head_hidden") or config.hidden_size)
         self._cache: dict[str, torch.Tensor] = {}
         if self.frozen:
             self.encoder.requires_grad_(False)
@@ -84,17 +110,25 @@ class TextEncoder(nn.Module):
         )
         return {k: v.to(device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
 
-    def first_token_states(self, captions: list[str]) -> torch.Tensor:
-        device = self.projection.weight.device
+    def _pooled(self, texts: list[str], device: torch.device) -> torch.Tensor:
+        tokens = self.tokenize(texts, device)
+        states = self.encoder(**tokens).last_hidden_state
+        if self.pooling == "first":
+            return states[:, 0]
+        mask = tokens["attention_mask"].unsqueeze(-1).to(states.dtype)
+        return (states * mask).sum(1) / mask.sum(1)
+
+    def pooled_states(self, captions: list[str]) -> torch.Tensor:
+        """[B, hidden] pooled encoder states of the preprocessed captions (cached when frozen)."""
+        device = next(self.projection.parameters()).device
         texts = [normalize_caption(c) for c in captions]
         if not self.frozen:
-            return self.encoder(**self.tokenize(texts, device)).last_hidden_state[:, 0]
+            return self._pooled(texts, device)
         missing = sorted({t for t in texts if t not in self._cache})
         if missing:
             with torch.no_grad():
-                states = self.encoder(**self.tokenize(missing, device)).last_hidden_state[:, 0].float()
-            self._cache.update(zip(missing, states))
+                self._cache.update(zip(missing, self._pooled(missing, device).float()))
         return torch.stack([self._cache[t] for t in texts])
 
     def forward(self, captions: list[str]) -> torch.Tensor:
-        return self.projection(self.first_token_states(captions))
+        return self.projection(self.pooled_states(captions))
