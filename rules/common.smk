@@ -41,6 +41,16 @@ def raw_file(name):
     return f"{RAW}/{name}"
 
 
+def verified_file(name):
+    """The stamp that a release file was checked against its expected MD5."""
+    return f"{OUT}/data/clothov2/verified/{name}.md5"
+
+
+def verification_of(name):
+    """The MD5 check of a release file, which its readers wait for (none for the generated demo)."""
+    return [] if DEMO else [verified_file(name)]
+
+
 def log_file(rule_name, *parts):
     return os.path.join(OUT, "logs", rule_name, *parts) + ".log"
 
@@ -57,9 +67,10 @@ def code_of(script):
 
 
 def data_outputs():
-    """Decoded audio and caption tables of every split, and the release's metadata files."""
+    """Decoded audio and caption tables of every split, and the release's metadata files (verified)."""
     decoded = [data_file(split, name) for split in SPLITS for name in ("audio.h5", "captions.parquet")]
-    return decoded + [raw_file(clotho.metadata_csv(split)) for split in SPLITS]
+    metadata = [clotho.metadata_csv(split) for split in SPLITS]
+    return decoded + [raw_file(name) for name in metadata] + [v for name in metadata for v in verification_of(name)]
 
 
 def demo_spec():

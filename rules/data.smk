@@ -31,6 +31,7 @@ else:
             release_file="|".join(re.escape(name) for name in clotho.MD5),
         params:
             download=config.get("download"),
+            md5=lambda wildcards: clotho.expected_md5(wildcards.release_file, config["data"].get("md5")),
             code=code_of("download_clotho"),
         log:
             log_file("download_clotho", "{release_file}"),
@@ -43,10 +44,34 @@ else:
         script:
             "../workflow_scripts/download_clotho.py"
 
+    rule verify_release_file:
+        # every release file, downloaded or put in raw_dir by hand, against its expected MD5; the
+        # stamp keeps it from being checked again while the file is unchanged
+        input:
+            raw_file("{release_file}"),
+        output:
+            verified_file("{release_file}"),
+        wildcard_constraints:
+            release_file="|".join(re.escape(name) for name in clotho.MD5),
+        params:
+            md5=lambda wildcards: clotho.expected_md5(wildcards.release_file, config["data"].get("md5")),
+            hint="a partial download or copy? Delete it to download it again; for a mirror whose files differ, "
+            "set data.md5 to their MD5s",
+            code=code_of("verify_release_file"),
+        log:
+            log_file("verify_release_file", "{release_file}"),
+        benchmark:
+            benchmark_file("verify_release_file", "{release_file}")
+        conda:
+            CONDA_ENV
+        script:
+            "../workflow_scripts/verify_release_file.py"
+
 
 rule decode_audio:
     input:
         archive=raw_file("clotho_audio_{split}.7z"),
+        verified=verification_of("clotho_audio_{split}.7z"),
     output:
         audio=data_file("{split}", "audio.h5"),
         skipped=data_file("{split}", "skipped_clips.csv"),
@@ -72,6 +97,7 @@ rule decode_audio:
 rule caption_table:
     input:
         captions=raw_file("clotho_captions_{split}.csv"),
+        verified=verification_of("clotho_captions_{split}.csv"),
         audio=data_file("{split}", "audio.h5"),
         skipped=data_file("{split}", "skipped_clips.csv"),
     output:

@@ -12,12 +12,17 @@ class FileServer:
 
     cut_after[name] = n: the next response for `name` announces the whole length but sends only
     n bytes and drops the connection. fail_first[name] = k: the next k requests get HTTP 503.
-    ranges=False: Range headers are ignored (a full 200 response every time).
+    ranges=False: Range headers are ignored (a full 200 response every time). lie_about_ranges:
+    a Range request gets a 206 reply whose part starts at byte 0 (and says so in its Content-Range).
+    announce_length=False: replies carry no Content-Length (the body ends when the connection closes).
     """
 
-    def __init__(self, files: dict[str, bytes], ranges: bool = True):
+    def __init__(self, files: dict[str, bytes], ranges: bool = True, lie_about_ranges: bool = False,
+                 announce_length: bool = True):
         self.files = files
         self.ranges = ranges
+        self.lie_about_ranges = lie_about_ranges
+        self.announce_length = announce_length
         self.cut_after: dict[str, int] = {}
         self.fail_first: dict[str, int] = {}
         self.requests: list[tuple[str, str | None]] = []
@@ -41,7 +46,7 @@ class FileServer:
                 start = 0
                 match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
                 if match and server.ranges:
-                    start = int(match.group(1))
+                    start = 0 if server.lie_about_ranges else int(match.group(1))
                     if start >= len(data):
                         self.send_response(416)
                         self.send_header("Content-Range", f"bytes */{len(data)}")
@@ -52,7 +57,8 @@ class FileServer:
                 else:
                     self.send_response(200)
                 body = data[start:]
-                self.send_header("Content-Length", str(len(body)))
+                if server.announce_length:
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 cut = server.cut_after.pop(name, None)
                 self.wfile.write(body if cut is None else body[:cut])

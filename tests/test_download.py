@@ -2,7 +2,7 @@ import hashlib
 
 import pytest
 
-from audioretrieval.data.download import ChecksumError, download, part_path
+from audioretrieval.data.download import ChecksumError, UnverifiableDownload, download, part_path
 from http_server import FileServer
 
 DATA = bytes(range(256)) * 4000  # about 1 MB
@@ -74,3 +74,25 @@ def test_checksum_mismatch_names_the_file_and_both_hashes_and_leaves_nothing(tmp
     assert "clotho_captions_evaluation.csv" in message
     assert MD5 in message and hashlib.md5(corrupted).hexdigest() in message
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_partial_reply_that_starts_elsewhere_is_not_appended_even_without_an_md5(tmp_path):
+    dest = tmp_path / "metadata_eval.csv"
+    part_path(dest).write_bytes(DATA[:300_000])
+    with FileServer({"metadata_eval.csv": DATA}, lie_about_ranges=True) as server:
+        download(f"{server.url}/metadata_eval.csv", dest, None, retries=2, **FAST)
+        assert server.requests == [("metadata_eval.csv", "bytes=300000-"), ("metadata_eval.csv", None)]  # then afresh
+    assert dest.read_bytes() == DATA
+
+
+def test_a_reply_without_a_length_is_refused_without_an_md5_and_checked_with_one(tmp_path):
+    with FileServer({"train.csv": DATA}, announce_length=False) as server:
+        server.cut_after["train.csv"] = 1000  # ends early; nothing in the reply can tell
+        with pytest.raises(UnverifiableDownload, match=r"train.csv: the server announced no length .* set the file's MD5"):
+            download(f"{server.url}/train.csv", tmp_path / "train.csv", None, **FAST)
+        assert list(tmp_path.iterdir()) == []
+        server.cut_after["train.csv"] = 1000
+        with pytest.raises(ChecksumError, match=rf"expected {MD5}, got \w+ for the 1000 bytes received"):
+            download(f"{server.url}/train.csv", tmp_path / "train.csv", MD5, **FAST)
+        assert list(tmp_path.iterdir()) == []
+        assert download(f"{server.url}/train.csv", tmp_path / "train.csv", MD5, **FAST).read_bytes() == DATA

@@ -11,7 +11,8 @@ import torch
 from audioretrieval.evaluate import main as score_command
 from audioretrieval.evaluate import score_file
 from audioretrieval.export import write_embeddings
-from audioretrieval.metrics import audio_to_text_ranks, multi_positive_ap, own_clip_ranks, retrieval_metrics
+from audioretrieval.metrics import (NonFiniteSimilarity, audio_to_text_ranks, multi_positive_ap, own_clip_ranks,
+                                    retrieval_metrics)
 from audioretrieval.relevance import RelevanceMismatch, match_queries, read_relevance
 from audioretrieval.summary import summary_markdown, summary_table
 
@@ -255,3 +256,11 @@ def test_the_summary_lists_best_and_last_weights_of_every_run_the_seed_means_and
     assert table["notes"].iloc[-1] == "published; compare with seed1, last weights"
     markdown = summary_markdown(table)
     assert "25.00 ± 7.07" in markdown and "| 28.20" in markdown
+
+
+def test_nan_similarities_are_refused_rather_than_ranked_first():
+    similarity = torch.tensor([[float("nan"), 0.2], [0.1, 0.9]])
+    with pytest.raises(NonFiniteSimilarity, match=r"1 similarities of 1 captions \(e.g. rows \[0\]\) are NaN or infinite"):
+        own_clip_ranks(similarity, torch.tensor([0, 1]))
+    with pytest.raises(NonFiniteSimilarity):
+        multi_positive_ap(similarity, torch.tensor([[True, False], [False, True]]), 10)

@@ -114,16 +114,29 @@ def test_a_changed_configuration_does_not_resume_stale_state(tmp_path, tiny_data
                                   pd.read_csv(fresh.log_table).drop(columns="seconds"))
 
 
-def test_a_non_finite_loss_stops_the_run_naming_the_step(tmp_path, tiny_data, tiny_tokenizer):
-    audio = AudioH5(tiny_data["development"][0])
-    broken = tmp_path / "nan.h5"
-    with AudioH5Writer(broken, 32000, "float32") as writer:
+def nan_audio(source: str, path: Path) -> str:
+    """The clips of `source` with every sample NaN."""
+    audio = AudioH5(source)
+    with AudioH5Writer(path, 32000, "float32") as writer:
         for row, name in enumerate(audio.file_names):
             writer.append(name, np.full(int(audio.lengths[row]), np.nan, dtype=np.float32), audio.durations[row])
-    spec = spec_in(tmp_path / "run", tiny_data, tiny_tokenizer, train_audio=str(broken))
+    return str(path)
+
+
+def test_a_non_finite_loss_stops_the_run_naming_the_step(tmp_path, tiny_data, tiny_tokenizer):
+    broken = nan_audio(tiny_data["development"][0], tmp_path / "nan.h5")
+    spec = spec_in(tmp_path / "run", tiny_data, tiny_tokenizer, train_audio=broken)
     with pytest.raises(NonFiniteLoss, match=r"loss is nan at epoch 1, step 1 \(global step 1\)"):
         train(spec, progress=False)
     assert not Path(spec.best).exists() and not Path(spec.last).exists()
+
+
+def test_non_finite_validation_embeddings_stop_the_run_instead_of_scoring_a_perfect_epoch(tmp_path, tiny_data, tiny_tokenizer):
+    broken = nan_audio(tiny_data["validation"][0], tmp_path / "nan.h5")
+    spec = spec_in(tmp_path / "run", tiny_data, tiny_tokenizer, val_audio=broken)
+    with pytest.raises(NonFiniteLoss, match=r"validation after epoch 1: \d+ similarities of \d+ captions .* are NaN or infinite"):
+        train(spec, progress=False)
+    assert not Path(spec.best).exists() and not (Path(spec.run_dir) / "resume" / "best.pt").exists()
 
 
 def test_stage2_distills_from_ensemble_targets_starting_from_a_stage1_checkpoint(tmp_path, tiny_data, tiny_tokenizer):

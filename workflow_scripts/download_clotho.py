@@ -1,6 +1,5 @@
 from pathlib import Path
 
-from audioretrieval.data.clotho import MD5
 from audioretrieval.data.download import download
 from audioretrieval.workflow import logged_to
 
@@ -10,7 +9,7 @@ with logged_to(snakemake.log[0]) as log:
     download(
         f"{settings['base_url'].rstrip('/')}/{name}",
         snakemake.output[0],
-        MD5[name],
+        snakemake.params.md5,
         retries=settings["retries"],
         backoff_s=settings["backoff_s"],
         timeout_s=settings["timeout_s"],

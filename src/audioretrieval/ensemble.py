@@ -5,8 +5,11 @@ S[i, j] = 1/M sum_m <a_i^m, c_j^m>. Concatenating each member's normalised embed
 by 1/sqrt(M) turns that into one dot product: S[i, j] = <A_i, C_j> with A_i = [a_i^1 .. a_i^M] / sqrt(M)
 (likewise C_j). The targets file stores A and C; any batch's block S[clips, captions] is exact.
 
-Targets file (HDF5): /audio float32 [clips, M*D], /text float32 [captions, M*D], the identities of
-the members' embeddings files, and attrs members (their paths).
+Members may differ in embedding size (an audio and a text vector of one member must agree); every
+member's vectors must be L2-normalised, as embeddings files are.
+
+Targets file (HDF5): /audio float32 [clips, D_1 + ... + D_M], /text float32 [captions, D_1 + ... + D_M],
+the identities of the members' embeddings files, and attrs members (their paths).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from .files import written_atomically
 from .export import first_difference, identities_of, read_identities, write_identities
 
 _ROWS_PER_CHUNK = 8192
+_NORM_TOLERANCE = 1e-3
 
 
 class MemberMismatch(ValueError):
@@ -47,20 +51,44 @@ def _what(key: str) -> str:
     return "clips" if key == "file_name" else "captions"
 
 
+def _member_dims(handles: list[h5py.File], members: list[str]) -> list[int]:
+    """Each member's embedding size; MemberMismatch where its audio and text sizes differ."""
+    dims = []
+    for member, f in zip(members, handles):
+        audio, text = f["audio"].shape[1], f["text"].shape[1]
+        if audio != text:
+            raise MemberMismatch(f"ensemble member {member}: audio vectors of {audio} and text vectors of {text} "
+                                 f"dimensions; expected one embedding size")
+        dims.append(audio)
+    return dims
+
+
+def _check_normalised(block: np.ndarray, member: str, key: str, first_row: int) -> None:
+    norms = np.linalg.norm(block, axis=1)
+    worst = int(np.argmax(np.abs(norms - 1)))
+    if not abs(norms[worst] - 1) <= _NORM_TOLERANCE:
+        raise MemberMismatch(f"ensemble member {member}: {key} row {first_row + worst} has L2 norm {norms[worst]:.6g}; "
+                             f"expected normalised embeddings (norm 1), as export_embeddings writes them")
+
+
 def build_targets(members: list[str], out_h5: str | os.PathLike) -> None:
     """Write the scaled concatenation of the members' embeddings, streaming rows in chunks."""
     identities = check_members_agree(members)
     scale = np.float32(1 / math.sqrt(len(members)))
     handles = [h5py.File(m, "r") for m in members]
     try:
+        width = sum(_member_dims(handles, members))
         with written_atomically(out_h5) as tmp, h5py.File(tmp, "w") as out:
             for key in ("audio", "text"):
-                rows, dim = handles[0][key].shape
+                rows = handles[0][key].shape[0]
                 # contiguous (not chunked), so that readers can memory-map it
-                target = out.create_dataset(key, shape=(rows, dim * len(members)), dtype=np.float32)
+                target = out.create_dataset(key, shape=(rows, width), dtype=np.float32)
                 for start in range(0, rows, _ROWS_PER_CHUNK):
                     stop = min(rows, start + _ROWS_PER_CHUNK)
-                    target[start:stop] = np.concatenate([h[key][start:stop] for h in handles], axis=1) * scale
+                    blocks = [h[key][start:stop] for h in handles]
+                    for member, block in zip(members, blocks):
+                        _check_normalised(block, member, key, start)
+                    target[start:stop] = np.concatenate(blocks, axis=1) * scale
             write_identities(out, identities)
             out.attrs["members"] = [str(m) for m in members]
     finally:

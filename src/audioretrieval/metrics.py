@@ -12,14 +12,29 @@ import torch
 RECALL_AT = (1, 5, 10)
 
 
+class NonFiniteSimilarity(ValueError):
+    pass
+
+
+def check_finite(similarity: torch.Tensor) -> None:
+    """Ranks of NaN or inf similarities mean nothing (a NaN would rank the own clip first)."""
+    bad = ~torch.isfinite(similarity)
+    if bool(bad.any()):
+        rows = torch.nonzero(bad.any(1)).squeeze(1)
+        raise NonFiniteSimilarity(f"{int(bad.sum())} similarities of {len(rows)} captions (e.g. rows {rows[:5].tolist()}) "
+                                  f"are NaN or infinite: the embeddings are not finite, so nothing can be ranked")
+
+
 def own_clip_ranks(similarity: torch.Tensor, clip_of_caption: torch.Tensor) -> torch.Tensor:
     """1-based rank of each caption's own clip among all clips."""
+    check_finite(similarity)
     own = similarity.gather(1, clip_of_caption.unsqueeze(1))
     return (similarity >= own).sum(1)
 
 
 def audio_to_text_ranks(similarity: torch.Tensor, clip_of_caption: torch.Tensor) -> torch.Tensor:
     """Per clip, the 1-based rank of its best-ranked own caption among all captions."""
+    check_finite(similarity)
     clips = similarity.shape[1]
     best_own = torch.full((clips,), -torch.inf, dtype=similarity.dtype)
     own_scores = similarity.gather(1, clip_of_caption.unsqueeze(1)).squeeze(1)
@@ -53,6 +68,7 @@ def multi_positive_aps(similarity: torch.Tensor, relevant: torch.Tensor, ks: tup
     every query needs at least one relevant clip. Ties rank non-relevant clips first, then clips by
     their row, so the result does not depend on the sort implementation.
     """
+    check_finite(similarity)
     relevant = relevant.bool()
     counts = relevant.sum(1)
     if bool((counts == 0).any()):

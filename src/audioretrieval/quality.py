@@ -7,6 +7,7 @@ import os
 import h5py
 import numpy as np
 import pandas as pd
+from sklearn import metrics
 
 from .export import read_identities
 
@@ -25,26 +26,30 @@ def truth_matrix(identities: dict, correspondences: pd.DataFrame) -> np.ndarray:
     return truth
 
 
+def _checked(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Finite scores and boolean labels (0/1 integers accepted), both classes present."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
+    if labels.dtype != bool:
+        if not np.isin(labels, (0, 1)).all():
+            raise ValueError(f"correspondence labels must be true/false or 0/1, found {np.unique(labels)[:5].tolist()}")
+        labels = labels.astype(bool)
+    if scores.shape != labels.shape:
+        raise ValueError(f"{scores.shape} scores for {labels.shape} labels")
+    if not np.isfinite(scores).all():
+        raise ValueError(f"{int((~np.isfinite(scores)).sum())} of {scores.size} scores are NaN or infinite")
+    if labels.all() or not labels.any():
+        raise ValueError(f"ROC AUC and average precision need true and false pairs; found {int(labels.sum())} true of {labels.size}")
+    return scores, labels
+
+
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with average ranks for ties)."""
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), dtype=np.float64)
-    sorted_scores = scores[order]
-    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [len(scores)]])
-    for s, e in zip(starts, ends):
-        ranks[order[s:e]] = (s + e + 1) / 2
-    positives = labels.sum()
-    negatives = len(labels) - positives
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+    """Area under the ROC curve (ties count one half)."""
+    return float(metrics.roc_auc_score(*reversed(_checked(scores, labels))))
 
 
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
-    order = np.argsort(-scores, kind="mergesort")
-    hits = labels[order]
-    precision_at_hits = np.cumsum(hits)[hits] / (np.flatnonzero(hits) + 1)
-    return float(precision_at_hits.mean())
+    """Average precision of ranking the true pairs first (tied scores form one threshold)."""
+    return float(metrics.average_precision_score(*reversed(_checked(scores, labels))))
 
 
 def correspondence_quality(similarity: np.ndarray, truth: np.ndarray, clip_of_caption: np.ndarray) -> dict:

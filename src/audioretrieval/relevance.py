@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import ast
 import os
-import unicodedata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+
+from .data.captions import nfc
 
 QUERY_COLUMNS = ("query", "caption")
 LIST_COLUMNS = ("audio_filenames", "file_names", "audio_file_names", "audio_files")
@@ -31,10 +32,6 @@ NAME_COLUMNS = ("relevant_file_name", "file_name", "audio_file_name")
 
 class RelevanceMismatch(ValueError):
     pass
-
-
-def nfc(text: str) -> str:
-    return unicodedata.normalize("NFC", str(text))
 
 
 def _pick(columns, candidates) -> str | None:

@@ -29,6 +29,7 @@ from .data.tables import write_table_atomically
 from .embed import autocast_for, embed_split, evaluate_embeddings, resolve_precision
 from .ensemble import EnsembleTargets, check_targets_match
 from .losses import contrastive_loss, distillation_loss
+from .metrics import NonFiniteSimilarity
 from .model.dual_encoder import PARAMETER_GROUPS, DualEncoder
 from .schedule import learning_rate
 
@@ -215,9 +216,13 @@ def train(spec: RunSpec, progress: bool = True) -> None:
 
         metrics = {}
         if rank == 0:
-            metrics = evaluate_embeddings(embed_split(
-                model, spec.val_audio, spec.val_captions, cfg["segment_s"], cfg["eval_batch_size"], device, precision,
-            ))
+            embeddings = embed_split(model, spec.val_audio, spec.val_captions, cfg["segment_s"], cfg["eval_batch_size"],
+                                     device, precision)
+            try:
+                metrics = evaluate_embeddings(embeddings)
+            except NonFiniteSimilarity as exc:
+                raise NonFiniteLoss(f"{spec.run_dir}: validation after epoch {epoch + 1}: {exc}; the last good state "
+                                    f"is in {resume_dir}") from exc
         row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "seconds": time.time() - started,
                **{f"lr_{g['name']}": g["lr"] for g in optimizer.param_groups}, **{f"val_{k}": v for k, v in metrics.items()}}
         rows.append(row)

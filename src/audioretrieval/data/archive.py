@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import PurePosixPath
 
 import py7zr
+import py7zr.exceptions
 from py7zr.io import Py7zIO, WriterFactory
 
 _DONE = object()
@@ -62,10 +63,26 @@ class _Factory(WriterFactory):
         return _MemberBuffer(filename, self._deliver, self._cancelled)
 
 
+class ArchiveUnreadable(RuntimeError):
+    pass
+
+
+def describe(exc: Exception) -> str:
+    """An archive error in words (py7zr's CRC error is a bare tuple of numbers otherwise)."""
+    if isinstance(exc, py7zr.exceptions.CrcError):
+        return f"CRC check failed (stored {exc.expected}, computed {exc.actual}): the data is damaged"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def list_members(archive: str | os.PathLike) -> list[str]:
     """Names of the archive's file members (directories excluded), in archive order."""
-    with open(archive, "rb") as fp, py7zr.SevenZipFile(fp) as z:
-        return [f.filename for f in z.list() if not f.is_directory]
+    try:
+        with open(archive, "rb") as fp, py7zr.SevenZipFile(fp) as z:
+            return [f.filename for f in z.list() if not f.is_directory]
+    except (py7zr.exceptions.ArchiveError, EOFError, OSError) as exc:
+        raise ArchiveUnreadable(
+            f"{os.fspath(archive)}: not a readable 7z archive ({os.path.getsize(archive)} bytes; a partial download "
+            f"or copy?): {describe(exc)}") from exc
 
 
 @contextmanager
@@ -103,7 +120,8 @@ def stream_members(
         except _Cancelled:
             return
         except Exception as exc:  # handed to the consumer, raised there
-            item = RuntimeError(f"{os.fspath(archive)}: cannot read member {factory.current!r}: {exc}")
+            where = f"member {factory.current!r}" if factory.current else "the archive before its first member"
+            item = ArchiveUnreadable(f"{os.fspath(archive)}: cannot read {where}: {describe(exc)}")
             item.__cause__ = exc
         while not cancelled.is_set():
             try:
