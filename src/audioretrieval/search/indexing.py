@@ -169,22 +169,19 @@ def add_files(index: SearchIndex, embedder: Embedder, group: list[tuple[str, np.
 
 
 class PeriodicSaver:
-    """Writes the index every `every_s` seconds (and at least ten times as long apart as a write
-    takes, so that saving a large index never dominates)."""
+    """Writes the index when `every_s` seconds have passed since the last write."""
 
     def __init__(self, path: Path, every_s: float):
         self.path, self.every_s = path, every_s
-        self.last, self.cost = time.monotonic(), 0.0
+        self.last = time.monotonic()
 
     def maybe_save(self, index: SearchIndex) -> None:
-        if time.monotonic() - self.last >= max(self.every_s, 10 * self.cost):
+        if time.monotonic() - self.last >= self.every_s:
             self.save(index)
 
     def save(self, index: SearchIndex) -> None:
-        start = time.monotonic()
         write_index(self.path, index)
         self.last = time.monotonic()
-        self.cost = self.last - start
 
 
 def embed_files(index: SearchIndex, folder: Path, paths: list[str], found: dict[str, Stat], embedder: Embedder,
