@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def decoded_files(folder: Path, paths: list[str], threads: int = 2) -> Iterator[
     """(path, waveform or the decoding error) for each path in order, decoded ahead on `threads` threads."""
     pool = ThreadPoolExecutor(threads)
     remaining = iter(paths)
-    pending = deque((p, pool.submit(decode_file, folder / p)) for p, _ in zip(remaining, range(2 * threads)))
+    pending = deque((p, pool.submit(decode_file, folder / p)) for p in islice(remaining, 2 * threads))
     try:
         while pending:
             path, future = pending.popleft()
