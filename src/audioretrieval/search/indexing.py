@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from itertools import islice
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,32 +186,37 @@ class PeriodicSaver:
         self.last = time.monotonic()
 
 
+def record_skip(index: SearchIndex, path: str, stat: Stat, error: Exception, folder: Path,
+                summary: UpdateSummary) -> None:
+    index.skipped[path] = SkippedEntry(*stat, reason_of(error))
+    summary.skipped_now.append((path, reason_of(error)))
+    tqdm.write(f"skipped {folder / path}: {reason_of(error)}")
+
+
 def embed_files(index: SearchIndex, folder: Path, paths: list[str], found: dict[str, Stat], embedder: Embedder,
                 saver: PeriodicSaver, summary: UpdateSummary) -> None:
     """Decode and embed `paths` into `index`, a batch's worth of segments at a time; skip what fails."""
     group: list[tuple[str, np.ndarray]] = []
-    segments = 0
-    with tqdm(total=len(paths), unit="file", desc="indexing", dynamic_ncols=True) as progress:
-        for path, result in decoded_files(folder, paths):
+
+    def embed_group() -> None:
+        add_files(index, embedder, group, found)
+        progress.update(len(group))
+        summary.embedded_files += len(group)
+        group.clear()
+
+    with (tqdm(total=len(paths), unit="file", desc="indexing", dynamic_ncols=True) as progress,
+          closing(decoded_files(folder, paths)) as decoded):
+        for path, result in decoded:
             if isinstance(result, Exception):
-                size, mtime_ns = found[path]
-                index.skipped[path] = SkippedEntry(size, mtime_ns, reason_of(result))
-                summary.skipped_now.append((path, reason_of(result)))
-                tqdm.write(f"skipped {folder / path}: {reason_of(result)}")
+                record_skip(index, path, found[path], result, folder, summary)
                 progress.update(1)
             else:
                 group.append((path, result))
-                segments += segment_count(len(result), embedder.segment)
-            if segments >= embedder.batch_size:
-                add_files(index, embedder, group, found)
-                progress.update(len(group))
-                summary.embedded_files += len(group)
-                group, segments = [], 0
+            if sum(segment_count(len(w), embedder.segment) for _, w in group) >= embedder.batch_size:
+                embed_group()
             saver.maybe_save(index)
         if group:
-            add_files(index, embedder, group, found)
-            progress.update(len(group))
-            summary.embedded_files += len(group)
+            embed_group()
 
 
 def existing_index(index_path: Path, checkpoint: Path, digest: str) -> SearchIndex | None:

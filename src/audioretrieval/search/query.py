@@ -103,6 +103,9 @@ def hits_table(queries: list[str], table: SegmentTable, scores: np.ndarray, rows
 def mark_relevance(hits: pd.DataFrame, relevance: str | os.PathLike) -> pd.DataFrame:
     """Add `relevant`: whether the relevance table lists the hit's file (its path or its base name) for
     the query's text; empty where the table does not have the query."""
+    if not Path(relevance).is_file():
+        raise SearchError(f"{relevance}: no such relevance table; expected a CSV or Parquet file with a query or "
+                          f"caption column and the relevant file names")
     table = read_relevance(relevance)
     relevant = dict(zip(table["query"], map(set, table["relevant"])))
 
