@@ -238,11 +238,16 @@ def update_index(folder: str | os.PathLike, checkpoint: str | os.PathLike, index
     found = scan_folder(folder)
     digest = checkpoint_digest(checkpoint)
     index = existing_index(index_path, checkpoint, digest)
-    to_embed, summary = plan_update(index, found) if index is not None else (list(found), UpdateSummary(new=len(found)))
-    if index is None or to_embed or summary.removed or index.folder != str(folder.resolve()):
+    if index is None:
+        to_embed, summary = list(found), UpdateSummary(new=len(found))
+    else:
+        to_embed, summary = plan_update(index, found)
+    up_to_date = index is not None and not to_embed and not summary.removed and index.folder == str(folder.resolve())
+    if not up_to_date:
         torch_device = pick_device(device)
         model, contents = load_search_model(checkpoint, torch_device)
-        index = index or SearchIndex(digest, str(checkpoint), float(contents["segment_s"]), SAMPLE_RATE, "")
+        if index is None:
+            index = SearchIndex(digest, str(checkpoint), float(contents["segment_s"]), SAMPLE_RATE, "")
         index.folder = str(folder.resolve())
         embedder = Embedder(model, torch_device, resolve_precision("auto", torch_device), batch_size,
                             int(round(index.segment_s * SAMPLE_RATE)))
