@@ -17,6 +17,7 @@ PRINTS = {
     "evaluate_benchmark.py": "score_file + multi-positive mAP@16/@10:",
     "loader_benchmark.py": "flac / int16 on 2 workers:",
     "plan_benchmark.py": "dry run of the paper's DAG, 2 stage-1 seeds:",
+    "search_benchmark.py": "one query: text embedding + ranking + table",
     "train_step_benchmark.py": "(a) demo model, CPU, fp32, batch 8",
 }
 

@@ -1,0 +1,47 @@
+"""The model of a search: loaded from a checkpoint, identified by the digest of the checkpoint's bytes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import load_model
+from ..model.dual_encoder import DualEncoder
+from .store import SearchError, sha256_of
+
+
+def checkpoint_digest(path: str | os.PathLike) -> str:
+    if not Path(path).is_file():
+        raise SearchError(f"{path}: no such checkpoint file; expected a best.pt or last.pt written by training")
+    return sha256_of(path)
+
+
+def load_search_model(path: str | os.PathLike, device: torch.device) -> tuple[DualEncoder, dict]:
+    """The dual encoder of a checkpoint in evaluation mode, and the checkpoint's contents."""
+    try:
+        model, checkpoint = load_model(path, device)
+    except Exception as exc:  # torch.load's errors on foreign files are of many kinds
+        raise SearchError(f"{path}: not a usable checkpoint of this pipeline ({type(exc).__name__}: {exc}); "
+                          f"expected a best.pt or last.pt written by training") from exc
+    return model.eval(), checkpoint
+
+
+def check_same_checkpoint(index_path: str | os.PathLike, identity: dict, checkpoint: str | os.PathLike,
+                          digest: str) -> None:
+    """Refuse to compare an index's embeddings with another model's."""
+    if identity["checkpoint_sha256"] != digest:
+        raise SearchError(
+            f"{index_path} was built with checkpoint {identity['checkpoint']} (sha256 "
+            f"{identity['checkpoint_sha256'][:12]}), not with {checkpoint} (sha256 {digest[:12]}): embeddings of "
+            f"different models cannot be compared. Use that checkpoint, or index the folder with this one into "
+            f"another --index file.")
+
+
+def pick_device(name: str | None) -> torch.device:
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SearchError("--device cuda: no CUDA device is available here; use --device cpu")
+    return torch.device(name)

@@ -1,0 +1,261 @@
+"""Building and updating a search index over a folder of sounds.
+
+Every audio file below the folder is decoded as the pipeline decodes (mono, 32 kHz, soxr HQ) and cut
+into consecutive segments of the checkpoint's `segment_s` seconds, the last zero-padded with its
+fraction of real signal set so the model masks the padding windows; each segment is embedded.
+Re-indexing keeps files whose size and modification time are unchanged, embeds new and changed ones,
+and drops the entries of files that are gone. A file that cannot be decoded is listed with the
+reason and retried only once it changes. The index is written whole, atomically, every
+`save_every_s` seconds and at the end (also on Ctrl-C or an error), so an interrupted run loses at
+most the files embedded since the last save, and a rerun embeds only what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from itertools import islice
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data.audio_io import AUDIO_EXTENSIONS, is_audio_name, load_mono
+from ..embed import autocast_for, resolve_precision
+from ..model.audio import SAMPLE_RATE
+from ..model.dual_encoder import DualEncoder
+from .checkpoints import check_same_checkpoint, checkpoint_digest, load_search_model, pick_device
+from .store import FileEntry, SearchError, SearchIndex, SkippedEntry, read_index, write_index
+
+Stat = tuple[int, int]  # (size in bytes, modification time in ns); (-1, -1) where stat failed
+
+
+@dataclass
+class UpdateSummary:
+    unchanged: int = 0
+    new: int = 0
+    changed: int = 0
+    removed: int = 0
+    retried: int = 0
+    embedded_files: int = 0
+    skipped_now: list[tuple[str, str]] = field(default_factory=list)
+    files: int = 0
+    segments: int = 0
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class Embedder:
+    model: DualEncoder
+    device: torch.device
+    precision: str
+    batch_size: int
+    segment: int  # samples per segment
+
+
+def scan_folder(folder: Path) -> dict[str, Stat]:
+    """Every audio file below `folder` (relative '/'-separated path -> stat), in sorted order."""
+    if not folder.is_dir():
+        raise SearchError(f"{folder}: no such folder; expected a folder of audio files ({' '.join(AUDIO_EXTENSIONS)})")
+    found = {}
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        for name in sorted(filter(is_audio_name, names)):
+            path = Path(root) / name
+            try:
+                stat = path.stat()
+                found[path.relative_to(folder).as_posix()] = (stat.st_size, stat.st_mtime_ns)
+            except OSError:  # e.g. a broken link: listed as skipped when decoding fails
+                found[path.relative_to(folder).as_posix()] = (-1, -1)
+    if not found:
+        raise SearchError(f"{folder}: no audio files ({' '.join(AUDIO_EXTENSIONS)}, any case) in it or below it")
+    return found
+
+
+def plan_update(index: SearchIndex, found: dict[str, Stat]) -> tuple[list[str], UpdateSummary]:
+    """Drop from `index` every entry whose file is gone or changed; the files to embed, in order."""
+    summary = UpdateSummary()
+    for path in list(index.files):
+        entry = index.files[path]
+        if found.get(path) != (entry.size, entry.mtime_ns):
+            del index.files[path]
+            summary.changed += path in found
+            summary.removed += path not in found
+    for path in list(index.skipped):
+        entry = index.skipped[path]
+        if found.get(path) != (entry.size, entry.mtime_ns):
+            del index.skipped[path]
+            summary.retried += path in found
+            summary.removed += path not in found
+    to_embed = [path for path in found if path not in index.files and path not in index.skipped]
+    summary.unchanged = len(index.files)
+    summary.new = len(to_embed) - summary.changed - summary.retried
+    return to_embed, summary
+
+
+def decode_file(path: Path) -> np.ndarray:
+    """The file's audio as the pipeline decodes it: mono float32 at 32 kHz."""
+    waveform, _ = load_mono(path.read_bytes(), SAMPLE_RATE)
+    if not np.isfinite(waveform).all():
+        raise ValueError("the decoded samples are not all finite (NaN or inf)")
+    return waveform
+
+
+def reason_of(exc: Exception) -> str:
+    message = getattr(exc, "error_string", None) or str(exc)  # soundfile's str() names a BytesIO object
+    return f"{type(exc).__name__}: {message}"
+
+
+def decoded_files(folder: Path, paths: list[str], threads: int = 2) -> Iterator[tuple[str, np.ndarray | Exception]]:
+    """(path, waveform or the decoding error) for each path in order, decoded ahead on `threads` threads."""
+    pool = ThreadPoolExecutor(threads)
+    remaining = iter(paths)
+    pending = deque((p, pool.submit(decode_file, folder / p)) for p in islice(remaining, 2 * threads))
+    try:
+        while pending:
+            path, future = pending.popleft()
+            following = next(remaining, None)
+            if following is not None:
+                pending.append((following, pool.submit(decode_file, folder / following)))
+            try:
+                result = future.result()
+            except Exception as exc:
+                result = exc
+            yield path, result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def segment_count(samples: int, segment: int) -> int:
+    return max(1, -(-samples // segment))
+
+
+def cut_segments(waveform: np.ndarray, segment: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Consecutive segments [k, segment] (the last zero-padded), their fractions of real signal, and
+    their start samples."""
+    count = segment_count(len(waveform), segment)
+    padded = np.zeros(count * segment, dtype=np.float32)
+    padded[: len(waveform)] = waveform
+    starts = np.arange(count, dtype=np.int64) * segment
+    fractions = (np.minimum(len(waveform) - starts, segment) / segment).astype(np.float32)
+    return padded.reshape(count, segment), fractions, starts
+
+
+@torch.inference_mode()
+def embed_segments(embedder: Embedder, segments: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    """Normalised embeddings [k, D] of segments [k, samples], in batches."""
+    out = []
+    with autocast_for(embedder.device, embedder.precision):
+        for start in range(0, len(segments), embedder.batch_size):
+            waveform = torch.from_numpy(segments[start : start + embedder.batch_size]).to(embedder.device)
+            fraction = torch.from_numpy(fractions[start : start + embedder.batch_size]).to(embedder.device)
+            out.append(embedder.model.embed_audio(waveform, fraction).float().cpu())
+    return torch.cat(out).numpy()
+
+
+def add_files(index: SearchIndex, embedder: Embedder, group: list[tuple[str, np.ndarray]],
+              found: dict[str, Stat]) -> None:
+    """Embed the segments of a group of decoded files together and add the files to the index."""
+    cuts = [cut_segments(waveform, embedder.segment) for _, waveform in group]
+    embeddings = embed_segments(embedder, np.concatenate([c[0] for c in cuts]), np.concatenate([c[1] for c in cuts]))
+    bounds = np.cumsum([len(c[2]) for c in cuts])[:-1]
+    for (path, waveform), cut, rows in zip(group, cuts, np.split(embeddings, bounds)):
+        size, mtime_ns = found[path]
+        index.files[path] = FileEntry(size, mtime_ns, len(waveform) / SAMPLE_RATE, cut[2] / SAMPLE_RATE, rows)
+
+
+class PeriodicSaver:
+    """Writes the index when `every_s` seconds have passed since the last write."""
+
+    def __init__(self, path: Path, every_s: float):
+        self.path, self.every_s = path, every_s
+        self.last = time.monotonic()
+
+    def maybe_save(self, index: SearchIndex) -> None:
+        if time.monotonic() - self.last >= self.every_s:
+            self.save(index)
+
+    def save(self, index: SearchIndex) -> None:
+        write_index(self.path, index)
+        self.last = time.monotonic()
+
+
+def record_skip(index: SearchIndex, path: str, stat: Stat, error: Exception, folder: Path,
+                summary: UpdateSummary) -> None:
+    index.skipped[path] = SkippedEntry(*stat, reason_of(error))
+    summary.skipped_now.append((path, reason_of(error)))
+    tqdm.write(f"skipped {folder / path}: {reason_of(error)}")
+
+
+def embed_files(index: SearchIndex, folder: Path, paths: list[str], found: dict[str, Stat], embedder: Embedder,
+                saver: PeriodicSaver, summary: UpdateSummary) -> None:
+    """Decode and embed `paths` into `index`, a batch's worth of segments at a time; skip what fails."""
+    group: list[tuple[str, np.ndarray]] = []
+
+    def embed_group() -> None:
+        add_files(index, embedder, group, found)
+        progress.update(len(group))
+        summary.embedded_files += len(group)
+        group.clear()
+
+    with (tqdm(total=len(paths), unit="file", desc="indexing", dynamic_ncols=True) as progress,
+          closing(decoded_files(folder, paths)) as decoded):
+        for path, result in decoded:
+            if isinstance(result, Exception):
+                record_skip(index, path, found[path], result, folder, summary)
+                progress.update(1)
+            else:
+                group.append((path, result))
+            if sum(segment_count(len(w), embedder.segment) for _, w in group) >= embedder.batch_size:
+                embed_group()
+            saver.maybe_save(index)
+        if group:
+            embed_group()
+
+
+def existing_index(index_path: Path, checkpoint: Path, digest: str) -> SearchIndex | None:
+    """The index at `index_path` if there is one, refusing one built with another checkpoint."""
+    if not index_path.exists():
+        return None
+    index = read_index(index_path)
+    check_same_checkpoint(index_path, {"checkpoint": index.checkpoint, "checkpoint_sha256": index.checkpoint_sha256},
+                          checkpoint, digest)
+    return index
+
+
+def update_index(folder: str | os.PathLike, checkpoint: str | os.PathLike, index_path: str | os.PathLike,
+                 batch_size: int = 16, device: str | None = None, save_every_s: float = 60.0) -> UpdateSummary:
+    """Create or update the index of `folder` at `index_path` with the model of `checkpoint`."""
+    folder, checkpoint, index_path = Path(folder), Path(checkpoint), Path(index_path)
+    if batch_size < 1:
+        raise SearchError(f"--batch-size {batch_size}: expected a positive number of segments")
+    found = scan_folder(folder)
+    digest = checkpoint_digest(checkpoint)
+    index = existing_index(index_path, checkpoint, digest)
+    if index is None:
+        to_embed, summary = list(found), UpdateSummary(new=len(found))
+    else:
+        to_embed, summary = plan_update(index, found)
+    up_to_date = index is not None and not to_embed and not summary.removed and index.folder == str(folder.resolve())
+    if not up_to_date:
+        torch_device = pick_device(device)
+        model, contents = load_search_model(checkpoint, torch_device)
+        if index is None:
+            index = SearchIndex(digest, str(checkpoint), float(contents["segment_s"]), SAMPLE_RATE, "")
+        index.folder = str(folder.resolve())
+        embedder = Embedder(model, torch_device, resolve_precision("auto", torch_device), batch_size,
+                            int(round(index.segment_s * SAMPLE_RATE)))
+        saver = PeriodicSaver(index_path, save_every_s)
+        try:
+            embed_files(index, folder, to_embed, found, embedder, saver, summary)
+        finally:
+            saver.save(index)
+    summary.files, summary.skipped = len(index.files), len(index.skipped)
+    summary.segments = sum(len(entry.starts_s) for entry in index.files.values())
+    return summary
