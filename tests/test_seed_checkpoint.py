@@ -20,8 +20,10 @@ from transformers import AutoTokenizer, RobertaConfig, RobertaModel
 
 import hear21passt.models.passt as passt_module
 from audioretrieval.checkpoint import load_model, read_checkpoint
+from audioretrieval.data.download import md5sum
+from audioretrieval.summary import summary_table
 from audioretrieval.model.seed_checkpoint import (PASST_ARCH, ROBERTA_LARGE, SeedCheckpointError, convert_seed_checkpoint,
-                                                  join_parts, key_rules, main, md5_of, project_shapes,
+                                                  join_parts, key_rules, main, project_shapes,
                                                   read_seed_checkpoint, text_hf_config)
 from conftest import REPO, run_snakemake
 from hear21passt.models.passt import PaSST
@@ -265,7 +267,7 @@ def test_the_converted_checkpoint_embeds_as_the_seeds_modules_do(tmp_path, text_
                               "head_hidden": 24 if adopt_n_layers else None}
     assert (config["embed_dim"], config["tau"], checkpoint["segment_s"]) == (16, 0.05, SEGMENT_S)
     assert (checkpoint["epoch"], checkpoint["seed"], checkpoint["metrics"]) == (13, 523528930, {})
-    assert checkpoint["source"] == {"seed_checkpoint": "passt_roberta.ckpt", "md5": md5_of(tmp_path / "passt_roberta.ckpt"),
+    assert checkpoint["source"] == {"seed_checkpoint": "passt_roberta.ckpt", "md5": md5sum(tmp_path / "passt_roberta.ckpt"),
                                     "global_step": 4242, "pytorch-lightning_version": "2.2.2"}
     assert read_checkpoint(tmp_path / "best.pt")["format_version"] == 1
 
@@ -449,3 +451,32 @@ def test_the_parts_are_downloaded_from_the_configured_urls_and_joined(tmp_path):
     for n, url in enumerate(config["released"]["urls"], 1):
         log = (tmp_path / "results" / "logs" / "download_released_part" / f"{n}.log").read_text()
         assert f"downloaded {url}" in log and "no MD5 to verify against" in log
+
+
+@pytest.mark.snakemake
+def test_the_conversion_rule_reads_a_copy_put_into_raw_dir_and_fails_naming_what_does_not_fit(tmp_path, seed, text_dir):
+    # The rule converts at PaSST-S's size (the release's); the small seed file here must fail on its shapes,
+    # which shows the rule's wiring (input, text model, segment length) down to the library's message.
+    config = paper_config(tmp_path)
+    config["released"]["text_model"] = str(text_dir)
+    (tmp_path / "released").mkdir()
+    shutil.copy(seed[2], tmp_path / "released" / "passt_roberta.ckpt")  # a copy you have: nothing is downloaded
+    target = tmp_path / "results" / "released" / "passt_roberta" / "best.pt"
+    result = run_snakemake(target, "--cores", 1, "--configfile", write_config(tmp_path, config), cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert planned(result, "download_released_part") == planned(result, "join_released") == 0
+    log = (tmp_path / "results" / "logs" / "convert_released.log").read_text()
+    assert f"the seed's state_dict does not fit the model rebuilt from its hyper_parameters (text encoder config from {text_dir})" in log
+    assert not target.exists()
+
+
+def test_the_summary_shows_the_released_checkpoint_beside_the_papers_row():
+    metrics = {"map@10": 0.4011, "r@1": 0.2769, "r@5": 0.5705, "r@10": 0.7050}
+    reference = [{"model": "paper: released checkpoint", "map@10": 40.11, "r@1": 27.69, "r@5": 57.05, "r@10": 70.50,
+                  "compare_with": "released passt_roberta"}]
+    table = summary_table({"stage1": {"seed1": metrics}, "released": {"passt_roberta": metrics}},
+                          {"stage1": {"seed1": metrics}}, None, reference)
+    assert table["model"].tolist() == ["seed1", "seed1", "released passt_roberta", "paper: released checkpoint"]
+    released = table.iloc[2]
+    assert (released["kind"], released["weights"]) == ("released", "best")
+    assert released["mAP@10"] == pytest.approx(40.11) and released["R@10"] == pytest.approx(70.50)

@@ -28,7 +28,6 @@ tensor of another shape fails, naming the keys and shapes).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import os
 import pickle
@@ -42,6 +41,7 @@ import torch
 from transformers import AutoConfig, AutoModel, RobertaConfig
 
 from ..checkpoint import FORMAT_VERSION, save_atomically
+from ..data.download import md5sum
 from ..files import written_atomically
 from .audio import PasstAudioEncoder
 from .text import projection_head, resolve_name
@@ -94,14 +94,6 @@ def read_seed_checkpoint(path: str | os.PathLike) -> dict:
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise SeedCheckpointError(f"{path}: not a Lightning checkpoint: no {missing} (found {found})")
     return checkpoint
-
-
-def md5_of(path: str | os.PathLike) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -358,7 +350,7 @@ def convert_seed_checkpoint(seed_path: str | os.PathLike, out_path: str | os.Pat
         "format_version": FORMAT_VERSION, "model_config": model_config, "segment_s": float(segment_s),
         "text_hf_config": hf_config, "state_dict": state_dict, "epoch": int(checkpoint.get("epoch", -1)),
         "metrics": {}, "seed": run_seed(hp),
-        "source": {"seed_checkpoint": Path(seed_path).name, "md5": md5_of(seed_path),
+        "source": {"seed_checkpoint": Path(seed_path).name, "md5": md5sum(seed_path),
                    "global_step": int(checkpoint.get("global_step", -1)),
                    "pytorch-lightning_version": str(checkpoint.get("pytorch-lightning_version", ""))},
     }
