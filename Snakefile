@@ -22,6 +22,7 @@ include: "rules/stage1.smk"
 include: "rules/correspondences.smk"
 include: "rules/stage2.smk"
 include: "rules/evaluation.smk"
+include: "rules/released.smk"
 include: "rules/report.smk"
 
 

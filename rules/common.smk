@@ -254,18 +254,24 @@ def multi_member_ensembles():
     return [name for name, seeds in config["correspondences"]["ensembles"].items() if len(seeds) > 1]
 
 
+def released_dirs():
+    """The authors' released checkpoint, converted by rules/released.smk (only with a `released` section)."""
+    return {"passt_roberta": f"{OUT}/released/passt_roberta"} if "released" in config else {}
+
+
 def model_dirs():
-    """Directories of every evaluated model by group (stage 1, ensembles, stage 2): name -> folder."""
+    """Directories of every evaluated model by group (stage 1, ensembles, stage 2, released): name -> folder."""
     return {
         "stage1": {run: stage1_dir(run) for run in stage1_runs()},
         "ensembles": {name: ensemble_dir(name) for name in multi_member_ensembles()},
         "stage2": {job["name"]: stage2_dir(job["name"]) for job in STAGE2_JOBS},
+        "released": released_dirs(),
     }
 
 
 def model_metrics(weights="best"):
     """Metrics files by group: name -> path (weights "last": the training runs' last weights)."""
-    groups = model_dirs() if weights == "best" else {g: d for g, d in model_dirs().items() if g != "ensembles"}
+    groups = model_dirs() if weights == "best" else {g: d for g, d in model_dirs().items() if g not in ("ensembles", "released")}
     return {group: {name: evaluation_file(d, "metrics.json", weights) for name, d in dirs.items()} for group, dirs in groups.items()}
 
 

@@ -34,7 +34,7 @@ rule evaluate_model:
         metrics=evaluation_file(f"{OUT}/{{stage}}/{{model}}", "metrics.json", "{weights}"),
         ranks=evaluation_file(f"{OUT}/{{stage}}/{{model}}", "ranks.parquet", "{weights}"),
     wildcard_constraints:
-        stage="stage1|stage2",
+        stage="stage1|stage2|released",
         model=r"[^/]+",
         weights="best|last",
     params:

@@ -217,8 +217,8 @@ def test_the_paper_config_plans_the_clotho_download(tmp_path):
     for job in ("self_distill-seed523528930", "distill-seed523528930", "control-from-seed409194-seed523528930"):
         assert f"name={job}" in result.stdout
     assert result.stdout.count("rule ensemble_targets:") == 2  # one model alone, and the three
-    # best and last weights of 3 stage-1 and 3 stage-2 runs; the three-member ensemble
-    assert result.stdout.count("rule evaluate_model:") == 12 and result.stdout.count("rule evaluate_ensemble:") == 1
+    # best and last weights of 3 stage-1 and 3 stage-2 runs, the authors' released checkpoint; the three-member ensemble
+    assert result.stdout.count("rule evaluate_model:") == 13 and result.stdout.count("rule evaluate_ensemble:") == 1
     assert result.stdout.count("rule download_relevance:") == 1  # the DCASE 2025 annotations
     assert result.stdout.count("rule summary:") == 1 and result.stdout.count("rule plots:") == 1
     assert result.stdout.count("rule comparisons:") == 1

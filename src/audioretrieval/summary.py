@@ -11,6 +11,9 @@ METRICS = {"map@10": "mAP@10", "r@1": "R@1", "r@5": "R@5", "r@10": "R@10",
            "dcase2025_map@16": "DCASE25 mAP@16", "dcase2025_map@10": "DCASE25 mAP@10"}
 
 
+RELEASED_NOTES = "the authors' released weights, converted (audioretrieval.model.seed_checkpoint)"
+
+
 def read_metrics(path: str | os.PathLike) -> dict:
     with open(path) as f:
         return json.load(f)
@@ -56,12 +59,16 @@ def summary_table(best: dict[str, dict[str, dict]], last: dict[str, dict[str, di
                   stage2_jobs: list[dict] | None = None, reference: list[dict] | None = None) -> pd.DataFrame:
     """Every model's metrics in %: `best` and `last` map a group ("stage1", "ensembles", "stage2") to
     model name -> metrics dict, of the best and of the last weights of each run; the rows of each
-    come with mean and standard deviation rows over seeds (see _model_rows), then the reference rows
+    come with mean and standard deviation rows over seeds (see _model_rows), then the rows of the
+    authors' released checkpoint(s) (group "released" of `best`: the one set of weights released,
+    converted by audioretrieval.model.seed_checkpoint), then the reference rows
     (already in %; `compare_with` names the row of this table to hold each against). stage2_jobs
     (config.stage2_jobs) describes the stage-2 models. Columns: model, weights, kind, notes, the
     metrics, and for mean rows their standard deviations ('<metric> sd')."""
     rows = _model_rows(best, "best", stage2_jobs or [])
     rows += _model_rows(last or {}, "last", stage2_jobs or [])
+    rows += [_row(f"released {name}", "best", "released", m, RELEASED_NOTES)
+             for name, m in best.get("released", {}).items()]
     for ref in reference or []:
         notes = "published" + (f"; compare with {ref['compare_with']}" if ref.get("compare_with") else "")
         rows.append({"model": ref["model"], "weights": "", "kind": "reference", "notes": notes,

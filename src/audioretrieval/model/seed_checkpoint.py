@@ -1,0 +1,401 @@
+"""Import the authors' released checkpoint: a Lightning checkpoint of the seed's AudioRetrievalModel
+(OptimusPrimus/salsa, experiments/ex_dcase24.py) converted into this project's checkpoint format
+(audioretrieval.checkpoint), so that `load_model` rebuilds it and the evaluation scores it.
+
+    python -m audioretrieval.model.seed_checkpoint join passt_roberta.1.ckpt ... passt_roberta.5.ckpt passt_roberta.ckpt
+    python -m audioretrieval.model.seed_checkpoint convert passt_roberta.ckpt best.pt [--text-model roberta-large|DIR]
+
+The release is one file cut into five parts (scripts/download_checkpoint.sh: passt_roberta.1.ckpt ...
+.5.ckpt from the JKU cloud, joined with `cat`); no checksums of the parts or of the whole are published.
+
+Reading. The file is read with torch.load(weights_only=True): tensors and plain containers only, no
+arbitrary unpickling. A Lightning 2.x checkpoint holds state_dict, hyper_parameters, epoch,
+global_step, pytorch-lightning_version, optimizer_states, lr_schedulers, loops, callbacks (the
+ModelCheckpoint state: strings and tensors) and the mixed-precision scaler state: all plain. The one
+exception is hyper_parameters: the seed passes its sacred configuration to save_hyperparameters, so
+the nested sections are sacred's read-only containers, pickled as calls of
+`sacred.config.custom_containers.ReadOnlyDict` / `ReadOnlyList` on a plain dict / list. Exactly
+these two names are allowed (torch.serialization.safe_globals), bound to functions of this module
+that return the plain dict / list: sacred is neither needed nor imported. Anything else fails,
+naming the global.
+
+The model is rebuilt from hyper_parameters (see model_config_from and UNSUPPORTED); the state_dict
+is mapped key by key with key_rules (every key of the seed's model is either mapped or dropped
+for a stated reason; any other key, a key the project's model needs that nothing provides, or a
+tensor of another shape fails, naming the keys and shapes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import pickle
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModel, RobertaConfig
+
+from ..checkpoint import FORMAT_VERSION, save_atomically
+from ..data.download import md5sum
+from ..files import written_atomically
+from .audio import PasstAudioEncoder
+from .text import projection_head, resolve_name
+
+
+class SeedCheckpointError(ValueError):
+    """The seed checkpoint cannot be read or rebuilt by this project; the message says which key or value."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading the Lightning file
+
+
+def _sacred_read_only_dict(items) -> dict:
+    """Stands in for sacred.config.custom_containers.ReadOnlyDict, pickled as ReadOnlyDict(plain dict)."""
+    return dict(items)
+
+
+def _sacred_read_only_list(items) -> list:
+    """Stands in for sacred.config.custom_containers.ReadOnlyList, pickled as ReadOnlyList(plain list)."""
+    return list(items)
+
+
+ALLOWED_GLOBALS = [
+    (_sacred_read_only_dict, "sacred.config.custom_containers.ReadOnlyDict"),
+    (_sacred_read_only_list, "sacred.config.custom_containers.ReadOnlyList"),
+]
+
+
+def read_seed_checkpoint(path: str | os.PathLike) -> dict:
+    """The Lightning checkpoint as a dict (tensors memory-mapped from the file), read with
+    weights_only=True and only ALLOWED_GLOBALS besides tensors and plain containers."""
+    try:
+        with torch.serialization.safe_globals(ALLOWED_GLOBALS):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        what = found.group(1) if found else str(exc).splitlines()[0]
+        raise SeedCheckpointError(
+            f"{path}: holds {what}, which is not allowed when unpickling without arbitrary code (allowed besides "
+            f"tensors and plain containers: {[name for _, name in ALLOWED_GLOBALS]})"
+        ) from exc
+    except (RuntimeError, OSError) as exc:
+        raise SeedCheckpointError(
+            f"{path}: not a readable torch checkpoint ({exc}). A file joined from parts must hold every part, "
+            f"complete and in order (passt_roberta.1.ckpt ... .5.ckpt)."
+        ) from exc
+    missing = [key for key in ("state_dict", "hyper_parameters") if not isinstance(checkpoint, dict) or key not in checkpoint]
+    if missing:
+        found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise SeedCheckpointError(f"{path}: not a Lightning checkpoint: no {missing} (found {found})")
+    return checkpoint
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hyper-parameters -> model_config
+
+PASST_ARCH = "passt_s_p16_s16_128_ap468"
+# The sizes of PaSST-S (hear21passt's passt_s_p16_s16_128_ap468): the seed's get_passt always builds it.
+PASST_S = {"embed_dim": 768, "depth": 12, "num_heads": 12}
+# models/audio/passt.py: get_passt names other PaSSTs; every other name starting with "passt" is PASST_ARCH.
+OTHER_PASSTS = {"passt_s": "passt_s_kd_p16_128_ap486", "passt_20": "passt_20sec", "passt_l": "passt_l_kd_p16_128_ap47"}
+# get_passt's defaults for keys absent from audio_features.model_config.
+PASST_DEFAULTS = {"s_patchout_t": 0, "s_patchout_f": 0, "freqm": 48, "timem": 192, "return_sequence": False}
+# models/text/sentence_embedding_models.py: from_pretrained(..., hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.2)
+SEED_TEXT_DROPOUT = 0.2
+# roberta-large's config.json (the Hugging Face hub), so that no download is needed.
+ROBERTA_LARGE = dict(vocab_size=50265, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                     intermediate_size=4096, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
+                     bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5, hidden_act="gelu", initializer_range=0.02)
+# The seed's ClothoV2 clips are padded or cut to 30 s (ex_dcase24.get_data_set: set_fixed_length(30)).
+SEED_SEGMENT_S = 30.0
+
+# Settings this project cannot rebuild: (hyper-parameter, the only value accepted, why).
+UNSUPPORTED = [
+    ("audio_features.use_local_model", False, "the seed itself asserts it is off"),
+    ("audio_features.sequence_model.num_layers", 0, "this project has no transformer over the windows"),
+    ("audio_features.adopt_n_layers", 0, "this project's audio head is one Linear layer"),
+    ("audio_features.aggregate", "mean", "this project averages the windows' embeddings"),
+    ("audio_features.frozen", False, "this project always trains the audio encoder"),
+    ("audio_features.model_config.return_sequence", False, "this project uses PaSST's token outputs, not its sequence"),
+    ("audio_features.model_config.freqm", 0, "this project's mel front end has no frequency masking"),
+    ("audio_features.model_config.timem", 0, "this project's mel front end has no time masking"),
+    ("sentence_features.use_first_token", True, "the imported model is built with the first token's state (pooling: first)"),
+    ("sentence_features.remove_punctuation", True, "this project always lower-cases and deletes punctuation"),
+    ("normalize", True, "this project always compares L2-normalised embeddings"),
+    ("projection_dropout", 0.0, "this project has no dropout before the projections"),
+]
+
+
+def hyper_parameter(hp: dict, dotted: str):
+    """hyper_parameters[a][b]... for "a.b..."; keys of audio_features.model_config absent from the
+    checkpoint take get_passt's defaults, as in the seed."""
+    value = hp
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif parts[:i] == ["audio_features", "model_config"] and part in PASST_DEFAULTS:
+            return PASST_DEFAULTS[part]
+        else:
+            raise SeedCheckpointError(f"hyper-parameter {dotted} is missing from the checkpoint's hyper_parameters")
+    return value
+
+
+def check_supported(hp: dict) -> None:
+    """Fail, naming the hyper-parameter and its value, on a setting this project cannot rebuild."""
+    model = hyper_parameter(hp, "audio_features.model")
+    if not str(model).startswith("passt") or model in OTHER_PASSTS:
+        built = OTHER_PASSTS.get(model, "no PaSST")
+        raise SeedCheckpointError(f"hyper-parameter audio_features.model is {model!r} (the seed builds {built} for it): "
+                                  f"this project rebuilds only {PASST_ARCH} (the seed's name 'passt')")
+    for dotted, accepted, why in UNSUPPORTED:
+        value = hyper_parameter(hp, dotted)
+        if value != accepted:
+            raise SeedCheckpointError(f"hyper-parameter {dotted} is {value!r}, expected {accepted!r}: {why}")
+    text = hyper_parameter(hp, "sentence_features.model")
+    if "clip" in str(text):
+        raise SeedCheckpointError(f"hyper-parameter sentence_features.model is {text!r}: the seed's CLIP text models "
+                                  "have another layout and pooling; only encoders without pooler (RoBERTa, BERT) are imported")
+
+
+def model_config_from(hp: dict, text_model: str, passt_size: dict | None = None) -> dict:
+    """This project's `model` section for the seed's hyper_parameters (checked by check_supported).
+    text_model becomes model.text.name: the tokenizer is loaded from it (a hub name or a local directory)."""
+    check_supported(hp)
+    adopt = int(hyper_parameter(hp, "sentence_features.adopt_n_layers"))
+    return {
+        "embed_dim": int(hyper_parameter(hp, "shared_representation_size")),
+        "tau": float(hyper_parameter(hp, "initial_tau")),
+        "audio": {
+            "arch": PASST_ARCH, "pretrained": True, "weights": None, **(passt_size or PASST_S),
+            "window_s": float(hyper_parameter(hp, "audio_features.segment_length")),
+            "hop_s": float(hyper_parameter(hp, "audio_features.hop_length")),
+            "patchout_t": int(hyper_parameter(hp, "audio_features.model_config.s_patchout_t")),
+            "patchout_f": int(hyper_parameter(hp, "audio_features.model_config.s_patchout_f")),
+        },
+        "text": {
+            "name": text_model, "tokenizer": None, "freeze": bool(hyper_parameter(hp, "sentence_features.frozen")),
+            "dropout": SEED_TEXT_DROPOUT, "max_tokens": int(hyper_parameter(hp, "sentence_features.max_sentence_tokens")),
+            "pooling": "first", "head_layers": 1 + adopt,
+            "head_hidden": int(hyper_parameter(hp, "sentence_features.adopt_layer_size")) if adopt else None,
+        },
+    }
+
+
+def text_hf_config(text_model: str) -> dict:
+    """The text encoder's Hugging Face config with the seed's dropout: roberta-large's sizes written
+    out (no download), or read from `text_model` (a local directory, or another hub name)."""
+    dropout = {"hidden_dropout_prob": SEED_TEXT_DROPOUT, "attention_probs_dropout_prob": SEED_TEXT_DROPOUT}
+    if text_model == "roberta-large":
+        return RobertaConfig(**ROBERTA_LARGE, **dropout).to_dict()
+    try:
+        return AutoConfig.from_pretrained(resolve_name(text_model), **dropout).to_dict()
+    except OSError as exc:
+        raise SeedCheckpointError(f"--text-model {text_model!r}: no Hugging Face config found there ({exc})") from exc
+
+
+# ---------------------------------------------------------------------------------------------------
+# The state_dict
+
+
+@dataclass(frozen=True)
+class KeyRule:
+    """Seed keys matching `pattern` (a full match) become `target` (a re.expand template), or are
+    dropped when target is None; `why` documents it."""
+
+    pattern: str
+    target: str | None
+    why: str
+
+
+_PASST = r"audio_embedding_model\.model\.model\."  # WindowedPrediction.model = Wrapper; Wrapper.model = PaSST
+
+
+def key_rules(head_layers: int = 1) -> list[KeyRule]:
+    """The seed -> project table (first matching rule wins). head_layers: the text head's Linear
+    layers (1 + sentence_features.adopt_n_layers); the seed's Sequential and this project's head share
+    their indices when there are several."""
+    text_head = (KeyRule(r"project_sentence\.0\.(weight|bias)", r"text.projection.\1", "text projection: one Linear")
+                 if head_layers == 1 else
+                 KeyRule(r"project_sentence\.(\d+)\.(weight|bias)", r"text.projection.\1.\2", "text projection: Linear/ReLU stack"))
+    return [
+        KeyRule(_PASST + r"((?:cls_token|dist_token|new_pos_embed|freq_new_pos_embed|time_new_pos_embed)"
+                r"|(?:patch_embed|blocks|norm)\..+)", r"audio.passt.\1", "PaSST transformer"),
+        KeyRule(_PASST + r"head\.[01]\.(weight|bias)", None, "PaSST's AudioSet classifier (LayerNorm, Linear 527): "
+                "unused, this project's PaSST head is Identity"),
+        KeyRule(_PASST + r"head_dist\.(weight|bias)", None, "PaSST's distillation classifier: unused (head_dist None)"),
+        KeyRule(r"project_audio\.0\.(weight|bias)", r"audio.projection.\1", "audio projection: one Linear"),
+        KeyRule(r"sentence_embedding_model\.embeddings\.position_ids", None, "a buffer only transformers < 4.31 "
+                "saved; the model rebuilds it (checked to be 0, 1, 2, ...)"),
+        KeyRule(r"sentence_embedding_model\.((?:embeddings|encoder)\..+)", r"text.encoder.\1", "text encoder (no pooler)"),
+        text_head,
+        KeyRule(r"tau", None, "the temperature: model_config.tau (checked to equal |tau| = initial_tau)"),
+        KeyRule(r"timing_tau", None, "temperature of the seed's timing loss: unused"),
+        KeyRule(r"audio_token", None, "token of the seed's sequence model over windows: unused (num_layers 0)"),
+        KeyRule(r"posencode\.(?:pe|w|project\.weight|project\.bias)", None, "positional encoding of that sequence model: unused"),
+        KeyRule(r"audio_output_projection\.(?:weight|bias)", None, "input projection of that sequence model: unused"),
+    ]
+
+
+def _listed(items: list[str], limit: int = 10) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def map_keys(state_dict: dict, rules: list[KeyRule]) -> tuple[dict[str, str], dict[str, KeyRule]]:
+    """(project key -> seed key, dropped seed key -> its rule); fails naming every unknown seed key."""
+    mapped: dict[str, str] = {}
+    dropped: dict[str, KeyRule] = {}
+    unknown = []
+    for key in state_dict:
+        rule = next((r for r in rules if re.fullmatch(r.pattern, key)), None)
+        if rule is None:
+            unknown.append(key)
+        elif rule.target is None:
+            dropped[key] = rule
+        else:
+            mapped[re.fullmatch(rule.pattern, key).expand(rule.target)] = key
+    if unknown:
+        raise SeedCheckpointError(f"{len(unknown)} key(s) of the seed's state_dict that the mapping does not know: "
+                                  f"{_listed(unknown)}")
+    return mapped, dropped
+
+
+def project_shapes(model_config: dict, segment_s: float, hf_config: dict) -> dict[str, tuple]:
+    """Every key and shape of the DualEncoder's state_dict that the configuration builds (the text
+    encoder is built on the meta device: no memory, no weights)."""
+    audio = PasstAudioEncoder({**model_config["audio"], "pretrained": False}, segment_s, model_config["embed_dim"])
+    config = AutoConfig.for_model(**hf_config)
+    with torch.device("meta"):
+        encoder = AutoModel.from_config(config, add_pooling_layer=False)
+    text = model_config["text"]
+    head = projection_head(config.hidden_size, model_config["embed_dim"], text["head_layers"],
+                           text["head_hidden"] or config.hidden_size)
+    parts = {"audio": audio, "text.encoder": encoder, "text.projection": head}
+    return {f"{prefix}.{key}": tuple(value.shape) for prefix, module in parts.items()
+            for key, value in module.state_dict().items()}
+
+
+def check_fit(mapped: dict[str, str], state_dict: dict, expected: dict[str, tuple], text_source: str) -> None:
+    """Fail naming the keys the project needs that nothing provides, mapped keys it does not have, and
+    tensors of another shape (both shapes)."""
+    missing = sorted(set(expected) - set(mapped))
+    extra = sorted(f"{mapped[k]} -> {k}" for k in set(mapped) - set(expected))
+    reshaped = sorted(f"{mapped[k]} {tuple(state_dict[mapped[k]].shape)} -> {k} {expected[k]}"
+                      for k in set(mapped) & set(expected) if tuple(state_dict[mapped[k]].shape) != expected[k])
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} tensor(s) the project's model needs are missing: {_listed(missing)}")
+    if extra:
+        problems.append(f"{len(extra)} mapped tensor(s) the project's model does not have: {_listed(extra)}")
+    if reshaped:
+        problems.append(f"{len(reshaped)} tensor(s) of another shape (seed shape -> project shape): {_listed(reshaped)}")
+    if problems:
+        raise SeedCheckpointError("the seed's state_dict does not fit the model rebuilt from its hyper_parameters "
+                                  f"(text encoder config from {text_source}): " + "; ".join(problems))
+
+
+def check_dropped(state_dict: dict, dropped: dict[str, KeyRule], tau: float) -> None:
+    """The dropped tensors that carry a value this project keeps elsewhere hold what it keeps."""
+    if "tau" not in state_dict:
+        raise SeedCheckpointError("the seed's state_dict has no 'tau' (the AudioRetrievalModel always has one)")
+    found = abs(float(state_dict["tau"].reshape(-1)[0]))
+    if not math.isclose(found, tau, rel_tol=1e-5):
+        raise SeedCheckpointError(f"parameter tau is {found:g} but hyper-parameter initial_tau is {tau:g}: a trained "
+                                  "temperature is not imported (this project's tau is fixed)")
+    key = "sentence_embedding_model.embeddings.position_ids"
+    if key in dropped and not torch.equal(state_dict[key].reshape(-1), torch.arange(state_dict[key].numel())):
+        raise SeedCheckpointError(f"{key} is not 0, 1, 2, ...: the text encoder's positions cannot be rebuilt")
+
+
+def convert_state_dict(state_dict: dict, model_config: dict, segment_s: float, hf_config: dict,
+                       text_source: str) -> dict[str, torch.Tensor]:
+    """The project's state_dict from the seed's (keys mapped by key_rules, everything checked)."""
+    mapped, dropped = map_keys(state_dict, key_rules(model_config["text"]["head_layers"]))
+    check_dropped(state_dict, dropped, model_config["tau"])
+    check_fit(mapped, state_dict, project_shapes(model_config, segment_s, hf_config), text_source)
+    return {key: state_dict[seed_key].detach().clone() for key, seed_key in sorted(mapped.items())}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The whole conversion, and joining the parts
+
+
+def run_seed(hp: dict) -> int:
+    """The seed's run seed (sacred puts `seed` into the configuration); -1 when absent (the format needs an int)."""
+    seed = hp.get("seed")
+    return int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else -1
+
+
+def convert_seed_checkpoint(seed_path: str | os.PathLike, out_path: str | os.PathLike, text_model: str | None = None,
+                            segment_s: float = SEED_SEGMENT_S, passt_size: dict | None = None) -> dict:
+    """Convert the seed's Lightning checkpoint at `seed_path` into this project's checkpoint at
+    `out_path` (written atomically) and return it. text_model: model.text.name of the result, where
+    the tokenizer (and, unless it is "roberta-large", the text config) comes from; default: the
+    seed's sentence_features.model. segment_s: the audio segment length the model is used with.
+    passt_size: PaSST width/depth/heads (default PaSST-S's; smaller ones for tests)."""
+    checkpoint = read_seed_checkpoint(seed_path)
+    hp = checkpoint["hyper_parameters"]
+    text_model = text_model or str(hyper_parameter(hp, "sentence_features.model"))
+    model_config = model_config_from(hp, text_model, passt_size)
+    hf_config = text_hf_config(text_model)
+    state_dict = convert_state_dict(checkpoint["state_dict"], model_config, segment_s, hf_config, text_model)
+    converted = {
+        "format_version": FORMAT_VERSION, "model_config": model_config, "segment_s": float(segment_s),
+        "text_hf_config": hf_config, "state_dict": state_dict, "epoch": int(checkpoint.get("epoch", -1)),
+        "metrics": {}, "seed": run_seed(hp),
+        "source": {"seed_checkpoint": Path(seed_path).name, "md5": md5sum(seed_path),
+                   "global_step": int(checkpoint.get("global_step", -1)),
+                   "pytorch-lightning_version": str(checkpoint.get("pytorch-lightning_version", ""))},
+    }
+    save_atomically(converted, out_path)
+    return converted
+
+
+def join_parts(parts: list[str | os.PathLike], out_path: str | os.PathLike) -> Path:
+    """Concatenate `parts` in the given order into `out_path` (written atomically), as the seed's
+    `cat passt_roberta.*.ckpt > passt_roberta.ckpt`; every part must exist and be non-empty."""
+    if not parts:
+        raise ValueError("no parts to join")
+    missing = [str(p) for p in parts if not os.path.isfile(p)]
+    empty = [str(p) for p in parts if os.path.isfile(p) and os.path.getsize(p) == 0]
+    if missing or empty:
+        raise FileNotFoundError(f"cannot join {out_path}: missing part(s) {missing}, empty part(s) {empty}")
+    with written_atomically(out_path) as tmp, open(tmp, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as f:
+                shutil.copyfileobj(f, out, 1 << 24)
+    return Path(out_path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Import the authors' released checkpoint (seed Lightning .ckpt).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    convert = commands.add_parser("convert", help="convert a seed .ckpt into this project's checkpoint")
+    convert.add_argument("seed_checkpoint", help="the seed's Lightning checkpoint (e.g. passt_roberta.ckpt)")
+    convert.add_argument("out", help="the checkpoint to write (e.g. best.pt)")
+    convert.add_argument("--text-model", default=None,
+                         help="model.text.name of the result: roberta-large (default: the seed's) or a local directory")
+    convert.add_argument("--segment-s", type=float, default=SEED_SEGMENT_S, help="audio segment length in seconds (30)")
+    join = commands.add_parser("join", help="concatenate the downloaded parts, in the order given")
+    join.add_argument("parts", nargs="+", help="passt_roberta.1.ckpt ... passt_roberta.5.ckpt")
+    join.add_argument("out", help="the joined file (e.g. passt_roberta.ckpt)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "join":
+            print(join_parts(args.parts, args.out))
+        else:
+            converted = convert_seed_checkpoint(args.seed_checkpoint, args.out, args.text_model, args.segment_s)
+            print(f"{args.out}: {len(converted['state_dict'])} tensors, epoch {converted['epoch']}, seed {converted['seed']}")
+    except (SeedCheckpointError, FileNotFoundError) as exc:
+        sys.exit(f"error: {exc}")
+
+
+if __name__ == "__main__":
+    main()
