@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from .data.dataset import ClipAudio, as_float, read_caption_table
 from .metrics import own_clip_ranks, retrieval_metrics
+from .model.audio import SpectrogramCache
 from .model.dual_encoder import DualEncoder
 
 
@@ -32,8 +33,10 @@ def autocast_for(device: torch.device, precision: str):
 
 @torch.no_grad()
 def embed_split(model: DualEncoder, audio_h5: str | os.PathLike, captions: str | os.PathLike, segment_s: float,
-                batch_size: int, device: torch.device, precision: str = "fp32", num_workers: int = 0) -> dict:
-    """Normalised embeddings {audio: [clips, D], text: [captions, D]} and each caption's clip row."""
+                batch_size: int, device: torch.device, precision: str = "fp32", num_workers: int = 0,
+                cache: SpectrogramCache | None = None) -> dict:
+    """Normalised embeddings {audio: [clips, D], text: [captions, D]} and each caption's clip row;
+    `cache` keeps the clips' spectrograms for the next call (validation after every epoch)."""
     was_training = model.training
     model.eval()
     clips = ClipAudio(audio_h5, segment_s)
@@ -41,7 +44,9 @@ def embed_split(model: DualEncoder, audio_h5: str | os.PathLike, captions: str |
     audio, text = [], []
     with autocast_for(device, precision):
         for batch in DataLoader(clips, batch_size=batch_size, num_workers=num_workers):
-            audio.append(model.embed_audio(as_float(batch["audio"].to(device)), batch["fraction"].to(device)).float())
+            waveform = as_float(batch["audio"].to(device))
+            spectrograms = cache(model.audio, waveform, batch["clip_index"]) if cache else None
+            audio.append(model.embed_audio(waveform, batch["fraction"].to(device), spectrograms).float())
         texts = table["caption"].tolist()
         for start in range(0, len(texts), batch_size):
             text.append(model.embed_text(texts[start : start + batch_size]).float())

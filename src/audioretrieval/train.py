@@ -25,11 +25,13 @@ from tqdm import tqdm
 from . import distributed
 from .checkpoint import checkpoint_of, load_state, read_checkpoint, save_atomically
 from .data.dataset import CaptionedAudioUnion, as_float, training_set
+from .data.h5audio import AudioH5
 from .data.tables import write_table_atomically
 from .embed import autocast_for, embed_split, evaluate_embeddings, resolve_precision
 from .ensemble import EnsembleTargets, check_targets_match
 from .losses import contrastive_loss, distillation_loss
 from .metrics import NonFiniteSimilarity
+from .model.audio import SpectrogramCache
 from .model.dual_encoder import PARAMETER_GROUPS, DualEncoder
 from .schedule import learning_rate
 
@@ -109,12 +111,13 @@ def set_learning_rates(optimizer: torch.optim.Optimizer, epoch: float, cfg: dict
 
 
 def batch_loss(model, batch: dict, device: torch.device, precision: str, spec: RunSpec,
-               targets: EnsembleTargets | None = None) -> torch.Tensor:
+               targets: EnsembleTargets | None = None, cache: SpectrogramCache | None = None) -> torch.Tensor:
     """w_sup L_sup + w_dist L_dist on the global batch (embeddings gathered over ranks); the
     distillation targets are the ensemble's block for the batch's clips and captions, / tau."""
+    waveform = as_float(batch["audio"].to(device, non_blocking=True))
+    spectrograms = cache(unwrapped(model).audio, waveform, batch["clip_index"]) if cache else None
     with autocast_for(device, precision):
-        audio, text = model(as_float(batch["audio"].to(device, non_blocking=True)),
-                            batch["fraction"].to(device, non_blocking=True), batch["caption"])
+        audio, text = model(waveform, batch["fraction"].to(device, non_blocking=True), batch["caption"], spectrograms)
     audio = distributed.gather_with_grad(audio.float())
     text = distributed.gather_with_grad(text.float())
     clip_ids = distributed.gather(batch["clip_index"].to(device))
@@ -128,6 +131,11 @@ def batch_loss(model, batch: dict, device: torch.device, precision: str, spec: R
         target = targets.block(clip_ids.cpu().numpy(), caption_rows.cpu().numpy()).to(device) / target_tau
         loss = loss + spec.loss_weights["dist"] * distillation_loss(logits, target)
     return loss
+
+
+def unwrapped(model):
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
 def _loader(dataset, spec: RunSpec, epoch: int, sampler: DistributedSampler) -> DataLoader:
@@ -172,6 +180,10 @@ def train(spec: RunSpec, progress: bool = True) -> None:
             raise ValueError(f"{spec.run_dir}: targets describe one training set, not the union of {spec.train_audio}")
         targets = EnsembleTargets(spec.targets)
         check_targets_match(spec.targets, dataset.audio.file_names, dataset.captions)
+    cache = val_cache = None
+    if cfg["cache_spectrograms"]:
+        cache = SpectrogramCache(dataset.clip_lengths, model.audio.segment)
+        val_cache = SpectrogramCache(AudioH5(spec.val_audio).lengths, model.audio.segment)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=spec.seed, drop_last=True)
     steps_per_epoch = len(dataset) // world // (cfg["batch_size"] // world)
     if steps_per_epoch == 0:
@@ -201,7 +213,7 @@ def train(spec: RunSpec, progress: bool = True) -> None:
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg['epochs']}", disable=not progress or rank > 0, unit="batch")
         for step, batch in enumerate(bar):
             set_learning_rates(optimizer, epoch + step / steps_per_epoch, cfg)
-            loss = batch_loss(ddp_model, batch, device, precision, spec, targets)
+            loss = batch_loss(ddp_model, batch, device, precision, spec, targets, cache)
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(
                     f"{spec.run_dir}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} "
@@ -217,7 +229,7 @@ def train(spec: RunSpec, progress: bool = True) -> None:
         metrics = {}
         if rank == 0:
             embeddings = embed_split(model, spec.val_audio, spec.val_captions, cfg["segment_s"], cfg["eval_batch_size"],
-                                     device, precision)
+                                     device, precision, cache=val_cache)
             try:
                 metrics = evaluate_embeddings(embeddings)
             except NonFiniteSimilarity as exc:

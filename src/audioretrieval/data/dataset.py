@@ -63,6 +63,11 @@ class CaptionedAudio(Dataset):
     def __len__(self) -> int:
         return len(self.captions)
 
+    @property
+    def clip_lengths(self) -> np.ndarray:
+        """Samples of each clip, by clip_index."""
+        return self.audio.lengths
+
     def __getitem__(self, index: int) -> dict:
         row = self.captions.iloc[index]
         clip_index = int(row["clip_index"])
@@ -105,6 +110,11 @@ class CaptionedAudioUnion(ConcatDataset):
         super().__init__(parts)
         self.parts = parts
         self._clip_offsets = np.concatenate([[0], np.cumsum([len(p.audio) for p in parts])[:-1]]).tolist()
+
+    @property
+    def clip_lengths(self) -> np.ndarray:
+        """Samples of each clip, by the union's clip_index."""
+        return np.concatenate([part.audio.lengths for part in self.parts])
 
     def __getitem__(self, index: int) -> dict:
         part = bisect_right(self.cumulative_sizes, index)

@@ -22,14 +22,15 @@ class DualEncoder(nn.Module):
         self.audio = PasstAudioEncoder(audio_cfg, segment_s, cfg["embed_dim"])
         self.text = TextEncoder(cfg["text"], cfg["embed_dim"], text_hf_config, load_weights)
 
-    def embed_audio(self, waveform: torch.Tensor, fraction: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.audio(waveform, fraction), dim=-1)
+    def embed_audio(self, waveform: torch.Tensor, fraction: torch.Tensor, spectrograms: torch.Tensor | None = None) -> torch.Tensor:
+        return F.normalize(self.audio(waveform, fraction, spectrograms), dim=-1)
 
     def embed_text(self, captions: list[str]) -> torch.Tensor:
         return F.normalize(self.text(captions), dim=-1)
 
-    def forward(self, waveform: torch.Tensor, fraction: torch.Tensor, captions: list[str]):
-        return self.embed_audio(waveform, fraction), self.embed_text(captions)
+    def forward(self, waveform: torch.Tensor, fraction: torch.Tensor, captions: list[str],
+                spectrograms: torch.Tensor | None = None):
+        return self.embed_audio(waveform, fraction, spectrograms), self.embed_text(captions)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         return {
