@@ -29,10 +29,4 @@ include: "rules/report.smk"
 rule all:
     default_target: True
     input:
-        data_outputs(),
-        extra_data_outputs(),
-        stage1_outputs(),
-        correspondence_outputs(),
-        stage2_outputs(),
-        evaluation_outputs(),
-        report_outputs(),
+        all_outputs(),

@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from audioretrieval.export import identities_of, write_identities
+from audioretrieval.data.embeddings import identities_of, write_identities
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -55,7 +55,7 @@ def write_member(path: Path, clips: int, captions: int, dim: int, seed: int) -> 
 def child(step: str, members: list[str], out: str) -> None:
     import resource
 
-    from audioretrieval.ensemble import EnsembleTargets, build_targets
+    from audioretrieval.correspondences.ensemble import EnsembleTargets, build_targets
 
     result = {}
     if step == "read":

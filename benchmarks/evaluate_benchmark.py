@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from audioretrieval.evaluate import score_file
-from audioretrieval.export import write_embeddings
+from audioretrieval.evaluation.score import score_file
+from audioretrieval.data.embeddings import write_embeddings
 
 
 def unit(rng, rows, dim):

@@ -30,7 +30,8 @@ import torch
 import transformers
 import yaml
 
-from audioretrieval.checkpoint import checkpoint_of, save_atomically
+from audioretrieval.model.checkpoint import checkpoint_of
+from audioretrieval.files import save_torch_atomically
 from audioretrieval.data.demo import DemoSpec, draw_clip, synthesize
 from audioretrieval.model.dual_encoder import DualEncoder
 from audioretrieval.search.checkpoints import checkpoint_digest, load_search_model
@@ -46,7 +47,7 @@ def demo_checkpoint(path: Path) -> Path:
     config = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
     model_cfg, segment_s = config["model"], config["train"]["segment_s"]
     torch.manual_seed(0)
-    save_atomically(checkpoint_of(DualEncoder(model_cfg, segment_s), model_cfg, segment_s, 0, {}, 0), path)
+    save_torch_atomically(checkpoint_of(DualEncoder(model_cfg, segment_s), model_cfg, segment_s, 0, {}, 0), path)
     return path
 
 

@@ -4,25 +4,23 @@
 
 rule export_embeddings:
     input:
-        checkpoint=f"{OUT}/stage1/{{run}}/best.pt",
+        checkpoint=rules.train_stage1.output.best,
         audio=data_file("development", "audio.h5"),
         captions=data_file("development", "captions.parquet"),
     output:
-        embeddings=f"{OUT}/stage1/{{run}}/embeddings/development.h5",
-        top_k=f"{OUT}/stage1/{{run}}/embeddings/top_k.parquet",
+        embeddings_file("{run}"),
     wildcard_constraints:
         run=r"seed\d+",
     params:
-        top_k=config["correspondences"]["top_k"],
         batch_size=config["train"]["eval_batch_size"],
         precision=config["train"]["precision"],
-        gpus=min(1, config["stage1"]["gpus"]),
-        code=code_of("export_embeddings"),
-    threads: 2
+        gpus=min(1, GPUS),
+        code=code_of("embed_split"),
+    threads: config["train"]["num_workers"] + 1  # DataLoader workers and the main process
     resources:
         mem_mb=8000,
         runtime=60,
-        **gpu_resources(min(1, config["stage1"]["gpus"])),
+        **gpu_resources(min(1, GPUS)),
     log:
         log_file("export_embeddings", "{run}"),
     benchmark:
@@ -30,7 +28,7 @@ rule export_embeddings:
     conda:
         CONDA_ENV
     script:
-        "../workflow_scripts/export_embeddings.py"
+        "../workflow_scripts/embed_split.py"
 
 
 rule ensemble_targets:
@@ -39,7 +37,7 @@ rule ensemble_targets:
     output:
         targets_file("{ensemble}"),
     wildcard_constraints:
-        ensemble="|".join(re.escape(name) for name in config["correspondences"]["ensembles"]),
+        ensemble="|".join(re.escape(name) for name in ENSEMBLES),
     params:
         code=code_of("ensemble_targets"),
     resources:
@@ -54,15 +52,15 @@ rule ensemble_targets:
         "../workflow_scripts/ensemble_targets.py"
 
 
-if uses_oracle():
+if study.uses_oracle(STAGE2_JOBS.values()):
 
     rule oracle_targets:
         input:
             audio=data_file("development", "audio.h5"),
             captions=data_file("development", "captions.parquet"),
-            truth=raw_file("demo_correspondences_development.parquet"),
+            truth=truth_file("development"),
         output:
-            targets_file(ORACLE),
+            targets_file(study.ORACLE),
         params:
             code=code_of("oracle_targets"),
         log:
@@ -73,18 +71,19 @@ if uses_oracle():
             "../workflow_scripts/oracle_targets.py"
 
 
-if config["data"]["source"] == "demo":
+if DEMO:
+    TARGET_MASS_ROWS = study.target_mass_rows(config, STAGE2_JOBS.values())
 
     rule target_mass:
         input:
-            targets=[targets_file(row["ensemble"]) for row in target_mass_rows()],
-            truth=raw_file("demo_correspondences_development.parquet"),
+            targets=[targets_file(row["ensemble"]) for row in TARGET_MASS_ROWS],
+            truth=truth_file("development"),
         output:
             table=f"{OUT}/correspondences/target_mass.csv",
             markdown=f"{OUT}/correspondences/target_mass.md",
         params:
-            rows=target_mass_rows(),
-            batch_size=stage2_train_settings()["batch_size"],
+            rows=TARGET_MASS_ROWS,
+            batch_size={**config["train"], **config["stage2"]["train"]}["batch_size"],
             code=code_of("target_mass"),
         log:
             log_file("target_mass"),
@@ -95,15 +94,15 @@ if config["data"]["source"] == "demo":
 
     rule correspondence_quality:
         input:
-            members=[embeddings_of(seed) for seed in config["stage1"]["seeds"]],
-            ensembles=[targets_file(name) for name in multi_member_ensembles()],
-            truth=raw_file("demo_correspondences_development.parquet"),
+            members=[embeddings_file(run) for run in STAGE1_RUNS],
+            ensembles=[targets_file(name) for name in study.multi_member_ensembles(config)],
+            truth=truth_file("development"),
         output:
             table=f"{OUT}/correspondences/quality.csv",
             markdown=f"{OUT}/correspondences/quality.md",
         params:
-            members=[f"seed{seed}" for seed in config["stage1"]["seeds"]],
-            ensembles=multi_member_ensembles(),
+            members=STAGE1_RUNS,
+            ensembles=study.multi_member_ensembles(config),
             code=code_of("correspondence_quality"),
         log:
             log_file("correspondence_quality"),

@@ -1,4 +1,5 @@
-# The data stage: release files (generated for the demo, or downloaded) -> 32 kHz HDF5 + caption tables.
+# The data stage: release files (generated for the demo, or downloaded and verified) -> 32 kHz HDF5 +
+# caption tables.
 
 
 if DEMO:
@@ -6,9 +7,10 @@ if DEMO:
     rule generate_demo_dataset:
         output:
             [raw_file(name) for split in SPLITS for name in clotho.release_files(split)],
-            [raw_file(f"demo_{table}_{split}.parquet") for split in SPLITS for table in ("clips", "captions", "correspondences")],
+            [raw_file(f"demo_{table}_{split}.parquet") for split in SPLITS for table in ("clips", "captions")],
+            [truth_file(split) for split in SPLITS],
         params:
-            spec=demo_spec(),
+            spec=settings_without("demo", "extra"),  # the stand-ins' sizes (demo.extra) are not the generator's
             code=code_of("generate_demo_dataset"),
         threads: 2
         log:
@@ -98,8 +100,8 @@ rule caption_table:
     input:
         captions=raw_file("clotho_captions_{split}.csv"),
         verified=verification_of("clotho_captions_{split}.csv"),
-        audio=data_file("{split}", "audio.h5"),
-        skipped=data_file("{split}", "skipped_clips.csv"),
+        audio=rules.decode_audio.output.audio,
+        skipped=rules.decode_audio.output.skipped,
     output:
         data_file("{split}", "captions.parquet"),
     params:

@@ -1,13 +1,13 @@
 # Evaluation: every model embeds the evaluation split with its best and with its last weights, every
-# ensemble (used directly) is scored from its members' best, and each from those embeddings; the
-# DCASE 2025 multi-positive mAP where a relevance table exists.
+# ensemble of several members (used directly) is scored from its members' best, each from those
+# embeddings; the DCASE 2025 multi-positive mAP where a relevance table exists.
 
 
-if config["data"]["source"] != "demo" and config["evaluation"]["relevance_url"]:
+if not DEMO and config["evaluation"]["relevance_url"]:
 
     rule download_relevance:
         output:
-            raw_file(RELEVANCE_FILE),
+            RELEVANCE_FILE,
         params:
             url=config["evaluation"]["relevance_url"],
             md5=config["evaluation"]["relevance_md5"],
@@ -25,14 +25,12 @@ if config["data"]["source"] != "demo" and config["evaluation"]["relevance_url"]:
 
 rule evaluate_model:
     input:
-        checkpoint=f"{OUT}/{{stage}}/{{model}}/{{weights}}.pt",
+        checkpoint=f"{model_dir('{stage}', '{model}')}/{{weights}}.pt",
         audio=data_file("evaluation", "audio.h5"),
         captions=data_file("evaluation", "captions.parquet"),
         relevance=relevance_input(),
     output:
-        embeddings=evaluation_file(f"{OUT}/{{stage}}/{{model}}", "embeddings.h5", "{weights}"),
-        metrics=evaluation_file(f"{OUT}/{{stage}}/{{model}}", "metrics.json", "{weights}"),
-        ranks=evaluation_file(f"{OUT}/{{stage}}/{{model}}", "ranks.parquet", "{weights}"),
+        **{key: evaluation_file(model_dir("{stage}", "{model}"), name, "{weights}") for key, name in EVALUATION_FILES.items()},
     wildcard_constraints:
         stage="stage1|stage2|released",
         model=r"[^/]+",
@@ -40,13 +38,13 @@ rule evaluate_model:
     params:
         batch_size=config["train"]["eval_batch_size"],
         precision=config["train"]["precision"],
-        gpus=min(1, config["stage1"]["gpus"]),
+        gpus=min(1, GPUS),
         code=code_of("evaluate_model"),
-    threads: 2
+    threads: config["train"]["num_workers"] + 1  # DataLoader workers and the main process
     resources:
         mem_mb=8000,
         runtime=30,
-        **gpu_resources(min(1, config["stage1"]["gpus"])),
+        **gpu_resources(min(1, GPUS)),
     log:
         log_file("evaluate_model", "{stage}", "{model}", "{weights}"),
     benchmark:
@@ -62,9 +60,7 @@ rule evaluate_ensemble:
         members=ensemble_evaluation_members,
         relevance=relevance_input(),
     output:
-        embeddings=evaluation_file(ensemble_dir("{ensemble}"), "embeddings.h5"),
-        metrics=evaluation_file(ensemble_dir("{ensemble}"), "metrics.json"),
-        ranks=evaluation_file(ensemble_dir("{ensemble}"), "ranks.parquet"),
+        **{key: evaluation_file(ensemble_dir("{ensemble}"), name) for key, name in EVALUATION_FILES.items()},
     params:
         code=code_of("evaluate_ensemble"),
     resources:

@@ -2,6 +2,16 @@
 # downloaded or local, audio from the user's folder) and WavCaps (downloaded from its hub, without
 # the clips of the DCASE exclusion list), each decoded to HDF5 with its caption table.
 
+# how an extra set is decoded: ClothoV2's rate and bad-clip policy, its own storage and missing-file tolerance
+EXTRA_SET_SETTINGS = {
+    name: {"sample_rate": config["data"]["sample_rate"], "on_bad_clip": config["data"]["on_bad_clip"],
+           "sample_format": config[name]["sample_format"], "max_missing_fraction": config[name]["max_missing_fraction"],
+           "file_name": config[name].get("file_name")}
+    for name in ("audiocaps", "wavcaps") if name in config
+}
+EXTRA_SET_FILES = {"audio": "audio.h5", "captions": "captions.parquet", "skipped": "skipped_clips.csv",
+                   "missing": "missing_clips.csv"}
+
 
 if "audiocaps" in config:
 
@@ -11,8 +21,8 @@ if "audiocaps" in config:
             output:
                 config["audiocaps"]["captions_csv"],
             params:
-                spec=demo_spec(),
-                extra=demo_extra_spec("audiocaps"),
+                spec=settings_without("demo", "extra"),
+                extra={k: v for k, v in config["demo"]["extra"].items() if k.startswith("audiocaps")},
                 audio_dir=config["audiocaps"]["audio_dir"],
                 file_name=lambda wildcards: config["audiocaps"]["file_name"],  # a template: not expanded
                 code=code_of("generate_demo_extra"),
@@ -44,10 +54,10 @@ if "audiocaps" in config:
         input:
             captions=config["audiocaps"]["captions_csv"],
         output:
-            **extra_set_files("audiocaps/train"),
+            **{key: f"{OUT}/data/audiocaps/train/{name}" for key, name in EXTRA_SET_FILES.items()},
         params:
             audio_dir=config["audiocaps"]["audio_dir"],
-            settings=extra_set_settings("audiocaps"),
+            settings=EXTRA_SET_SETTINGS["audiocaps"],
             code=code_of("prepare_extra_set"),
         threads: config["audiocaps"]["decode_threads"]
         log:
@@ -65,6 +75,7 @@ if "audiocaps" in config:
 
 if "wavcaps" in config:
     WAVCAPS_CAPTIONS = config["wavcaps"].get("caption_files", {})
+    WAVCAPS_EXCLUSION = wavcaps_file(wavcaps.EXCLUSION_FILE)
 
     if DEMO:
 
@@ -73,10 +84,10 @@ if "wavcaps" in config:
                 clotho_metadata=[raw_file(clotho.metadata_csv(split)) for split in SPLITS],
             output:
                 [wavcaps_file(name) for source in config["wavcaps"]["sources"] for name in wavcaps.release_files(source, WAVCAPS_CAPTIONS)],
-                exclusion=wavcaps_file(wavcaps.EXCLUSION_FILE),
+                exclusion=WAVCAPS_EXCLUSION,
             params:
-                spec=demo_spec(),
-                extra=demo_extra_spec("wavcaps"),
+                spec=settings_without("demo", "extra"),
+                extra={k: v for k, v in config["demo"]["extra"].items() if k.startswith("wavcaps")},
                 caption_files=WAVCAPS_CAPTIONS,
                 code=code_of("generate_demo_extra"),
             log:
@@ -115,7 +126,7 @@ if "wavcaps" in config:
 
         rule download_wavcaps_exclusion:
             output:
-                wavcaps_file(wavcaps.EXCLUSION_FILE),
+                WAVCAPS_EXCLUSION,
             params:
                 url=config["wavcaps"]["exclusion_url"],
                 md5=config["wavcaps"]["exclusion_md5"],
@@ -132,14 +143,14 @@ if "wavcaps" in config:
         input:
             captions=lambda wildcards: wavcaps_file(wavcaps.json_file(wildcards.source, WAVCAPS_CAPTIONS)),
             parts=lambda wildcards: wavcaps_file(wavcaps.parts_file(wildcards.source)),
-            exclusion=lambda wildcards: [wavcaps_file(wavcaps.EXCLUSION_FILE)] if wildcards.source == wavcaps.EXCLUDED_SOURCE else [],
+            exclusion=lambda wildcards: [WAVCAPS_EXCLUSION] if wildcards.source == wavcaps.EXCLUDED_SOURCE else [],
         output:
-            **extra_set_files("wavcaps/{source}"),
+            **{key: f"{OUT}/data/wavcaps/{{source}}/{name}" for key, name in EXTRA_SET_FILES.items()},
             excluded=f"{OUT}/data/wavcaps/{{source}}/excluded_clips.csv",
         wildcard_constraints:
             source="|".join(config["wavcaps"]["sources"]),
         params:
-            settings=extra_set_settings("wavcaps"),
+            settings=EXTRA_SET_SETTINGS["wavcaps"],
             code=code_of("prepare_extra_set"),
         threads: config["wavcaps"]["decode_threads"]
         log:

@@ -55,7 +55,7 @@ if "released" in config:
         input:
             RELEASED_FILE,
         output:
-            f"{released_dirs()['passt_roberta']}/best.pt",
+            f"{model_dir('released', 'passt_roberta')}/best.pt",
         params:
             text_model=RELEASED["text_model"],
             segment_s=config["train"]["segment_s"],

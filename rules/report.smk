@@ -1,19 +1,28 @@
 # What a researcher reads: the summary table and the figures, also as `snakemake --report report.html`.
 
+COMPARED = ("stage1", "stage2")
+GROUPS, PAIRS, SHARES = study.comparison_groups(config, list(STAGE2_JOBS.values()))
+# per-query tables of the best weights of each compared group: name -> path
+RANKS = {group: {name: evaluation_file(folder, "ranks.parquet") for name, folder in model_dirs()[group].items()}
+         for group in COMPARED}
+# log.csv of every training run, by the name the figures give it
+TRAINING_LOGS = {f"stage {stage[-1]} {name}": trained_files(folder)["log_table"]
+                 for stage in COMPARED for name, folder in model_dirs()[stage].items()}
+
 
 rule summary:
     input:
         **{f"{group}_metrics": list(paths.values()) for group, paths in model_metrics().items()},
         **{f"{group}_last_metrics": list(paths.values()) for group, paths in model_metrics("last").items()},
-        quality=[f"{OUT}/correspondences/quality.csv"] if config["data"]["source"] == "demo" else [],
-        target_mass=[f"{OUT}/correspondences/target_mass.csv"] if config["data"]["source"] == "demo" else [],
+        quality=[rules.correspondence_quality.output.table] if DEMO else [],
+        target_mass=[rules.target_mass.output.table] if DEMO else [],
     output:
         table=report_file("summary.csv"),
         markdown=report_file("summary.md"),
         page=report(report_file("summary.html"), caption="../report/summary.rst", category="1. Results"),
     params:
         names={weights: {group: list(paths) for group, paths in model_metrics(weights).items()} for weights in ("best", "last")},
-        stage2_jobs=STAGE2_JOBS,
+        stage2_jobs=list(STAGE2_JOBS.values()),
         reference=config["report"]["reference"],
         code=code_of("summary"),
     log:
@@ -26,16 +35,16 @@ rule summary:
 
 rule comparisons:
     input:
-        **{f"{group}_ranks": list(ranks_of(group).values()) for group in ("stage1", "stage2")},
+        **{f"{group}_ranks": list(RANKS[group].values()) for group in COMPARED},
     output:
         table=report_file("comparisons.csv"),
         markdown=report_file("comparisons.md"),
         page=report(report_file("comparisons.html"), caption="../report/comparisons.rst", category="1. Results"),
     params:
-        names={group: list(ranks_of(group)) for group in ("stage1", "stage2")},
-        groups=comparison_groups()[0],
-        pairs=comparison_groups()[1],
-        shares=comparison_groups()[2],
+        names={group: list(RANKS[group]) for group in COMPARED},
+        groups=GROUPS,
+        pairs=PAIRS,
+        shares=SHARES,
         resamples=config["report"]["bootstrap_resamples"],
         code=code_of("comparisons"),
     log:
@@ -48,11 +57,11 @@ rule comparisons:
 
 rule plots:
     input:
-        logs=list(training_logs().values()),
-        summary=report_file("summary.csv"),
-        comparisons=report_file("comparisons.csv"),
-        targets=targets_file(example_ensemble()),
-        truth=[raw_file("demo_correspondences_development.parquet")] if config["data"]["source"] == "demo" else [],
+        logs=list(TRAINING_LOGS.values()),
+        summary=rules.summary.output.table,
+        comparisons=rules.comparisons.output.table,
+        targets=targets_file(study.example_ensemble(config)),
+        truth=[truth_file("development")] if DEMO else [],
     output:
         **{
             f"{figure}_{ext}": report(report_file(f"{figure}.{ext}"), caption=f"../report/{figure}.rst", category="2. Figures")
@@ -62,7 +71,7 @@ rule plots:
             for ext in ("png", "svg")
         },
     params:
-        names=list(training_logs()),
+        names=list(TRAINING_LOGS),
         example_queries=config["report"]["example_queries"],
         example_top_k=config["report"]["example_top_k"],
         code=code_of("plots"),

@@ -1,6 +1,11 @@
 # Stage 1: one contrastive training run per seed, each its own job and directory.
 
-STAGE1_TRAINING_SETS = stage1_training_sets()
+# ClothoV2 development first, then the extra sets (stage1.train_on: all)
+TRAIN_SETS = [{"audio": data_file("development", "audio.h5"), "captions": data_file("development", "captions.parquet")}]
+if config["stage1"]["train_on"] == "all":
+    TRAIN_SETS += [rules.prepare_audiocaps.output] if "audiocaps" in config else []
+    TRAIN_SETS += [{key: rules.prepare_wavcaps.output[key].format(source=source) for key in ("audio", "captions")}
+                   for source in config.get("wavcaps", {}).get("sources", [])]
 
 
 rule build_tokenizer:
@@ -23,28 +28,26 @@ rule build_tokenizer:
 
 rule train_stage1:
     input:
-        train_audio=STAGE1_TRAINING_SETS["audio"],
-        train_captions=STAGE1_TRAINING_SETS["captions"],
+        train_audio=[files["audio"] for files in TRAIN_SETS],
+        train_captions=[files["captions"] for files in TRAIN_SETS],
         val_audio=data_file("validation", "audio.h5"),
         val_captions=data_file("validation", "captions.parquet"),
         tokenizer=tokenizer_input(),
     output:
-        best=f"{OUT}/stage1/{{run}}/best.pt",
-        last=f"{OUT}/stage1/{{run}}/last.pt",
-        log_table=f"{OUT}/stage1/{{run}}/log.csv",
+        **trained_files(model_dir("stage1", "{run}")),
     wildcard_constraints:
         run=r"seed\d+",
     params:
-        seed=seed_of_run,
+        run=lambda wildcards: {"seed": study.seed_of(wildcards.run)},
         model=config["model"],
         train=config["train"],
-        gpus=config["stage1"]["gpus"],
-        code=code_of("train_stage1"),
+        gpus=GPUS,
+        code=code_of("train"),
     threads: config["train"]["num_workers"] + 1
     resources:
         mem_mb=16000,
         runtime=240 if config["stage1"]["train_on"] == "clothov2" else 2880,  # the paper: 35 h with AudioCaps + WavCaps
-        **gpu_resources(config["stage1"]["gpus"]),
+        **gpu_resources(GPUS),
     log:
         log_file("train_stage1", "{run}"),
     benchmark:
@@ -52,4 +55,4 @@ rule train_stage1:
     conda:
         CONDA_ENV
     script:
-        "../workflow_scripts/train_stage1.py"
+        "../workflow_scripts/train.py"

@@ -1,4 +1,5 @@
-# Stage 2: fine-tune a stage-1 model on the ensemble's estimated correspondences.
+# Stage 2: fine-tune a stage-1 model on the ensemble's estimated correspondences (or, for a control,
+# the same extra epochs with the contrastive loss).
 
 
 rule train_stage2:
@@ -11,20 +12,20 @@ rule train_stage2:
         init=stage2_init,
         targets=stage2_targets,
     output:
-        best=f"{stage2_dir('{name}')}/best.pt",
-        last=f"{stage2_dir('{name}')}/last.pt",
-        log_table=f"{stage2_dir('{name}')}/log.csv",
+        **trained_files(model_dir("stage2", "{name}")),
+    wildcard_constraints:
+        name="|".join(re.escape(name) for name in STAGE2_JOBS),
     params:
-        run=stage2_training_params,
+        run=lambda wildcards: study.training_params(STAGE2_JOBS[wildcards.name]),
         model=config["model"],
-        train=stage2_train_settings(),
-        gpus=config["stage1"]["gpus"],
-        code=code_of("train_stage2"),
+        train={**config["train"], **config["stage2"]["train"]},
+        gpus=GPUS,
+        code=code_of("train"),
     threads: config["train"]["num_workers"] + 1
     resources:
         mem_mb=16000,
         runtime=240,
-        **gpu_resources(config["stage1"]["gpus"]),
+        **gpu_resources(GPUS),
     log:
         log_file("train_stage2", "{name}"),
     benchmark:
@@ -32,4 +33,4 @@ rule train_stage2:
     conda:
         CONDA_ENV
     script:
-        "../workflow_scripts/train_stage2.py"
+        "../workflow_scripts/train.py"

@@ -41,24 +41,29 @@ def run_snakemake(*args, cwd=REPO, check=True, snakefile=REPO / "Snakefile"):
     return result
 
 
-@pytest.fixture
-def tiny_demo_config(tmp_path) -> dict:
-    """The demo configuration shrunk to seconds of work, writing below tmp_path."""
+def overlaid(base: dict, overlay: dict) -> dict:
+    """`base` with `overlay` merged into it key by key, as Snakemake merges several --configfile."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        merged[key] = overlaid(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return merged
+
+
+def tiny_config(out_dir: Path) -> dict:
+    """config/demo.yaml with tests/config/tiny.yaml over it, writing below `out_dir`."""
     import yaml
 
-    config = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
-    config["out_dir"] = str(tmp_path / "results")
-    config["data"]["raw_dir"] = str(tmp_path / "results" / "raw")
-    config["demo"].update(clips={"development": 8, "validation": 4, "evaluation": 4}, min_duration_s=1.0, max_duration_s=2.5)
-    from tiny import tiny_model_config
-
-    config["model"] = tiny_model_config()  # random init, with the tokenizer the pipeline builds
-    config["train"].update(segment_s=2.0, batch_size=8, eval_batch_size=16, epochs=2, warmup_epochs=1,
-                           rampdown_start=1, rampdown_stop=2, num_workers=0)
-    config["stage1"]["seeds"] = [1, 2]
-    config["correspondences"]["ensembles"] = {"all": [1, 2]}
-    config["stage2"]["train"] = {"epochs": 1, "rampdown_stop": 1}
+    config = overlaid(yaml.safe_load((REPO / "config" / "demo.yaml").read_text()),
+                      yaml.safe_load((REPO / "tests" / "config" / "tiny.yaml").read_text()))
+    config["out_dir"] = str(out_dir)
+    config["data"]["raw_dir"] = str(out_dir / "raw")
     return config
+
+
+@pytest.fixture
+def tiny_demo_config(tmp_path) -> dict:
+    """The demo configuration shrunk to seconds of work, writing below tmp_path/results."""
+    return tiny_config(tmp_path / "results")
 
 
 @pytest.fixture(scope="session")

@@ -1,23 +1,19 @@
-"""The smallest dual-encoder configuration, for tests."""
+"""The smallest dual-encoder configuration, for tests: the model section of tests/config/tiny.yaml."""
 
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
-from audioretrieval.tokenizer import build_tokenizer
+from audioretrieval.model.tokenizer import build_tokenizer
+
+TINY = Path(__file__).parent / "config" / "tiny.yaml"
 
 
 def tiny_model_config(tokenizer=None) -> dict:
-    return {
-        "embed_dim": 16,
-        "tau": 0.05,
-        "audio": {"arch": "passt_s_p16_s16_128_ap468", "pretrained": False, "weights": None, "embed_dim": 32,
-                  "depth": 1, "num_heads": 2, "window_s": 1.0, "hop_s": 1.0, "patchout_t": 1, "patchout_f": 1},
-        "text": {"name": None, "tokenizer": str(tokenizer) if tokenizer else None, "freeze": False,
-                 "tokenizer_vocab_size": 300,
-                 "dropout": 0.1, "max_tokens": 16, "pooling": "first", "head_layers": 1, "head_hidden": None,
-                 "random_init": {"hidden_size": 32, "layers": 1, "heads": 2, "intermediate_size": 64}},
-    }
+    config = yaml.safe_load(TINY.read_text())["model"]
+    config["text"]["tokenizer"] = str(tokenizer) if tokenizer else None
+    return config
 
 
 def make_tokenizer(directory: Path) -> Path:

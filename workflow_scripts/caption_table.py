@@ -2,8 +2,8 @@ import pandas as pd
 
 from audioretrieval.data.captions import build_caption_table
 from audioretrieval.data.h5audio import AudioH5
-from audioretrieval.data.tables import write_table_atomically
-from audioretrieval.workflow import logged_to
+from audioretrieval.files import write_table_atomically
+from audioretrieval.pipeline.workflow import logged_to
 
 with logged_to(snakemake.log[0]) as log:
     skipped = pd.read_csv(snakemake.input.skipped, dtype=str, keep_default_na=False)

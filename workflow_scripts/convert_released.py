@@ -1,5 +1,5 @@
 from audioretrieval.model.seed_checkpoint import convert_seed_checkpoint
-from audioretrieval.workflow import logged_to
+from audioretrieval.pipeline.workflow import logged_to
 
 with logged_to(snakemake.log[0]) as log:
     converted = convert_seed_checkpoint(snakemake.input[0], snakemake.output[0], snakemake.params.text_model,

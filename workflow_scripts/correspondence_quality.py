@@ -1,9 +1,9 @@
 import pandas as pd
 
 from audioretrieval.files import write_text_atomically
-from audioretrieval.quality import quality_table
-from audioretrieval.data.tables import write_table_atomically
-from audioretrieval.workflow import logged_to
+from audioretrieval.correspondences.quality import quality_table
+from audioretrieval.files import write_table_atomically
+from audioretrieval.pipeline.workflow import logged_to
 
 with logged_to(snakemake.log[0]) as log:
     sources = dict(zip(snakemake.params.members, snakemake.input.members))

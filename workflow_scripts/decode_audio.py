@@ -1,5 +1,5 @@
 from audioretrieval.data.decode import decode_archive
-from audioretrieval.workflow import logged_to
+from audioretrieval.pipeline.workflow import logged_to
 
 with logged_to(snakemake.log[0]) as log:
     summary = decode_archive(

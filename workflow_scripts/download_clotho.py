@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from audioretrieval.data.download import download
-from audioretrieval.workflow import logged_to
+from audioretrieval.pipeline.workflow import logged_to
 
 settings = snakemake.params.download
 name = Path(snakemake.output[0]).name

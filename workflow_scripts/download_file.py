@@ -1,5 +1,5 @@
 from audioretrieval.data.download import download
-from audioretrieval.workflow import logged_to
+from audioretrieval.pipeline.workflow import logged_to
 
 settings = snakemake.params.download
 with logged_to(snakemake.log[0]) as log:

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from audioretrieval.data import wavcaps
-from audioretrieval.workflow import logged_to
+from audioretrieval.pipeline.workflow import logged_to
 
 source = snakemake.params.source
 raw_dir = Path(snakemake.output[0]).parents[2]  # {raw_dir}/json_files/{source}/{name}.json

@@ -1,5 +1,5 @@
-from audioretrieval.ensemble import build_targets
-from audioretrieval.workflow import logged_to
+from audioretrieval.correspondences.ensemble import build_targets
+from audioretrieval.pipeline.workflow import logged_to
 
 with logged_to(snakemake.log[0]) as log:
     build_targets(list(snakemake.input), snakemake.output[0])

@@ -1,6 +1,6 @@
-from audioretrieval.ensemble import build_targets
-from audioretrieval.evaluate import score_file, write_scores
-from audioretrieval.workflow import logged_to
+from audioretrieval.correspondences.ensemble import build_targets
+from audioretrieval.evaluation.score import score_file, write_scores
+from audioretrieval.pipeline.workflow import logged_to
 
 with logged_to(snakemake.log[0]) as log:
     build_targets(list(snakemake.input.members), snakemake.output.embeddings)

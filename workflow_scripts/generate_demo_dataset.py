@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from audioretrieval.data.demo import DemoSpec, generate_demo
-from audioretrieval.workflow import logged_to
+from audioretrieval.pipeline.workflow import logged_to
 
 with logged_to(snakemake.log[0]) as log:
     for stats in generate_demo(Path(snakemake.output[0]).parent, DemoSpec(**snakemake.params.spec), snakemake.threads):

@@ -5,7 +5,7 @@ import pandas as pd
 from audioretrieval.data.clotho import METADATA_ENCODING
 from audioretrieval.data.demo import DemoSpec
 from audioretrieval.data.demo_extra import ExtraSpec, generate_audiocaps, generate_wavcaps
-from audioretrieval.workflow import logged_to
+from audioretrieval.pipeline.workflow import logged_to
 
 spec = DemoSpec(**snakemake.params.spec)
 extra = ExtraSpec(**snakemake.params.extra)

@@ -1,7 +1,7 @@
 import os
 
 from audioretrieval.model.seed_checkpoint import join_parts
-from audioretrieval.workflow import logged_to
+from audioretrieval.pipeline.workflow import logged_to
 
 with logged_to(snakemake.log[0]) as log:
     joined = join_parts(list(snakemake.input), snakemake.output[0])

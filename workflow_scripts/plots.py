@@ -1,7 +1,7 @@
 import pandas as pd
 
-from audioretrieval import plots
-from audioretrieval.workflow import logged_to
+from audioretrieval.report import plots
+from audioretrieval.pipeline.workflow import logged_to
 
 out = snakemake.output
 with logged_to(snakemake.log[0]):

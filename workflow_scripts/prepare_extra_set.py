@@ -1,5 +1,5 @@
 from audioretrieval.data.prepare import prepare_audiocaps, prepare_wavcaps
-from audioretrieval.workflow import logged_to
+from audioretrieval.pipeline.workflow import logged_to
 
 out = {name: snakemake.output[name] for name in ("audio", "captions", "skipped", "missing")}
 with logged_to(snakemake.log[0]) as log:

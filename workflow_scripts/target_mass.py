@@ -1,9 +1,9 @@
 import pandas as pd
 
-from audioretrieval.data.tables import write_table_atomically
+from audioretrieval.files import write_table_atomically
 from audioretrieval.files import write_text_atomically
-from audioretrieval.truth import target_mass
-from audioretrieval.workflow import logged_to
+from audioretrieval.correspondences.truth import target_mass
+from audioretrieval.pipeline.workflow import logged_to
 
 with logged_to(snakemake.log[0]) as log:
     truth = pd.read_parquet(snakemake.input.truth)

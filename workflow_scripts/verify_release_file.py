@@ -2,7 +2,7 @@ from pathlib import Path
 
 from audioretrieval.data.download import verify_md5
 from audioretrieval.files import write_text_atomically
-from audioretrieval.workflow import logged_to
+from audioretrieval.pipeline.workflow import logged_to
 
 path = Path(snakemake.input[0])
 with logged_to(snakemake.log[0]) as log:

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pandas as pd
+
 
 def partial_path(path: str | os.PathLike) -> Path:
     """Where a file is written before it is complete; renamed to `path` on success."""
@@ -33,8 +35,26 @@ def write_text_atomically(text: str, path: str | os.PathLike) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_report_page(markdown: str, path: str | os.PathLike) -> None:
-    """The Markdown tables as a self-contained HTML page, which the Snakemake report displays."""
-    body = markdown.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    write_text_atomically(f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n'
-                          f'<body><pre style="font-size: 13px">{body}</pre></body></html>\n', path)
+def write_bytes_atomically(data: bytes, path: str | os.PathLike) -> None:
+    with written_atomically(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_table_atomically(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    """A table as Parquet (.parquet) or CSV (.csv)."""
+    path = Path(path)
+    if path.suffix not in (".parquet", ".csv"):
+        raise ValueError(f"{path}: expected a .parquet or .csv file name")
+    with written_atomically(path) as tmp:
+        if path.suffix == ".parquet":
+            table.to_parquet(tmp, index=False)
+        else:
+            table.to_csv(tmp, index=False)
+
+
+def save_torch_atomically(obj, path: str | os.PathLike) -> None:
+    """An object torch.save can write (checkpoints, training state)."""
+    import torch  # only the jobs that write checkpoints pay for importing it
+
+    with written_atomically(path) as tmp:
+        torch.save(obj, tmp)

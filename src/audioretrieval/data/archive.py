@@ -99,13 +99,8 @@ def stream_members(
     cancelled = threading.Event()
 
     def deliver(name: str, data: bytes) -> None:
-        while not cancelled.is_set():
-            try:
-                handoff.put((name, data), timeout=0.1)
-                return
-            except queue.Full:
-                continue
-        raise _Cancelled()
+        if not _hand_over(handoff, cancelled, (name, data)):
+            raise _Cancelled()
 
     factory = _Factory(deliver, cancelled)
 
@@ -123,12 +118,7 @@ def stream_members(
             where = f"member {factory.current!r}" if factory.current else "the archive before its first member"
             item = ArchiveUnreadable(f"{os.fspath(archive)}: cannot read {where}: {describe(exc)}")
             item.__cause__ = exc
-        while not cancelled.is_set():
-            try:
-                handoff.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        _hand_over(handoff, cancelled, item)
 
     thread = threading.Thread(target=produce, name="7z-reader", daemon=True)
     thread.start()
@@ -147,6 +137,17 @@ def stream_members(
     finally:
         cancelled.set()
         thread.join()
+
+
+def _hand_over(handoff: queue.Queue, cancelled: threading.Event, item) -> bool:
+    """Put `item` into the bounded queue, waiting for room unless the consumer has gone; whether it was put."""
+    while not cancelled.is_set():
+        try:
+            handoff.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 def base_name(member: str) -> str:

@@ -8,8 +8,8 @@ import unicodedata
 
 import pandas as pd
 
-from .clotho import CAPTION_COLUMNS
-from .h5audio import AudioH5
+from audioretrieval.data.clotho import CAPTION_COLUMNS
+from audioretrieval.data.h5audio import AudioH5
 
 CAPTION_TABLE_COLUMNS = ["file_name", "clip_index", "caption_index", "caption"]
 

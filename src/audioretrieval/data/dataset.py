@@ -10,8 +10,8 @@ import pandas as pd
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
-from .captions import CAPTION_TABLE_COLUMNS
-from .h5audio import INT16_SCALE, AudioH5
+from audioretrieval.data.captions import CAPTION_TABLE_COLUMNS
+from audioretrieval.data.h5audio import INT16_SCALE, AudioH5
 
 
 def as_float(audio: torch.Tensor) -> torch.Tensor:

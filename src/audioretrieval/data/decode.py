@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from .archive import base_name, list_members, stream_members
-from .audio_io import is_audio_name, load_mono
-from .h5audio import AudioH5Writer
-from .tables import write_table_atomically
+from audioretrieval.data.archive import base_name, list_members, stream_members
+from audioretrieval.data.audio_io import is_audio_name, load_mono
+from audioretrieval.data.h5audio import AudioH5Writer
+from audioretrieval.files import write_table_atomically
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +80,7 @@ def decode_members(
     pending: deque[tuple[str, Future]] = deque()
 
     def store_oldest(writer: AudioH5Writer) -> None:
-        member, future = pending.popleft()
-        try:
-            encoded, samples, duration = future.result()
-        except Exception as exc:
-            if on_bad_clip == "fail":
-                raise DecodeError(f"{source}: member {member!r} cannot be decoded: {exc}") from exc
-            summary.skipped.append((member, f"{type(exc).__name__}: {exc}"))
-            return
-        writer.append_encoded(base_name(member), encoded, samples, duration)
-        summary.decoded += 1
+        _store(*pending.popleft(), writer, summary, source, on_bad_clip)
 
     with (
         ThreadPoolExecutor(max_workers=threads) as pool,
@@ -113,14 +104,28 @@ def decode_members(
             _check_missing(source, summary.missing, len(expected.file_names), expected.max_missing_fraction)
         if summary.decoded == 0:
             raise DecodeError(f"{source}: none of its {total} audio members could be decoded")
+    _write_lists(summary, source, skipped_csv, missing_csv)
+    return summary
 
-    skipped = pd.DataFrame(
-        [(str(source), member, reason) for member, reason in summary.skipped], columns=SKIPPED_COLUMNS
-    )
+
+def _store(member: str, future: Future, writer: AudioH5Writer, summary: DecodeSummary, source: str, on_bad_clip: str) -> None:
+    """Append a decoded member to the file, or fail / list it as skipped when it could not be decoded."""
+    try:
+        encoded, samples, duration = future.result()
+    except Exception as exc:
+        if on_bad_clip == "fail":
+            raise DecodeError(f"{source}: member {member!r} cannot be decoded: {exc}") from exc
+        summary.skipped.append((member, f"{type(exc).__name__}: {exc}"))
+        return
+    writer.append_encoded(base_name(member), encoded, samples, duration)
+    summary.decoded += 1
+
+
+def _write_lists(summary: DecodeSummary, source: str, skipped_csv, missing_csv) -> None:
+    skipped = pd.DataFrame([(str(source), member, reason) for member, reason in summary.skipped], columns=SKIPPED_COLUMNS)
     write_table_atomically(skipped, skipped_csv)
     if missing_csv is not None:
         write_table_atomically(pd.DataFrame({"file_name": summary.missing}, columns=MISSING_COLUMNS), missing_csv)
-    return summary
 
 
 def _check_missing(source: str, missing: list[str], expected: int, max_fraction: float) -> None:

@@ -31,10 +31,9 @@ import pandas as pd
 import py7zr
 import soundfile
 
-from .clotho import CAPTION_COLUMNS, CAPTIONS_PER_CLIP, METADATA_COLUMNS, METADATA_ENCODING, SPLITS
-from .clotho import audio_archive, captions_csv, metadata_csv
-from ..files import written_atomically
-from .tables import write_table_atomically
+from audioretrieval.data.clotho import CAPTION_COLUMNS, CAPTIONS_PER_CLIP, METADATA_COLUMNS, METADATA_ENCODING, SPLITS
+from audioretrieval.data.clotho import audio_archive, captions_csv, metadata_csv
+from audioretrieval.files import write_bytes_atomically, write_table_atomically, written_atomically
 
 KINDS = ("tone", "chirp", "noise burst", "hum", "clicks", "siren", "beeps", "rumble")
 PROPERTIES = {
@@ -260,11 +259,6 @@ def _file_names(rng: np.random.Generator, count: int) -> list[str]:
     return names
 
 
-def _write_bytes_atomically(data: bytes, path: Path) -> None:
-    with written_atomically(path) as tmp:
-        tmp.write_bytes(data)
-
-
 def _write_archive(path: Path, split: str, members: list[tuple[str, np.ndarray]], rate: int, preset: int) -> None:
     filters = [{"id": py7zr.FILTER_LZMA2, "preset": preset}]
     with written_atomically(path) as tmp, py7zr.SevenZipFile(tmp, "w", filters=filters) as z:
@@ -290,7 +284,7 @@ def generate_split(out_dir: Path, split: str, names: list[str], sound_ids: np.nd
     texts = np.array([c["text"] for c in captions]).reshape(len(names), CAPTIONS_PER_CLIP)
     wide = pd.DataFrame(texts, columns=CAPTION_COLUMNS)
     wide.insert(0, "file_name", names)
-    _write_bytes_atomically(wide.to_csv(index=False).encode("utf-8"), out_dir / captions_csv(split))
+    write_bytes_atomically(wide.to_csv(index=False).encode("utf-8"), out_dir / captions_csv(split))
 
     metadata = pd.DataFrame({
         "file_name": names,
@@ -301,7 +295,7 @@ def generate_split(out_dir: Path, split: str, names: list[str], sound_ids: np.nd
         "manufacturer": "demo generator",
         "license": LICENSE,
     })[METADATA_COLUMNS]
-    _write_bytes_atomically(metadata.to_csv(index=False).encode(METADATA_ENCODING), out_dir / metadata_csv(split))
+    write_bytes_atomically(metadata.to_csv(index=False).encode(METADATA_ENCODING), out_dir / metadata_csv(split))
 
     caption_rows = pd.DataFrame({
         "file_name": np.repeat(names, CAPTIONS_PER_CLIP),

@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 import soundfile
 
-from . import wavcaps
-from .demo import DemoSpec, caption_text, draw_clip, draw_mentions, synthesize
-from ..files import written_atomically, write_text_atomically
+from audioretrieval.data import wavcaps
+from audioretrieval.data.demo import DemoSpec, caption_text, draw_clip, draw_mentions, synthesize
+from audioretrieval.files import written_atomically, write_text_atomically
 
 AUDIOCAPS_RATE = 44100
 WAVCAPS_RATE = 32000

@@ -30,7 +30,7 @@ import hdf5plugin  # registers the Blosc2 filter of "zstd" storage with HDF5, fo
 import numpy as np
 import soundfile
 
-from ..files import partial_path
+from audioretrieval.files import partial_path
 
 FORMAT_VERSION = 1
 SAMPLE_FORMATS = ("int16", "float32", "zstd", "flac")

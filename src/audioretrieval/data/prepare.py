@@ -8,14 +8,14 @@ import logging
 import os
 from pathlib import Path
 
-from . import audiocaps, wavcaps
-from .archive import base_name
-from .audio_io import is_audio_name
-from .captions import caption_table_of_clips
-from .decode import DecodeSummary, Expected, decode_members, files_in_folder
-from .h5audio import AudioH5
-from .tables import write_table_atomically
-from .zip_parts import stream_zip_members
+from audioretrieval.data import audiocaps, wavcaps
+from audioretrieval.data.archive import base_name
+from audioretrieval.data.audio_io import is_audio_name
+from audioretrieval.data.captions import caption_table_of_clips
+from audioretrieval.data.decode import DecodeSummary, Expected, decode_members, files_in_folder
+from audioretrieval.data.h5audio import AudioH5
+from audioretrieval.files import write_table_atomically
+from audioretrieval.data.zip_parts import stream_zip_members
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..files import write_text_atomically
-from .download import download
-from .zip_parts import part_names
+from audioretrieval.files import write_text_atomically
+from audioretrieval.data.download import download
+from audioretrieval.data.zip_parts import part_names
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,8 @@ from hear21passt.models.passt import PaSST, checkpoint_filter_fn, default_cfgs
 from hear21passt.models.preprocess import AugmentMelSTFT
 from torchaudio.compliance.kaldi import get_mel_banks
 
+from audioretrieval.model.attention import use_fused_attention
+
 passt_module.first_RUN = False  # PaSST prints tensor shapes on its first forward otherwise
 
 SAMPLE_RATE = 32000
@@ -122,6 +124,8 @@ class PasstAudioEncoder(nn.Module):
             self.passt.load_state_dict(state)
         self.passt.head = nn.Identity()  # the AudioSet classifiers are not used
         self.passt.head_dist = None
+        if cfg.get("fused_attention"):
+            use_fused_attention(self.passt)
         self.projection = nn.Linear(cfg["embed_dim"], out_dim)
 
     def encoder_parameters(self):

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .audio import PasstAudioEncoder
-from .text import TextEncoder
+from audioretrieval.model.audio import PasstAudioEncoder
+from audioretrieval.model.text import TextEncoder
 
 PARAMETER_GROUPS = ("audio_encoder", "text_encoder", "audio_projection", "text_projection")
 
@@ -27,6 +27,11 @@ class DualEncoder(nn.Module):
 
     def embed_text(self, captions: list[str]) -> torch.Tensor:
         return F.normalize(self.text(captions), dim=-1)
+
+    def logits(self, audio: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """C[i, j] = cos(audio_i, caption_j) / tau of normalised embeddings (the fixed temperature
+        is the model's: model.tau)."""
+        return audio @ text.T / self.tau
 
     def forward(self, waveform: torch.Tensor, fraction: torch.Tensor, captions: list[str],
                 spectrograms: torch.Tensor | None = None):

@@ -1,6 +1,6 @@
 """Import the authors' released checkpoint: a Lightning checkpoint of the seed's AudioRetrievalModel
 (OptimusPrimus/salsa, experiments/ex_dcase24.py) converted into this project's checkpoint format
-(audioretrieval.checkpoint), so that `load_model` rebuilds it and the evaluation scores it.
+(audioretrieval.model.checkpoint), so that `load_model` rebuilds it and the evaluation scores it.
 
     python -m audioretrieval.model.seed_checkpoint join passt_roberta.1.ckpt ... passt_roberta.5.ckpt passt_roberta.ckpt
     python -m audioretrieval.model.seed_checkpoint convert passt_roberta.ckpt best.pt [--text-model roberta-large|DIR]
@@ -40,11 +40,12 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModel, RobertaConfig
 
-from ..checkpoint import FORMAT_VERSION, save_atomically
-from ..data.download import md5sum
-from ..files import written_atomically
-from .audio import PasstAudioEncoder
-from .text import projection_head, resolve_name
+from audioretrieval.model.checkpoint import FORMAT_VERSION
+from audioretrieval.files import save_torch_atomically
+from audioretrieval.data.download import md5sum
+from audioretrieval.files import written_atomically
+from audioretrieval.model.audio import PasstAudioEncoder
+from audioretrieval.model.text import projection_head, resolve_name
 
 
 class SeedCheckpointError(ValueError):
@@ -354,7 +355,7 @@ def convert_seed_checkpoint(seed_path: str | os.PathLike, out_path: str | os.Pat
                    "global_step": int(checkpoint.get("global_step", -1)),
                    "pytorch-lightning_version": str(checkpoint.get("pytorch-lightning_version", ""))},
     }
-    save_atomically(converted, out_path)
+    save_torch_atomically(converted, out_path)
     return converted
 
 

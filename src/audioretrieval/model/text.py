@@ -40,9 +40,9 @@ def encoder_config(cfg: dict, vocab_size: int, pad_token_id: int) -> dict:
     if cfg.get("name"):
         return AutoConfig.from_pretrained(resolve_name(cfg["name"]), **dropout).to_dict()
     small = cfg["random_init"]
-    return RobertaConfig(
-        vocab_size=vocab_size, pad_token_id=pad_token_id, hidden_size=small["hidden_size"],
-        num_hidden_layers=small["layers"], num_attention_heads=small["heads"],
+    return RobertaConfig(  # a vocabulary at least the tokenizer's (random_init.vocab_size: a model's full size)
+        vocab_size=max(vocab_size, small.get("vocab_size") or 0), pad_token_id=pad_token_id,
+        hidden_size=small["hidden_size"], num_hidden_layers=small["layers"], num_attention_heads=small["heads"],
         intermediate_size=small["intermediate_size"], max_position_embeddings=cfg["max_tokens"] + 2, **dropout,
     ).to_dict()
 

@@ -14,6 +14,6 @@ the checkpoint that built it by the SHA-256 of the checkpoint's bytes; another c
 are refused.
 """
 
-from .cli import main
+from audioretrieval.search.cli import main
 
 __all__ = ["main"]

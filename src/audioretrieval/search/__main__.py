@@ -1,3 +1,3 @@
-from .cli import main
+from audioretrieval.search.cli import main
 
 main()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_model
-from ..model.dual_encoder import DualEncoder
-from .store import SearchError, sha256_of
+from audioretrieval.model.checkpoint import load_model
+from audioretrieval.model.dual_encoder import DualEncoder
+from audioretrieval.search.store import SearchError, sha256_of
 
 
 def checkpoint_digest(path: str | os.PathLike) -> str:

@@ -6,11 +6,11 @@ import argparse
 import signal
 import sys
 
-from ..files import write_text_atomically
-from .indexing import UpdateSummary, update_index
-from .query import format_hits, gather_queries, mark_relevance, search
-from ..relevance import RelevanceMismatch
-from .store import SearchError, read_index
+from audioretrieval.files import write_text_atomically
+from audioretrieval.search.indexing import UpdateSummary, update_index
+from audioretrieval.search.query import format_hits, gather_queries, mark_relevance, search
+from audioretrieval.evaluation.relevance import RelevanceMismatch
+from audioretrieval.search.store import SearchError, read_index
 
 PROG = "audioretrieval-search"
 

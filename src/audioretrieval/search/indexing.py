@@ -26,12 +26,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.audio_io import AUDIO_EXTENSIONS, is_audio_name, load_mono
-from ..embed import autocast_for, resolve_precision
-from ..model.audio import SAMPLE_RATE
-from ..model.dual_encoder import DualEncoder
-from .checkpoints import check_same_checkpoint, checkpoint_digest, load_search_model, pick_device
-from .store import FileEntry, SearchError, SearchIndex, SkippedEntry, read_index, write_index
+from audioretrieval.data.audio_io import AUDIO_EXTENSIONS, is_audio_name, load_mono
+from audioretrieval.model.embed import autocast_for, resolve_precision
+from audioretrieval.model.audio import SAMPLE_RATE
+from audioretrieval.model.dual_encoder import DualEncoder
+from audioretrieval.search.checkpoints import check_same_checkpoint, checkpoint_digest, load_search_model, pick_device
+from audioretrieval.search.store import FileEntry, SearchError, SearchIndex, SkippedEntry, read_index, write_index
 
 Stat = tuple[int, int]  # (size in bytes, modification time in ns); (-1, -1) where stat failed
 

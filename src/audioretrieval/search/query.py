@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..model.dual_encoder import DualEncoder
-from ..relevance import nfc, read_relevance
-from .checkpoints import check_same_checkpoint, checkpoint_digest, load_search_model, pick_device
-from .store import SearchError, SegmentTable, read_identity, read_segments
+from audioretrieval.model.dual_encoder import DualEncoder
+from audioretrieval.evaluation.relevance import nfc, read_relevance
+from audioretrieval.search.checkpoints import check_same_checkpoint, checkpoint_digest, load_search_model, pick_device
+from audioretrieval.search.store import SearchError, SegmentTable, read_identity, read_segments
 
 QUERY_COLUMNS = ("query", "caption")
 QUERY_BLOCK = 256  # queries scored at once: bounds the [queries, segments] matrix

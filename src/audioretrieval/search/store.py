@@ -24,7 +24,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..files import written_atomically
+from audioretrieval.files import written_atomically
 
 FORMAT_VERSION = 1
 _STR = h5py.string_dtype("utf-8")

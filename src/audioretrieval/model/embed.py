@@ -1,0 +1,76 @@
+"""Embedding a whole split with a model: every clip once and every caption; and the precision a
+device computes in."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+from torch.utils.data import DataLoader
+
+from audioretrieval.data.dataset import ClipAudio, as_float, read_caption_table
+from audioretrieval.data.embeddings import write_embeddings
+from audioretrieval.data.h5audio import AudioH5
+from audioretrieval.model.audio import SpectrogramCache
+from audioretrieval.model.checkpoint import load_model
+from audioretrieval.model.dual_encoder import DualEncoder
+
+
+def resolve_precision(setting: str, device: torch.device) -> str:
+    """The precision a run uses on `device`: the setting ('fp16' is the seed's: Lightning precision=16),
+    'auto' meaning bf16 where the GPU has it, else fp16; always fp32 on a CPU."""
+    if device.type != "cuda":
+        return "fp32"
+    if setting != "auto":
+        return setting
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def autocast_for(device: torch.device, precision: str):
+    """Autocast context for a precision of 'fp32', 'bf16' or 'fp16'."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+@torch.no_grad()
+def embed_split(model: DualEncoder, audio_h5: str | os.PathLike, captions: str | os.PathLike, segment_s: float,
+                batch_size: int, device: torch.device, precision: str = "fp32", num_workers: int = 0,
+                cache: SpectrogramCache | None = None) -> dict:
+    """Normalised embeddings {audio: [clips, D], text: [captions, D]} and each caption's clip row;
+    `cache` keeps the clips' spectrograms for the next call (validation after every epoch)."""
+    was_training = model.training
+    model.eval()
+    clips = ClipAudio(audio_h5, segment_s)
+    table = read_caption_table(captions, len(clips), audio_h5)
+    audio, text = [], []
+    with autocast_for(device, precision):
+        for batch in DataLoader(clips, batch_size=batch_size, num_workers=num_workers):
+            waveform = as_float(batch["audio"].to(device))
+            spectrograms = cache(model.audio, waveform, batch["clip_index"]) if cache else None
+            audio.append(model.embed_audio(waveform, batch["fraction"].to(device), spectrograms).float())
+        texts = table["caption"].tolist()
+        for start in range(0, len(texts), batch_size):
+            text.append(model.embed_text(texts[start : start + batch_size]).float())
+    model.train(was_training)
+    return {
+        "audio": torch.cat(audio).cpu(),
+        "text": torch.cat(text).cpu(),
+        "clip_of_caption": torch.as_tensor(table["clip_index"].to_numpy().copy()),
+    }
+
+
+def embed_checkpoint(checkpoint: str | os.PathLike, audio_h5: str | os.PathLike, captions: str | os.PathLike,
+                     out_h5: str | os.PathLike, batch_size: int, device: str = "cpu", precision: str = "auto",
+                     num_workers: int = 0) -> None:
+    """Embed every clip and caption of a split with a checkpoint (evaluation mode: no patchout, no
+    random crop) into an embeddings file, under autocast of `precision` on a GPU (train.precision;
+    the seed embeds in fp16), reading the audio with `num_workers` DataLoader workers."""
+    device = torch.device(device)
+    model, meta = load_model(checkpoint, device)
+    embeddings = embed_split(model, audio_h5, captions, meta["segment_s"], batch_size, device,
+                             resolve_precision(precision, device), num_workers)
+    table = read_caption_table(captions, len(embeddings["audio"]), audio_h5)
+    write_embeddings(out_h5, embeddings["audio"].numpy(), embeddings["text"].numpy(), AudioH5(audio_h5).file_names,
+                     table, checkpoint=str(checkpoint))

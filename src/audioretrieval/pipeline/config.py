@@ -1,0 +1,89 @@
+"""Checks of the configuration that its JSON schema (config/schema.yaml) cannot express."""
+
+from __future__ import annotations
+
+from audioretrieval.data import audiocaps
+from audioretrieval.pipeline.study import ORACLE, stage2_jobs
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def check_config(config: dict) -> None:
+    """Raise ConfigError naming the keys and values of the first inconsistency."""
+    demo = config.get("demo")
+    if demo is not None:
+        _require(demo["min_duration_s"] <= demo["max_duration_s"],
+                 f"demo.min_duration_s ({demo['min_duration_s']}) must not exceed demo.max_duration_s ({demo['max_duration_s']})")
+    train, audio, text = config["train"], config["model"]["audio"], config["model"]["text"]
+    for where, settings in (("train", train), ("stage2.train over train", {**train, **config["stage2"]["train"]})):
+        _require(settings["warmup_epochs"] <= settings["rampdown_start"] <= settings["rampdown_stop"],
+                 f"{where}: expected warmup_epochs ({settings['warmup_epochs']}) <= rampdown_start "
+                 f"({settings['rampdown_start']}) <= rampdown_stop ({settings['rampdown_stop']})")
+        _require(settings["segment_s"] >= audio["window_s"],
+                 f"{where}: segment_s ({settings['segment_s']}) must be at least model.audio.window_s ({audio['window_s']})")
+    _require(audio["embed_dim"] % audio["num_heads"] == 0,
+             f"model.audio.embed_dim ({audio['embed_dim']}) must be divisible by model.audio.num_heads ({audio['num_heads']})")
+    small = text["random_init"]
+    _require(small["hidden_size"] % small["heads"] == 0,
+             f"model.text.random_init.hidden_size ({small['hidden_size']}) must be divisible by its heads ({small['heads']})")
+    _require(not (audio["pretrained"] is False and audio["weights"]),
+             "model.audio.weights is set but model.audio.pretrained is false: set pretrained: true to load them")
+    gpus = config["stage1"]["gpus"]
+    _require(gpus <= 1 or train["batch_size"] % gpus == 0,
+             f"train.batch_size ({train['batch_size']}) must be divisible by stage1.gpus ({gpus})")
+
+    _require(not (config["data"]["source"] == "demo" and config["evaluation"]["relevance_url"]),
+             "evaluation.relevance_url is set, but the demo scores multi-positive mAP against its own ground truth: set it to null")
+
+    _check_extra_sets(config)
+
+    seeds = set(config["stage1"]["seeds"])
+    for name, members in config["correspondences"]["ensembles"].items():
+        unknown = sorted(set(members) - seeds)
+        _require(not unknown, f"correspondences.ensembles.{name}: seeds {unknown} are not in stage1.seeds")
+    _require(ORACLE not in config["correspondences"]["ensembles"],
+             f"correspondences.ensembles: {ORACLE!r} is reserved for the demo's ground-truth targets")
+    names = [job["name"] for job in stage2_jobs(config)]
+    _require(len(set(names)) == len(names), f"stage2.runs: job names must be unique, got {names}")
+    for run in config["stage2"]["runs"]:
+        where = f"stage2.runs[{run['name']}]"
+        _require(run["init"] in seeds, f"{where}.init: seed {run['init']} is not in stage1.seeds")
+        if run["ensemble"] == ORACLE:
+            _require(demo is not None and config["data"]["source"] == "demo",
+                     f"{where}.ensemble: {ORACLE!r} targets come from the demo's ground truth; use them on the demo only")
+        else:
+            _require(run["ensemble"] in config["correspondences"]["ensembles"],
+                     f"{where}.ensemble: {run['ensemble']!r} is not in correspondences.ensembles (or {ORACLE!r} on the demo)")
+        _require(run["dist_weight"] + run["sup_weight"] > 0, f"{where}: dist_weight and sup_weight are both 0")
+
+
+def _check_extra_sets(config: dict) -> None:
+    extra = [name for name in ("audiocaps", "wavcaps") if name in config]
+    _require(config["stage1"]["train_on"] != "all" or extra,
+             "stage1.train_on is all, but neither audiocaps nor wavcaps is configured: add them or set train_on: clothov2")
+    if config["stage1"]["train_on"] == "all":
+        formats = {"data": config["data"]["sample_format"], **{name: config[name]["sample_format"] for name in extra}}
+        floats = {name for name, fmt in formats.items() if fmt == "float32"}
+        _require(not floats or floats == set(formats),
+                 f"sample_format: the sets stage 1 trains on together must all be float32 or none: {formats}")
+    demo = config["data"]["source"] == "demo"
+    if "audiocaps" in config:
+        try:
+            audiocaps.check_template(config["audiocaps"]["file_name"])
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        _require(not (demo and config["audiocaps"]["captions_url"]),
+                 "audiocaps.captions_url is set, but the demo generates its AudioCaps stand-in: set it to null")
+    if demo and extra:
+        _require("extra" in config["demo"], f"{' and '.join(extra)} on the demo: demo.extra must give the stand-ins' sizes")
+    if demo and "wavcaps" in config:
+        generated = sorted(config["demo"]["extra"]["wavcaps_clips"])
+        _require(generated == sorted(config["wavcaps"]["sources"]),
+                 f"wavcaps.sources {config['wavcaps']['sources']} must be the sources demo.extra.wavcaps_clips generates {generated}")

@@ -1,0 +1,116 @@
+"""Figures of the report (matplotlib, written as PNG and SVG)."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from audioretrieval.data.embeddings import read_identities, read_similarity  # noqa: E402
+from audioretrieval.correspondences.quality import truth_matrix  # noqa: E402
+from audioretrieval.report.summary import METRICS  # noqa: E402
+
+COLORS = {"own": "#d95f02", "true": "#1b9e77", "other": "#bbbbbb"}
+
+
+def save_figure(fig, png: str | os.PathLike, svg: str | os.PathLike) -> None:
+    for path in (png, svg):
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def training_curves(logs: dict[str, pd.DataFrame]):
+    """Training loss and validation mAP@10 per epoch of every run (stage 2 dashed)."""
+    fig, (loss_ax, map_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, log in logs.items():
+        style = "--" if name.startswith("stage 2") else "-"
+        loss_ax.plot(log["epoch"], log["train_loss"], style, marker=".", label=name)
+        map_ax.plot(log["epoch"], 100 * log["val_map@10"], style, marker=".", label=name)
+    loss_ax.set(xlabel="epoch", ylabel="training loss", title="Training loss")
+    map_ax.set(xlabel="epoch", ylabel="mAP@10 (%)", title="Validation mAP@10")
+    map_ax.legend(fontsize="small")
+    for ax in (loss_ax, map_ax):
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def metric_bars(summary: pd.DataFrame):
+    """Evaluation metrics of every model of the summary, with its best weights (stage-1 mean with its
+    seeds' sd)."""
+    rows = summary[summary["weights"] == "best"].reset_index(drop=True)
+    labels = [label for label in METRICS.values() if label in rows]
+    width = 0.8 / len(rows)
+    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(labels) + 0.5 * len(rows)), 4))
+    x = np.arange(len(labels))
+    for i, row in rows.iterrows():
+        errors = [row.get(f"{label} sd", np.nan) for label in labels]
+        ax.bar(x + (i - (len(rows) - 1) / 2) * width, [row[label] for label in labels], width,
+               yerr=None if np.all(pd.isna(errors)) else errors, capsize=3, label=row["model"],
+               hatch="//" if row["kind"].startswith(("stage 2", "control")) else None)
+    ax.set_xticks(x, labels)
+    ax.set(ylabel="%", title="Text-to-audio retrieval on the evaluation split")
+    ax.legend(fontsize="small", ncol=2)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def example_queries(captions: int, count: int) -> np.ndarray:
+    """Rows of `count` captions spread evenly over the split (deterministic)."""
+    return np.unique(np.linspace(0, captions - 1, min(count, captions)).round().astype(int))
+
+
+def correspondence_examples(targets: str | os.PathLike, count: int, top_k: int, truth: pd.DataFrame | None = None):
+    """For a few training captions, the clips with the highest estimated correspondence; the caption's
+    own clip highlighted and, where the truth is known (demo), the clips it truly describes."""
+    identities = read_identities(targets)
+    similarity = read_similarity(targets).numpy()
+    true = truth_matrix(identities, truth) if truth is not None else None
+    rows = example_queries(len(identities["caption"]), count)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(9, 2.0 + 0.32 * top_k * len(rows)), squeeze=False)
+    for ax, row in zip(axes[:, 0], rows):
+        clips = np.argsort(-similarity[row], kind="stable")[:top_k]
+        kinds = ["own" if c == identities["clip_of_caption"][row] else "true" if true is not None and true[row, c]
+                 else "other" for c in clips]
+        ax.barh(np.arange(len(clips)), similarity[row, clips], color=[COLORS[k] for k in kinds])
+        low, high = similarity[row, clips].min(), similarity[row, clips].max()
+        ax.set_xlim(low - 0.5 * (high - low) - 1e-6, high + 0.1 * (high - low) + 1e-6)  # show the differences
+        ax.set_yticks(np.arange(len(clips)), [textwrap.shorten(identities["file_name"][c], 40) for c in clips],
+                      fontsize="small")
+        ax.invert_yaxis()
+        ax.set_title(textwrap.fill(f'"{identities["caption"][row]}"', 90), fontsize="medium")
+        ax.set_xlabel("estimated correspondence (mean cosine of the ensemble)")
+    legend = [plt.Rectangle((0, 0), 1, 1, color=COLORS["own"], label="the caption's own clip")]
+    if true is not None:
+        legend += [plt.Rectangle((0, 0), 1, 1, color=COLORS["true"], label="another clip it truly describes")]
+    legend += [plt.Rectangle((0, 0), 1, 1, color=COLORS["other"], label="other clip")]
+    fig.legend(handles=legend, loc="upper center", ncol=len(legend), fontsize="small", bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return fig
+
+
+def comparison_intervals(comparisons: pd.DataFrame):
+    """Each paired difference with its 95 % interval, one panel per metric."""
+    metrics = list(dict.fromkeys(comparisons["metric"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 0.5 * len(comparisons) / len(metrics) + 1.8),
+                             squeeze=False, sharey=True)
+    for ax, metric in zip(axes[0], metrics):
+        rows = comparisons[comparisons["metric"] == metric].reset_index(drop=True)
+        y = np.arange(len(rows))
+        colors = [COLORS["true"] if e and d > 0 else COLORS["own"] if e else "#555555"
+                  for d, e in zip(rows["difference"], rows["excludes_zero"])]
+        for i, row in rows.iterrows():
+            ax.errorbar(row["difference"], y[i], xerr=[[row["difference"] - row["low"]], [row["high"] - row["difference"]]],
+                        fmt="o", color=colors[i], capsize=4)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(y, [f"{m} - {b}" for m, b in zip(rows["model"], rows["baseline"])])
+        ax.invert_yaxis()
+        ax.set(xlabel=f"difference in mean {metric} (% points)", title=metric)
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig

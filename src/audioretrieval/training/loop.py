@@ -1,0 +1,242 @@
+"""The training loop shared by stage 1 and stage 2: one run, resumable, on CPU, one GPU or several.
+
+Outputs (written when training ends): best.pt (best validation mAP@10), last.pt, and a per-epoch
+log table. While training, `<run_dir>/resume/` keeps the state of the last completed epoch and the
+best checkpoint so far (training.state), so a killed run continues from there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from audioretrieval.correspondences.ensemble import EnsembleTargets, check_targets_match
+from audioretrieval.data.dataset import CaptionedAudio, CaptionedAudioUnion, as_float, training_set
+from audioretrieval.data.h5audio import AudioH5
+from audioretrieval.evaluation.metrics import NonFiniteSimilarity, embedding_metrics
+from audioretrieval.files import save_torch_atomically, write_table_atomically
+from audioretrieval.model.audio import SpectrogramCache
+from audioretrieval.model.checkpoint import checkpoint_of, load_state, read_checkpoint
+from audioretrieval.model.dual_encoder import PARAMETER_GROUPS, DualEncoder
+from audioretrieval.model.embed import autocast_for, embed_split, resolve_precision
+from audioretrieval.training import distributed
+from audioretrieval.training.losses import contrastive_loss, distillation_loss
+from audioretrieval.training.schedule import learning_rate
+from audioretrieval.training.spec import RunSpec
+from audioretrieval.training.state import Progress, resume, save_progress, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLoss(FloatingPointError):
+    pass
+
+
+@dataclass
+class Run:
+    """The live objects of one run, built once by `start`."""
+
+    spec: RunSpec
+    device: torch.device
+    precision: str
+    model: DualEncoder
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    dataset: CaptionedAudio | CaptionedAudioUnion
+    sampler: DistributedSampler
+    steps_per_epoch: int
+    targets: EnsembleTargets | None
+    cache: SpectrogramCache | None
+    val_cache: SpectrogramCache | None
+    ddp_model: torch.nn.Module | None = None
+
+
+def train(spec: RunSpec, progress: bool = True) -> None:
+    run = start(spec)
+    done = resume(spec, run.model, run.optimizer, run.scaler)
+    run.ddp_model = distributed.wrapped(run.model, run.device)
+    for epoch in range(done.start_epoch, spec.train["epochs"]):
+        started = time.time()
+        losses = train_epoch(run, epoch, progress)
+        metrics = validate(run, epoch) if distributed.rank() == 0 else {}
+        done.rows.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "seconds": time.time() - started,
+                          **{f"lr_{g['name']}": g["lr"] for g in run.optimizer.param_groups},
+                          **{f"val_{k}": v for k, v in metrics.items()}})
+        if distributed.rank() == 0:
+            keep_if_best(run, epoch, metrics, done)
+        save_progress(spec, epoch, done, run.model, run.optimizer, run.scaler)
+        distributed.barrier()
+    if distributed.rank() == 0:
+        write_outputs(run, done)
+    distributed.barrier()
+
+
+def start(spec: RunSpec) -> Run:
+    """The model (from the initial checkpoint in stage 2), its optimizer and scaler, the training
+    data and targets; every process seeded as a fresh run would be."""
+    device = distributed.setup()
+    world, cfg = distributed.world_size(), spec.train
+    if cfg["batch_size"] % world:
+        raise ValueError(f"train.batch_size ({cfg['batch_size']}) must be divisible by the {world} processes")
+    seed_everything(spec.seed)
+    model = DualEncoder(spec.model, cfg["segment_s"])
+    if spec.init_checkpoint:
+        load_state(model, read_checkpoint(spec.init_checkpoint)["state_dict"], spec.init_checkpoint)
+    model.to(device)
+    if cfg["compile"]:
+        model.audio.passt.compile()  # in place: parameter names (and checkpoints) stay the same
+    precision = resolve_precision(cfg["precision"], device)
+    optimizer = build_optimizer(model, cfg)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    seed_everything(spec.seed + distributed.rank())
+    dataset = training_set(spec.train_audio, spec.train_captions, cfg["segment_s"])
+    sets = dataset.parts if isinstance(dataset, CaptionedAudioUnion) else [dataset]
+    log.info("training on %d captions of %d clips from %d set(s): %s", len(dataset), sum(len(s.audio) for s in sets),
+             len(sets), ", ".join(str(s.audio.path) for s in sets))
+    targets = distillation_targets(spec, dataset)
+    caches = (SpectrogramCache(dataset.clip_lengths, model.audio.segment),
+              SpectrogramCache(AudioH5(spec.val_audio).lengths, model.audio.segment)) if cfg["cache_spectrograms"] else (None, None)
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=distributed.rank(), shuffle=True, seed=spec.seed,
+                                 drop_last=True)
+    steps_per_epoch = len(dataset) // world // (cfg["batch_size"] // world)
+    if steps_per_epoch == 0:
+        raise ValueError(f"{spec.train_captions}: {len(dataset)} captions make no batch of {cfg['batch_size']}")
+    return Run(spec, device, precision, model, optimizer, scaler, dataset, sampler, steps_per_epoch, targets, *caches)
+
+
+def distillation_targets(spec: RunSpec, dataset) -> EnsembleTargets | None:
+    """The ensemble's targets for a run with a distillation term, checked against its training set."""
+    if not spec.loss_weights.get("dist", 0.0):
+        return None
+    if not spec.targets or spec.target_tau is None:
+        raise ValueError(f"{spec.run_dir}: loss weight dist is {spec.loss_weights['dist']} but no targets file or "
+                         f"target temperature is given")
+    if isinstance(dataset, CaptionedAudioUnion):
+        raise ValueError(f"{spec.run_dir}: targets describe one training set, not the union of {spec.train_audio}")
+    check_targets_match(spec.targets, dataset.audio.file_names, dataset.captions)
+    return EnsembleTargets(spec.targets)
+
+
+def build_optimizer(model: DualEncoder, cfg: dict) -> torch.optim.AdamW:
+    """AdamW over the four parameter groups; the fused kernel where the model is on a GPU (the same update)."""
+    groups = model.parameter_groups()
+    return torch.optim.AdamW(
+        [{"name": name, "params": groups[name], "lr": cfg["lr"][name], "base_lr": cfg["lr"][name]} for name in PARAMETER_GROUPS],
+        betas=tuple(cfg["betas"]), eps=cfg["eps"], weight_decay=cfg["weight_decay"],
+        fused=next(model.parameters()).device.type == "cuda",
+    )
+
+
+def set_learning_rates(optimizer: torch.optim.Optimizer, epoch: float, cfg: dict) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(epoch, group["base_lr"], cfg["min_lr"], cfg["warmup_epochs"],
+                                    cfg["rampdown_start"], cfg["rampdown_stop"])
+
+
+def train_epoch(run: Run, epoch: int, progress: bool) -> list[float]:
+    """One pass over the training set; the losses of its steps."""
+    spec, cfg = run.spec, run.spec.train
+    run.model.train()
+    losses = []
+    batches = tqdm(loader(run, epoch), desc=f"epoch {epoch + 1}/{cfg['epochs']}", unit="batch",
+                   disable=not progress or distributed.rank() > 0)
+    for step, batch in enumerate(batches):
+        set_learning_rates(run.optimizer, epoch + step / run.steps_per_epoch, cfg)
+        loss = batch_loss(run.ddp_model, batch, run.device, run.precision, spec, run.targets, run.cache)
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(
+                f"{spec.run_dir}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} "
+                f"(global step {epoch * run.steps_per_epoch + step + 1}); the last good state is in {spec.resume_dir}"
+            )
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        losses.append(loss.item())
+        batches.set_postfix(loss=f"{losses[-1]:.3f}")
+    return losses
+
+
+def loader(run: Run, epoch: int) -> DataLoader:
+    """The epoch's batches: shuffled by the sampler, crops drawn from a generator seeded per epoch
+    and process (so a resumed run draws what an uninterrupted one would)."""
+    run.sampler.set_epoch(epoch)
+    cfg = run.spec.train
+    generator = torch.Generator().manual_seed(run.spec.seed * 1000 + epoch * 10 + distributed.rank())
+    return DataLoader(run.dataset, batch_size=cfg["batch_size"] // distributed.world_size(), sampler=run.sampler,
+                      drop_last=True, num_workers=cfg["num_workers"], generator=generator,
+                      pin_memory=torch.cuda.is_available(), persistent_workers=False)
+
+
+def batch_loss(model, batch: dict, device: torch.device, precision: str, spec: RunSpec,
+               targets: EnsembleTargets | None = None, cache: SpectrogramCache | None = None) -> torch.Tensor:
+    """w_sup L_sup + w_dist L_dist on the global batch (embeddings gathered over processes); the
+    distillation targets are the ensemble's block for the batch's clips and captions / target_tau."""
+    waveform = as_float(batch["audio"].to(device, non_blocking=True))
+    spectrograms = cache(distributed.unwrapped(model).audio, waveform, batch["clip_index"]) if cache else None
+    with autocast_for(device, precision):
+        audio, text = model(waveform, batch["fraction"].to(device, non_blocking=True), batch["caption"], spectrograms)
+    audio = distributed.gather_with_grad(audio.float())
+    text = distributed.gather_with_grad(text.float())
+    clip_ids = distributed.gather(batch["clip_index"].to(device))
+    logits = distributed.unwrapped(model).logits(audio, text)
+    loss = torch.zeros((), device=device)
+    if spec.loss_weights.get("sup", 0.0):
+        loss = loss + spec.loss_weights["sup"] * contrastive_loss(logits, clip_ids)
+    if spec.loss_weights.get("dist", 0.0):
+        caption_rows = distributed.gather(batch["caption_row"].to(device))
+        target = targets.block(clip_ids.cpu().numpy(), caption_rows.cpu().numpy()).to(device) / spec.target_tau
+        loss = loss + spec.loss_weights["dist"] * distillation_loss(logits, target)
+    return loss
+
+
+def validate(run: Run, epoch: int) -> dict[str, float]:
+    """mAP@10 and R@k on the validation split; non-finite embeddings stop the run."""
+    spec, cfg = run.spec, run.spec.train
+    embeddings = embed_split(run.model, spec.val_audio, spec.val_captions, cfg["segment_s"], cfg["eval_batch_size"],
+                             run.device, run.precision, cache=run.val_cache)
+    try:
+        return embedding_metrics(embeddings)
+    except NonFiniteSimilarity as exc:
+        raise NonFiniteLoss(f"{spec.run_dir}: validation after epoch {epoch + 1}: {exc}; the last good state "
+                            f"is in {spec.resume_dir}") from exc
+
+
+def keep_if_best(run: Run, epoch: int, metrics: dict, done: Progress) -> None:
+    log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in done.rows[-1].items() if k != "epoch"))
+    if metrics["map@10"] > done.best_map:
+        done.best_map = metrics["map@10"]
+        checkpoint = checkpoint_of(run.model, run.spec.model, run.spec.train["segment_s"], epoch, metrics, run.spec.seed)
+        save_torch_atomically(checkpoint, run.spec.resume_dir / "best.pt")
+
+
+def write_outputs(run: Run, done: Progress) -> None:
+    """last.pt, best.pt (kept in resume/ while training) and the log table."""
+    spec = run.spec
+    last_metrics = {k.removeprefix("val_"): v for k, v in done.rows[-1].items() if k.startswith("val_")}
+    save_torch_atomically(checkpoint_of(run.model, spec.model, spec.train["segment_s"], spec.train["epochs"] - 1,
+                                        last_metrics, spec.seed), spec.last)
+    save_torch_atomically(torch.load(spec.resume_dir / "best.pt", map_location="cpu", weights_only=True), spec.best)
+    write_table_atomically(pd.DataFrame(done.rows), spec.log_table)
+
+
+def main() -> None:
+    """`python -m audioretrieval.training.loop SPEC.json`: one run (torchrun starts one per GPU)."""
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    spec = RunSpec(**json.loads(Path(sys.argv[1]).read_text()))
+    train(spec, progress=distributed.rank() == 0)
+
+
+if __name__ == "__main__":
+    main()

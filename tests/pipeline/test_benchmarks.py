@@ -1,0 +1,39 @@
+"""Every benchmark runs at its quick size, so that a change that breaks one fails here (the figures
+in benchmarks/README.md come from their full sizes, run by hand)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+BENCHMARKS = sorted(path.name for path in (REPO / "benchmarks").glob("*_benchmark.py")) + ["gpu_check.sh"]
+
+# what each prints once it has measured everything it compares
+PRINTS = {
+    "decode_benchmark.py": "pipeline: peak memory 2N/N",
+    "ensemble_benchmark.py": "block of 64 x 64 (memory-mapped): median",
+    "evaluate_benchmark.py": "score_file + multi-positive mAP@16/@10:",
+    "loader_benchmark.py": "flac / int16 on 2 workers:",
+    "plan_benchmark.py": "dry run of the paper's DAG, 2 stage-1 seeds:",
+    "search_benchmark.py": "one query: text embedding + ranking + table",
+    "train_step_benchmark.py": "(a) demo model, CPU, fp32, batch 8, fused attention, cache",
+    "stage1_job_benchmark.py": "(3) train_stage1 through Snakemake, 20 captions, 1 epoch: job",
+    "gpu_check.sh": "(3) train_stage1 through Snakemake",
+}
+
+
+def test_every_benchmark_is_checked_here():
+    assert BENCHMARKS == sorted(PRINTS)
+
+
+@pytest.mark.parametrize("script", BENCHMARKS)
+def test_the_benchmark_runs_at_its_quick_size(script, tmp_path):
+    runner = ["bash"] if script.endswith(".sh") else [sys.executable]
+    command = [*runner, str(REPO / "benchmarks" / script), "--quick"]
+    if "--workdir" in (REPO / "benchmarks" / script).read_text() and not script.endswith(".sh"):
+        command += ["--workdir", str(tmp_path)]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert PRINTS[script] in result.stdout, result.stdout

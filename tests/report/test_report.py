@@ -1,0 +1,104 @@
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from audioretrieval.pipeline.study import stage2_jobs
+from audioretrieval.report.compare import comparisons_table, paired_bootstrap, realised_share
+from audioretrieval.report.summary import summary_markdown, summary_table
+from conftest import REPO
+
+
+
+def test_identical_models_give_a_zero_interval():
+    scores = np.random.default_rng(0).random(300)
+    result = paired_bootstrap(scores, scores.copy())
+    assert result["difference"] == result["low"] == result["high"] == 0.0 and not result["excludes_zero"]
+
+
+def test_a_model_better_on_every_query_gives_an_interval_above_zero():
+    base = np.random.default_rng(1).random(200)
+    better = base + np.random.default_rng(2).uniform(0.01, 0.05, 200)
+    result = paired_bootstrap(better, base, resamples=2000)
+    assert 0 < result["low"] <= result["difference"] <= result["high"] and result["excludes_zero"]
+
+
+def test_the_same_seed_gives_the_same_interval():
+    rng = np.random.default_rng(3)
+    a, b = rng.random(150), rng.random(150)
+    assert paired_bootstrap(a, b, seed=5) == paired_bootstrap(a, b, seed=5)
+    assert paired_bootstrap(a, b, seed=5)["low"] != paired_bootstrap(a, b, seed=6)["low"]
+
+
+def per_query(scores, multi=None):
+    table = pd.DataFrame({"file_name": [f"c{i // 5}.wav" for i in range(len(scores))],
+                          "caption_index": [i % 5 + 1 for i in range(len(scores))], "ap@10": scores})
+    if multi is not None:
+        table["multi_ap@10"] = multi
+    return table
+
+
+def test_comparisons_average_the_seeds_of_a_group_and_pair_queries():
+    rng = np.random.default_rng(4)
+    base = rng.random(100)
+    tables = {"seed1": per_query(base), "seed2": per_query(base + 0.02),
+              "d-seed1": per_query(base + 0.05), "d-seed2": per_query(base + 0.07)}
+    groups = {"stage 1 mean": ["seed1", "seed2"], "seed1": ["seed1"], "d": ["d-seed1", "d-seed2"]}
+    table = comparisons_table(tables, groups, [("vs init", "d", "seed1"), ("vs mean", "d", "stage 1 mean")],
+                              ["ap@10"], resamples=500)
+    assert table["difference"].round(6).tolist() == [6.0, 5.0]  # % points
+    assert table["excludes_zero"].all()
+    shuffled = dict(tables, seed2=tables["seed2"].iloc[::-1].reset_index(drop=True))
+    with pytest.raises(ValueError, match="seed2 was not scored on the same queries as seed1"):
+        comparisons_table(shuffled, groups, [("vs mean", "d", "stage 1 mean")], ["ap@10"], resamples=100)
+
+
+def test_multi_positive_comparisons_leave_out_unannotated_queries():
+    multi = np.where(np.arange(10) < 4, 0.5, np.nan)
+    tables = {"a": per_query(np.full(10, 0.5), multi), "b": per_query(np.full(10, 0.2), multi - 0.1)}
+    table = comparisons_table(tables, {"a": ["a"], "b": ["b"]}, [("a - b", "a", "b")], ["multi_ap@10"], resamples=100)
+    assert table.loc[0, "queries"] == 4 and table.loc[0, "difference"] == pytest.approx(10.0)
+
+
+def test_realised_share_of_the_oracle_gain():
+    tables = {"control": per_query(np.full(10, 0.2)), "est": per_query(np.full(10, 0.25)), "oracle": per_query(np.full(10, 0.3))}
+    groups = {name: [name] for name in tables}
+    assert realised_share(tables, groups, "est", "control", "oracle", "ap@10") == pytest.approx(0.5)
+    worse = dict(tables, oracle=per_query(np.full(10, 0.1)))
+    assert np.isnan(realised_share(worse, groups, "est", "control", "oracle", "ap@10"))
+
+
+def test_the_summary_shows_stage2_seeds_their_mean_and_the_controls():
+    config = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    config["stage2"]["runs"][0]["seeds"] = [5, 6]
+    jobs = stage2_jobs(config)
+    metrics = {job["name"]: {"map@10": 0.1 * i, "r@1": 0, "r@5": 0, "r@10": 0} for i, job in enumerate(jobs)}
+    table = summary_table({"stage1": {"seed1": metrics[jobs[0]["name"]]}, "stage2": metrics}, None, jobs)
+    assert table["model"].tolist() == ["seed1", "distill-seed5", "distill-seed6", "control-from-seed1-seed5",
+                                       "control-from-seed1-seed6", "distill, mean of 2 seeds",
+                                       "control-from-seed1, mean of 2 seeds"]
+    assert table["kind"].tolist()[1:] == ["stage 2", "stage 2", "control", "control", "stage 2 mean", "control mean"]
+    assert table["notes"][3] == "control of distill: from seed1, w_dist 0, w_sup 1"
+    assert table.loc[5, "mAP@10"] == pytest.approx(5.0) and table.loc[6, "mAP@10"] == pytest.approx(25.0)
+
+
+def metrics(value):
+    return {"map@10": value, "r@1": value / 2, "r@5": value, "r@10": value}
+
+
+def test_the_summary_lists_best_and_last_weights_of_every_run_the_seed_means_and_the_references():
+    best = {"stage1": {"seed1": metrics(0.2), "seed2": metrics(0.3)}, "ensembles": {"all": metrics(0.35)},
+            "stage2": {"distill": metrics(0.4), "control": metrics(0.38)}}
+    last = {"stage1": {"seed1": metrics(0.1), "seed2": metrics(0.2)}, "stage2": {"distill": metrics(0.3), "control": metrics(0.3)}}
+    reference = [{"model": "paper: stage 1", "map@10": 28.2, "r@1": 17.24, "r@5": 42.31, "r@10": 56.47,
+                  "compare_with": "seed1, last weights"}]
+    table = summary_table(best, last, None, reference)
+    assert table["model"].tolist() == ["seed1", "seed2", "stage 1, mean of 2 seeds", "ensemble all", "distill", "control",
+                                       "seed1", "seed2", "stage 1, mean of 2 seeds", "distill", "control", "paper: stage 1"]
+    assert table["weights"].tolist() == ["best"] * 6 + ["last"] * 5 + [""]
+    means = table[table["model"] == "stage 1, mean of 2 seeds"].set_index("weights")
+    assert means.loc["best", "mAP@10"] == pytest.approx(25.0) and means.loc["last", "mAP@10"] == pytest.approx(15.0)
+    assert means.loc["best", "mAP@10 sd"] == pytest.approx(np.std([20, 30], ddof=1))
+    assert table["notes"].iloc[-1] == "published; compare with seed1, last weights"
+    markdown = summary_markdown(table)
+    assert "25.00 ± 7.07" in markdown and "| 28.20" in markdown

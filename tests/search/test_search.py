@@ -1,0 +1,348 @@
+"""audioretrieval-search: indexing a folder of sounds and querying it, with the tiny model."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile
+import torch
+
+from audioretrieval.model.checkpoint import checkpoint_of, load_model
+from audioretrieval.files import save_torch_atomically
+from audioretrieval.data.audio_io import load_mono
+from audioretrieval.data.demo import DemoSpec, draw_clip, synthesize
+from audioretrieval.model.dual_encoder import DualEncoder
+from audioretrieval.search import indexing, main
+from audioretrieval.search.store import read_index
+
+from conftest import REPO
+from tiny import tiny_model_config
+
+SEGMENT_S = 2.0
+SEGMENT = int(SEGMENT_S * 32000)
+QUERIES = ["a loud high tone", "a quiet low hum with hiss", "some clicking"]
+
+
+def tiny_checkpoint(path: Path, tokenizer: Path, seed: int) -> Path:
+    cfg = tiny_model_config(tokenizer)
+    torch.manual_seed(seed)
+    save_torch_atomically(checkpoint_of(DualEncoder(cfg, SEGMENT_S), cfg, SEGMENT_S, 0, {}, seed), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_tokenizer, tmp_path_factory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("model") / "best.pt", tiny_tokenizer, seed=0)
+
+
+@pytest.fixture(scope="module")
+def model(checkpoint):
+    return load_model(checkpoint)[0].eval()
+
+
+def write_sound(path: Path, seconds: float, seed: int, rate: int = 44100) -> Path:
+    """A demo-like synthetic sound, written with soundfile in the format its extension names."""
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, synthesize(rng, draw_clip(rng, DemoSpec()), seconds, rate), rate)
+    return path
+
+
+def sounds(folder: Path, seconds: dict[str, float]) -> Path:
+    for k, (name, duration) in enumerate(seconds.items()):
+        write_sound(folder / name, duration, seed=k)
+    return folder
+
+
+def index_folder(folder: Path, checkpoint: Path, index: Path, *options: str) -> None:
+    main(["index", str(folder), "--checkpoint", str(checkpoint), "--index", str(index), "--device", "cpu", *options])
+
+
+def query(index: Path, checkpoint: Path, *args: str) -> None:
+    main(["query", str(index), *args, "--checkpoint", str(checkpoint), "--device", "cpu"])
+
+
+def error_of(*argv: str) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    return str(exit_info.value.code)
+
+
+@torch.no_grad()
+def direct_embeddings(model, path: Path) -> tuple[np.ndarray, list[float]]:
+    """Each 2 s crop of the decoded file (the last zero-padded) embedded by the model itself; the
+    crops' fractions of real signal."""
+    waveform, _ = load_mono(path.read_bytes(), 32000)
+    crops = [waveform[start : start + SEGMENT] for start in range(0, len(waveform), SEGMENT)]
+    fractions = [len(crop) / SEGMENT for crop in crops]
+    padded = np.stack([np.pad(crop, (0, SEGMENT - len(crop))) for crop in crops])
+    return model.embed_audio(torch.from_numpy(padded), torch.tensor(fractions)).numpy(), fractions
+
+
+def test_the_index_holds_every_audio_file_below_the_folder_and_the_checkpoints_identity(tmp_path, checkpoint):
+    names = {"a.wav": 1.0, "deep/er/B.WAV": 1.5, "c.flac": 0.7, "d.ogg": 1.2, **{f"more/{k}.wav": 0.5 for k in range(5)}}
+    folder = sounds(tmp_path / "sounds", names)
+    (folder / "notes.txt").write_text("not a sound")
+    index_folder(folder, checkpoint, tmp_path / "index.h5")
+
+    index = read_index(tmp_path / "index.h5")
+    assert sorted(index.files) == sorted(names)
+    assert index.checkpoint_sha256 == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert index.segment_s == SEGMENT_S and not index.skipped
+    for path, entry in index.files.items():
+        stat = (folder / path).stat()
+        assert (entry.size, entry.mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+        assert entry.starts_s.tolist() == [0.0]
+        assert np.allclose(np.linalg.norm(entry.embeddings, axis=1), 1.0, atol=1e-5)
+    assert index.files["c.flac"].duration_s == pytest.approx(0.7, abs=1e-3)
+
+
+def test_a_long_file_is_cut_into_segments_each_embedded_as_the_model_embeds_its_crop(tmp_path, checkpoint, model):
+    folder = sounds(tmp_path / "sounds", {"long.wav": 4.5, "short.flac": 0.8})
+    index_folder(folder, checkpoint, tmp_path / "index.h5", "--batch-size", "2")
+
+    index = read_index(tmp_path / "index.h5")
+    long, short = index.files["long.wav"], index.files["short.flac"]
+    assert long.starts_s.tolist() == [0.0, 2.0, 4.0] and short.starts_s.tolist() == [0.0]
+    expected, fractions = direct_embeddings(model, folder / "long.wav")
+    assert fractions == [1.0, 1.0, 0.25]  # the last segment: 0.5 s of signal, 1.5 s of padding
+    np.testing.assert_allclose(long.embeddings, expected, atol=1e-5)
+    expected, fractions = direct_embeddings(model, folder / "short.flac")
+    assert fractions == [0.4]
+    np.testing.assert_allclose(short.embeddings, expected, atol=1e-5)
+
+
+def test_reindexing_embeds_only_new_and_changed_files_and_drops_deleted_ones(tmp_path, checkpoint, model, capsys):
+    folder = sounds(tmp_path / "sounds", {"same.wav": 1.0, "changed.wav": 1.0, "deleted.wav": 1.0})
+    index_folder(folder, checkpoint, tmp_path / "index.h5")
+    before = read_index(tmp_path / "index.h5")
+
+    # same.wav keeps its size and time but not its content: re-reading it would skip it as corrupt
+    stat = (folder / "same.wav").stat()
+    (folder / "same.wav").write_bytes(b"\0" * stat.st_size)
+    os.utime(folder / "same.wav", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    write_sound(folder / "changed.wav", 2.5, seed=7)
+    (folder / "deleted.wav").unlink()
+    write_sound(folder / "sub" / "added.flac", 1.0, seed=8)
+    capsys.readouterr()
+    index_folder(folder, checkpoint, tmp_path / "index.h5")
+
+    assert "1 new, 1 changed, 0 previously skipped (2 embedded, 0 skipped), 1 unchanged, 1 removed" in capsys.readouterr().out
+    after = read_index(tmp_path / "index.h5")
+    assert sorted(after.files) == ["changed.wav", "same.wav", "sub/added.flac"] and not after.skipped
+    assert np.array_equal(after.files["same.wav"].embeddings, before.files["same.wav"].embeddings)
+    assert after.files["changed.wav"].starts_s.tolist() == [0.0, 2.0]
+    for name in ("changed.wav", "sub/added.flac"):
+        np.testing.assert_allclose(after.files[name].embeddings, direct_embeddings(model, folder / name)[0], atol=1e-5)
+
+
+def test_a_corrupt_file_is_listed_and_skipped_and_retried_only_once_it_changes(tmp_path, checkpoint, capsys):
+    folder = sounds(tmp_path / "sounds", {"good.wav": 1.0, "also good.flac": 1.0})
+    (folder / "broken.wav").write_bytes(b"RIFF and then nothing useful")
+    (folder / "empty.mp3").write_bytes(b"")
+    index_folder(folder, checkpoint, tmp_path / "index.h5")
+
+    out = capsys.readouterr().out
+    assert f"skipped {folder / 'broken.wav'}: " in out and f"skipped {folder / 'empty.mp3'}: " in out
+    index = read_index(tmp_path / "index.h5")
+    assert sorted(index.files) == ["also good.flac", "good.wav"]
+    assert sorted(index.skipped) == ["broken.wav", "empty.mp3"]
+    assert all(entry.reason for entry in index.skipped.values())
+    main(["info", str(tmp_path / "index.h5")])
+    assert f"broken.wav: {index.skipped['broken.wav'].reason}" in capsys.readouterr().out
+
+    index_folder(folder, checkpoint, tmp_path / "index.h5")  # unchanged: not tried again
+    assert "0 previously skipped (0 embedded, 0 skipped)" in capsys.readouterr().out
+    write_sound(folder / "broken.wav", 1.0, seed=3)
+    index_folder(folder, checkpoint, tmp_path / "index.h5")
+    assert "1 previously skipped (1 embedded, 0 skipped)" in capsys.readouterr().out
+    index = read_index(tmp_path / "index.h5")
+    assert "broken.wav" in index.files and sorted(index.skipped) == ["empty.mp3"]
+
+
+def interrupt_on_call(monkeypatch, call: int) -> None:
+    """Simulated Ctrl-C: embedding raises KeyboardInterrupt on its `call`-th use."""
+    real, calls = indexing.embed_segments, []
+
+    def embed_segments(*args):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(indexing, "embed_segments", embed_segments)
+
+
+def test_an_interrupted_run_leaves_a_usable_index_and_a_rerun_completes_it(tmp_path, checkpoint, monkeypatch, capsys):
+    folder = sounds(tmp_path / "sounds", {f"clip {k}.wav": 1.0 for k in range(5)})
+    interrupt_on_call(monkeypatch, 3)
+    with pytest.raises(SystemExit) as exit_info:  # one file per batch: two files embedded, then Ctrl-C
+        index_folder(folder, checkpoint, tmp_path / "index.h5", "--batch-size", "1", "--save-every", "3600")
+    assert exit_info.value.code == 130
+    assert "run the same command again" in capsys.readouterr().err
+    assert sorted(read_index(tmp_path / "index.h5").files) == ["clip 0.wav", "clip 1.wav"]
+    query(tmp_path / "index.h5", checkpoint, "a tone", "--format", "csv")
+    assert set(pd.read_csv(pd.io.common.StringIO(capsys.readouterr().out))["file"]) == {"clip 0.wav", "clip 1.wav"}
+
+    monkeypatch.undo()
+    index_folder(folder, checkpoint, tmp_path / "index.h5", "--batch-size", "1")
+    assert "3 new, 0 changed, 0 previously skipped (3 embedded, 0 skipped), 2 unchanged" in capsys.readouterr().out
+    assert len(read_index(tmp_path / "index.h5").files) == 5
+    assert not list(tmp_path.glob("*.partial"))
+
+
+KILLED_RUN = """
+import os, signal, sys
+from audioretrieval.search import indexing, main
+real, calls = indexing.embed_segments, []
+def embed_segments(*args):
+    calls.append(1)
+    if len(calls) == 4:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*args)
+indexing.embed_segments = embed_segments
+main(sys.argv[1:])
+"""
+
+
+def test_a_killed_run_keeps_what_its_periodic_saves_wrote(tmp_path, checkpoint, capsys):
+    folder = sounds(tmp_path / "sounds", {f"clip {k}.wav": 1.0 for k in range(6)})
+    command = [sys.executable, "-c", KILLED_RUN, "index", str(folder), "--checkpoint", str(checkpoint),
+               "--index", str(tmp_path / "index.h5"), "--batch-size", "1", "--save-every", "0", "--device", "cpu"]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    assert len(read_index(tmp_path / "index.h5").files) == 3  # saved after each of the three embedded files
+
+    index_folder(folder, checkpoint, tmp_path / "index.h5")
+    assert "3 new, 0 changed, 0 previously skipped (3 embedded, 0 skipped), 3 unchanged" in capsys.readouterr().out
+
+
+def hits_of(capsys) -> pd.DataFrame:
+    return pd.read_csv(pd.io.common.StringIO(capsys.readouterr().out))
+
+
+def test_the_hits_are_the_best_segments_by_a_direct_computation_with_the_model(tmp_path, checkpoint, model, capsys):
+    names = {"long.wav": 7.0, "a.wav": 1.0, "b/c.flac": 3.0, "d.ogg": 0.5}
+    folder = sounds(tmp_path / "sounds", names)
+    index_folder(folder, checkpoint, tmp_path / "index.h5", "--batch-size", "3")
+    segments = [(name, 2.0 * k, row) for name in sorted(names)
+                for k, row in enumerate(direct_embeddings(model, folder / name)[0])]
+    with torch.no_grad():
+        scores = model.embed_text(QUERIES).numpy() @ np.stack([row for *_, row in segments]).T
+    capsys.readouterr()
+
+    query(tmp_path / "index.h5", checkpoint, *QUERIES, "--top", "5", "--format", "csv")
+    hits = hits_of(capsys)
+    for q, text in enumerate(QUERIES):
+        mine = hits[hits["query"] == text]
+        order = np.argsort(-scores[q])[:5]
+        assert mine["rank"].tolist() == [1, 2, 3, 4, 5]
+        assert list(zip(mine["file"], mine["start_s"])) == [segments[i][:2] for i in order]
+        np.testing.assert_allclose(mine["score"], scores[q, order], atol=1e-5)
+
+    query(tmp_path / "index.h5", checkpoint, *QUERIES, "--top", "3", "--per-file", "--format", "csv")
+    hits = hits_of(capsys)
+    for q, text in enumerate(QUERIES):
+        best = {}
+        for (name, start, _), score in zip(segments, scores[q]):
+            best[name] = max(best.get(name, (-2.0, 0.0)), (score, start))
+        expected = sorted(best.items(), key=lambda item: -item[1][0])[:3]
+        mine = hits[hits["query"] == text]
+        assert list(zip(mine["file"], mine["start_s"])) == [(name, start) for name, (_, start) in expected]
+
+
+def test_an_index_refuses_another_checkpoints_queries_naming_both(tmp_path, checkpoint, tiny_tokenizer):
+    folder = sounds(tmp_path / "sounds", {"a.wav": 1.0})
+    index_folder(folder, checkpoint, tmp_path / "index.h5")
+    other = tiny_checkpoint(tmp_path / "other.pt", tiny_tokenizer, seed=1)
+    message = error_of("query", str(tmp_path / "index.h5"), "a tone", "--checkpoint", str(other))
+    assert str(tmp_path / "index.h5") in message and str(checkpoint) in message and str(other) in message
+    assert "cannot be compared" in message
+    message = error_of("index", str(folder), "--checkpoint", str(other), "--index", str(tmp_path / "index.h5"))
+    assert str(checkpoint) in message and str(other) in message
+
+
+@pytest.fixture(scope="module")
+def small_index(checkpoint, tmp_path_factory) -> Path:
+    folder = sounds(tmp_path_factory.mktemp("formats") / "sounds", {"a.wav": 1.0, "b.wav": 3.0, "c.wav": 1.0})
+    index_folder(folder, checkpoint, folder.parent / "index.h5")
+    return folder.parent / "index.h5"
+
+
+def test_the_table_shows_each_query_with_its_hits(small_index, checkpoint, capsys):
+    query(small_index, checkpoint, "a loud tone", "some clicking", "--top", "2")
+    blocks = capsys.readouterr().out.strip().split("\n\n")
+    assert [block.splitlines()[0] for block in blocks] == ["a loud tone", "some clicking"]
+    for block in blocks:
+        header, *rows = block.splitlines()[1:]
+        assert header.split() == ["rank", "score", "start_s", "file"]
+        assert [row.split()[0] for row in rows] == ["1", "2"]
+        assert all(row.split()[3] in ("a.wav", "b.wav", "c.wav") for row in rows)
+
+
+def test_csv_and_json_hold_the_same_hits(small_index, checkpoint, capsys):
+    query(small_index, checkpoint, "a loud tone", "some clicking", "--top", "3", "--format", "csv")
+    table = hits_of(capsys)
+    assert list(table.columns) == ["query", "rank", "file", "start_s", "score"] and len(table) == 6
+    assert (table.groupby("query")["score"].diff().dropna() <= 0).all()  # best first
+    query(small_index, checkpoint, "a loud tone", "some clicking", "--top", "3", "--format", "json")
+    answers = json.loads(capsys.readouterr().out)
+    assert [a["query"] for a in answers] == ["a loud tone", "some clicking"]
+    flat = [(a["query"], h["rank"], h["file"], h["start_s"]) for a in answers for h in a["hits"]]
+    assert flat == list(table[["query", "rank", "file", "start_s"]].itertuples(index=False, name=None))
+
+
+def test_a_queries_file_answers_every_query_as_csv(small_index, checkpoint, tmp_path, capsys):
+    (tmp_path / "queries.txt").write_text("a loud tone\n\nsome clicking\na loud tone\n")
+    query(small_index, checkpoint, "--queries-file", str(tmp_path / "queries.txt"), "--top", "2")
+    assert hits_of(capsys)["query"].tolist() == ["a loud tone"] * 2 + ["some clicking"] * 2
+    pd.DataFrame({"file_name": ["x.wav", "y.wav"], "caption": ["a hum", "a siren, far away"]}).to_csv(
+        tmp_path / "captions.csv", index=False)
+    query(small_index, checkpoint, "--queries-file", str(tmp_path / "captions.csv"), "--top", "1",
+          "--output", str(tmp_path / "hits.csv"))
+    assert pd.read_csv(tmp_path / "hits.csv")["query"].tolist() == ["a hum", "a siren, far away"]
+
+
+def test_relevance_marks_the_hits_a_table_lists_for_the_query(small_index, checkpoint, tmp_path, capsys):
+    pd.DataFrame({"caption": ["a loud tone", "a loud tone"], "relevant_file_name": ["b.wav", "elsewhere.wav"]}
+                 ).to_parquet(tmp_path / "truth.parquet")
+    query(small_index, checkpoint, "a loud tone", "no such query", "--top", "3", "--per-file", "--format", "csv",
+          "--relevance", str(tmp_path / "truth.parquet"))
+    hits = hits_of(capsys)
+    listed = hits[hits["query"] == "a loud tone"]
+    assert dict(zip(listed["file"], listed["relevant"])) == {"a.wav": False, "b.wav": True, "c.wav": False}
+    assert hits.loc[hits["query"] == "no such query", "relevant"].isna().all()
+
+
+def test_bad_input_is_refused_naming_the_path_and_what_was_expected(tmp_path, checkpoint, small_index):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("no sounds here")
+    index = str(tmp_path / "index.h5")
+    assert "no such folder" in error_of("index", str(tmp_path / "nowhere"), "--checkpoint", str(checkpoint), "--index", index)
+    assert f"{empty}: no audio files" in error_of("index", str(empty), "--checkpoint", str(checkpoint), "--index", index)
+    not_a_checkpoint = tmp_path / "notes.pt"
+    not_a_checkpoint.write_text("hello")
+    folder = sounds(tmp_path / "sounds", {"a.wav": 1.0})
+    message = error_of("index", str(folder), "--checkpoint", str(not_a_checkpoint), "--index", index)
+    assert f"{not_a_checkpoint}: not a usable checkpoint" in message and "best.pt" in message
+    assert "no such checkpoint file" in error_of("query", str(small_index), "x", "--checkpoint", str(tmp_path / "no.pt"))
+    assert f"{index}: no such index file" in error_of("query", index, "x", "--checkpoint", str(checkpoint))
+
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["audio"] = np.zeros((2, 4), np.float32)
+    assert f"{foreign}: not a search index" in error_of("query", str(foreign), "x", "--checkpoint", str(checkpoint))
+    before = foreign.read_bytes()
+    assert f"{foreign}: not a search index" in error_of("index", str(folder), "--checkpoint", str(checkpoint),
+                                                        "--index", str(foreign))
+    assert foreign.read_bytes() == before  # never overwritten
+    assert "no queries" in error_of("query", str(small_index), "--checkpoint", str(checkpoint))

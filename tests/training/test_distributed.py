@@ -1,0 +1,108 @@
+"""Two processes (gloo, CPU) on halves of a batch give the loss and gradients of one process on all of it,
+for the stage-1 loss and for the stage-2 loss whose targets must cover the gathered global batch."""
+
+import os
+import socket
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from audioretrieval.correspondences.ensemble import EnsembleTargets, build_targets
+from audioretrieval.data.embeddings import write_embeddings
+from audioretrieval.model.dual_encoder import DualEncoder
+from audioretrieval.training.loop import batch_loss
+from audioretrieval.training.spec import RunSpec
+from tiny import tiny_model_config
+
+BATCH = 8
+
+
+def make_batch():
+    generator = torch.Generator().manual_seed(0)
+    words = ["a loud tone", "a quiet hum", "some beeps", "a low siren"]
+    return {
+        "audio": 0.1 * torch.randn(BATCH, 64000, generator=generator),
+        "fraction": torch.tensor([1.0, 0.5, 1.0, 0.3, 1.0, 1.0, 0.8, 0.4]),
+        "caption": [words[i % 4] for i in range(BATCH)],
+        "clip_index": torch.tensor([0, 0, 1, 2, 3, 3, 4, 5]),  # duplicates within and across halves
+        "caption_row": torch.tensor([0, 1, 2, 4, 6, 7, 8, 10]),
+    }
+
+
+def make_model(tokenizer):
+    torch.manual_seed(0)
+    cfg = tiny_model_config(tokenizer)
+    cfg["text"]["dropout"] = 0.0
+    return DualEncoder(cfg, 2.0), cfg
+
+
+def spec_for(cfg, weights):
+    return RunSpec(seed=0, model=cfg, train={}, train_audio="", train_captions="", val_audio="", val_captions="",
+                   best="", last="", log_table="", loss_weights=weights, target_tau=cfg["tau"])
+
+
+def make_targets(directory):
+    """Ensemble targets over 6 clips with 2 captions each (random embeddings of 2 members)."""
+    rng = np.random.default_rng(0)
+    captions = pd.DataFrame({"file_name": [f"{i}.wav" for i in range(6) for _ in range(2)],
+                             "clip_index": np.repeat(np.arange(6), 2), "caption_index": [1, 2] * 6,
+                             "caption": [f"caption {j}" for j in range(12)]})
+    members = []
+    for m in range(2):
+        audio, text = rng.standard_normal((6, 4)), rng.standard_normal((12, 4))
+        audio /= np.linalg.norm(audio, axis=1, keepdims=True)
+        text /= np.linalg.norm(text, axis=1, keepdims=True)
+        write_embeddings(directory / f"m{m}.h5", audio, text, [f"{i}.wav" for i in range(6)], captions)
+        members.append(str(directory / f"m{m}.h5"))
+    build_targets(members, directory / "targets.h5")
+    return str(directory / "targets.h5")
+
+
+def worker(rank, world, port, tokenizer, weights, targets, queue):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    model, cfg = make_model(tokenizer)
+    model.eval()  # no patchout or dropout: both sides see the same computation
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    batch = make_batch()
+    half = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
+    local = {k: v[half] for k, v in batch.items()}
+    loss = batch_loss(ddp, local, torch.device("cpu"), "fp32", spec_for(cfg, weights), EnsembleTargets(targets))
+    loss.backward()
+    if rank == 0:
+        queue.put((loss.item(), {n: p.grad.numpy().copy() for n, p in model.named_parameters() if p.grad is not None}))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("weights", [{"sup": 1.0, "dist": 0.0}, {"sup": 0.5, "dist": 1.0}], ids=["stage1", "stage2"])
+def test_two_processes_match_one_process_on_the_global_batch(tiny_tokenizer, tmp_path, weights):
+    targets = make_targets(tmp_path)
+    model, cfg = make_model(tiny_tokenizer)
+    model.eval()
+    loss = batch_loss(model, make_batch(), torch.device("cpu"), "fp32", spec_for(cfg, weights), EnsembleTargets(targets))
+    loss.backward()
+    expected = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+    context = mp.get_context("spawn")
+    queue = context.SimpleQueue()
+    processes = mp.start_processes(worker, args=(2, free_port(), str(tiny_tokenizer), weights, targets, queue), nprocs=2, join=False,
+                                   start_method="spawn")
+    distributed_loss, gradients = queue.get()  # before joining: the worker blocks until this is read
+    while not processes.join():
+        pass
+    assert distributed_loss == pytest.approx(loss.item(), rel=1e-5)
+    assert set(gradients) == set(expected)
+    for name, grad in expected.items():
+        assert torch.allclose(torch.from_numpy(gradients[name]), grad, rtol=1e-4, atol=1e-6), name

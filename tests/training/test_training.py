@@ -1,0 +1,179 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from audioretrieval.model.checkpoint import read_checkpoint
+from audioretrieval.data.captions import build_caption_table
+from audioretrieval.data.decode import decode_archive
+from audioretrieval.data.demo import DemoSpec, generate_demo
+from audioretrieval.data.h5audio import AudioH5, AudioH5Writer
+from audioretrieval.files import write_table_atomically
+from audioretrieval.training.loop import NonFiniteLoss, train
+from audioretrieval.training.spec import RunSpec
+from tiny import tiny_model_config
+
+TRAIN = {
+    "segment_s": 2.0, "batch_size": 8, "eval_batch_size": 16, "epochs": 3,
+    "lr": {"audio_encoder": 1e-3, "text_encoder": 1e-3, "audio_projection": 1e-3, "text_projection": 1e-3},
+    "min_lr": 1e-6, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0, "warmup_epochs": 1,
+    "rampdown_start": 1, "rampdown_stop": 3, "precision": "auto", "compile": False, "cache_spectrograms": False,
+    "num_workers": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """A decoded tiny demo dataset: development and validation audio and caption tables."""
+    root = tmp_path_factory.mktemp("tiny-data")
+    generate_demo(root / "raw", DemoSpec(seed=3, clips={"development": 8, "validation": 4, "evaluation": 2},
+                                         min_duration_s=1.0, max_duration_s=2.5))
+    files = {}
+    for split in ("development", "validation"):
+        audio = root / f"{split}.h5"
+        decode_archive(root / "raw" / f"clotho_audio_{split}.7z", audio, root / f"{split}-skipped.csv", progress=False)
+        captions = root / f"{split}.parquet"
+        write_table_atomically(build_caption_table(root / "raw" / f"clotho_captions_{split}.csv", AudioH5(audio)), captions)
+        files[split] = (str(audio), str(captions))
+    return files
+
+
+def spec_in(run_dir: Path, data: dict, tokenizer, **changes) -> RunSpec:
+    spec = RunSpec(
+        seed=5, model=tiny_model_config(tokenizer), train=dict(TRAIN),
+        train_audio=data["development"][0], train_captions=data["development"][1],
+        val_audio=data["validation"][0], val_captions=data["validation"][1],
+        best=str(run_dir / "best.pt"), last=str(run_dir / "last.pt"), log_table=str(run_dir / "log.csv"),
+    )
+    return replace(spec, **changes)
+
+
+def weights(path) -> dict:
+    return read_checkpoint(path)["state_dict"]
+
+
+def test_a_run_writes_best_last_and_a_log_and_is_deterministic(tmp_path, tiny_data, tiny_tokenizer):
+    first = spec_in(tmp_path / "a", tiny_data, tiny_tokenizer)
+    second = spec_in(tmp_path / "b", tiny_data, tiny_tokenizer)
+    train(first, progress=False)
+    train(second, progress=False)
+    log = pd.read_csv(first.log_table)
+    assert log["epoch"].tolist() == [1, 2, 3]
+    expected = {"train_loss", "seconds", "val_map@10", "val_r@1", "val_r@5", "val_r@10",
+                *(f"lr_{g}" for g in ("audio_encoder", "text_encoder", "audio_projection", "text_projection"))}
+    assert expected <= set(log.columns)
+    best = read_checkpoint(first.best)
+    assert best["metrics"]["map@10"] == log["val_map@10"].max()
+    assert read_checkpoint(first.last)["epoch"] == 2
+    pd.testing.assert_frame_equal(log.drop(columns="seconds"), pd.read_csv(second.log_table).drop(columns="seconds"))
+    for key, value in weights(first.last).items():
+        assert torch.equal(value, weights(second.last)[key]), key
+
+
+def test_cached_spectrograms_train_the_same_model(tmp_path, tiny_data, tiny_tokenizer):
+    # the tiny demo's clips last 1-2.5 s and the segment 2 s: some clips are cached, the longer ones cropped at random
+    lengths = AudioH5(tiny_data["development"][0]).lengths
+    assert (lengths <= 64000).any() and (lengths > 64000).any()
+    plain = spec_in(tmp_path / "plain", tiny_data, tiny_tokenizer)
+    cached = spec_in(tmp_path / "cached", tiny_data, tiny_tokenizer, train={**TRAIN, "cache_spectrograms": True})
+    train(plain, progress=False)
+    train(cached, progress=False)
+    pd.testing.assert_frame_equal(pd.read_csv(plain.log_table).drop(columns="seconds"),
+                                  pd.read_csv(cached.log_table).drop(columns="seconds"), rtol=1e-4)
+    for key, value in weights(plain.last).items():
+        assert torch.allclose(value, weights(cached.last)[key], atol=1e-5), key
+
+
+def test_a_killed_run_resumes_from_its_last_epoch_to_the_same_weights(tmp_path, tiny_data, tiny_tokenizer):
+    reference = spec_in(tmp_path / "reference", tiny_data, tiny_tokenizer, train={**TRAIN, "epochs": 4})
+    train(reference, progress=False)
+
+    interrupted = spec_in(tmp_path / "interrupted", tiny_data, tiny_tokenizer, train={**TRAIN, "epochs": 4})
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(asdict(interrupted)))
+    command = [sys.executable, "-m", "audioretrieval.training.loop", str(spec_file)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = Path(interrupted.best).parent / "resume" / "state.pt"
+    deadline = time.time() + 120
+    while not state.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert state.exists() and not Path(interrupted.last).exists()
+    killed_after = torch.load(state, weights_only=True)["epoch"]
+    assert killed_after < 3
+
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"after epoch {killed_after}" in result.stderr  # resumed, not restarted
+    assert pd.read_csv(interrupted.log_table)["epoch"].tolist() == [1, 2, 3, 4]
+    for key, value in weights(reference.last).items():
+        assert torch.equal(value, weights(interrupted.last)[key]), key
+
+
+def test_a_changed_configuration_does_not_resume_stale_state(tmp_path, tiny_data, tiny_tokenizer):
+    spec = spec_in(tmp_path / "run", tiny_data, tiny_tokenizer, train={**TRAIN, "epochs": 1})
+    train(spec, progress=False)
+    changed = replace(spec, seed=6)  # same directory, other configuration
+    train(changed, progress=False)
+    fresh = spec_in(tmp_path / "fresh", tiny_data, tiny_tokenizer, seed=6, train={**TRAIN, "epochs": 1})
+    train(fresh, progress=False)
+    pd.testing.assert_frame_equal(pd.read_csv(changed.log_table).drop(columns="seconds"),
+                                  pd.read_csv(fresh.log_table).drop(columns="seconds"))
+
+
+def nan_audio(source: str, path: Path) -> str:
+    """The clips of `source` with every sample NaN."""
+    audio = AudioH5(source)
+    with AudioH5Writer(path, 32000, "float32") as writer:
+        for row, name in enumerate(audio.file_names):
+            writer.append(name, np.full(int(audio.lengths[row]), np.nan, dtype=np.float32), audio.durations[row])
+    return str(path)
+
+
+def test_a_non_finite_loss_stops_the_run_naming_the_step(tmp_path, tiny_data, tiny_tokenizer):
+    broken = nan_audio(tiny_data["development"][0], tmp_path / "nan.h5")
+    spec = spec_in(tmp_path / "run", tiny_data, tiny_tokenizer, train_audio=broken)
+    with pytest.raises(NonFiniteLoss, match=r"loss is nan at epoch 1, step 1 \(global step 1\)"):
+        train(spec, progress=False)
+    assert not Path(spec.best).exists() and not Path(spec.last).exists()
+
+
+def test_non_finite_validation_embeddings_stop_the_run_instead_of_scoring_a_perfect_epoch(tmp_path, tiny_data, tiny_tokenizer):
+    broken = nan_audio(tiny_data["validation"][0], tmp_path / "nan.h5")
+    spec = spec_in(tmp_path / "run", tiny_data, tiny_tokenizer, val_audio=broken)
+    with pytest.raises(NonFiniteLoss, match=r"validation after epoch 1: \d+ similarities of \d+ captions .* are NaN or infinite"):
+        train(spec, progress=False)
+    assert not Path(spec.best).exists() and not (Path(spec.run_dir) / "resume" / "best.pt").exists()
+
+
+def test_stage2_distills_from_ensemble_targets_starting_from_a_stage1_checkpoint(tmp_path, tiny_data, tiny_tokenizer):
+    from audioretrieval.correspondences.ensemble import build_targets
+    from audioretrieval.model.embed import embed_checkpoint
+
+    stage1 = spec_in(tmp_path / "stage1", tiny_data, tiny_tokenizer, train={**TRAIN, "epochs": 1})
+    train(stage1, progress=False)
+    audio, captions = tiny_data["development"]
+    embed_checkpoint(stage1.best, audio, captions, tmp_path / "emb.h5", batch_size=8)
+    build_targets([str(tmp_path / "emb.h5")], tmp_path / "targets.h5")
+
+    frozen = {**TRAIN, "epochs": 1, "lr": dict.fromkeys(TRAIN["lr"], 0.0)}
+    stage2 = spec_in(tmp_path / "stage2", tiny_data, tiny_tokenizer, seed=9, train=frozen, init_checkpoint=stage1.best,
+                     targets=str(tmp_path / "targets.h5"), loss_weights={"dist": 1.0, "sup": 0.0},
+                     target_tau=0.05)
+    train(stage2, progress=False)
+    assert np.isfinite(pd.read_csv(stage2.log_table)["train_loss"]).all()
+    for key, value in weights(stage1.best).items():  # lr 0: the stage-2 model is its initialisation
+        assert torch.equal(value, weights(stage2.last)[key]), key
+
+    without = replace(stage2, targets=None, best=str(tmp_path / "x" / "best.pt"))
+    with pytest.raises(ValueError, match="loss weight dist is 1.0 but no targets file"):
+        train(without, progress=False)
