@@ -16,6 +16,7 @@ rule export_embeddings:
         precision=config["train"]["precision"],
         gpus=min(1, GPUS),
         code=code_of("embed_split"),
+    priority: 3
     threads: config["train"]["num_workers"] + 1  # DataLoader workers and the main process
     resources:
         mem_mb=8000,
@@ -40,6 +41,7 @@ rule ensemble_targets:
         ensemble="|".join(re.escape(name) for name in ENSEMBLES),
     params:
         code=code_of("ensemble_targets"),
+    priority: 3
     resources:
         mem_mb=4000,
     log:

@@ -44,6 +44,7 @@ rule train_stage1:
         gpus=GPUS,
         code=code_of("train"),
     threads: config["train"]["num_workers"] + 1
+    priority: 3  # the chain waits for stage 1: start it before evaluations when a core frees up
     resources:
         mem_mb=16000,
         runtime=240 if config["stage1"]["train_on"] == "clothov2" else 2880,  # the paper: 35 h with AudioCaps + WavCaps

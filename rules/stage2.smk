@@ -22,6 +22,7 @@ rule train_stage2:
         gpus=GPUS,
         code=code_of("train"),
     threads: config["train"]["num_workers"] + 1
+    priority: 2
     resources:
         mem_mb=16000,
         runtime=240,
