@@ -155,8 +155,7 @@ def gpu_full_size(steps: int, batch: int) -> None:
             torch.manual_seed(0)
             model = DualEncoder(config, paper["train"]["segment_s"])
             if compiled:
-                model.audio.passt.compile()
-                model.text.encoder.compile()
+                model.compile_encoders()
             rates = measure(model, paper["train"], batch, device, precision, steps)
             report(f"(b) full size, {precision}, batch {batch}" + (", fused attention" if fused else "")
                    + (", compiled" if compiled else ""), *rates)

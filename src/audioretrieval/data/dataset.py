@@ -8,7 +8,7 @@ from bisect import bisect_right
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import ConcatDataset, Dataset
+from torch.utils.data import ConcatDataset, Dataset, DistributedSampler, Sampler
 
 from audioretrieval.data.captions import CAPTION_TABLE_COLUMNS
 from audioretrieval.data.h5audio import INT16_SCALE, AudioH5
@@ -30,12 +30,14 @@ class Segments:
         self.audio = AudioH5(audio_h5)
         self.segment = int(round(segment_s * self.audio.sample_rate))
 
-    def crop(self, clip_index: int, random_offset: bool) -> tuple[torch.Tensor, float]:
-        """The clip's segment (zero-padded at the end) and its fraction of real signal."""
+    def crop(self, clip_index: int, random_offset: bool, crop_seed: int | None = None) -> tuple[torch.Tensor, float]:
+        """The clip's segment (zero-padded at the end) and its fraction of real signal; a random
+        offset is drawn from `crop_seed` when given (CropSeeds), else from torch's generator."""
         length = int(self.audio.lengths[clip_index])
         start = 0
         if random_offset and length > self.segment:
-            start = int(torch.randint(0, length - self.segment + 1, ()).item())
+            generator = None if crop_seed is None else torch.Generator().manual_seed(crop_seed)
+            start = int(torch.randint(0, length - self.segment + 1, (), generator=generator).item())
         segment = torch.from_numpy(np.zeros(self.segment, dtype=self.audio.sample_dtype))
         copied = self.audio.read_into(clip_index, start, segment.numpy())
         return segment, copied / self.segment
@@ -68,10 +70,12 @@ class CaptionedAudio(Dataset):
         """Samples of each clip, by clip_index."""
         return self.audio.lengths
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, item: int | tuple[int, int]) -> dict:
+        """Item `index`, or `(index, crop_seed)` from CropSeeds."""
+        index, crop_seed = item if isinstance(item, tuple) else (item, None)
         row = self.captions.iloc[index]
         clip_index = int(row["clip_index"])
-        audio, fraction = self.segments.crop(clip_index, self.train)
+        audio, fraction = self.segments.crop(clip_index, self.train, crop_seed)
         return {
             "audio": audio,
             "fraction": torch.tensor(fraction, dtype=torch.float32),
@@ -116,13 +120,31 @@ class CaptionedAudioUnion(ConcatDataset):
         """Samples of each clip, by the union's clip_index."""
         return np.concatenate([part.audio.lengths for part in self.parts])
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, item: int | tuple[int, int]) -> dict:
+        index, crop_seed = item if isinstance(item, tuple) else (item, None)
         part = bisect_right(self.cumulative_sizes, index)
         first = self.cumulative_sizes[part - 1] if part else 0
-        item = self.parts[part][index - first]
+        item = self.parts[part][(index - first, crop_seed)]
         item["clip_index"] += self._clip_offsets[part]
         item["caption_row"] += first
         return item
+
+
+class CropSeeds(Sampler):
+    """A DistributedSampler's indices, each paired with the seed of its random crop: a function of
+    the run's seed, the epoch and the item alone, so that crops are the same whichever DataLoader
+    worker draws them, with persistent workers and after a resume alike."""
+
+    def __init__(self, sampler: DistributedSampler, seed: int):
+        self.sampler, self.seed = sampler, seed
+
+    def __iter__(self):
+        epoch = self.sampler.epoch
+        for index in self.sampler:
+            yield index, int(np.random.SeedSequence([self.seed, epoch, index]).generate_state(1, np.uint64)[0] >> 1)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
 
 
 def training_set(audio_h5: str | list[str], captions: str | list[str], segment_s: float) -> CaptionedAudio | CaptionedAudioUnion:

@@ -37,6 +37,13 @@ class DualEncoder(nn.Module):
                 spectrograms: torch.Tensor | None = None):
         return self.embed_audio(waveform, fraction, spectrograms), self.embed_text(captions)
 
+    def compile_encoders(self) -> None:
+        """torch.compile the encoders' forward passes, in place (parameter names and checkpoints stay
+        the same): PaSST's forward_features, which the audio branch calls, and a trained text encoder."""
+        self.audio.passt.forward_features = torch.compile(self.audio.passt.forward_features)
+        if not self.text.frozen:
+            self.text.encoder.compile()
+
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         return {
             "audio_encoder": list(self.audio.encoder_parameters()),

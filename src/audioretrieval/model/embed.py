@@ -46,8 +46,8 @@ def embed_split(model: DualEncoder, audio_h5: str | os.PathLike, captions: str |
     table = read_caption_table(captions, len(clips), audio_h5)
     audio, text = [], []
     with autocast_for(device, precision):
-        for batch in DataLoader(clips, batch_size=batch_size, num_workers=num_workers):
-            waveform = as_float(batch["audio"].to(device))
+        for batch in DataLoader(clips, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda"):
+            waveform = as_float(batch["audio"].to(device, non_blocking=True))
             spectrograms = cache(model.audio, waveform, batch["clip_index"]) if cache else None
             audio.append(model.embed_audio(waveform, batch["fraction"].to(device), spectrograms).float())
         texts = table["caption"].tolist()

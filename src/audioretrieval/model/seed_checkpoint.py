@@ -179,6 +179,7 @@ def model_config_from(hp: dict, text_model: str, passt_size: dict | None = None)
             "hop_s": float(hyper_parameter(hp, "audio_features.hop_length")),
             "patchout_t": int(hyper_parameter(hp, "audio_features.model_config.s_patchout_t")),
             "patchout_f": int(hyper_parameter(hp, "audio_features.model_config.s_patchout_f")),
+            "fused_attention": True,  # the same attention, computed by the fused kernel
         },
         "text": {
             "name": text_model, "tokenizer": None, "freeze": bool(hyper_parameter(hp, "sentence_features.frozen")),

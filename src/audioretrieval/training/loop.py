@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from audioretrieval.correspondences.ensemble import EnsembleTargets, check_targets_match
-from audioretrieval.data.dataset import CaptionedAudio, CaptionedAudioUnion, as_float, training_set
+from audioretrieval.data.dataset import CaptionedAudio, CaptionedAudioUnion, CropSeeds, as_float, training_set
 from audioretrieval.data.h5audio import AudioH5
 from audioretrieval.evaluation.metrics import NonFiniteSimilarity, embedding_metrics
 from audioretrieval.files import save_torch_atomically, write_table_atomically
@@ -53,6 +53,7 @@ class Run:
     scaler: torch.amp.GradScaler
     dataset: CaptionedAudio | CaptionedAudioUnion
     sampler: DistributedSampler
+    loader: DataLoader
     steps_per_epoch: int
     targets: EnsembleTargets | None
     cache: SpectrogramCache | None
@@ -93,7 +94,7 @@ def start(spec: RunSpec) -> Run:
         load_state(model, read_checkpoint(spec.init_checkpoint)["state_dict"], spec.init_checkpoint)
     model.to(device)
     if cfg["compile"]:
-        model.audio.passt.compile()  # in place: parameter names (and checkpoints) stay the same
+        model.compile_encoders()
     precision = resolve_precision(cfg["precision"], device)
     optimizer = build_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -110,7 +111,8 @@ def start(spec: RunSpec) -> Run:
     steps_per_epoch = len(dataset) // world // (cfg["batch_size"] // world)
     if steps_per_epoch == 0:
         raise ValueError(f"{spec.train_captions}: {len(dataset)} captions make no batch of {cfg['batch_size']}")
-    return Run(spec, device, precision, model, optimizer, scaler, dataset, sampler, steps_per_epoch, targets, *caches)
+    return Run(spec, device, precision, model, optimizer, scaler, dataset, sampler,
+               training_loader(dataset, sampler, spec), steps_per_epoch, targets, *caches)
 
 
 def distillation_targets(spec: RunSpec, dataset) -> EnsembleTargets | None:
@@ -147,7 +149,8 @@ def train_epoch(run: Run, epoch: int, progress: bool) -> list[float]:
     spec, cfg = run.spec, run.spec.train
     run.model.train()
     losses = []
-    batches = tqdm(loader(run, epoch), desc=f"epoch {epoch + 1}/{cfg['epochs']}", unit="batch",
+    run.sampler.set_epoch(epoch)
+    batches = tqdm(run.loader, desc=f"epoch {epoch + 1}/{cfg['epochs']}", unit="batch",
                    disable=not progress or distributed.rank() > 0)
     for step, batch in enumerate(batches):
         set_learning_rates(run.optimizer, epoch + step / run.steps_per_epoch, cfg)
@@ -166,15 +169,14 @@ def train_epoch(run: Run, epoch: int, progress: bool) -> list[float]:
     return losses
 
 
-def loader(run: Run, epoch: int) -> DataLoader:
-    """The epoch's batches: shuffled by the sampler, crops drawn from a generator seeded per epoch
-    and process (so a resumed run draws what an uninterrupted one would)."""
-    run.sampler.set_epoch(epoch)
-    cfg = run.spec.train
-    generator = torch.Generator().manual_seed(run.spec.seed * 1000 + epoch * 10 + distributed.rank())
-    return DataLoader(run.dataset, batch_size=cfg["batch_size"] // distributed.world_size(), sampler=run.sampler,
-                      drop_last=True, num_workers=cfg["num_workers"], generator=generator,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=False)
+def training_loader(dataset, sampler: DistributedSampler, spec: RunSpec) -> DataLoader:
+    """The run's batches, every epoch: shuffled by the sampler (set_epoch), each item's crop drawn
+    from its own seed (CropSeeds), read by workers that live for the whole run, pinned for a GPU."""
+    workers = spec.train["num_workers"]
+    return DataLoader(dataset, batch_size=spec.train["batch_size"] // distributed.world_size(),
+                      sampler=CropSeeds(sampler, spec.seed), drop_last=True, num_workers=workers,
+                      generator=torch.Generator().manual_seed(spec.seed),  # leaves the global generator to the model
+                      pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
 
 
 def batch_loss(model, batch: dict, device: torch.device, precision: str, spec: RunSpec,
@@ -203,7 +205,7 @@ def validate(run: Run, epoch: int) -> dict[str, float]:
     """mAP@10 and R@k on the validation split; non-finite embeddings stop the run."""
     spec, cfg = run.spec, run.spec.train
     embeddings = embed_split(run.model, spec.val_audio, spec.val_captions, cfg["segment_s"], cfg["eval_batch_size"],
-                             run.device, run.precision, cache=run.val_cache)
+                             run.device, run.precision, cfg["num_workers"], run.val_cache)
     try:
         return embedding_metrics(embeddings)
     except NonFiniteSimilarity as exc:
