@@ -261,7 +261,7 @@ def test_the_converted_checkpoint_embeds_as_the_seeds_modules_do(tmp_path, text_
 
     config = checkpoint["model_config"]
     assert config["audio"] == {"arch": PASST_ARCH, "pretrained": True, "weights": None, **SMALL_PASST, "window_s": 1.0,
-                               "hop_s": 1.0, "patchout_t": 15, "patchout_f": 2}
+                               "hop_s": 1.0, "patchout_t": 15, "patchout_f": 2, "fused_attention": True}
     assert config["text"] == {"name": str(text_dir), "tokenizer": None, "freeze": False, "dropout": 0.2,
                               "max_tokens": MAX_TOKENS, "pooling": "first", "head_layers": 1 + adopt_n_layers,
                               "head_hidden": 24 if adopt_n_layers else None}

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import REPO
 
-BENCHMARKS = sorted(path.name for path in (REPO / "benchmarks").glob("*_benchmark.py")) + ["gpu_check.sh"]
+BENCHMARKS = sorted([path.name for path in (REPO / "benchmarks").glob("*_benchmark.py")] + ["gpu_check.sh"])
 
 # what each prints once it has measured everything it compares
 PRINTS = {

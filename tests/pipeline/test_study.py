@@ -48,10 +48,12 @@ def test_stage2_config_mistakes_name_the_key(edit, message):
 
 
 def study_config():
-    """The demo study: stage 2 from seed 1 with two seeds, its control and the oracle."""
+    """The demo study: stage 2 from seed 1 with two seeds, from the ensemble's targets and from seed 1's
+    own, one shared control, and the oracle."""
     config = demo_config()
     overlay = yaml.safe_load((REPO / "config" / "study.yaml").read_text())
     config["stage2"]["runs"] = overlay["stage2"]["runs"]
+    config["correspondences"]["ensembles"] = overlay["correspondences"]["ensembles"]
     return config
 
 
@@ -63,7 +65,7 @@ def test_stage1_runs_are_one_per_seed():
 
 def test_the_targets_temperature_defaults_to_the_models_once_and_controls_have_none():
     config = study_config()
-    config["stage2"]["runs"][1]["target_tau"] = 0.02
+    config["stage2"]["runs"][2]["target_tau"] = 0.02
     jobs = {job["name"]: job for job in stage2_jobs(config)}
     assert jobs["distill-seed11"]["target_tau"] == config["model"]["tau"]  # null in the configuration
     assert jobs["oracle-seed11"]["target_tau"] == 0.02
@@ -85,16 +87,16 @@ def test_comparisons_pair_each_run_with_its_control_its_start_and_stage1_and_sta
     config = study_config()
     groups, pairs, shares = study.comparison_groups(config, stage2_jobs(config))
     assert groups == {"stage 1 mean": ["seed1", "seed2", "seed3"], "distill": ["distill-seed11", "distill-seed12"],
-                      "stage 1 seed1": ["seed1"], "oracle": ["oracle-seed11", "oracle-seed12"],
+                      "stage 1 seed1": ["seed1"], "self_distill": ["self_distill-seed11", "self_distill-seed12"],
+                      "oracle": ["oracle-seed11", "oracle-seed12"],
                       "control-from-seed1": ["control-from-seed1-seed11", "control-from-seed1-seed12"]}
-    assert pairs == [("stage 2 - control", "distill", "control-from-seed1"),
-                     ("stage 2 - its initial stage-1 model", "distill", "stage 1 seed1"),
-                     ("stage 2 - mean of stage 1", "distill", "stage 1 mean"),
-                     ("stage 2 - control", "oracle", "control-from-seed1"),
-                     ("stage 2 - its initial stage-1 model", "oracle", "stage 1 seed1"),
-                     ("stage 2 - mean of stage 1", "oracle", "stage 1 mean")]
-    assert shares == [("distill", "control-from-seed1", "oracle")]
-    config["stage2"]["runs"][0]["control"] = False  # no control: nothing to pair with it, no share
+    assert pairs == [(comparison, run, other) for run in ("distill", "self_distill", "oracle")
+                     for comparison, other in (("stage 2 - control", "control-from-seed1"),
+                                               ("stage 2 - its initial stage-1 model", "stage 1 seed1"),
+                                               ("stage 2 - mean of stage 1", "stage 1 mean"))]
+    assert shares == [("distill", "control-from-seed1", "oracle"), ("self_distill", "control-from-seed1", "oracle")]
+    for run in config["stage2"]["runs"]:
+        run["control"] = False  # no control: nothing to pair with it, no share
     groups, pairs, shares = study.comparison_groups(config, stage2_jobs(config))
     assert "control-from-seed1" not in groups and shares == []
     assert ("stage 2 - control", "distill", "control-from-seed1") not in pairs
@@ -105,7 +107,8 @@ def test_target_mass_rows_are_every_ensemble_and_each_temperature_a_run_distils_
     config["stage2"]["runs"].append({**config["stage2"]["runs"][0], "name": "sharp", "target_tau": 0.02, "control": False})
     tau = config["model"]["tau"]
     assert study.target_mass_rows(config, stage2_jobs(config)) == [
-        {"ensemble": "all", "tau": 0.02}, {"ensemble": "all", "tau": tau}, {"ensemble": "oracle", "tau": tau}]
+        {"ensemble": "all", "tau": 0.02}, {"ensemble": "all", "tau": tau}, {"ensemble": "oracle", "tau": tau},
+        {"ensemble": "seed1", "tau": tau}]
 
 
 def test_ensembles_of_one_member_are_not_scored_on_their_own_and_the_figure_shows_the_first_estimated():
