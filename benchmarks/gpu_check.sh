@@ -5,16 +5,20 @@
 #     torch.compile, with peak GPU memory, and the projected ClothoV2 stage-1 run and share of the
 #     GPU's peak (benchmarks/train_step_benchmark.py);
 # (2) the loader on 30 s clips with the DataLoader workers a training job uses (loader_benchmark.py);
-# (3) a short real stage-1 job through the Snakemake rule on generated 30 s clips (stage1_job_check.py).
+# (3) a short real stage-1 job through the Snakemake rule on generated 30 s clips (stage1_job_benchmark.py).
 # Without a GPU it runs what a CPU can ((1) for the demo model, (2)) and says what it skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-quick=("$@")
+quick=""
 workers="${WORKERS:-8}"   # train.num_workers of config/config.yaml
-[ "${#quick[@]}" -eq 0 ] || workers=2
+case "${1-}" in
+    "") ;;
+    --quick) quick="--quick"; workers=2 ;;
+    *) echo "usage: bash benchmarks/gpu_check.sh [--quick]" >&2; exit 2 ;;
+esac
 echo "== (1) training steps"
-python benchmarks/train_step_benchmark.py "${quick[@]}"
+python benchmarks/train_step_benchmark.py $quick
 echo "== (2) loader, 30 s clips, $workers workers"
-python benchmarks/loader_benchmark.py --clips 64 --batches 10 --workers "$workers" --formats int16 zstd "${quick[@]}"
+python benchmarks/loader_benchmark.py --clips 64 --batches 10 --workers "$workers" --formats int16 zstd $quick
 echo "== (3) a stage-1 job through Snakemake"
-python benchmarks/stage1_job_benchmark.py "${quick[@]}"
+python benchmarks/stage1_job_benchmark.py $quick

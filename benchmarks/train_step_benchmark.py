@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import re
 import resource
 import sys
 import tempfile
@@ -39,7 +40,13 @@ from audioretrieval.training.loop import build_optimizer
 REPO = Path(__file__).resolve().parents[1]
 CAPTION = "a man is speaking loudly while cars pass by on a wet road and birds sing in the trees"
 CLOTHO_CAPTIONS, CLOTHO_EPOCHS, VALIDATION = 19195, 20, 5225
-PEAK_TFLOPS = {"H100": 989, "H200": 989, "A100": 312, "L40S": 362, "A40": 150, "A10": 125, "V100": 125, "L4": 121}
+# dense fp16/bf16 tensor-core peaks; matched as whole words of the device name, the most specific first
+PEAK_TFLOPS = {"H100 PCIe": 756, "H100": 989, "H200": 989, "A100": 312, "L40S": 362, "L40": 181, "A40": 150,
+               "A10": 125, "V100": 125, "L4": 121}
+
+
+def peak_tflops(device_name: str) -> float | None:
+    return next((tflops for key, tflops in PEAK_TFLOPS.items() if re.search(rf"\b{key}\b", device_name)), None)
 
 
 def full_size_model_config(tokenizer: str) -> dict:
@@ -122,7 +129,7 @@ def flop_per_sample(model: DualEncoder) -> float:
 def project(train_rate: float, forward_rate: float, flop: float) -> None:
     seconds = CLOTHO_EPOCHS * (CLOTHO_CAPTIONS / train_rate + VALIDATION / forward_rate)
     name = torch.cuda.get_device_name()
-    peak = next((tflops for key, tflops in PEAK_TFLOPS.items() if key in name), None)
+    peak = peak_tflops(name)
     share = f"{train_rate * flop / (peak * 1e12):.1%} of its {peak} TFLOPS peak" if peak else "peak unknown for this GPU"
     print(f"projected ClothoV2 stage-1 run (20 epochs + validation, upper bound): {seconds / 60:.1f} min "
           f"(goal < 15 min on one H100, floor 3.3 min); training at {train_rate * flop / 1e12:.0f} TFLOPS = {share}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,14 +16,17 @@ class FileServer:
     ranges=False: Range headers are ignored (a full 200 response every time). lie_about_ranges:
     a Range request gets a 206 reply whose part starts at byte 0 (and says so in its Content-Range).
     announce_length=False: replies carry no Content-Length (the body ends when the connection closes).
+    compress=True: a client that accepts gzip gets the body gzip-compressed (Content-Encoding: gzip,
+    Content-Length of the compressed bytes), as GitHub's raw file server does with text files.
     """
 
     def __init__(self, files: dict[str, bytes], ranges: bool = True, lie_about_ranges: bool = False,
-                 announce_length: bool = True):
+                 announce_length: bool = True, compress: bool = False):
         self.files = files
         self.ranges = ranges
         self.lie_about_ranges = lie_about_ranges
         self.announce_length = announce_length
+        self.compress = compress
         self.cut_after: dict[str, int] = {}
         self.fail_first: dict[str, int] = {}
         self.requests: list[tuple[str, str | None]] = []
@@ -57,6 +61,9 @@ class FileServer:
                 else:
                     self.send_response(200)
                 body = data[start:]
+                if server.compress and "gzip" in (self.headers.get("Accept-Encoding") or ""):
+                    body = gzip.compress(body)
+                    self.send_header("Content-Encoding", "gzip")
                 if server.announce_length:
                     self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

@@ -17,6 +17,13 @@ def test_download_verifies_and_moves_into_place(tmp_path):
     assert not part_path(dest).exists()
 
 
+def test_the_bytes_stored_are_the_files_even_where_a_server_would_compress_them(tmp_path):
+    with FileServer({"metadata_eval.csv": DATA}, compress=True) as server:
+        server.cut_after["metadata_eval.csv"] = len(DATA) // 2
+        dest = download(f"{server.url}/metadata_eval.csv", tmp_path / "metadata_eval.csv", MD5, retries=2, **FAST)
+    assert dest.read_bytes() == DATA  # lengths and resumed ranges count the file's bytes
+
+
 def test_a_transfer_cut_off_halfway_resumes_where_it_stopped(tmp_path):
     with FileServer({"a.7z": DATA}) as server:
         server.cut_after["a.7z"] = len(DATA) // 2

@@ -4,8 +4,8 @@ Each value below is read off the authors' code (OptimusPrimus/salsa: experiments
 its README's training commands; models/audio/passt.py) or the DCASE 2025 Task 6 baseline
 (CPJKU/dcase2025_task6_baseline), not off this project. The README's Fidelity table lists the same
 settings with where each comes from; the behaviour behind them (front end, caption preprocessing,
-losses, schedule, metrics) is held against transcriptions of the seed's code in test_model.py,
-test_correspondences.py and test_evaluation.py.
+losses, schedule, metrics) is held against transcriptions of the seed's code in tests/model,
+tests/training, tests/correspondences and tests/evaluation.
 """
 
 import pytest

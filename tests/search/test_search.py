@@ -346,3 +346,7 @@ def test_bad_input_is_refused_naming_the_path_and_what_was_expected(tmp_path, ch
                                                         "--index", str(foreign))
     assert foreign.read_bytes() == before  # never overwritten
     assert "no queries" in error_of("query", str(small_index), "--checkpoint", str(checkpoint))
+    before = small_index.read_bytes()
+    message = error_of("index", str(folder), "--checkpoint", str(checkpoint), "--index", str(small_index))
+    assert f"{small_index}: an index of {small_index.parent / 'sounds'}, not of {folder}" in message
+    assert small_index.read_bytes() == before  # another folder's files never mixed into it

@@ -1,4 +1,5 @@
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -155,6 +156,18 @@ def test_a_changed_configuration_does_not_resume_stale_state(tmp_path, tiny_data
     train(fresh, progress=False)
     pd.testing.assert_frame_equal(pd.read_csv(changed.log_table).drop(columns="seconds"),
                                   pd.read_csv(fresh.log_table).drop(columns="seconds"))
+
+
+def test_a_finished_run_leaves_no_resume_state_and_a_changed_input_is_not_resumed(tmp_path, tiny_data, tiny_tokenizer):
+    spec = spec_in(tmp_path / "run", tiny_data, tiny_tokenizer, train={**TRAIN, "epochs": 1})
+    train(spec, progress=False)
+    assert Path(spec.last).exists() and not spec.resume_dir.exists()  # rerunning the job trains again
+    captions = tmp_path / "captions.parquet"
+    captions.write_bytes(Path(spec.input_files()[1]).read_bytes())
+    spec = replace(spec, train_captions=str(captions))
+    before = spec.fingerprint()
+    os.utime(captions, ns=(0, 10**18))  # the same path, written anew (a rerun of the rule that makes it)
+    assert spec.fingerprint() != before
 
 
 def nan_audio(source: str, path: Path) -> str:

@@ -46,8 +46,9 @@ class Segments:
 class CaptionedAudio(Dataset):
     """One item per caption: its clip cropped or zero-padded to `segment_s` seconds.
 
-    Training (`train=True`) takes a random crop offset (from torch's RNG, so DataLoader worker
-    seeding keeps it reproducible); evaluation crops from the start. Each item holds:
+    Training (`train=True`) takes a random crop offset (from the seed CropSeeds hands with the
+    index, so any worker and a resumed run draw the same crop; else from torch's generator);
+    evaluation crops from the start. Each item holds:
       audio       tensor [segment samples] of the file's sample type: int16 files give int16
                   (half the bytes through the DataLoader; `as_float` converts, best on the GPU)
       fraction    the share of `audio` that is real signal rather than padding (0, 1]

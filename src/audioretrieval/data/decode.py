@@ -104,7 +104,7 @@ def decode_members(
             _check_missing(source, summary.missing, len(expected.file_names), expected.max_missing_fraction)
         if summary.decoded == 0:
             raise DecodeError(f"{source}: none of its {total} audio members could be decoded")
-    _write_lists(summary, source, skipped_csv, missing_csv)
+        _write_lists(summary, source, skipped_csv, missing_csv)  # before the audio file is renamed into place
     return summary
 
 

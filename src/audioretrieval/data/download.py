@@ -71,7 +71,8 @@ def _transfer(url: str, part: Path, timeout: float, progress: bool) -> bool:
     """Append the rest of `url` to `part` (starting fresh if the server ignores the Range); returns
     whether the reply announced its length, so that a complete transfer could be checked."""
     have = part.stat().st_size if part.exists() else 0
-    headers = {"Range": f"bytes={have}-"} if have else {}
+    # identity: lengths and ranges then count the file's own bytes (a server may otherwise gzip it)
+    headers = {"Accept-Encoding": "identity", **({"Range": f"bytes={have}-"} if have else {})}
     try:
         with requests.get(url, headers=headers, stream=True, timeout=timeout) as response:
             if response.status_code == 416 and have:

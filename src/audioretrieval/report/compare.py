@@ -54,7 +54,7 @@ def comparisons_table(per_query: dict[str, pd.DataFrame], groups: dict[str, list
                       metrics: list[str], resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
     """Paired comparisons of groups of models scored on the same queries.
 
-    per_query: model -> its per-query table (evaluate.py's ranks.parquet); groups: a name -> the
+    per_query: model -> its per-query table (the ranks.parquet of evaluation.score); groups: a name -> the
     models whose per-query scores it averages (the seeds of a run, the stage-1 runs); pairs:
     (what, group, baseline group). For each metric column, queries where any model has no score
     (DCASE 2025 AP of a caption that is no query) are left out. Differences are in % points.

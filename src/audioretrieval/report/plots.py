@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+from pathlib import Path
 
 import matplotlib
 
@@ -14,6 +15,7 @@ import pandas as pd  # noqa: E402
 
 from audioretrieval.data.embeddings import read_identities, read_similarity  # noqa: E402
 from audioretrieval.correspondences.quality import truth_matrix  # noqa: E402
+from audioretrieval.files import written_atomically  # noqa: E402
 from audioretrieval.report.summary import METRICS  # noqa: E402
 
 COLORS = {"own": "#d95f02", "true": "#1b9e77", "other": "#bbbbbb"}
@@ -21,7 +23,8 @@ COLORS = {"own": "#d95f02", "true": "#1b9e77", "other": "#bbbbbb"}
 
 def save_figure(fig, png: str | os.PathLike, svg: str | os.PathLike) -> None:
     for path in (png, svg):
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        with written_atomically(path) as partial:
+            fig.savefig(partial, format=Path(path).suffix.lstrip("."), dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 

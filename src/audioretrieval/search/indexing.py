@@ -238,11 +238,14 @@ def update_index(folder: str | os.PathLike, checkpoint: str | os.PathLike, index
     found = scan_folder(folder)
     digest = checkpoint_digest(checkpoint)
     index = existing_index(index_path, checkpoint, digest)
+    if index is not None and index.folder != str(folder.resolve()):
+        raise SearchError(f"{index_path}: an index of {index.folder}, not of {folder.resolve()}; give this folder "
+                          "an --index of its own")
     if index is None:
         to_embed, summary = list(found), UpdateSummary(new=len(found))
     else:
         to_embed, summary = plan_update(index, found)
-    up_to_date = index is not None and not to_embed and not summary.removed and index.folder == str(folder.resolve())
+    up_to_date = index is not None and not to_embed and not summary.removed
     if not up_to_date:
         torch_device = pick_device(device)
         model, contents = load_search_model(checkpoint, torch_device)

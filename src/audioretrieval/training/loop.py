@@ -2,13 +2,15 @@
 
 Outputs (written when training ends): best.pt (best validation mAP@10), last.pt, and a per-epoch
 log table. While training, `<run_dir>/resume/` keeps the state of the last completed epoch and the
-best checkpoint so far (training.state), so a killed run continues from there.
+best checkpoint so far (training.state), so a killed run continues from there; a finished run
+removes it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +81,8 @@ def train(spec: RunSpec, progress: bool = True) -> None:
     if distributed.rank() == 0:
         write_outputs(run, done)
     distributed.barrier()
+    if distributed.rank() == 0:
+        shutil.rmtree(spec.resume_dir)  # finished: a later rerun of this job trains again
 
 
 def start(spec: RunSpec) -> Run:
