@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from audioretrieval.pipeline.study import stage2_jobs
-from audioretrieval.report.compare import comparisons_table, paired_bootstrap, realised_share
+from audioretrieval.report.compare import comparisons_table, comparisons_text, paired_bootstrap, realised_share
 from audioretrieval.report.summary import summary_markdown, summary_table
 from conftest import REPO
 
@@ -66,6 +66,14 @@ def test_realised_share_of_the_oracle_gain():
     assert realised_share(tables, groups, "est", "control", "oracle", "ap@10") == pytest.approx(0.5)
     worse = dict(tables, oracle=per_query(np.full(10, 0.1)))
     assert np.isnan(realised_share(worse, groups, "est", "control", "oracle", "ap@10"))
+
+    def text(tables):
+        table = comparisons_table(tables, groups, [("est - control", "est", "control")], ["ap@10"], resamples=10)
+        return comparisons_text(tables, groups, table, [("est", "control", "oracle")], resamples=10)
+    assert "0.50 in mean ap@10\n" in text(tables)  # nothing to explain
+    assert "nan in mean ap@10 (nan: the oracle does not beat the control)" in text(worse)
+    above = dict(tables, oracle=per_query(np.full(10, 0.22)))
+    assert "2.50 in mean ap@10 (above 1: the estimated targets gain more than the oracle's)" in text(above)
 
 
 def test_the_summary_shows_stage2_seeds_their_mean_and_the_controls():

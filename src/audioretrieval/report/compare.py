@@ -109,8 +109,13 @@ def comparisons_text(per_query: dict[str, pd.DataFrame], groups: dict[str, list[
     text = comparisons_markdown(table, resamples)
     metrics = list(dict.fromkeys(table["metric"]))
     for estimated, control, oracle in shares:
-        realised = ", ".join(f"{realised_share(per_query, groups, estimated, control, oracle, m):.2f} in mean {m}"
-                             for m in metrics) + " (nan: the oracle does not beat the control)"
+        values = {m: realised_share(per_query, groups, estimated, control, oracle, m) for m in metrics}
+        notes = [note for note, applies in (
+            ("nan: the oracle does not beat the control", any(np.isnan(v) for v in values.values())),
+            ("above 1: the estimated targets gain more than the oracle's", any(v > 1 for v in values.values())),
+        ) if applies]
+        realised = ", ".join(f"{value:.2f} in mean {m}" for m, value in values.items())
         text += (f"\nShare of the possible gain over the control that {estimated}'s estimated targets realise, "
-                 f"({estimated} - {control}) / ({oracle} - {control}): {realised}\n")
+                 f"({estimated} - {control}) / ({oracle} - {control}): {realised}"
+                 + (f" ({'; '.join(notes)})" if notes else "") + "\n")
     return text
