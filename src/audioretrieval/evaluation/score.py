@@ -1,4 +1,4 @@
-"""Scoring an embeddings file (the format of audioretrieval.data.embeddings): text-to-audio retrieval of every caption.
+"""Scoring an embeddings file (data.embeddings's format): text-to-audio retrieval of every caption.
 
 Writes the metrics as JSON and, per caption, the rank of its own clip and its AP@10 (plus, given a
 relevance table, the DCASE 2025 Task 6 multi-positive AP@16 and AP@10 of the captions that are its

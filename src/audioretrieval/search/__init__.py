@@ -1,6 +1,7 @@
 """Text-to-audio search over any folder of sounds with a trained dual encoder.
 
-    audioretrieval-search index FOLDER --checkpoint best.pt --index sounds.h5 [--batch-size 16] [--device cpu] [--save-every 60]
+    audioretrieval-search index FOLDER --checkpoint best.pt --index sounds.h5 [--batch-size 16] [--device cpu]
+        [--save-every 60]
     audioretrieval-search query sounds.h5 "a dog barks in the rain" --checkpoint best.pt [--top 10]
         [--per-file] [--format table|csv|json] [--queries-file FILE] [--relevance FILE] [--output FILE]
     audioretrieval-search info sounds.h5
