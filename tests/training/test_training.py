@@ -214,6 +214,17 @@ def test_stage2_distills_from_ensemble_targets_starting_from_a_stage1_checkpoint
     for key, value in weights(stage1.best).items():  # lr 0: the stage-2 model is its initialisation
         assert torch.equal(value, weights(stage2.last)[key]), key
 
+    # lr 0 and one seed: every run sees the same model, batches and random draws, so the logged loss
+    # shows what each term contributes: the targets reach it, and the weights combine the terms
+    def loss_of(name, **changes):
+        run = replace(stage2, best=str(tmp_path / name / "best.pt"), last=str(tmp_path / name / "last.pt"),
+                      log_table=str(tmp_path / name / "log.csv"), **changes)
+        train(run, progress=False)
+        return pd.read_csv(run.log_table)["train_loss"].iloc[0]
+    dist, sup = pd.read_csv(stage2.log_table)["train_loss"].iloc[0], loss_of("sup", loss_weights={"dist": 0.0, "sup": 1.0})
+    assert loss_of("mixed", loss_weights={"dist": 0.5, "sup": 0.5}) == pytest.approx(0.5 * dist + 0.5 * sup, rel=1e-5)
+    assert loss_of("flatter", target_tau=0.5) != pytest.approx(dist, rel=1e-3)
+
     without = replace(stage2, targets=None, best=str(tmp_path / "x" / "best.pt"))
     with pytest.raises(ValueError, match="loss weight dist is 1.0 but no targets file"):
         train(without, progress=False)
