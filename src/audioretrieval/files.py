@@ -1,7 +1,8 @@
-"""Writing outputs so that a killed job never leaves a file that looks complete."""
+"""Writing outputs so that a killed job never leaves a file that looks complete; a file's content digest."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,3 +59,9 @@ def save_torch_atomically(obj, path: str | os.PathLike) -> None:
 
     with written_atomically(path) as tmp:
         torch.save(obj, tmp)
+
+
+def file_digest(path: str | os.PathLike, algorithm: str) -> str:
+    """The hex digest of a file's bytes (`algorithm`: md5, sha256, ...), read in blocks."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, algorithm).hexdigest()

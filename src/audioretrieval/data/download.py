@@ -10,7 +10,6 @@ renamed to its final name.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -19,6 +18,8 @@ from pathlib import Path
 import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 from tqdm import tqdm
+
+from audioretrieval.files import file_digest
 
 log = logging.getLogger(__name__)
 _BLOCK = 1 << 16
@@ -37,11 +38,7 @@ class UnverifiableDownload(RuntimeError):
 
 
 def md5sum(path: str | os.PathLike) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "md5")
 
 
 def verify_md5(path: str | os.PathLike, expected: str, hint: str = "") -> str:

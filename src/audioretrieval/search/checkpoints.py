@@ -7,15 +7,16 @@ from pathlib import Path
 
 import torch
 
+from audioretrieval.files import file_digest
 from audioretrieval.model.checkpoint import load_model
 from audioretrieval.model.dual_encoder import DualEncoder
-from audioretrieval.search.store import SearchError, sha256_of
+from audioretrieval.search.store import SearchError
 
 
 def checkpoint_digest(path: str | os.PathLike) -> str:
     if not Path(path).is_file():
         raise SearchError(f"{path}: no such checkpoint file; expected a best.pt or last.pt written by training")
-    return sha256_of(path)
+    return file_digest(path, "sha256")
 
 
 def load_search_model(path: str | os.PathLike, device: torch.device) -> tuple[DualEncoder, dict]:

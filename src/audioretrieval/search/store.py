@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,14 +68,6 @@ class SegmentTable:
     starts_s: np.ndarray  # float64 [segments]
     paths: list[str]
     first_segment: np.ndarray  # int64 [files]: the file's first row (its rows are consecutive)
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _strings(group: h5py.Group, key: str) -> list[str]:
