@@ -30,7 +30,9 @@ def make_clips_archive(path: Path, count: int, seconds: float = 30.0, rate: int 
     with py7zr.SevenZipFile(tmp, "w", filters=[{"id": py7zr.FILTER_LZMA2, "preset": 0}]) as z:
         for k in range(count):
             buffer = io.BytesIO()
-            soundfile.write(buffer, synthesize(rng, draw_clip(rng, spec), seconds, rate), rate, format="WAV", subtype="PCM_16")
+            soundfile.write(
+                buffer, synthesize(rng, draw_clip(rng, spec), seconds, rate), rate, format="WAV", subtype="PCM_16"
+            )
             z.writestr(buffer.getvalue(), f"development/clip, n°{k} &amp; 'x'.wav")
     tmp.rename(path)
     return path

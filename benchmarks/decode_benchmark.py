@@ -81,7 +81,12 @@ def variant_decode(archive: Path, work: Path) -> dict:
     return {"seconds": time.perf_counter() - start}  # excludes decompression
 
 
-VARIANTS = {"pipeline": variant_pipeline, "seed": variant_seed, "decompress": variant_decompress, "decode": variant_decode}
+VARIANTS = {
+    "pipeline": variant_pipeline,
+    "seed": variant_seed,
+    "decompress": variant_decompress,
+    "decode": variant_decode,
+}
 
 
 def child(name: str, archive: Path) -> None:
@@ -113,7 +118,9 @@ def main() -> None:
     from common import make_clips_archive, run_measured
 
     args.workdir.mkdir(parents=True, exist_ok=True)
-    print(f"{os.cpu_count()} CPUs; clips of {seconds:.0f} s at 44.1 kHz; {CORES} threads/processes for pipeline and seed")
+    print(
+        f"{os.cpu_count()} CPUs; clips of {seconds:.0f} s at 44.1 kHz; {CORES} threads/processes for pipeline and seed"
+    )
     if "seed" in variants:  # librosa's JIT cache
         run_measured([__file__, "--child", "seed", str(make_clips_archive(args.workdir / "warmup.7z", 2, seconds))])
     print(f"{'variant':<11} {'clips':>5} {'seconds':>8} {'files/s':>8} {'peak MB':>8}")

@@ -45,9 +45,14 @@ def write_member(path: Path, clips: int, captions: int, dim: int, seed: int) -> 
                 data[start : start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
         names = [f"clip {i}.flac" for i in range(clips)]
         clip_of_caption = np.arange(captions) % clips
-        table = pd.DataFrame({"file_name": [names[c] for c in clip_of_caption], "clip_index": clip_of_caption,
-                              "caption_index": np.arange(captions) // clips + 1,
-                              "caption": [f"caption {j}" for j in range(captions)]})
+        table = pd.DataFrame(
+            {
+                "file_name": [names[c] for c in clip_of_caption],
+                "clip_index": clip_of_caption,
+                "caption_index": np.arange(captions) // clips + 1,
+                "caption": [f"caption {j}" for j in range(captions)],
+            }
+        )
         write_identities(f, identities_of(names, table))
     tmp.rename(path)
 
@@ -92,7 +97,9 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=5)
     parser.add_argument("--dim", type=int, default=1024)
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "ensemble-bench")
-    parser.add_argument("--quick", action="store_true", help="2,000 captions, 500 clips, 2 members, 64-d: check that it runs")
+    parser.add_argument(
+        "--quick", action="store_true", help="2,000 captions, 500 clips, 2 members, 64-d: check that it runs"
+    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -109,16 +116,21 @@ def main() -> None:
     out = str(args.workdir / "targets.h5")
 
     def run(step: str) -> dict:
-        done = subprocess.run([sys.executable, __file__, "--child", step, out, *members], check=True,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", step, out, *members], check=True, capture_output=True, text=True
+        )
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     read, build, block = run("read"), run("build"), run("block")
     print(f"read the members once (baseline): {read['seconds']:.1f} s, peak {read['peak_mb']:.0f} MB")
-    print(f"build_targets:                    {build['seconds']:.1f} s, peak {build['peak_mb']:.0f} MB "
-          f"(target < 4096 MB); build/read time {build['seconds'] / read['seconds']:.2f}")
-    print(f"block of 64 x 64 (memory-mapped): median {block['median_ms']:.2f} ms, p95 {block['p95_ms']:.2f} ms "
-          f"(target < 5 ms)")
+    print(
+        f"build_targets:                    {build['seconds']:.1f} s, peak {build['peak_mb']:.0f} MB "
+        f"(target < 4096 MB); build/read time {build['seconds'] / read['seconds']:.2f}"
+    )
+    print(
+        f"block of 64 x 64 (memory-mapped): median {block['median_ms']:.2f} ms, p95 {block['p95_ms']:.2f} ms "
+        f"(target < 5 ms)"
+    )
     if "--keep" not in sys.argv:
         Path(out).unlink(missing_ok=True)
 

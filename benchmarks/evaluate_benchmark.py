@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from audioretrieval.evaluation.score import score_file
 from audioretrieval.data.embeddings import write_embeddings
+from audioretrieval.evaluation.score import score_file
 
 
 def unit(rng, rows, dim):
@@ -52,12 +52,20 @@ def main() -> None:
     rng = np.random.default_rng(0)
     names = [f"clip {i}.wav" for i in range(args.clips)]
     clip_of_caption = np.arange(args.captions) % args.clips
-    captions = pd.DataFrame({"file_name": [names[c] for c in clip_of_caption], "clip_index": clip_of_caption,
-                             "caption_index": np.arange(args.captions) // args.clips + 1,
-                             "caption": [f"caption number {j}" for j in range(args.captions)]})
+    captions = pd.DataFrame(
+        {
+            "file_name": [names[c] for c in clip_of_caption],
+            "clip_index": clip_of_caption,
+            "caption_index": np.arange(args.captions) // args.clips + 1,
+            "caption": [f"caption number {j}" for j in range(args.captions)],
+        }
+    )
     audio, text = unit(rng, args.clips, args.dim), unit(rng, args.captions, args.dim)
-    relevant = [(captions["caption"][j], names[c]) for j in range(args.captions)
-                for c in rng.choice(args.clips, rng.integers(1, 7), replace=False)]
+    relevant = [
+        (captions["caption"][j], names[c])
+        for j in range(args.captions)
+        for c in rng.choice(args.clips, rng.integers(1, 7), replace=False)
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         embeddings, table = Path(tmp) / "embeddings.h5", Path(tmp) / "relevance.parquet"
         write_embeddings(embeddings, audio, text, names, captions)

@@ -46,7 +46,9 @@ def build(workdir: Path, clips: int, sample_format: str) -> tuple[Path, Path]:
                 writer.append(f"clip {k}.wav", synthesize(rng, draw_clip(rng, spec), seconds, RATE), seconds)
     if not captions.exists():
         rows = [(f"clip {k}.wav", k, i, f"caption {i} of clip {k}") for k in range(clips) for i in range(1, 6)]
-        write_table_atomically(pd.DataFrame(rows, columns=["file_name", "clip_index", "caption_index", "caption"]), captions)
+        write_table_atomically(
+            pd.DataFrame(rows, columns=["file_name", "clip_index", "caption_index", "caption"]), captions
+        )
     return audio, captions
 
 
@@ -108,8 +110,10 @@ def main() -> None:
             )
     for compressed in ("zstd", "flac"):
         if (compressed, args.workers) in rates and ("int16", args.workers) in rates:
-            print(f"{compressed} / int16 on {args.workers} workers: "
-                  f"{rates[compressed, args.workers] / rates['int16', args.workers]:.2f}")
+            print(
+                f"{compressed} / int16 on {args.workers} workers: "
+                f"{rates[compressed, args.workers] / rates['int16', args.workers]:.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -30,9 +30,9 @@ import torch
 import transformers
 import yaml
 
-from audioretrieval.model.checkpoint import checkpoint_of
-from audioretrieval.files import save_torch_atomically
 from audioretrieval.data.demo import DemoSpec, draw_clip, synthesize
+from audioretrieval.files import save_torch_atomically
+from audioretrieval.model.checkpoint import checkpoint_of
 from audioretrieval.model.dual_encoder import DualEncoder
 from audioretrieval.search.checkpoints import checkpoint_digest, load_search_model
 from audioretrieval.search.indexing import cut_segments, decode_file, update_index
@@ -83,13 +83,17 @@ def indexing(tmp: Path, checkpoint: Path, files: int, seconds: float, batch: int
     segment = int(round(contents["segment_s"] * 32000))
     forward = forward_alone(model, waveforms, segment, batch)
     total, summary = timed(lambda: update_index(tmp / "clips", checkpoint, tmp / "clips.h5", batch, "cpu", 3600))
-    print(f"(a) indexing {files} files of {seconds:g} s ({summary.segments} segments of {contents['segment_s']:g} s), "
-          f"demo model, batch {batch}, {torch.get_num_threads()} threads")
+    print(
+        f"(a) indexing {files} files of {seconds:g} s ({summary.segments} segments of {contents['segment_s']:g} s), "
+        f"demo model, batch {batch}, {torch.get_num_threads()} threads"
+    )
     print(f"    model loading (baseline part)       {load:7.2f} s")
     print(f"    decoding alone (baseline part)      {decode:7.2f} s   {files / decode:7.1f} files/s")
     print(f"    model forward alone (baseline part) {forward:7.2f} s   {files / forward:7.1f} files/s")
-    print(f"    update_index, end to end            {total:7.2f} s   {files / total:7.1f} files/s   "
-          f"ratio to load + decode + forward {total / (load + decode + forward):.2f}")
+    print(
+        f"    update_index, end to end            {total:7.2f} s   {files / total:7.1f} files/s   "
+        f"ratio to load + decode + forward {total / (load + decode + forward):.2f}"
+    )
 
 
 def synthetic_index(path: Path, checkpoint: Path, segments: int, dim: int, segment_s: float) -> None:
@@ -101,7 +105,8 @@ def synthetic_index(path: Path, checkpoint: Path, segments: int, dim: int, segme
         rows = rng.standard_normal((min(per_file, segments - k), dim), dtype=np.float32)
         rows /= np.linalg.norm(rows, axis=1, keepdims=True)
         index.files[f"folder {k // 1000}/file {k}.wav"] = FileEntry(
-            1, 1, per_file * segment_s, np.arange(len(rows)) * segment_s, rows)
+            1, 1, per_file * segment_s, np.arange(len(rows)) * segment_s, rows
+        )
     write_index(path, index)
 
 
@@ -132,8 +137,10 @@ def query_latency(tmp: Path, checkpoint: Path, segments: int, repeats: int) -> N
     print(f"    bare matrix product (baseline)           {bare:8.2f} ms")
     print(f"    text embedding of one query alone        {text:8.2f} ms")
     print(f"    ranking + table alone (product, top 10)  {ranking:8.2f} ms   ratio to baseline {ranking / bare:.2f}")
-    print(f"    one query: text embedding + ranking + table {one:8.2f} ms   ratio to baseline {one / bare:.1f}   "
-          f"target < 100 ms: {'met' if one < 100 else 'NOT met'}")
+    print(
+        f"    one query: text embedding + ranking + table {one:8.2f} ms   ratio to baseline {one / bare:.1f}   "
+        f"target < 100 ms: {'met' if one < 100 else 'NOT met'}"
+    )
     print(f"    one query with --per-file                {per_file:8.2f} ms")
     print(f"    100 queries at once, per query           {1000 * batch / 100:8.2f} ms")
     print(f"    search(): checkpoint digest, model and index loading, one query   {command:.2f} s")

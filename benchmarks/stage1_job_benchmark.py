@@ -24,14 +24,9 @@ import pandas as pd
 import torch
 import yaml
 
+from audioretrieval.pipeline.config import overlaid
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def overlaid(base: dict, overlay: dict) -> dict:
-    merged = dict(base)
-    for key, value in overlay.items():
-        merged[key] = overlaid(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-    return merged
 
 
 def main() -> None:
@@ -54,22 +49,40 @@ def main() -> None:
     config["demo"]["clips"] = {"development": args.clips, "validation": 8, "evaluation": 8}
     config["stage1"].update(seeds=[1], gpus=0 if args.quick else 1)
     config["correspondences"]["ensembles"] = {"all": [1]}
-    config["train"].update(batch_size=min(64, 5 * args.clips), eval_batch_size=32, epochs=1, num_workers=paper["train"]["num_workers"])
+    config["train"].update(
+        batch_size=min(64, 5 * args.clips), eval_batch_size=32, epochs=1, num_workers=paper["train"]["num_workers"]
+    )
     shutil.rmtree(out, ignore_errors=True)  # a fresh run each time
     args.workdir.mkdir(parents=True, exist_ok=True)
     (args.workdir / "config.yaml").write_text(yaml.safe_dump(config))
     target = out / "stage1" / "seed1" / "log.csv"
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), str(target), "--cores",
-                           str(paper["train"]["num_workers"] + 1), "--configfile", str(args.workdir / "config.yaml")],
-                          cwd=args.workdir, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            str(target),
+            "--cores",
+            str(paper["train"]["num_workers"] + 1),
+            "--configfile",
+            str(args.workdir / "config.yaml"),
+        ],
+        cwd=args.workdir,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode:
         sys.exit(f"snakemake failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     job = pd.read_csv(out / "benchmarks" / "train_stage1" / "seed1.tsv", sep="\t").iloc[-1]
     epoch = pd.read_csv(target).iloc[-1]
-    print(f"(3) train_stage1 through Snakemake, {5 * args.clips} captions, 1 epoch: job {job['s']:.0f} s, "
-          f"peak RSS {job['max_rss']:.0f} MB; the epoch with validation {epoch['seconds']:.0f} s; "
-          f"the whole invocation (data included) {time.perf_counter() - started:.0f} s")
+    print(
+        f"(3) train_stage1 through Snakemake, {5 * args.clips} captions, 1 epoch: job {job['s']:.0f} s, "
+        f"peak RSS {job['max_rss']:.0f} MB; the epoch with validation {epoch['seconds']:.0f} s; "
+        f"the whole invocation (data included) {time.perf_counter() - started:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -34,15 +34,25 @@ import yaml
 
 from audioretrieval.model.dual_encoder import DualEncoder
 from audioretrieval.model.tokenizer import build_tokenizer
-from audioretrieval.training.losses import contrastive_loss
 from audioretrieval.training.loop import build_optimizer
+from audioretrieval.training.losses import contrastive_loss
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTION = "a man is speaking loudly while cars pass by on a wet road and birds sing in the trees"
 CLOTHO_CAPTIONS, CLOTHO_EPOCHS, VALIDATION = 19195, 20, 5225
 # dense fp16/bf16 tensor-core peaks; matched as whole words of the device name, the most specific first
-PEAK_TFLOPS = {"H100 PCIe": 756, "H100": 989, "H200": 989, "A100": 312, "L40S": 362, "L40": 181, "A40": 150,
-               "A10": 125, "V100": 125, "L4": 121}
+PEAK_TFLOPS = {
+    "H100 PCIe": 756,
+    "H100": 989,
+    "H200": 989,
+    "A100": 312,
+    "L40S": 362,
+    "L40": 181,
+    "A40": 150,
+    "A10": 125,
+    "V100": 125,
+    "L4": 121,
+}
 
 
 def peak_tflops(device_name: str) -> float | None:
@@ -53,8 +63,11 @@ def full_size_model_config(tokenizer: str) -> dict:
     """config/config.yaml's model with random weights and a random-init roberta-large-sized text encoder."""
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["model"]
     config["audio"]["pretrained"] = False
-    config["text"].update(name=None, tokenizer=tokenizer, random_init={
-        "vocab_size": 50265, "hidden_size": 1024, "layers": 24, "heads": 16, "intermediate_size": 4096})
+    config["text"].update(
+        name=None,
+        tokenizer=tokenizer,
+        random_init={"vocab_size": 50265, "hidden_size": 1024, "layers": 24, "heads": 16, "intermediate_size": 4096},
+    )
     return config
 
 
@@ -66,8 +79,15 @@ def offline_tokenizer(directory: Path) -> str:
     return str(directory / "tokenizer")
 
 
-def measure(model: DualEncoder, train_cfg: dict, batch: int, device: torch.device, precision: str, steps: int,
-            cache: bool = False) -> tuple[float, float, float]:
+def measure(
+    model: DualEncoder,
+    train_cfg: dict,
+    batch: int,
+    device: torch.device,
+    precision: str,
+    steps: int,
+    cache: bool = False,
+) -> tuple[float, float, float]:
     """(samples/s of full training steps, samples/s of forward passes, peak memory in MB)."""
     model.to(device).train()
     optimizer = build_optimizer(model, train_cfg)
@@ -115,8 +135,10 @@ def measure(model: DualEncoder, train_cfg: dict, batch: int, device: torch.devic
 
 
 def report(name: str, train_rate: float, forward_rate: float, peak: float) -> None:
-    print(f"{name:<52} {train_rate:8.1f} samples/s  (forward only {forward_rate:8.1f}/s, step/forward "
-          f"{train_rate / forward_rate:.2f})  peak {peak:8.0f} MB")
+    print(
+        f"{name:<52} {train_rate:8.1f} samples/s  (forward only {forward_rate:8.1f}/s, step/forward "
+        f"{train_rate / forward_rate:.2f})  peak {peak:8.0f} MB"
+    )
 
 
 def flop_per_sample(model: DualEncoder) -> float:
@@ -130,9 +152,13 @@ def project(train_rate: float, forward_rate: float, flop: float) -> None:
     seconds = CLOTHO_EPOCHS * (CLOTHO_CAPTIONS / train_rate + VALIDATION / forward_rate)
     name = torch.cuda.get_device_name()
     peak = peak_tflops(name)
-    share = f"{train_rate * flop / (peak * 1e12):.1%} of its {peak} TFLOPS peak" if peak else "peak unknown for this GPU"
-    print(f"projected ClothoV2 stage-1 run (20 epochs + validation, upper bound): {seconds / 60:.1f} min "
-          f"(goal < 15 min on one H100, floor 3.3 min); training at {train_rate * flop / 1e12:.0f} TFLOPS = {share}")
+    share = (
+        f"{train_rate * flop / (peak * 1e12):.1%} of its {peak} TFLOPS peak" if peak else "peak unknown for this GPU"
+    )
+    print(
+        f"projected ClothoV2 stage-1 run (20 epochs + validation, upper bound): {seconds / 60:.1f} min "
+        f"(goal < 15 min on one H100, floor 3.3 min); training at {train_rate * flop / 1e12:.0f} TFLOPS = {share}"
+    )
 
 
 def cpu_demo(steps: int, batch: int) -> None:
@@ -143,7 +169,11 @@ def cpu_demo(steps: int, batch: int) -> None:
         config["audio"]["fused_attention"] = fused
         torch.manual_seed(0)
         model = DualEncoder(config, demo["train"]["segment_s"])
-        name = f"(a) demo model, CPU, fp32, batch {batch}" + (", fused attention" if fused else "") + (", cache" if cache else "")
+        name = (
+            f"(a) demo model, CPU, fp32, batch {batch}"
+            + (", fused attention" if fused else "")
+            + (", cache" if cache else "")
+        )
         report(name, *measure(model, demo["train"], batch, torch.device("cpu"), "fp32", steps, cache))
 
 
@@ -151,8 +181,11 @@ def gpu_full_size(steps: int, batch: int) -> None:
     device = torch.device("cuda")
     paper = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     print(f"GPU: {torch.cuda.get_device_name()}")
-    variants = [(precision, fused, compiled) for precision in ("fp16", "bf16") for fused, compiled in
-                ((False, False), (True, False), (True, True))]
+    variants = [
+        (precision, fused, compiled)
+        for precision in ("fp16", "bf16")
+        for fused, compiled in ((False, False), (True, False), (True, True))
+    ]
     best = None
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = offline_tokenizer(Path(tmp))
@@ -164,8 +197,12 @@ def gpu_full_size(steps: int, batch: int) -> None:
             if compiled:
                 model.compile_encoders()
             rates = measure(model, paper["train"], batch, device, precision, steps)
-            report(f"(b) full size, {precision}, batch {batch}" + (", fused attention" if fused else "")
-                   + (", compiled" if compiled else ""), *rates)
+            report(
+                f"(b) full size, {precision}, batch {batch}"
+                + (", fused attention" if fused else "")
+                + (", compiled" if compiled else ""),
+                *rates,
+            )
             if best is None or rates[0] > best[0]:
                 best = (*rates[:2], flop_per_sample(model))
             del model

@@ -10,7 +10,7 @@ SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 
 from audioretrieval.data import clotho, wavcaps
-from audioretrieval.pipeline import study
+from audioretrieval.pipeline import study, sweep
 from audioretrieval.pipeline.config import check_config
 from audioretrieval.pipeline.provenance import code_digest
 from audioretrieval.pipeline.workflow import prepend_to_pythonpath
@@ -79,6 +79,15 @@ def embeddings_file(run):
     return f"{model_dir('stage1', run)}/embeddings/development.h5"
 
 
+# the caption estimator's embeddings of the training captions (correspondences.captions)
+CAPTION_FILE = f"{OUT}/caption_estimator/embeddings/development.h5"
+
+
+def member_file(member):
+    """What an ensemble member's estimates are read from: a stage-1 seed's embeddings, or the captions'."""
+    return CAPTION_FILE if member == study.CAPTIONS else embeddings_file(f"seed{member}")
+
+
 def ensemble_dir(name):
     return f"{OUT}/correspondences/{name}"
 
@@ -145,7 +154,7 @@ def gpu_resources(gpus):
 
 
 def ensemble_members(wildcards):
-    return [embeddings_file(f"seed{seed}") for seed in ENSEMBLES[wildcards.ensemble]]
+    return [member_file(member) for member in ENSEMBLES[wildcards.ensemble]]
 
 
 def stage2_init(wildcards):
@@ -166,7 +175,9 @@ def relevance_input():
 
 
 def ensemble_evaluation_members(wildcards):
-    return [evaluation_file(model_dir("stage1", f"seed{seed}"), "embeddings.h5") for seed in ENSEMBLES[wildcards.ensemble]]
+    return [
+        evaluation_file(model_dir("stage1", f"seed{seed}"), "embeddings.h5") for seed in ENSEMBLES[wildcards.ensemble]
+    ]
 
 
 # ---- targets ---------------------------------------------------------------------------------------
@@ -176,7 +187,7 @@ def model_dirs():
     """Directories of every evaluated model by group: name -> folder."""
     return {
         "stage1": {run: model_dir("stage1", run) for run in STAGE1_RUNS},
-        "ensembles": {name: ensemble_dir(name) for name in study.multi_member_ensembles(config)},
+        "ensembles": {name: ensemble_dir(name) for name in study.retrieval_ensembles(config)},
         "stage2": {name: model_dir("stage2", name) for name in STAGE2_JOBS},
         "released": {"passt_roberta": model_dir("released", "passt_roberta")} if "released" in config else {},
     }
@@ -185,8 +196,11 @@ def model_dirs():
 def model_metrics(weights="best"):
     """Metrics files by group: name -> path (weights "last": the training runs' last weights)."""
     trained = ("stage1", "stage2")
-    return {group: {name: evaluation_file(folder, "metrics.json", weights) for name, folder in dirs.items()}
-            for group, dirs in model_dirs().items() if weights == "best" or group in trained}
+    return {
+        group: {name: evaluation_file(folder, "metrics.json", weights) for name, folder in dirs.items()}
+        for group, dirs in model_dirs().items()
+        if weights == "best" or group in trained
+    }
 
 
 def all_outputs():
@@ -196,5 +210,7 @@ def all_outputs():
     outputs += expand(rules.train_stage1.output, run=STAGE1_RUNS) + expand(rules.train_stage2.output, name=STAGE2_JOBS)
     outputs += expand(rules.ensemble_targets.output, ensemble=ENSEMBLES)
     outputs += [*rules.correspondence_quality.output, *rules.target_mass.output] if DEMO else []
-    outputs += [path for weights in ("best", "last") for group in model_metrics(weights).values() for path in group.values()]
+    outputs += [
+        path for weights in ("best", "last") for group in model_metrics(weights).values() for path in group.values()
+    ]
     return outputs + [*rules.summary.output, *rules.comparisons.output, *rules.plots.output]

@@ -9,27 +9,55 @@ rule export_embeddings:
         captions=data_file("development", "captions.parquet"),
     output:
         embeddings_file("{run}"),
+    log:
+        log_file("export_embeddings", "{run}"),
+    benchmark:
+        benchmark_file("export_embeddings", "{run}")
     wildcard_constraints:
         run=r"seed\d+",
+    priority: 3
+    conda:
+        CONDA_ENV
+    threads: config["train"]["num_workers"] + 1  # DataLoader workers and the main process
+    resources:
+        **gpu_resources(min(1, GPUS)),
+        mem_mb=8000,
+        runtime=60,
     params:
         batch_size=config["train"]["eval_batch_size"],
         precision=config["train"]["precision"],
         gpus=min(1, GPUS),
         code=code_of("embed_split"),
-    priority: 3
-    threads: config["train"]["num_workers"] + 1  # DataLoader workers and the main process
-    resources:
-        mem_mb=8000,
-        runtime=60,
-        **gpu_resources(min(1, GPUS)),
-    log:
-        log_file("export_embeddings", "{run}"),
-    benchmark:
-        benchmark_file("export_embeddings", "{run}")
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/embed_split.py"
+
+
+if study.uses_captions(config):
+
+    rule embed_captions:
+        input:
+            audio=data_file("development", "audio.h5"),
+            captions=data_file("development", "captions.parquet"),
+        output:
+            CAPTION_FILE,
+        log:
+            log_file("embed_captions"),
+        benchmark:
+            benchmark_file("embed_captions")
+        priority: 3
+        conda:
+            CONDA_ENV
+        threads: 1
+        resources:
+            **gpu_resources(min(1, GPUS)),
+            mem_mb=4000,
+            runtime=30,
+        params:
+            settings=config["correspondences"]["captions"],
+            gpus=min(1, GPUS),
+            code=code_of("embed_captions"),
+        script:
+            "../workflow_scripts/embed_captions.py"
 
 
 rule ensemble_targets:
@@ -37,19 +65,19 @@ rule ensemble_targets:
         ensemble_members,
     output:
         targets_file("{ensemble}"),
-    wildcard_constraints:
-        ensemble="|".join(re.escape(name) for name in ENSEMBLES),
-    params:
-        code=code_of("ensemble_targets"),
-    priority: 3
-    resources:
-        mem_mb=4000,
     log:
         log_file("ensemble_targets", "{ensemble}"),
     benchmark:
         benchmark_file("ensemble_targets", "{ensemble}")
+    wildcard_constraints:
+        ensemble="|".join(re.escape(name) for name in ENSEMBLES),
+    priority: 3
     conda:
         CONDA_ENV
+    resources:
+        mem_mb=4000,
+    params:
+        code=code_of("ensemble_targets"),
     script:
         "../workflow_scripts/ensemble_targets.py"
 
@@ -63,12 +91,12 @@ if study.uses_oracle(STAGE2_JOBS.values()):
             truth=truth_file("development"),
         output:
             targets_file(study.ORACLE),
-        params:
-            code=code_of("oracle_targets"),
         log:
             log_file("oracle_targets"),
         conda:
             CONDA_ENV
+        params:
+            code=code_of("oracle_targets"),
         script:
             "../workflow_scripts/oracle_targets.py"
 
@@ -83,34 +111,40 @@ if DEMO:
         output:
             table=f"{OUT}/correspondences/target_mass.csv",
             markdown=f"{OUT}/correspondences/target_mass.md",
-        params:
-            rows=TARGET_MASS_ROWS,
-            batch_size={**config["train"], **config["stage2"]["train"]}["batch_size"],
-            code=code_of("target_mass"),
         log:
             log_file("target_mass"),
         conda:
             CONDA_ENV
+        params:
+            rows=TARGET_MASS_ROWS,
+            batch_size={**config["train"], **config["stage2"]["train"]}["batch_size"],
+            code=code_of("target_mass"),
         script:
             "../workflow_scripts/target_mass.py"
 
+    # every estimator's row: the stage-1 models, the caption estimator, the ensembles of several members
+    QUALITY_SOURCES = {run: embeddings_file(run) for run in STAGE1_RUNS}
+    QUALITY_SOURCES |= {study.CAPTIONS: CAPTION_FILE} if study.uses_captions(config) else {}
+    QUALITY_SOURCES |= {
+        study.quality_row(name, ENSEMBLES[name]): targets_file(name)
+        for name in study.multi_member_ensembles(config)
+    }
+
     rule correspondence_quality:
         input:
-            members=[embeddings_file(run) for run in STAGE1_RUNS],
-            ensembles=[targets_file(name) for name in study.multi_member_ensembles(config)],
+            sources=list(QUALITY_SOURCES.values()),
             truth=truth_file("development"),
         output:
             table=f"{OUT}/correspondences/quality.csv",
             markdown=f"{OUT}/correspondences/quality.md",
-        params:
-            members=STAGE1_RUNS,
-            ensembles=study.multi_member_ensembles(config),
-            code=code_of("correspondence_quality"),
         log:
             log_file("correspondence_quality"),
         benchmark:
             benchmark_file("correspondence_quality")
         conda:
             CONDA_ENV
+        params:
+            rows=list(QUALITY_SOURCES),
+            code=code_of("correspondence_quality"),
         script:
             "../workflow_scripts/correspondence_quality.py"

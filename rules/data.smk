@@ -9,18 +9,18 @@ if DEMO:
             [raw_file(name) for split in SPLITS for name in clotho.release_files(split)],
             [raw_file(f"demo_{table}_{split}.parquet") for split in SPLITS for table in ("clips", "captions")],
             [truth_file(split) for split in SPLITS],
-        params:
-            spec=settings_without("demo", "extra"),  # the stand-ins' sizes (demo.extra) are not the generator's
-            code=code_of("generate_demo_dataset"),
-        threads: 2
         log:
             log_file("generate_demo_dataset"),
         benchmark:
             benchmark_file("generate_demo_dataset")
-        resources:
-            mem_mb=3000,
         conda:
             CONDA_ENV
+        threads: 2
+        resources:
+            mem_mb=3000,
+        params:
+            spec=settings_without("demo", "extra"),  # the stand-ins' sizes (demo.extra) are not the generator's
+            code=code_of("generate_demo_dataset"),
         script:
             "../workflow_scripts/generate_demo_dataset.py"
 
@@ -29,20 +29,20 @@ else:
     rule download_clotho:
         output:
             raw_file("{release_file}"),
-        wildcard_constraints:
-            release_file="|".join(re.escape(name) for name in clotho.MD5),
-        params:
-            download=config.get("download"),
-            md5=lambda wildcards: clotho.expected_md5(wildcards.release_file, config["data"].get("md5")),
-            code=code_of("download_clotho"),
         log:
             log_file("download_clotho", "{release_file}"),
         benchmark:
             benchmark_file("download_clotho", "{release_file}")
-        resources:
-            runtime=240,
+        wildcard_constraints:
+            release_file="|".join(re.escape(name) for name in clotho.MD5),
         conda:
             CONDA_ENV
+        resources:
+            runtime=240,
+        params:
+            download=config.get("download"),
+            md5=lambda wildcards: clotho.expected_md5(wildcards.release_file, config["data"].get("md5")),
+            code=code_of("download_clotho"),
         script:
             "../workflow_scripts/download_clotho.py"
 
@@ -53,19 +53,19 @@ else:
             raw_file("{release_file}"),
         output:
             verified_file("{release_file}"),
+        log:
+            log_file("verify_release_file", "{release_file}"),
+        benchmark:
+            benchmark_file("verify_release_file", "{release_file}")
         wildcard_constraints:
             release_file="|".join(re.escape(name) for name in clotho.MD5),
+        conda:
+            CONDA_ENV
         params:
             md5=lambda wildcards: clotho.expected_md5(wildcards.release_file, config["data"].get("md5")),
             hint="a partial download or copy? Delete it to download it again; for a mirror whose files differ, "
             "set data.md5 to their MD5s",
             code=code_of("verify_release_file"),
-        log:
-            log_file("verify_release_file", "{release_file}"),
-        benchmark:
-            benchmark_file("verify_release_file", "{release_file}")
-        conda:
-            CONDA_ENV
         script:
             "../workflow_scripts/verify_release_file.py"
 
@@ -77,21 +77,21 @@ rule decode_audio:
     output:
         audio=data_file("{split}", "audio.h5"),
         skipped=data_file("{split}", "skipped_clips.csv"),
+    log:
+        log_file("decode_audio", "{split}"),
+    benchmark:
+        benchmark_file("decode_audio", "{split}")
+    conda:
+        CONDA_ENV
+    threads: config["data"]["decode_threads"]
+    resources:
+        mem_mb=4000,
+        runtime=120,
     params:
         sample_rate=config["data"]["sample_rate"],
         sample_format=config["data"]["sample_format"],
         on_bad_clip=config["data"]["on_bad_clip"],
         code=code_of("decode_audio"),
-    threads: config["data"]["decode_threads"]
-    log:
-        log_file("decode_audio", "{split}"),
-    benchmark:
-        benchmark_file("decode_audio", "{split}")
-    resources:
-        mem_mb=4000,
-        runtime=120,
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/decode_audio.py"
 
@@ -104,13 +104,13 @@ rule caption_table:
         skipped=rules.decode_audio.output.skipped,
     output:
         data_file("{split}", "captions.parquet"),
-    params:
-        code=code_of("caption_table"),
     log:
         log_file("caption_table", "{split}"),
     benchmark:
         benchmark_file("caption_table", "{split}")
     conda:
         CONDA_ENV
+    params:
+        code=code_of("caption_table"),
     script:
         "../workflow_scripts/caption_table.py"

@@ -8,17 +8,17 @@ if not DEMO and config["evaluation"]["relevance_url"]:
     rule download_relevance:
         output:
             RELEVANCE_FILE,
-        params:
-            url=config["evaluation"]["relevance_url"],
-            md5=config["evaluation"]["relevance_md5"],
-            download=config["download"],
-            code=code_of("download_file"),
         log:
             log_file("download_relevance"),
         benchmark:
             benchmark_file("download_relevance")
         conda:
             CONDA_ENV
+        params:
+            url=config["evaluation"]["relevance_url"],
+            md5=config["evaluation"]["relevance_md5"],
+            download=config["download"],
+            code=code_of("download_file"),
         script:
             "../workflow_scripts/download_file.py"
 
@@ -30,27 +30,30 @@ rule evaluate_model:
         captions=data_file("evaluation", "captions.parquet"),
         relevance=relevance_input(),
     output:
-        **{key: evaluation_file(model_dir("{stage}", "{model}"), name, "{weights}") for key, name in EVALUATION_FILES.items()},
+        **{
+            key: evaluation_file(model_dir("{stage}", "{model}"), name, "{weights}")
+            for key, name in EVALUATION_FILES.items()
+        },
+    log:
+        log_file("evaluate_model", "{stage}", "{model}", "{weights}"),
+    benchmark:
+        benchmark_file("evaluate_model", "{stage}", "{model}", "{weights}")
     wildcard_constraints:
         stage="stage1|stage2|released",
         model=r"[^/]+",
         weights="best|last",
+    conda:
+        CONDA_ENV
+    threads: config["train"]["num_workers"] + 1  # DataLoader workers and the main process
+    resources:
+        **gpu_resources(min(1, GPUS)),
+        mem_mb=8000,
+        runtime=30,
     params:
         batch_size=config["train"]["eval_batch_size"],
         precision=config["train"]["precision"],
         gpus=min(1, GPUS),
         code=code_of("evaluate_model"),
-    threads: config["train"]["num_workers"] + 1  # DataLoader workers and the main process
-    resources:
-        mem_mb=8000,
-        runtime=30,
-        **gpu_resources(min(1, GPUS)),
-    log:
-        log_file("evaluate_model", "{stage}", "{model}", "{weights}"),
-    benchmark:
-        benchmark_file("evaluate_model", "{stage}", "{model}", "{weights}")
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/evaluate_model.py"
 
@@ -61,15 +64,15 @@ rule evaluate_ensemble:
         relevance=relevance_input(),
     output:
         **{key: evaluation_file(ensemble_dir("{ensemble}"), name) for key, name in EVALUATION_FILES.items()},
-    params:
-        code=code_of("evaluate_ensemble"),
-    resources:
-        mem_mb=4000,
     log:
         log_file("evaluate_ensemble", "{ensemble}"),
     benchmark:
         benchmark_file("evaluate_ensemble", "{ensemble}")
     conda:
         CONDA_ENV
+    resources:
+        mem_mb=4000,
+    params:
+        code=code_of("evaluate_ensemble"),
     script:
         "../workflow_scripts/evaluate_ensemble.py"

@@ -4,13 +4,22 @@
 
 # how an extra set is decoded: ClothoV2's rate and bad-clip policy, its own storage and missing-file tolerance
 EXTRA_SET_SETTINGS = {
-    name: {"sample_rate": config["data"]["sample_rate"], "on_bad_clip": config["data"]["on_bad_clip"],
-           "sample_format": config[name]["sample_format"], "max_missing_fraction": config[name]["max_missing_fraction"],
-           "file_name": config[name].get("file_name")}
-    for name in ("audiocaps", "wavcaps") if name in config
+    name: {
+        "sample_rate": config["data"]["sample_rate"],
+        "on_bad_clip": config["data"]["on_bad_clip"],
+        "sample_format": config[name]["sample_format"],
+        "max_missing_fraction": config[name]["max_missing_fraction"],
+        "file_name": config[name].get("file_name"),
+    }
+    for name in ("audiocaps", "wavcaps")
+    if name in config
 }
-EXTRA_SET_FILES = {"audio": "audio.h5", "captions": "captions.parquet", "skipped": "skipped_clips.csv",
-                   "missing": "missing_clips.csv"}
+EXTRA_SET_FILES = {
+    "audio": "audio.h5",
+    "captions": "captions.parquet",
+    "skipped": "skipped_clips.csv",
+    "missing": "missing_clips.csv",
+}
 
 
 if "audiocaps" in config:
@@ -20,16 +29,16 @@ if "audiocaps" in config:
         rule generate_demo_audiocaps:
             output:
                 config["audiocaps"]["captions_csv"],
+            log:
+                log_file("generate_demo_audiocaps"),
+            conda:
+                CONDA_ENV
             params:
                 spec=settings_without("demo", "extra"),
                 extra={k: v for k, v in config["demo"]["extra"].items() if k.startswith("audiocaps")},
                 audio_dir=config["audiocaps"]["audio_dir"],
                 file_name=lambda wildcards: config["audiocaps"]["file_name"],  # a template: not expanded
                 code=code_of("generate_demo_extra"),
-            log:
-                log_file("generate_demo_audiocaps"),
-            conda:
-                CONDA_ENV
             script:
                 "../workflow_scripts/generate_demo_extra.py"
 
@@ -38,15 +47,15 @@ if "audiocaps" in config:
         rule download_audiocaps_captions:
             output:
                 config["audiocaps"]["captions_csv"],
+            log:
+                log_file("download_audiocaps_captions"),
+            conda:
+                CONDA_ENV
             params:
                 url=config["audiocaps"]["captions_url"],
                 md5=config["audiocaps"]["captions_md5"],
                 download=config["download"],
                 code=code_of("download_file"),
-            log:
-                log_file("download_audiocaps_captions"),
-            conda:
-                CONDA_ENV
             script:
                 "../workflow_scripts/download_file.py"
 
@@ -55,20 +64,20 @@ if "audiocaps" in config:
             captions=config["audiocaps"]["captions_csv"],
         output:
             **{key: f"{OUT}/data/audiocaps/train/{name}" for key, name in EXTRA_SET_FILES.items()},
-        params:
-            audio_dir=config["audiocaps"]["audio_dir"],
-            settings=EXTRA_SET_SETTINGS["audiocaps"],
-            code=code_of("prepare_extra_set"),
-        threads: config["audiocaps"]["decode_threads"]
         log:
             log_file("prepare_audiocaps"),
         benchmark:
             benchmark_file("prepare_audiocaps")
+        conda:
+            CONDA_ENV
+        threads: config["audiocaps"]["decode_threads"]
         resources:
             mem_mb=4000,
             runtime=600,
-        conda:
-            CONDA_ENV
+        params:
+            audio_dir=config["audiocaps"]["audio_dir"],
+            settings=EXTRA_SET_SETTINGS["audiocaps"],
+            code=code_of("prepare_extra_set"),
         script:
             "../workflow_scripts/prepare_extra_set.py"
 
@@ -83,22 +92,25 @@ if "wavcaps" in config:
             input:
                 clotho_metadata=[raw_file(clotho.metadata_csv(split)) for split in SPLITS],
             output:
-                [wavcaps_file(name) for source in config["wavcaps"]["sources"] for name in wavcaps.release_files(source, WAVCAPS_CAPTIONS)],
+                [
+                    wavcaps_file(name)
+                    for source in config["wavcaps"]["sources"]
+                    for name in wavcaps.release_files(source, WAVCAPS_CAPTIONS)
+                ],
                 exclusion=WAVCAPS_EXCLUSION,
+            log:
+                log_file("generate_demo_wavcaps"),
+            conda:
+                CONDA_ENV
             params:
                 spec=settings_without("demo", "extra"),
                 extra={k: v for k, v in config["demo"]["extra"].items() if k.startswith("wavcaps")},
                 caption_files=WAVCAPS_CAPTIONS,
                 code=code_of("generate_demo_extra"),
-            log:
-                log_file("generate_demo_wavcaps"),
-            conda:
-                CONDA_ENV
             script:
                 "../workflow_scripts/generate_demo_extra.py"
 
     else:
-
         for wavcaps_source in config["wavcaps"]["sources"]:
 
             rule:
@@ -107,35 +119,35 @@ if "wavcaps" in config:
                     f"download_wavcaps_{wavcaps_source}"
                 output:
                     [wavcaps_file(name) for name in wavcaps.release_files(wavcaps_source, WAVCAPS_CAPTIONS)],
+                log:
+                    log_file("download_wavcaps", wavcaps_source),
+                benchmark:
+                    benchmark_file("download_wavcaps", wavcaps_source)
+                conda:
+                    CONDA_ENV
+                resources:
+                    runtime=2880,
                 params:
                     source=wavcaps_source,
                     base_url=config["wavcaps"]["base_url"],
                     caption_files=WAVCAPS_CAPTIONS,
                     download=config["download"],
                     code=code_of("download_wavcaps"),
-                log:
-                    log_file("download_wavcaps", wavcaps_source),
-                benchmark:
-                    benchmark_file("download_wavcaps", wavcaps_source)
-                resources:
-                    runtime=2880,
-                conda:
-                    CONDA_ENV
                 script:
                     "../workflow_scripts/download_wavcaps.py"
 
         rule download_wavcaps_exclusion:
             output:
                 WAVCAPS_EXCLUSION,
+            log:
+                log_file("download_wavcaps_exclusion"),
+            conda:
+                CONDA_ENV
             params:
                 url=config["wavcaps"]["exclusion_url"],
                 md5=config["wavcaps"]["exclusion_md5"],
                 download=config["download"],
                 code=code_of("download_file"),
-            log:
-                log_file("download_wavcaps_exclusion"),
-            conda:
-                CONDA_ENV
             script:
                 "../workflow_scripts/download_file.py"
 
@@ -147,20 +159,20 @@ if "wavcaps" in config:
         output:
             **{key: f"{OUT}/data/wavcaps/{{source}}/{name}" for key, name in EXTRA_SET_FILES.items()},
             excluded=f"{OUT}/data/wavcaps/{{source}}/excluded_clips.csv",
-        wildcard_constraints:
-            source="|".join(config["wavcaps"]["sources"]),
-        params:
-            settings=EXTRA_SET_SETTINGS["wavcaps"],
-            code=code_of("prepare_extra_set"),
-        threads: config["wavcaps"]["decode_threads"]
         log:
             log_file("prepare_wavcaps", "{source}"),
         benchmark:
             benchmark_file("prepare_wavcaps", "{source}")
+        wildcard_constraints:
+            source="|".join(config["wavcaps"]["sources"]),
+        conda:
+            CONDA_ENV
+        threads: config["wavcaps"]["decode_threads"]
         resources:
             mem_mb=6000,
             runtime=2880,
-        conda:
-            CONDA_ENV
+        params:
+            settings=EXTRA_SET_SETTINGS["wavcaps"],
+            code=code_of("prepare_extra_set"),
         script:
             "../workflow_scripts/prepare_extra_set.py"

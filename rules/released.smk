@@ -11,62 +11,59 @@ if "released" in config:
     RELEASED_PART = f"{RELEASED['raw_dir']}/passt_roberta.{{part}}.ckpt"
     RELEASED_PARTS = range(1, len(RELEASED["urls"]) + 1)
 
-
     rule download_released_part:
         output:
             temp(RELEASED_PART),  # removed once joined, as the seed's script does
+        log:
+            log_file("download_released_part", "{part}"),
+        benchmark:
+            benchmark_file("download_released_part", "{part}")
         wildcard_constraints:
             part="|".join(map(str, RELEASED_PARTS)),
+        conda:
+            CONDA_ENV
+        resources:
+            runtime=240,
         params:
             url=lambda wildcards: RELEASED["urls"][int(wildcards.part) - 1],
             md5=None,  # the authors publish no checksums of the parts
             download={key: RELEASED[key] for key in ("retries", "backoff_s", "timeout_s")},
             code=code_of("download_file"),
-        log:
-            log_file("download_released_part", "{part}"),
-        benchmark:
-            benchmark_file("download_released_part", "{part}")
-        resources:
-            runtime=240,
-        conda:
-            CONDA_ENV
         script:
             "../workflow_scripts/download_file.py"
-
 
     rule join_released:
         input:
             expand(RELEASED_PART, part=RELEASED_PARTS),
         output:
             RELEASED_FILE,
-        params:
-            code=code_of("join_released"),
         log:
             log_file("join_released"),
         benchmark:
             benchmark_file("join_released")
         conda:
             CONDA_ENV
+        params:
+            code=code_of("join_released"),
         script:
             "../workflow_scripts/join_released.py"
-
 
     rule convert_released:
         input:
             RELEASED_FILE,
         output:
             f"{model_dir('released', 'passt_roberta')}/best.pt",
-        params:
-            text_model=RELEASED["text_model"],
-            segment_s=config["train"]["segment_s"],
-            code=code_of("convert_released"),
-        resources:
-            mem_mb=12000,
         log:
             log_file("convert_released"),
         benchmark:
             benchmark_file("convert_released")
         conda:
             CONDA_ENV
+        resources:
+            mem_mb=12000,
+        params:
+            text_model=RELEASED["text_model"],
+            segment_s=config["train"]["segment_s"],
+            code=code_of("convert_released"),
         script:
             "../workflow_scripts/convert_released.py"

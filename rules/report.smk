@@ -3,11 +3,16 @@
 COMPARED = ("stage1", "stage2")
 GROUPS, PAIRS, SHARES = study.comparison_groups(config, list(STAGE2_JOBS.values()))
 # per-query tables of the best weights of each compared group: name -> path
-RANKS = {group: {name: evaluation_file(folder, "ranks.parquet") for name, folder in model_dirs()[group].items()}
-         for group in COMPARED}
+RANKS = {
+    group: {name: evaluation_file(folder, "ranks.parquet") for name, folder in model_dirs()[group].items()}
+    for group in COMPARED
+}
 # log.csv of every training run, by the name the figures give it
-TRAINING_LOGS = {f"stage {stage[-1]} {name}": trained_files(folder)["log_table"]
-                 for stage in COMPARED for name, folder in model_dirs()[stage].items()}
+TRAINING_LOGS = {
+    f"stage {stage[-1]} {name}": trained_files(folder)["log_table"]
+    for stage in COMPARED
+    for name, folder in model_dirs()[stage].items()
+}
 
 
 rule summary:
@@ -20,15 +25,18 @@ rule summary:
         table=report_file("summary.csv"),
         markdown=report_file("summary.md"),
         page=report(report_file("summary.html"), caption="../report/summary.rst", category="1. Results"),
-    params:
-        names={weights: {group: list(paths) for group, paths in model_metrics(weights).items()} for weights in ("best", "last")},
-        stage2_jobs=list(STAGE2_JOBS.values()),
-        reference=config["report"]["reference"],
-        code=code_of("summary"),
     log:
         log_file("summary"),
     conda:
         CONDA_ENV
+    params:
+        names={
+            weights: {group: list(paths) for group, paths in model_metrics(weights).items()}
+            for weights in ("best", "last")
+        },
+        stage2_jobs=list(STAGE2_JOBS.values()),
+        reference=config["report"]["reference"],
+        code=code_of("summary"),
     script:
         "../workflow_scripts/summary.py"
 
@@ -40,6 +48,10 @@ rule comparisons:
         table=report_file("comparisons.csv"),
         markdown=report_file("comparisons.md"),
         page=report(report_file("comparisons.html"), caption="../report/comparisons.rst", category="1. Results"),
+    log:
+        log_file("comparisons"),
+    conda:
+        CONDA_ENV
     params:
         names={group: list(RANKS[group]) for group in COMPARED},
         groups=GROUPS,
@@ -47,10 +59,6 @@ rule comparisons:
         shares=SHARES,
         resamples=config["report"]["bootstrap_resamples"],
         code=code_of("comparisons"),
-    log:
-        log_file("comparisons"),
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/comparisons.py"
 
@@ -64,20 +72,22 @@ rule plots:
         truth=[truth_file("development")] if DEMO else [],
     output:
         **{
-            f"{figure}_{ext}": report(report_file(f"{figure}.{ext}"), caption=f"../report/{figure}.rst", category="2. Figures")
-            if ext == "png"
-            else report_file(f"{figure}.{ext}")
+            f"{figure}_{ext}": (
+                report(report_file(f"{figure}.{ext}"), caption=f"../report/{figure}.rst", category="2. Figures")
+                if ext == "png"
+                else report_file(f"{figure}.{ext}")
+            )
             for figure in FIGURES
             for ext in ("png", "svg")
         },
+    log:
+        log_file("plots"),
+    conda:
+        CONDA_ENV
     params:
         names=list(TRAINING_LOGS),
         example_queries=config["report"]["example_queries"],
         example_top_k=config["report"]["example_top_k"],
         code=code_of("plots"),
-    log:
-        log_file("plots"),
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/plots.py"

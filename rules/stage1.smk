@@ -4,8 +4,10 @@
 TRAIN_SETS = [{"audio": data_file("development", "audio.h5"), "captions": data_file("development", "captions.parquet")}]
 if config["stage1"]["train_on"] == "all":
     TRAIN_SETS += [rules.prepare_audiocaps.output] if "audiocaps" in config else []
-    TRAIN_SETS += [{key: rules.prepare_wavcaps.output[key].format(source=source) for key in ("audio", "captions")}
-                   for source in config.get("wavcaps", {}).get("sources", [])]
+    TRAIN_SETS += [
+        {key: rules.prepare_wavcaps.output[key].format(source=source) for key in ("audio", "captions")}
+        for source in config.get("wavcaps", {}).get("sources", [])
+    ]
 
 
 rule build_tokenizer:
@@ -13,15 +15,15 @@ rule build_tokenizer:
         captions=data_file("development", "captions.parquet"),
     output:
         TOKENIZER_FILES,
-    params:
-        vocab_size=config["model"]["text"]["tokenizer_vocab_size"],
-        code=code_of("build_tokenizer"),
     log:
         log_file("build_tokenizer"),
     benchmark:
         benchmark_file("build_tokenizer")
     conda:
         CONDA_ENV
+    params:
+        vocab_size=config["model"]["text"]["tokenizer_vocab_size"],
+        code=code_of("build_tokenizer"),
     script:
         "../workflow_scripts/build_tokenizer.py"
 
@@ -35,25 +37,25 @@ rule train_stage1:
         tokenizer=tokenizer_input(),
     output:
         **trained_files(model_dir("stage1", "{run}")),
+    log:
+        log_file("train_stage1", "{run}"),
+    benchmark:
+        benchmark_file("train_stage1", "{run}")
     wildcard_constraints:
         run=r"seed\d+",
+    priority: 3  # the chain waits for stage 1: start it before evaluations when a core frees up
+    conda:
+        CONDA_ENV
+    threads: config["train"]["num_workers"] + 1
+    resources:
+        **gpu_resources(GPUS),
+        mem_mb=16000,
+        runtime=240 if config["stage1"]["train_on"] == "clothov2" else 2880,  # the paper: 35 h with AudioCaps + WavCaps
     params:
         run=lambda wildcards: {"seed": study.seed_of(wildcards.run)},
         model=config["model"],
         train=config["train"],
         gpus=GPUS,
         code=code_of("train"),
-    threads: config["train"]["num_workers"] + 1
-    priority: 3  # the chain waits for stage 1: start it before evaluations when a core frees up
-    resources:
-        mem_mb=16000,
-        runtime=240 if config["stage1"]["train_on"] == "clothov2" else 2880,  # the paper: 35 h with AudioCaps + WavCaps
-        **gpu_resources(GPUS),
-    log:
-        log_file("train_stage1", "{run}"),
-    benchmark:
-        benchmark_file("train_stage1", "{run}")
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/train.py"

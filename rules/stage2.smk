@@ -13,25 +13,25 @@ rule train_stage2:
         targets=stage2_targets,
     output:
         **trained_files(model_dir("stage2", "{name}")),
+    log:
+        log_file("train_stage2", "{name}"),
+    benchmark:
+        benchmark_file("train_stage2", "{name}")
     wildcard_constraints:
         name="|".join(re.escape(name) for name in STAGE2_JOBS),
+    priority: 2
+    conda:
+        CONDA_ENV
+    threads: config["train"]["num_workers"] + 1
+    resources:
+        **gpu_resources(GPUS),
+        mem_mb=16000,
+        runtime=240,
     params:
         run=lambda wildcards: study.training_params(STAGE2_JOBS[wildcards.name]),
         model=config["model"],
         train={**config["train"], **config["stage2"]["train"]},
         gpus=GPUS,
         code=code_of("train"),
-    threads: config["train"]["num_workers"] + 1
-    priority: 2
-    resources:
-        mem_mb=16000,
-        runtime=240,
-        **gpu_resources(GPUS),
-    log:
-        log_file("train_stage2", "{name}"),
-    benchmark:
-        benchmark_file("train_stage2", "{name}")
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/train.py"

@@ -8,9 +8,16 @@ import py7zr
 import pytest
 import soundfile
 
+from audioretrieval.pipeline.config import overlaid
+
 REPO = Path(__file__).resolve().parents[1]
 
-FORMAT_SUBTYPES = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS"), "mp3": ("MP3", "MPEG_LAYER_III")}
+FORMAT_SUBTYPES = {
+    "wav": ("WAV", "PCM_16"),
+    "flac": ("FLAC", "PCM_16"),
+    "ogg": ("OGG", "VORBIS"),
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+}
 
 
 def encode(signal: np.ndarray, rate: int, extension: str = "wav") -> bytes:
@@ -41,20 +48,14 @@ def run_snakemake(*args, cwd=REPO, check=True, snakefile=REPO / "Snakefile"):
     return result
 
 
-def overlaid(base: dict, overlay: dict) -> dict:
-    """`base` with `overlay` merged into it key by key, as Snakemake merges several --configfile."""
-    merged = dict(base)
-    for key, value in overlay.items():
-        merged[key] = overlaid(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-    return merged
-
-
 def tiny_config(out_dir: Path) -> dict:
     """config/demo.yaml with tests/config/tiny.yaml over it, writing below `out_dir`."""
     import yaml
 
-    config = overlaid(yaml.safe_load((REPO / "config" / "demo.yaml").read_text()),
-                      yaml.safe_load((REPO / "tests" / "config" / "tiny.yaml").read_text()))
+    config = overlaid(
+        yaml.safe_load((REPO / "config" / "demo.yaml").read_text()),
+        yaml.safe_load((REPO / "tests" / "config" / "tiny.yaml").read_text()),
+    )
     config["out_dir"] = str(out_dir)
     config["data"]["raw_dir"] = str(out_dir / "raw")
     return config

@@ -20,8 +20,14 @@ class FileServer:
     Content-Length of the compressed bytes), as GitHub's raw file server does with text files.
     """
 
-    def __init__(self, files: dict[str, bytes], ranges: bool = True, lie_about_ranges: bool = False,
-                 announce_length: bool = True, compress: bool = False):
+    def __init__(
+        self,
+        files: dict[str, bytes],
+        ranges: bool = True,
+        lie_about_ranges: bool = False,
+        announce_length: bool = True,
+        compress: bool = False,
+    ):
         self.files = files
         self.ranges = ranges
         self.lie_about_ranges = lie_about_ranges
@@ -77,7 +83,7 @@ class FileServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> "FileServer":
+    def __enter__(self) -> FileServer:
         self.thread.start()
         return self
 

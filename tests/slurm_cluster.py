@@ -27,7 +27,9 @@ def ensure_installed() -> None:
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         raise Unavailable("slurm-wlm is not installed and cannot be installed here (needs root and apt-get)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    result = subprocess.run(["apt-get", "install", "-y", *PACKAGES], capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run(
+        ["apt-get", "install", "-y", *PACKAGES], capture_output=True, text=True, env=env, timeout=600
+    )
     if result.returncode != 0:
         raise Unavailable(f"apt-get install {' '.join(PACKAGES)} failed: {result.stderr[-500:]}")
 

@@ -17,7 +17,9 @@ def tiny_model_config(tokenizer=None) -> dict:
 
 
 def make_tokenizer(directory: Path) -> Path:
-    words = "a loud quiet high low tone chirp hum siren beeps rumble clicks noise burst with hiss plays can be heard".split()
+    words = (
+        "a loud quiet high low tone chirp hum siren beeps rumble clicks noise burst with hiss plays can be heard"
+    ).split()
     captions = [" ".join(words[i % len(words)] for i in range(k, k + 6)) for k in range(60)]
     pd.DataFrame({"caption": captions}).to_parquet(directory / "captions.parquet")
     build_tokenizer(directory / "captions.parquet", directory / "tokenizer", 300)

@@ -6,8 +6,11 @@ from audioretrieval.report.compare import COMPARED_METRICS, comparisons_table, c
 from audioretrieval.report.pages import write_report_page
 
 with logged_to(snakemake.log[0]) as log:
-    per_query = {name: pd.read_parquet(path) for group, names in snakemake.params.names.items()
-                 for name, path in zip(names, snakemake.input[f"{group}_ranks"])}
+    per_query = {
+        name: pd.read_parquet(path)
+        for group, names in snakemake.params.names.items()
+        for name, path in zip(names, snakemake.input[f"{group}_ranks"])
+    }
     metrics = [m for m in COMPARED_METRICS if all(m in t for t in per_query.values())]
     groups, pairs = snakemake.params.groups, [tuple(p) for p in snakemake.params.pairs]
     table = comparisons_table(per_query, groups, pairs, metrics, snakemake.params.resamples)

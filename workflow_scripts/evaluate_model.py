@@ -7,9 +7,16 @@ from audioretrieval.pipeline.workflow import logged_to
 with logged_to(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
     device = "cuda" if snakemake.params.gpus and torch.cuda.is_available() else "cpu"
-    embed_checkpoint(snakemake.input.checkpoint, snakemake.input.audio, snakemake.input.captions,
-                     snakemake.output.embeddings, snakemake.params.batch_size, device, snakemake.params.precision,
-                     num_workers=snakemake.threads - 1)
+    embed_checkpoint(
+        snakemake.input.checkpoint,
+        snakemake.input.audio,
+        snakemake.input.captions,
+        snakemake.output.embeddings,
+        snakemake.params.batch_size,
+        device,
+        snakemake.params.precision,
+        num_workers=snakemake.threads - 1,
+    )
     metrics, per_query = score_file(snakemake.output.embeddings, next(iter(snakemake.input.relevance), None))
     write_scores(metrics, per_query, snakemake.output.metrics, snakemake.output.ranks)
     log.info("%s", metrics)

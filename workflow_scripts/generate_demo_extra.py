@@ -11,10 +11,19 @@ spec = DemoSpec(**snakemake.params.spec)
 extra = ExtraSpec(**snakemake.params.extra)
 with logged_to(snakemake.log[0]) as log:
     if snakemake.rule == "generate_demo_audiocaps":
-        stats = [generate_audiocaps(snakemake.output[0], snakemake.params.audio_dir, snakemake.params.file_name, spec, extra)]
+        stats = [
+            generate_audiocaps(snakemake.output[0], snakemake.params.audio_dir, snakemake.params.file_name, spec, extra)
+        ]
     else:
-        clotho_ids = pd.concat([pd.read_csv(path, encoding=METADATA_ENCODING) for path in snakemake.input.clotho_metadata])["sound_id"]
-        stats = generate_wavcaps(Path(snakemake.output.exclusion).parent, clotho_ids.astype(int).tolist(), spec, extra,
-                                 snakemake.params.caption_files)
+        clotho_ids = pd.concat(
+            [pd.read_csv(path, encoding=METADATA_ENCODING) for path in snakemake.input.clotho_metadata]
+        )["sound_id"]
+        stats = generate_wavcaps(
+            Path(snakemake.output.exclusion).parent,
+            clotho_ids.astype(int).tolist(),
+            spec,
+            extra,
+            snakemake.params.caption_files,
+        )
     for row in stats:
         log.info("%s", row)

@@ -1,8 +1,8 @@
 import pandas as pd
 
+from audioretrieval.correspondences.truth import write_oracle_targets
 from audioretrieval.data.dataset import read_caption_table
 from audioretrieval.data.h5audio import AudioH5
-from audioretrieval.correspondences.truth import write_oracle_targets
 from audioretrieval.pipeline.workflow import logged_to
 
 with logged_to(snakemake.log[0]):

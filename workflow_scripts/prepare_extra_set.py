@@ -4,10 +4,21 @@ from audioretrieval.pipeline.workflow import logged_to
 out = {name: snakemake.output[name] for name in ("audio", "captions", "skipped", "missing")}
 with logged_to(snakemake.log[0]) as log:
     if snakemake.rule == "prepare_audiocaps":
-        summary = prepare_audiocaps(snakemake.input.captions, snakemake.params.audio_dir, snakemake.params.settings, out,
-                                    threads=snakemake.threads)
+        summary = prepare_audiocaps(
+            snakemake.input.captions,
+            snakemake.params.audio_dir,
+            snakemake.params.settings,
+            out,
+            threads=snakemake.threads,
+        )
     else:
-        summary = prepare_wavcaps(snakemake.wildcards.source, snakemake.input.captions, snakemake.input.parts,
-                                  (snakemake.input.exclusion or [None])[0], snakemake.params.settings,
-                                  {**out, "excluded": snakemake.output.excluded}, threads=snakemake.threads)
+        summary = prepare_wavcaps(
+            snakemake.wildcards.source,
+            snakemake.input.captions,
+            snakemake.input.parts,
+            (snakemake.input.exclusion or [None])[0],
+            snakemake.params.settings,
+            {**out, "excluded": snakemake.output.excluded},
+            threads=snakemake.threads,
+        )
     log.info("decoded %d clips, skipped %d, missing %d", summary.decoded, len(summary.skipped), len(summary.missing))

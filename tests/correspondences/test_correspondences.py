@@ -3,12 +3,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from embedding_files import CLIPS, caption_table, member
 
 from audioretrieval.correspondences.ensemble import EnsembleTargets, MemberMismatch, build_targets, check_targets_match
-from audioretrieval.data.embeddings import write_embeddings
+from audioretrieval.correspondences.quality import (
+    average_precision,
+    correspondence_quality,
+    quality_table,
+    roc_auc,
+    truth_matrix,
+)
 from audioretrieval.correspondences.truth import target_mass, write_oracle_targets
-from audioretrieval.correspondences.quality import average_precision, correspondence_quality, quality_table, roc_auc, truth_matrix
-from embedding_files import CLIPS, caption_table, member
+from audioretrieval.data.embeddings import write_embeddings
+
 
 def test_stored_targets_equal_the_mean_of_the_members_cosines(tmp_path):
     members = [member(tmp_path / f"m{m}.h5", seed=m) for m in range(3)]
@@ -63,11 +70,14 @@ def test_roc_auc_and_average_precision_by_hand_with_ties_whatever_the_input_orde
         assert average_precision(scores, np.array(labels)) == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
 
 
-@pytest.mark.parametrize("scores, labels, message", [
-    ([0.9, np.nan, 0.1], [True, False, False], "1 of 3 scores are NaN or infinite"),
-    ([0.9, 0.5, 0.1], [2, 0, 1], r"labels must be true/false or 0/1, found \[0, 1, 2\]"),
-    ([0.9, 0.5, 0.1], [False, False, False], "need true and false pairs; found 0 true of 3"),
-])
+@pytest.mark.parametrize(
+    "scores, labels, message",
+    [
+        ([0.9, np.nan, 0.1], [True, False, False], "1 of 3 scores are NaN or infinite"),
+        ([0.9, 0.5, 0.1], [2, 0, 1], r"labels must be true/false or 0/1, found \[0, 1, 2\]"),
+        ([0.9, 0.5, 0.1], [False, False, False], "need true and false pairs; found 0 true of 3"),
+    ],
+)
 def test_quality_measures_refuse_what_would_give_a_wrong_number(scores, labels, message):
     for measure in (roc_auc, average_precision):
         with pytest.raises(ValueError, match=message):
@@ -77,8 +87,13 @@ def test_quality_measures_refuse_what_would_give_a_wrong_number(scores, labels, 
 def test_quality_leaves_out_each_captions_own_clip(tmp_path):
     member(tmp_path / "a.h5", 0)
     captions = caption_table()
-    truth = pd.DataFrame({"file_name": ["clip 0, é.wav", "clip 0, é.wav"], "caption_index": [1, 1],
-                          "relevant_file_name": ["clip 0, é.wav", "clip 3, é.wav"]})
+    truth = pd.DataFrame(
+        {
+            "file_name": ["clip 0, é.wav", "clip 0, é.wav"],
+            "caption_index": [1, 1],
+            "relevant_file_name": ["clip 0, é.wav", "clip 3, é.wav"],
+        }
+    )
     table = quality_table({"m": str(tmp_path / "a.h5")}, truth)
     assert table.loc[0, "true_pairs"] == 1 and table.loc[0, "pairs"] == len(captions) * (len(CLIPS) - 1)
     with pytest.raises(ValueError, match="not in the embeddings"):

@@ -26,7 +26,7 @@ def audio_file(tmp_path):
 
 def captions_csv(tmp_path, names, texts=None):
     rows = []
-    for k, name in enumerate(names):
+    for name in names:
         rows.append([name] + [f'{name}: "caption" {i}, with commas' if texts is None else texts for i in range(1, 6)])
     path = tmp_path / "captions.csv"
     pd.DataFrame(rows, columns=["file_name"] + [f"caption_{i}" for i in range(1, 6)]).to_csv(path, index=False)
@@ -129,7 +129,9 @@ def test_int16_files_give_int16_waveforms_that_convert_to_the_stored_signal(tmp_
     signal = (0.5 * np.sin(np.arange(3000) / 7)).astype(np.float32)
     with AudioH5Writer(path, RATE, "int16") as writer:
         writer.append("a.wav", signal, 3.0)
-    write_table_atomically(build_caption_table(captions_csv(tmp_path, ["a.wav"]), AudioH5(path)), tmp_path / "c.parquet")
+    write_table_atomically(
+        build_caption_table(captions_csv(tmp_path, ["a.wav"]), AudioH5(path)), tmp_path / "c.parquet"
+    )
     item = CaptionedAudio(path, tmp_path / "c.parquet", segment_s=4.0, train=False)[0]
     assert item["audio"].dtype == torch.int16
     waveform = as_float(item["audio"])

@@ -1,12 +1,12 @@
 import numpy as np
-import py7zr
 import pandas as pd
+import py7zr
 import pytest
+from conftest import encode, make_archive, tone
 
 from audioretrieval.data.archive import ArchiveUnreadable
 from audioretrieval.data.decode import DecodeError, decode_archive
 from audioretrieval.data.h5audio import AudioH5, partial_path
-from conftest import encode, make_archive, tone
 
 AWKWARD = [
     "Kitchen, take 2.wav",
@@ -74,7 +74,10 @@ def test_reading_a_crop_gives_the_same_samples_as_the_whole_clip(tmp_path):
 
 
 def test_a_member_that_cannot_be_decoded_stops_the_job_and_leaves_nothing(tmp_path):
-    members = {"dev/good.wav": encode(tone(440, 0.5, 44100), 44100), "dev/broken, it's bad.wav": b"not audio at all" * 100}
+    members = {
+        "dev/good.wav": encode(tone(440, 0.5, 44100), 44100),
+        "dev/broken, it's bad.wav": b"not audio at all" * 100,
+    }
     archive = make_archive(tmp_path / "bad.7z", members)
     with pytest.raises(DecodeError) as error:
         decode(archive, tmp_path, threads=2)
@@ -116,25 +119,37 @@ def test_unreadable_file_is_named_when_opening_the_decoded_audio(tmp_path):
 
 def test_damaged_archives_fail_naming_the_archive_the_member_and_the_cause(tmp_path):
     archive = tmp_path / "clotho_audio_validation.7z"
-    with py7zr.SevenZipFile(archive, "w", filters=[{"id": py7zr.FILTER_COPY}]) as z:  # stored, so a flipped byte is a CRC error
+    with py7zr.SevenZipFile(
+        archive, "w", filters=[{"id": py7zr.FILTER_COPY}]
+    ) as z:  # stored, so a flipped byte is a CRC error
         z.writestr(encode(tone(440, 0.2, 8000), 8000), "validation/a.wav")
         z.writestr(encode(tone(660, 0.2, 8000), 8000), "validation/b.wav")
     data = bytearray(archive.read_bytes())
     data[32 + len(data) // 2] ^= 0xFF
     archive.write_bytes(bytes(data))
-    with pytest.raises(ArchiveUnreadable, match=r"clotho_audio_validation.7z: cannot read member 'validation/b.wav': "
-                                                r"CRC check failed \(stored \d+, computed \d+\): the data is damaged"):
+    with pytest.raises(
+        ArchiveUnreadable,
+        match=r"clotho_audio_validation.7z: cannot read member 'validation/b.wav': "
+        r"CRC check failed \(stored \d+, computed \d+\): the data is damaged",
+    ):
         decode_archive(archive, tmp_path / "audio.h5", tmp_path / "skipped.csv", sample_rate=8000)
     archive.write_bytes(bytes(data[:1000]))  # half copied
-    with pytest.raises(ArchiveUnreadable, match=r"clotho_audio_validation.7z: not a readable 7z archive \(1000 bytes; "
-                                                r"a partial download or copy\?\): Bad7zFile"):
+    with pytest.raises(
+        ArchiveUnreadable,
+        match=r"clotho_audio_validation.7z: not a readable 7z archive \(1000 bytes; "
+        r"a partial download or copy\?\): Bad7zFile",
+    ):
         decode_archive(archive, tmp_path / "audio.h5", tmp_path / "skipped.csv", sample_rate=8000)
     assert not (tmp_path / "audio.h5").exists()
 
 
 def test_skip_reasons_say_what_is_wrong_in_words(tmp_path):
-    archive = make_archive(tmp_path / "a.7z", {"x/good.wav": encode(tone(440, 0.5, 8000), 8000), "x/bad.wav": b"not audio" * 50})
-    summary = decode_archive(archive, tmp_path / "audio.h5", tmp_path / "skipped.csv", sample_rate=8000, on_bad_clip="skip")
-    (member, reason), = summary.skipped
+    archive = make_archive(
+        tmp_path / "a.7z", {"x/good.wav": encode(tone(440, 0.5, 8000), 8000), "x/bad.wav": b"not audio" * 50}
+    )
+    summary = decode_archive(
+        archive, tmp_path / "audio.h5", tmp_path / "skipped.csv", sample_rate=8000, on_bad_clip="skip"
+    )
+    ((member, reason),) = summary.skipped
     assert member == "x/bad.wav" and reason == "BadAudio: not a readable audio file (Format not recognised.; 450 bytes)"
     assert "0x" not in pd.read_csv(tmp_path / "skipped.csv")["reason"][0]

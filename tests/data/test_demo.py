@@ -95,7 +95,8 @@ def test_ground_truth_marks_exactly_the_clips_with_everything_a_caption_mentions
         for row in captions.itertuples():
             mentions = json.loads(row.mentions)
             expected = {
-                name for name, clip in clips.iterrows()
+                name
+                for name, clip in clips.iterrows()
                 if satisfies(json.loads(clip.sources), clip.hiss, mentions, row.hiss)
             }
             assert relevant[(row.file_name, row.caption_index)] == expected
@@ -115,7 +116,9 @@ def test_caption_words_name_only_what_every_relevant_clip_has(demo):
         assert any(noun in row.caption.lower() for noun in NOUNS[kind])
         said = words_in(row.caption)
         assert said == {p: {mentions[0][p]} for p in PROPERTIES if p in mentions[0]}
-        for clip_name in truth.loc[(truth.file_name == row.file_name) & (truth.caption_index == row.caption_index), "relevant_file_name"]:
+        for clip_name in truth.loc[
+            (truth.file_name == row.file_name) & (truth.caption_index == row.caption_index), "relevant_file_name"
+        ]:
             sources = json.loads(clips.loc[clip_name, "sources"])
             assert any(s["kind"] == kind and all(s[p] in v for p, v in said.items()) for s in sources)
             if "hiss" in row.caption:

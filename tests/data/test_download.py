@@ -1,9 +1,9 @@
 import hashlib
 
 import pytest
+from http_server import FileServer
 
 from audioretrieval.data.download import ChecksumError, UnverifiableDownload, download, part_path
-from http_server import FileServer
 
 DATA = bytes(range(256)) * 4000  # about 1 MB
 MD5 = hashlib.md5(DATA).hexdigest()
@@ -12,7 +12,9 @@ FAST = dict(backoff_s=0.01, progress=False, timeout_s=10)
 
 def test_download_verifies_and_moves_into_place(tmp_path):
     with FileServer({"clotho_audio_development.7z": DATA}) as server:
-        dest = download(f"{server.url}/clotho_audio_development.7z", tmp_path / "clotho_audio_development.7z", MD5, **FAST)
+        dest = download(
+            f"{server.url}/clotho_audio_development.7z", tmp_path / "clotho_audio_development.7z", MD5, **FAST
+        )
     assert dest.read_bytes() == DATA
     assert not part_path(dest).exists()
 
@@ -76,7 +78,9 @@ def test_checksum_mismatch_names_the_file_and_both_hashes_and_leaves_nothing(tmp
     corrupted = DATA[:-1] + b"\0"
     with FileServer({"clotho_captions_evaluation.csv": corrupted}) as server:
         with pytest.raises(ChecksumError) as error:
-            download(f"{server.url}/clotho_captions_evaluation.csv", tmp_path / "clotho_captions_evaluation.csv", MD5, **FAST)
+            download(
+                f"{server.url}/clotho_captions_evaluation.csv", tmp_path / "clotho_captions_evaluation.csv", MD5, **FAST
+            )
     message = str(error.value)
     assert "clotho_captions_evaluation.csv" in message
     assert MD5 in message and hashlib.md5(corrupted).hexdigest() in message
@@ -95,7 +99,9 @@ def test_a_partial_reply_that_starts_elsewhere_is_not_appended_even_without_an_m
 def test_a_reply_without_a_length_is_refused_without_an_md5_and_checked_with_one(tmp_path):
     with FileServer({"train.csv": DATA}, announce_length=False) as server:
         server.cut_after["train.csv"] = 1000  # ends early; nothing in the reply can tell
-        with pytest.raises(UnverifiableDownload, match=r"train.csv: the server announced no length .* set the file's MD5"):
+        with pytest.raises(
+            UnverifiableDownload, match=r"train.csv: the server announced no length .* set the file's MD5"
+        ):
             download(f"{server.url}/train.csv", tmp_path / "train.csv", None, **FAST)
         assert list(tmp_path.iterdir()) == []
         server.cut_after["train.csv"] = 1000

@@ -10,34 +10,50 @@ import pandas as pd
 import pytest
 import soundfile
 import torch
+from http_server import FileServer
 
 from audioretrieval.data import audiocaps, wavcaps
+from audioretrieval.data.dataset import CaptionedAudio, CaptionedAudioUnion, training_set
 from audioretrieval.data.decode import DecodeError, decode_members
 from audioretrieval.data.demo import DemoSpec
 from audioretrieval.data.demo_extra import ExtraSpec, generate_audiocaps, generate_wavcaps
-from audioretrieval.data.dataset import CaptionedAudio, CaptionedAudioUnion, training_set
 from audioretrieval.data.h5audio import AudioH5, AudioH5Writer
 from audioretrieval.data.prepare import prepare_audiocaps, prepare_wavcaps
 from audioretrieval.data.zip_parts import part_names, stream_zip_members
-from http_server import FileServer
 
 SPEC = DemoSpec(seed=7, min_duration_s=1.0, max_duration_s=2.0)
-EXTRA = ExtraSpec(audiocaps_clips=12, audiocaps_missing=2, wavcaps_clips={"FreeSound": 10, "SoundBible": 4}, wavcaps_excluded=3)
+EXTRA = ExtraSpec(
+    audiocaps_clips=12, audiocaps_missing=2, wavcaps_clips={"FreeSound": 10, "SoundBible": 4}, wavcaps_excluded=3
+)
 TEMPLATE = "{youtube_id}_{start_time}.wav"
 CLOTHO_IDS = list(range(500, 540))
-SETTINGS = {"sample_rate": 32000, "sample_format": "flac", "on_bad_clip": "fail", "file_name": TEMPLATE,
-            "max_missing_fraction": 0.2}
+SETTINGS = {
+    "sample_rate": 32000,
+    "sample_format": "flac",
+    "on_bad_clip": "fail",
+    "file_name": TEMPLATE,
+    "max_missing_fraction": 0.2,
+}
 
 
 def outputs(directory):
-    return {name: directory / file for name, file in [
-        ("audio", "audio.h5"), ("captions", "captions.parquet"), ("skipped", "skipped_clips.csv"),
-        ("missing", "missing_clips.csv"), ("excluded", "excluded_clips.csv")]}
+    return {
+        name: directory / file
+        for name, file in [
+            ("audio", "audio.h5"),
+            ("captions", "captions.parquet"),
+            ("skipped", "skipped_clips.csv"),
+            ("missing", "missing_clips.csv"),
+            ("excluded", "excluded_clips.csv"),
+        ]
+    }
 
 
 def noisy_clips(n, rng):
-    return [np.clip(0.3 * np.sin(np.arange(m) * 0.01 * (k + 1)) + 0.005 * rng.standard_normal(m), -1, 1).astype(np.float32)
-            for k, m in enumerate(rng.integers(20_000, 90_000, size=n))]
+    return [
+        np.clip(0.3 * np.sin(np.arange(m) * 0.01 * (k + 1)) + 0.005 * rng.standard_normal(m), -1, 1).astype(np.float32)
+        for k, m in enumerate(rng.integers(20_000, 90_000, size=n))
+    ]
 
 
 @pytest.mark.parametrize("compressed", ["zstd", "flac"])
@@ -62,8 +78,14 @@ def test_compressed_storage_reads_back_exactly_what_int16_storage_holds(tmp_path
 
 def test_training_crops_from_flac_storage_equal_int16_crops(tmp_path):
     clips = noisy_clips(4, np.random.default_rng(1))
-    captions = pd.DataFrame({"file_name": [f"c{k}.wav" for k in range(4)], "clip_index": range(4),
-                             "caption_index": 1, "caption": [f"caption {k}" for k in range(4)]})
+    captions = pd.DataFrame(
+        {
+            "file_name": [f"c{k}.wav" for k in range(4)],
+            "clip_index": range(4),
+            "caption_index": 1,
+            "caption": [f"caption {k}" for k in range(4)],
+        }
+    )
     captions.to_parquet(tmp_path / "captions.parquet")
     for fmt in ("int16", "flac"):
         with AudioH5Writer(tmp_path / f"{fmt}.h5", 32000, fmt) as writer:
@@ -75,7 +97,9 @@ def test_training_crops_from_flac_storage_equal_int16_crops(tmp_path):
         data = CaptionedAudio(tmp_path / f"{fmt}.h5", tmp_path / "captions.parquet", segment_s=1.5, train=True)
         items[fmt] = [data[i] for i in range(4)]
     for a, b in zip(items["int16"], items["flac"]):
-        assert b["audio"].dtype == torch.int16 and torch.equal(a["audio"], b["audio"]) and a["fraction"] == b["fraction"]
+        assert (
+            b["audio"].dtype == torch.int16 and torch.equal(a["audio"], b["audio"]) and a["fraction"] == b["fraction"]
+        )
 
 
 @pytest.mark.skipif(shutil.which("zip") is None, reason="needs Info-ZIP's zip to write a split archive")
@@ -124,14 +148,18 @@ def test_flac_crops_are_the_same_when_seeking_is_not_supported(tmp_path, monkeyp
 
 def test_sets_of_different_sample_types_are_not_mixed_in_one_training_set(tmp_path):
     clips = noisy_clips(2, np.random.default_rng(5))
-    captions = pd.DataFrame({"file_name": ["c0.wav", "c1.wav"], "clip_index": [0, 1], "caption_index": 1, "caption": ["a", "b"]})
+    captions = pd.DataFrame(
+        {"file_name": ["c0.wav", "c1.wav"], "clip_index": [0, 1], "caption_index": 1, "caption": ["a", "b"]}
+    )
     captions.to_parquet(tmp_path / "captions.parquet")
     for fmt in ("float32", "flac"):
         with AudioH5Writer(tmp_path / f"{fmt}.h5", 32000, fmt) as writer:
             for k, clip in enumerate(clips):
                 writer.append(f"c{k}.wav", clip, 1.0)
     with pytest.raises(ValueError, match="different sample types.*float32.*int16"):
-        training_set([str(tmp_path / "float32.h5"), str(tmp_path / "flac.h5")], [str(tmp_path / "captions.parquet")] * 2, 1.0)
+        training_set(
+            [str(tmp_path / "float32.h5"), str(tmp_path / "flac.h5")], [str(tmp_path / "captions.parquet")] * 2, 1.0
+        )
 
 
 def test_two_members_with_one_file_name_fail_decoding(tmp_path):
@@ -154,8 +182,11 @@ def test_audiocaps_missing_files_are_listed_and_tolerated_up_to_the_configured_s
     out = outputs(tmp_path / "ok")
     summary = prepare_audiocaps(tmp_path / "raw/train.csv", tmp_path / "raw/audio", SETTINGS, out, progress=False)
     listed = pd.read_csv(tmp_path / "raw/train.csv", dtype=str)
-    expected_missing = sorted(f"{y}_{s}.wav" for y, s in zip(listed.youtube_id, listed.start_time)
-                              if not (tmp_path / "raw/audio" / f"{y}_{s}.wav").exists())
+    expected_missing = sorted(
+        f"{y}_{s}.wav"
+        for y, s in zip(listed.youtube_id, listed.start_time)
+        if not (tmp_path / "raw/audio" / f"{y}_{s}.wav").exists()
+    )
     assert len(expected_missing) == 2 and summary.missing == expected_missing
     assert pd.read_csv(out["missing"])["file_name"].tolist() == expected_missing
     captions = pd.read_parquet(out["captions"])
@@ -164,8 +195,13 @@ def test_audiocaps_missing_files_are_listed_and_tolerated_up_to_the_configured_s
 
     strict = outputs(tmp_path / "strict")
     with pytest.raises(DecodeError, match=r"2 of 12 expected clips are missing \(16.7%.*max_missing_fraction 10.0%"):
-        prepare_audiocaps(tmp_path / "raw/train.csv", tmp_path / "raw/audio", {**SETTINGS, "max_missing_fraction": 0.1},
-                          strict, progress=False)
+        prepare_audiocaps(
+            tmp_path / "raw/train.csv",
+            tmp_path / "raw/audio",
+            {**SETTINGS, "max_missing_fraction": 0.1},
+            strict,
+            progress=False,
+        )
     assert not any(path.exists() for path in strict.values())
 
 
@@ -182,8 +218,15 @@ def test_excluded_freesound_ids_never_reach_the_training_set(tmp_path):
     sets = []
     for source in ("FreeSound", "SoundBible"):
         out = outputs(tmp_path / source)
-        prepare_wavcaps(source, raw / wavcaps.json_file(source), raw / wavcaps.parts_file(source),
-                        raw / wavcaps.EXCLUSION_FILE, SETTINGS, out, progress=False)
+        prepare_wavcaps(
+            source,
+            raw / wavcaps.json_file(source),
+            raw / wavcaps.parts_file(source),
+            raw / wavcaps.EXCLUSION_FILE,
+            SETTINGS,
+            out,
+            progress=False,
+        )
         sets.append(out)
     free = sets[0]
     assert set(pd.read_csv(free["excluded"], dtype=str).file_name) == leaked
@@ -192,7 +235,9 @@ def test_excluded_freesound_ids_never_reach_the_training_set(tmp_path):
 
     ac = outputs(tmp_path / "ac")
     prepare_audiocaps(tmp_path / "audiocaps/train.csv", tmp_path / "audiocaps/audio", SETTINGS, ac, progress=False)
-    union = training_set([str(s["audio"]) for s in (ac, *sets)], [str(s["captions"]) for s in (ac, *sets)], segment_s=1.0)
+    union = training_set(
+        [str(s["audio"]) for s in (ac, *sets)], [str(s["captions"]) for s in (ac, *sets)], segment_s=1.0
+    )
     assert isinstance(union, CaptionedAudioUnion) and len(union) == 10 + 7 + 4
     items = [union[i] for i in range(len(union))]
     assert not leaked & {item["file_name"] for item in items}
@@ -217,8 +262,9 @@ def test_a_wavcaps_source_downloads_every_part_of_its_archive(tmp_path):
     files = {f"Zip_files/FreeSound/{p.name}": p.read_bytes() for p in staged.parent.glob("FreeSound.z*")}
     files[wavcaps.json_file("FreeSound")] = b'{"data": [{"id": "0", "caption": "a"}]}'
     with FileServer(files) as server:
-        names = wavcaps.download_source(server.url, tmp_path / "raw", "FreeSound",
-                                        {"retries": 0, "backoff_s": 0, "timeout_s": 5})
+        names = wavcaps.download_source(
+            server.url, tmp_path / "raw", "FreeSound", {"retries": 0, "backoff_s": 0, "timeout_s": 5}
+        )
     raw = tmp_path / "raw"
     assert [p.name for p in wavcaps.read_parts_list(raw / wavcaps.parts_file("FreeSound"))] == names
     for name in names:
@@ -234,10 +280,17 @@ def test_a_wavcaps_source_downloads_every_part_of_its_archive(tmp_path):
 
 def test_wavcaps_caption_files_are_the_seeds_unless_configured():
     # the files salsa's data/datasets/wavcaps.py reads
-    seed = {"AudioSet_SL": "as_final.json", "BBC_Sound_Effects": "bbc_final.json", "FreeSound": "fsd_final_2s.json",
-            "SoundBible": "sb_final.json"}
+    seed = {
+        "AudioSet_SL": "as_final.json",
+        "BBC_Sound_Effects": "bbc_final.json",
+        "FreeSound": "fsd_final_2s.json",
+        "SoundBible": "sb_final.json",
+    }
     for source, name in seed.items():
         assert wavcaps.json_file(source) == f"json_files/{source}/{name}"
     baseline = {"FreeSound": "fsd_final.json"}  # the DCASE 2025 baseline's choice
     assert wavcaps.json_file("FreeSound", baseline) == "json_files/FreeSound/fsd_final.json"
-    assert wavcaps.release_files("SoundBible", baseline) == ["json_files/SoundBible/sb_final.json", "Zip_files/SoundBible/parts.txt"]
+    assert wavcaps.release_files("SoundBible", baseline) == [
+        "json_files/SoundBible/sb_final.json",
+        "Zip_files/SoundBible/parts.txt",
+    ]

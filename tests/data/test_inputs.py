@@ -10,11 +10,11 @@ import unicodedata
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO, make_archive, run_snakemake
 
 from audioretrieval.data import clotho
 from audioretrieval.data.archive import stream_members
 from audioretrieval.data.demo import DemoSpec, generate_demo
-from conftest import REPO, make_archive, run_snakemake
 
 pytestmark = pytest.mark.snakemake
 
@@ -40,8 +40,9 @@ def clotho_config(tmp_path, release, md5=None) -> tuple[str, dict]:
     shutil.copytree(release, raw)
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["out_dir"] = str(tmp_path / "results")
-    config["data"].update(raw_dir=str(raw), decode_threads=1,
-                          md5={name: md5_of(raw / name) for name in clotho.MD5} | (md5 or {}))
+    config["data"].update(
+        raw_dir=str(raw), decode_threads=1, md5={name: md5_of(raw / name) for name in clotho.MD5} | (md5 or {})
+    )
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True))
     return str(path), config
@@ -68,7 +69,10 @@ def test_a_mirror_with_its_own_md5s_decodes_and_each_file_is_verified_once(tmp_p
     targets = [split_output(tmp_path, "captions.parquet")]
     build(configfile, tmp_path, *targets, check=True)
     verified = tmp_path / "results" / "data" / "clothov2" / "verified"
-    assert sorted(p.name for p in verified.iterdir()) == [f"clotho_audio_{SPLIT}.7z.md5", f"clotho_captions_{SPLIT}.csv.md5"]
+    assert sorted(p.name for p in verified.iterdir()) == [
+        f"clotho_audio_{SPLIT}.7z.md5",
+        f"clotho_captions_{SPLIT}.csv.md5",
+    ]
     again = build(configfile, tmp_path, "-n", *targets, check=True)
     assert "Nothing to be done" in again.stdout + again.stderr  # unchanged files are not checked again
 
@@ -94,7 +98,9 @@ def test_a_half_copied_archive_fails_at_its_check_with_its_size(tmp_path, releas
     result = build(configfile, tmp_path, split_output(tmp_path, "audio.h5"))
     assert result.returncode != 0
     log = (tmp_path / "results" / "logs" / "verify_release_file" / f"{archive.name}.log").read_text()
-    assert f"({archive.stat().st_size} bytes), expected {config['data']['md5'][archive.name]}; a partial download" in log
+    assert (
+        f"({archive.stat().st_size} bytes), expected {config['data']['md5'][archive.name]}; a partial download" in log
+    )
     assert not split_output(tmp_path, "audio.h5").exists()
 
 
@@ -145,14 +151,25 @@ def test_caption_file_names_in_another_unicode_form_still_find_their_clips(tmp_p
     assert len(written) == 15 and all(unicodedata.is_normalized("NFC", n) for n in written["file_name"])
 
 
-@pytest.mark.parametrize("edit, messages", [
-    (lambda c: c["stage2"]["train"].update(epochs="abc"), ["'abc' is not of type 'integer'", "['stage2']['train']['epochs']"]),
-    (lambda c: c["stage2"]["train"].update(lr=5), ["5 is not of type 'object'", "['stage2']['train']['lr']"]),
-    (lambda c: c["stage2"]["train"].update(epoch=3), ["'epoch' was unexpected"]),
-    (lambda c: c["stage2"]["train"].update(rampdown_stop=0.5),
-     ["stage2.train over train: expected warmup_epochs (1) <= rampdown_start (1) <= rampdown_stop (0.5)"]),
-    (lambda c: c["data"].update(md5={"clotho_audio_development.7z": "not an md5"}), ["'not an md5' does not match"]),
-])
+@pytest.mark.parametrize(
+    "edit, messages",
+    [
+        (
+            lambda c: c["stage2"]["train"].update(epochs="abc"),
+            ["'abc' is not of type 'integer'", "['stage2']['train']['epochs']"],
+        ),
+        (lambda c: c["stage2"]["train"].update(lr=5), ["5 is not of type 'object'", "['stage2']['train']['lr']"]),
+        (lambda c: c["stage2"]["train"].update(epoch=3), ["'epoch' was unexpected"]),
+        (
+            lambda c: c["stage2"]["train"].update(rampdown_stop=0.5),
+            ["stage2.train over train: expected warmup_epochs (1) <= rampdown_start (1) <= rampdown_stop (0.5)"],
+        ),
+        (
+            lambda c: c["data"].update(md5={"clotho_audio_development.7z": "not an md5"}),
+            ["'not an md5' does not match"],
+        ),
+    ],
+)
 def test_stage2_training_settings_and_md5s_are_checked_at_load_time(tmp_path, edit, messages):
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     edit(config)

@@ -7,15 +7,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from embedding_files import CLIPS, caption_table, member
 
+from audioretrieval.data.embeddings import write_embeddings
+from audioretrieval.evaluation.metrics import (
+    NonFiniteSimilarity,
+    audio_to_text_ranks,
+    multi_positive_ap,
+    own_clip_ranks,
+    retrieval_metrics,
+)
+from audioretrieval.evaluation.relevance import RelevanceMismatch, match_queries, read_relevance
 from audioretrieval.evaluation.score import main as score_command
 from audioretrieval.evaluation.score import score_file
-from audioretrieval.data.embeddings import write_embeddings
-from audioretrieval.evaluation.metrics import (NonFiniteSimilarity, audio_to_text_ranks, multi_positive_ap, own_clip_ranks,
-                                    retrieval_metrics)
-from audioretrieval.evaluation.relevance import RelevanceMismatch, match_queries, read_relevance
-
-from embedding_files import CLIPS, caption_table, member
 
 
 def test_retrieval_metrics_on_a_hand_made_ranking():
@@ -98,8 +102,12 @@ def dcase2025_baseline_map(C: torch.Tensor, captions: np.ndarray, paths: np.ndar
         return [i.item() for i in torch.argsort(torch.argsort(-c))[r]]
 
     matched_files["query_index"] = matched_files["query"].transform(lambda x: captions.tolist().index(x))
-    matched_files["new_audio_indices"] = matched_files["audio_filenames"].transform(lambda x: [paths.tolist().index(y) for y in x])
-    matched_files["TP_ranks"] = matched_files.apply(lambda row: get_ranks(C[row["query_index"]], row["new_audio_indices"]), axis=1)
+    matched_files["new_audio_indices"] = matched_files["audio_filenames"].transform(
+        lambda x: [paths.tolist().index(y) for y in x]
+    )
+    matched_files["TP_ranks"] = matched_files.apply(
+        lambda row: get_ranks(C[row["query_index"]], row["new_audio_indices"]), axis=1
+    )
 
     def average_precision_at_k(relevant_ranks, k=10):
         relevant_ranks = sorted(relevant_ranks)
@@ -114,8 +122,16 @@ def dcase2025_baseline_map(C: torch.Tensor, captions: np.ndarray, paths: np.ndar
 
 
 # file names as ClothoV2 spells them: spaces, commas, quotes, HTML entities, non-ASCII
-REAL_NAMES = ["bird_in_rain.wav", "Pensol - le Moulin cours d&#39;eau.wav", "water, stream 2.wav", "Small watetfall.wav",
-              'the "quote" take.wav', "Café terrace, n°3.wav", "rain's loop.wav", "20091217.17.fountain.wav"]
+REAL_NAMES = [
+    "bird_in_rain.wav",
+    "Pensol - le Moulin cours d&#39;eau.wav",
+    "water, stream 2.wav",
+    "Small watetfall.wav",
+    'the "quote" take.wav',
+    "Café terrace, n°3.wav",
+    "rain's loop.wav",
+    "20091217.17.fountain.wav",
+]
 
 
 def embeddings_in_the_real_layout(path, rng, clips=40, per_clip=5):
@@ -123,8 +139,14 @@ def embeddings_in_the_real_layout(path, rng, clips=40, per_clip=5):
     clip_of_caption = np.repeat(np.arange(clips), per_clip)
     texts = [f"Caption {j} of a recording, with 'quotes' and commas." for j in range(clips * per_clip)]
     texts[7] = texts[3]  # a text that two captions share: the query takes the first
-    table = pd.DataFrame({"file_name": [names[c] for c in clip_of_caption], "clip_index": clip_of_caption,
-                          "caption_index": np.tile(np.arange(1, per_clip + 1), clips), "caption": texts})
+    table = pd.DataFrame(
+        {
+            "file_name": [names[c] for c in clip_of_caption],
+            "clip_index": clip_of_caption,
+            "caption_index": np.tile(np.arange(1, per_clip + 1), clips),
+            "caption": texts,
+        }
+    )
     audio = rng.standard_normal((clips, 8)).astype(np.float32)
     text = rng.standard_normal((clips * per_clip, 8)).astype(np.float32)
     audio /= np.linalg.norm(audio, axis=1, keepdims=True)
@@ -149,13 +171,24 @@ def test_dcase2025_map_equals_the_baselines_on_a_file_in_the_published_layout(tm
     assert metadata.read_text().splitlines()[0] == "query,audio_filenames"
     assert "d&#39;eau.wav" in metadata.read_text() and "\"['" in metadata.read_text()  # list literals, quoted cells
 
-    score_command([str(tmp_path / "embeddings.h5"), "--metrics", str(tmp_path / "m.json"),
-                   "--ranks", str(tmp_path / "r.parquet"), "--relevance", str(metadata)])
+    score_command(
+        [
+            str(tmp_path / "embeddings.h5"),
+            "--metrics",
+            str(tmp_path / "m.json"),
+            "--ranks",
+            str(tmp_path / "r.parquet"),
+            "--relevance",
+            str(metadata),
+        ]
+    )
     metrics = json.loads((tmp_path / "m.json").read_text())
     C = torch.from_numpy(text @ audio.T)
     captions, paths = table["caption"].to_numpy(), np.asarray(names)
     for k in (16, 10):
-        assert metrics[f"dcase2025_map@{k}"] == pytest.approx(dcase2025_baseline_map(C, captions, paths, metadata, k), abs=1e-12)
+        assert metrics[f"dcase2025_map@{k}"] == pytest.approx(
+            dcase2025_baseline_map(C, captions, paths, metadata, k), abs=1e-12
+        )
     assert metrics["dcase2025_queries"] == len(rows)
     ranks = pd.read_parquet(tmp_path / "r.parquet")
     assert ranks["dcase2025_ap@16"].notna().sum() == len(rows)  # one caption per query
@@ -163,23 +196,34 @@ def test_dcase2025_map_equals_the_baselines_on_a_file_in_the_published_layout(tm
 
 def test_relevance_tables_in_the_published_and_the_long_layout(tmp_path):
     path = tmp_path / "metadata_eval.csv"
-    pd.DataFrame({"query": ["a dog barks", "rain falls"],
-                  "audio_filenames": ["['d1.wav', 'fan &#39;live&#39;; 470.wav']", "['r1.wav']"]}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "query": ["a dog barks", "rain falls"],
+            "audio_filenames": ["['d1.wav', 'fan &#39;live&#39;; 470.wav']", "['r1.wav']"],
+        }
+    ).to_csv(path, index=False)
     table = read_relevance(path)
     assert table["query"].tolist() == ["a dog barks", "rain falls"]
     assert table["relevant"].tolist() == [["d1.wav", "fan &#39;live&#39;; 470.wav"], ["r1.wav"]]
     # one (query, file) pair per row, as the demo's truth: gathered per query
-    pd.DataFrame({"caption": ["a fan", "a hum", "a fan"], "relevant_file_name": ["f1.wav", "h.wav", "f2.wav"]}).to_parquet(
-        tmp_path / "t.parquet")
+    pd.DataFrame(
+        {"caption": ["a fan", "a hum", "a fan"], "relevant_file_name": ["f1.wav", "h.wav", "f2.wav"]}
+    ).to_parquet(tmp_path / "t.parquet")
     assert read_relevance(tmp_path / "t.parquet")["relevant"].tolist() == [["f1.wav", "f2.wav"], ["h.wav"]]
 
 
-@pytest.mark.parametrize("table, message", [
-    ({"sentence": ["x"], "file_name": ["y"]}, r"expected a query column \['query', 'caption'\]"),
-    ({"query": ["x", "x"], "audio_filenames": ["['a.wav']", "['b.wav']"]}, r"1 queries appear in more than one row, e.g. \['x'\]"),
-    ({"query": ["x"], "audio_filenames": ["a.wav, b.wav"]}, r"row 1: expected a list literal of file names"),
-    ({"query": ["x"], "audio_filenames": ["[]"]}, r"row 1: expected a non-empty list of file names"),
-])
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ({"sentence": ["x"], "file_name": ["y"]}, r"expected a query column \['query', 'caption'\]"),
+        (
+            {"query": ["x", "x"], "audio_filenames": ["['a.wav']", "['b.wav']"]},
+            r"1 queries appear in more than one row, e.g. \['x'\]",
+        ),
+        ({"query": ["x"], "audio_filenames": ["a.wav, b.wav"]}, r"row 1: expected a list literal of file names"),
+        ({"query": ["x"], "audio_filenames": ["[]"]}, r"row 1: expected a non-empty list of file names"),
+    ],
+)
 def test_malformed_relevance_tables_fail_naming_file_row_and_expectation(tmp_path, table, message):
     pd.DataFrame(table).to_csv(tmp_path / "eval.csv", index=False)
     with pytest.raises(RelevanceMismatch, match="eval.csv.*" + message):
@@ -202,9 +246,13 @@ def test_queries_match_their_first_caption_and_offenders_are_named():
 def test_names_and_queries_match_whatever_their_unicode_normal_form(tmp_path):
     decomposed = unicodedata.normalize("NFD", "Café naïve.wav")
     pd.DataFrame({"query": [unicodedata.normalize("NFD", "a café")], "audio_filenames": [str([decomposed])]}).to_csv(
-        tmp_path / "eval.csv", index=False)
-    rows, relevant = match_queries(read_relevance(tmp_path / "eval.csv"), [unicodedata.normalize("NFC", "Café naïve.wav")],
-                                   [unicodedata.normalize("NFC", "a café")])
+        tmp_path / "eval.csv", index=False
+    )
+    rows, relevant = match_queries(
+        read_relevance(tmp_path / "eval.csv"),
+        [unicodedata.normalize("NFC", "Café naïve.wav")],
+        [unicodedata.normalize("NFC", "a café")],
+    )
     assert rows.tolist() == [0] and relevant.tolist() == [[True]]
 
 
@@ -213,11 +261,22 @@ def test_scoring_an_embeddings_file_from_the_command_line(tmp_path, capsys):
     captions = caption_table()
     relevance = pd.DataFrame({"caption": [captions["caption"][0]], "relevant_file_name": [CLIPS[5]]})
     relevance.to_parquet(tmp_path / "truth.parquet")
-    score_command([str(tmp_path / "emb.h5"), "--metrics", str(tmp_path / "m.json"), "--ranks", str(tmp_path / "r.parquet"),
-                   "--relevance", str(tmp_path / "truth.parquet")])
+    score_command(
+        [
+            str(tmp_path / "emb.h5"),
+            "--metrics",
+            str(tmp_path / "m.json"),
+            "--ranks",
+            str(tmp_path / "r.parquet"),
+            "--relevance",
+            str(tmp_path / "truth.parquet"),
+        ]
+    )
     metrics = json.loads((tmp_path / "m.json").read_text())
     ranks = pd.read_parquet(tmp_path / "r.parquet")
-    expected = own_clip_ranks(torch.from_numpy(text @ audio.T), torch.from_numpy(captions["clip_index"].to_numpy().copy()))
+    expected = own_clip_ranks(
+        torch.from_numpy(text @ audio.T), torch.from_numpy(captions["clip_index"].to_numpy().copy())
+    )
     assert ranks["rank"].tolist() == expected.tolist()
     assert metrics["map@10"] == pytest.approx(ranks["ap@10"].mean())
     assert ranks[["file_name", "caption_index", "caption"]].equals(captions[["file_name", "caption_index", "caption"]])
@@ -237,7 +296,9 @@ def test_scoring_a_file_without_caption_texts_says_what_is_missing(tmp_path):
 
 def test_nan_similarities_are_refused_rather_than_ranked_first():
     similarity = torch.tensor([[float("nan"), 0.2], [0.1, 0.9]])
-    with pytest.raises(NonFiniteSimilarity, match=r"1 similarities of 1 captions \(e.g. rows \[0\]\) are NaN or infinite"):
+    with pytest.raises(
+        NonFiniteSimilarity, match=r"1 similarities of 1 captions \(e.g. rows \[0\]\) are NaN or infinite"
+    ):
         own_clip_ranks(similarity, torch.tensor([0, 1]))
     with pytest.raises(NonFiniteSimilarity):
         multi_positive_ap(similarity, torch.tensor([[True, False], [False, True]]), 10)

@@ -11,8 +11,19 @@ from audioretrieval.model.attention import SdpaAttention, use_fused_attention
 
 def small_passt() -> PaSST:
     torch.manual_seed(0)
-    return PaSST(img_size=(128, 100), patch_size=16, stride=16, in_chans=1, num_classes=527, embed_dim=64, depth=2,
-                 num_heads=4, distilled=True, s_patchout_t=2, s_patchout_f=1)
+    return PaSST(
+        img_size=(128, 100),
+        patch_size=16,
+        stride=16,
+        in_chans=1,
+        num_classes=527,
+        embed_dim=64,
+        depth=2,
+        num_heads=4,
+        distilled=True,
+        s_patchout_t=2,
+        s_patchout_f=1,
+    )
 
 
 @pytest.mark.parametrize("training", [True, False])

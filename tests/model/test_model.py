@@ -5,18 +5,30 @@ import pytest
 import torch
 from hear21passt.models.passt import PaSST
 from hear21passt.models.preprocess import AugmentMelSTFT
+from tiny import tiny_model_config
 
-from audioretrieval.model.checkpoint import CheckpointMismatch, checkpoint_of, load_model
 from audioretrieval.files import save_torch_atomically
-from audioretrieval.model.audio import MelFrontEnd, PasstAudioEncoder, WeightsUnavailable, fetch_passt_weights, window_mask
+from audioretrieval.model.audio import (
+    MelFrontEnd,
+    PasstAudioEncoder,
+    WeightsUnavailable,
+    fetch_passt_weights,
+    window_mask,
+)
+from audioretrieval.model.checkpoint import CheckpointMismatch, checkpoint_of, load_model
 from audioretrieval.model.dual_encoder import DualEncoder
 from audioretrieval.model.text import TextEncoder, normalize_caption
-from tiny import tiny_model_config
 
 
 def test_windows_of_padding_only_are_masked():
     mask = window_mask(torch.tensor([1.0, 0.5, 0.34, 0.2, 0.0]), 3)
-    assert mask.tolist() == [[True, True, True], [True, True, False], [True, True, False], [True, False, False], [True, False, False]]
+    assert mask.tolist() == [
+        [True, True, True],
+        [True, True, False],
+        [True, True, False],
+        [True, False, False],
+        [True, False, False],
+    ]
 
 
 def encoder(cfg=None, segment_s=2.0):
@@ -49,11 +61,19 @@ def test_structured_patchout_only_while_training():
 
 def seed_caption_preprocessing(caption: str) -> str:
     """Transcribed from the seed (salsa experiments/ex_dcase24.py, forward_sentence)."""
-    return caption.lower().translate(str.maketrans('', '', string.punctuation))
+    return caption.lower().translate(str.maketrans("", "", string.punctuation))
 
 
-@pytest.mark.parametrize("caption", ["A man's dog barks, then   SILENCE!", "A bird -- chirping (loudly).",
-                                     "Cars pass; a horn honks.", "Rain on a tin roof: tap-tap-tap", "Café naïve"])
+@pytest.mark.parametrize(
+    "caption",
+    [
+        "A man's dog barks, then   SILENCE!",
+        "A bird -- chirping (loudly).",
+        "Cars pass; a horn honks.",
+        "Rain on a tin roof: tap-tap-tap",
+        "Café naïve",
+    ],
+)
 def test_captions_are_preprocessed_as_the_seed_does(caption):
     assert normalize_caption(caption) == seed_caption_preprocessing(caption)
     assert normalize_caption("A man's dog, barks") == "a mans dog barks"  # deleted, not replaced by a space
@@ -62,8 +82,21 @@ def test_captions_are_preprocessed_as_the_seed_does(caption):
 def seed_front_end() -> AugmentMelSTFT:
     """Built with the arguments of the seed (salsa models/audio/passt.py, get_passt) and of the DCASE 2025
     baseline (d25_t6/passt.py), with freqm = timem = 0 as in the seed's default configuration."""
-    return AugmentMelSTFT(n_mels=128, sr=32000, win_length=800, hopsize=320, n_fft=1024, freqm=0, timem=0,
-                          htk=False, fmin=0.0, fmax=None, norm=1, fmin_aug_range=10, fmax_aug_range=2000)
+    return AugmentMelSTFT(
+        n_mels=128,
+        sr=32000,
+        win_length=800,
+        hopsize=320,
+        n_fft=1024,
+        freqm=0,
+        timem=0,
+        htk=False,
+        fmin=0.0,
+        fmax=None,
+        norm=1,
+        fmin_aug_range=10,
+        fmax_aug_range=2000,
+    )
 
 
 def test_the_front_end_equals_the_seeds_augment_mel_stft_in_evaluation_and_training():
@@ -108,7 +141,9 @@ def test_checkpoints_rebuild_the_model_and_refuse_another_architecture(tmp_path,
     loaded, checkpoint = load_model(tmp_path / "model.pt")
     waveform = 0.1 * torch.randn(2, 64000)
     with torch.no_grad():
-        assert torch.equal(model.embed_audio(waveform, torch.ones(2)), loaded.eval().embed_audio(waveform, torch.ones(2)))
+        assert torch.equal(
+            model.embed_audio(waveform, torch.ones(2)), loaded.eval().embed_audio(waveform, torch.ones(2))
+        )
         assert torch.equal(model.embed_text(["a tone"]), loaded.embed_text(["a tone"]))
     assert checkpoint["epoch"] == 3 and checkpoint["seed"] == 11
     assert torch.load(tmp_path / "model.pt", weights_only=True)["format_version"] == 1
@@ -116,7 +151,9 @@ def test_checkpoints_rebuild_the_model_and_refuse_another_architecture(tmp_path,
     deeper = {**cfg, "audio": {**cfg["audio"], "depth": 2}}
     from audioretrieval.model.checkpoint import load_state
 
-    with pytest.raises(CheckpointMismatch, match="model.pt: checkpoint does not fit the model architecture: .*missing .*blocks.1"):
+    with pytest.raises(
+        CheckpointMismatch, match="model.pt: checkpoint does not fit the model architecture: .*missing .*blocks.1"
+    ):
         load_state(DualEncoder(deeper, 2.0), checkpoint["state_dict"], str(tmp_path / "model.pt"))
     wider = {**cfg, "embed_dim": 24}
     with pytest.raises(CheckpointMismatch, match=r"differ in shape \(e.g. .*projection"):
@@ -126,7 +163,13 @@ def test_checkpoints_rebuild_the_model_and_refuse_another_architecture(tmp_path,
 def test_passt_weights_load_from_a_local_file(tmp_path):
     small = tiny_model_config()["audio"]
     torch.manual_seed(5)
-    source = PaSST(img_size=(128, 100), embed_dim=small["embed_dim"], depth=small["depth"], num_heads=small["num_heads"], distilled=True)
+    source = PaSST(
+        img_size=(128, 100),
+        embed_dim=small["embed_dim"],
+        depth=small["depth"],
+        num_heads=small["num_heads"],
+        distilled=True,
+    )
     torch.save(source.state_dict(), tmp_path / "passt.pt")
     model = encoder({"pretrained": True, "weights": str(tmp_path / "passt.pt")})
     assert torch.equal(model.passt.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)
@@ -140,7 +183,10 @@ def test_missing_passt_weights_say_what_to_download_and_which_key_to_set(tmp_pat
         raise OSError("network unreachable")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    with pytest.raises(WeightsUnavailable, match=r"Download https://github.com/kkoutini/PaSST/.*passt-s-f128-p16-s16-ap.468.pt .*model.audio.weights"):
+    with pytest.raises(
+        WeightsUnavailable,
+        match=r"Download https://github.com/kkoutini/PaSST/.*passt-s-f128-p16-s16-ap.468.pt .*model.audio.weights",
+    ):
         fetch_passt_weights("passt_s_p16_s16_128_ap468", None)
 
 
@@ -185,12 +231,14 @@ def test_pooling_and_head_depth_round_trip_through_a_checkpoint(tmp_path, tiny_t
     loaded, _ = load_model(tmp_path / "model.pt")
     assert loaded.text.pooling == "mean" and isinstance(loaded.text.projection, torch.nn.Sequential)
     with torch.no_grad():
-        assert torch.equal(model.embed_text(["a tone", "two beeps and a hum"]), loaded.eval().embed_text(["a tone", "two beeps and a hum"]))
+        assert torch.equal(
+            model.embed_text(["a tone", "two beeps and a hum"]),
+            loaded.eval().embed_text(["a tone", "two beeps and a hum"]),
+        )
 
 
 def test_the_paper_config_builds_first_token_pooling_and_one_linear_layer(tiny_tokenizer):
     import yaml
-
     from conftest import REPO
 
     text_cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["model"]["text"]
@@ -206,10 +254,18 @@ def test_padding_to_the_longest_caption_gives_the_seeds_padding_to_32_tokens(tin
     text = TextEncoder(tiny_model_config(tiny_tokenizer)["text"], 16).eval()
     captions = [normalize_caption(c) for c in ("a hum", "a loud tone.")]
     ours = text.tokenize(captions, torch.device("cpu"))
-    seeds = text.tokenizer(captions, add_special_tokens=True, padding="max_length", return_tensors="pt",
-                           max_length=text.max_tokens, truncation=True)  # ex_dcase24.py, forward_sentence
+    seeds = text.tokenizer(
+        captions,
+        add_special_tokens=True,
+        padding="max_length",
+        return_tensors="pt",
+        max_length=text.max_tokens,
+        truncation=True,
+    )  # ex_dcase24.py, forward_sentence
     assert ours["input_ids"].shape[1] < seeds["input_ids"].shape[1] == text.max_tokens
     with torch.no_grad():
         first = text.encoder(**ours).last_hidden_state[:, 0]
-        padded = text.encoder(input_ids=seeds["input_ids"], attention_mask=seeds["attention_mask"]).last_hidden_state[:, 0]
+        padded = text.encoder(input_ids=seeds["input_ids"], attention_mask=seeds["attention_mask"]).last_hidden_state[
+            :, 0
+        ]
     assert torch.allclose(first, padded, atol=1e-5)

@@ -12,23 +12,32 @@ import subprocess
 import sys
 import types
 
+import hear21passt.models.passt as passt_module
 import pytest
 import torch
 import yaml
-from torch import nn
-from transformers import AutoTokenizer, RobertaConfig, RobertaModel
-
-import hear21passt.models.passt as passt_module
-from audioretrieval.model.checkpoint import load_model, read_checkpoint
-from audioretrieval.data.download import md5sum
-from audioretrieval.report.summary import summary_table
-from audioretrieval.model.seed_checkpoint import (PASST_ARCH, ROBERTA_LARGE, SeedCheckpointError, convert_seed_checkpoint,
-                                                  join_parts, key_rules, main, project_shapes,
-                                                  read_seed_checkpoint, text_hf_config)
 from conftest import REPO, run_snakemake
 from hear21passt.models.passt import PaSST
 from hear21passt.models.preprocess import AugmentMelSTFT
 from http_server import FileServer
+from torch import nn
+from transformers import AutoTokenizer, RobertaConfig, RobertaModel
+
+from audioretrieval.data.download import md5sum
+from audioretrieval.model.checkpoint import load_model, read_checkpoint
+from audioretrieval.model.seed_checkpoint import (
+    PASST_ARCH,
+    ROBERTA_LARGE,
+    SeedCheckpointError,
+    convert_seed_checkpoint,
+    join_parts,
+    key_rules,
+    main,
+    project_shapes,
+    read_seed_checkpoint,
+    text_hf_config,
+)
+from audioretrieval.report.summary import summary_table
 
 passt_module.first_RUN = False
 SR = 32000
@@ -38,6 +47,7 @@ WINDOW_S, SEGMENT_S, MAX_TOKENS = 1.0, 2.0, 16
 
 
 # --- the seed's modules, named as in the seed (their attribute names make the state_dict keys) -----
+
 
 class Wrapper(nn.Module):  # models/audio/passt.py, get_passt's Wrapper
     def __init__(self, model):
@@ -71,20 +81,47 @@ def seed_projection(sizes):
 class AudioRetrievalModel(nn.Module):  # experiments/ex_dcase24.py, the modules its __init__ builds
     def __init__(self, hp, text_config):
         super().__init__()
-        audio, sentence, sequence = hp["audio_features"], hp["sentence_features"], hp["audio_features"]["sequence_model"]
+        audio, sentence, sequence = (
+            hp["audio_features"],
+            hp["sentence_features"],
+            hp["audio_features"]["sequence_model"],
+        )
         frames = (int(audio["segment_length"] * SR) - 1) // 320 + 1
-        passt = PaSST(img_size=(128, frames), patch_size=16, stride=16, in_chans=1, num_classes=527, distilled=True,
-                      s_patchout_t=audio["model_config"]["s_patchout_t"], s_patchout_f=audio["model_config"]["s_patchout_f"],
-                      **SMALL_PASST)
-        passt.mel = AugmentMelSTFT(n_mels=128, sr=SR, win_length=800, hopsize=320, n_fft=1024, freqm=0, timem=0, htk=False,
-                                   fmin=0.0, fmax=None, norm=1, fmin_aug_range=10, fmax_aug_range=2000)
+        passt = PaSST(
+            img_size=(128, frames),
+            patch_size=16,
+            stride=16,
+            in_chans=1,
+            num_classes=527,
+            distilled=True,
+            s_patchout_t=audio["model_config"]["s_patchout_t"],
+            s_patchout_f=audio["model_config"]["s_patchout_f"],
+            **SMALL_PASST,
+        )
+        passt.mel = AugmentMelSTFT(
+            n_mels=128,
+            sr=SR,
+            win_length=800,
+            hopsize=320,
+            n_fft=1024,
+            freqm=0,
+            timem=0,
+            htk=False,
+            fmin=0.0,
+            fmax=None,
+            norm=1,
+            fmin_aug_range=10,
+            fmax_aug_range=2000,
+        )
         self.audio_embedding_model = WindowedPrediction(Wrapper(passt), audio["segment_length"], audio["hop_length"])
         self.sentence_embedding_model = RobertaModel(text_config, add_pooling_layer=False)
         width = SMALL_PASST["embed_dim"]
         self.project_audio = seed_projection([width, hp["shared_representation_size"]])
-        self.project_sentence = seed_projection([text_config.hidden_size]
-                                                + [sentence["adopt_layer_size"]] * sentence["adopt_n_layers"]
-                                                + [hp["shared_representation_size"]])
+        self.project_sentence = seed_projection(
+            [text_config.hidden_size]
+            + [sentence["adopt_layer_size"]] * sentence["adopt_n_layers"]
+            + [hp["shared_representation_size"]]
+        )
         self.tau = nn.Parameter(torch.zeros(1) + hp["initial_tau"], requires_grad=False)
         self.audio_output_projection = nn.Identity() if width == sequence["dim"] else nn.Linear(width, sequence["dim"])
         self.posencode = PositionalEncoding(sequence["dim"], sequence["posencode_length"])
@@ -98,26 +135,64 @@ def seed_hyper_parameters(adopt_n_layers=0) -> dict:
     return {
         "audio_features": {
             "model": "passt",
-            "model_config": {"freq_scale": 1.0, "s_patchout_t": 15, "s_patchout_f": 2, "freqm": 0, "timem": 0,
-                             "return_sequence": False},
-            "use_local_model": False, "frozen": False, "adopt_n_layers": 0, "adopt_layer_size": 2048,
-            "segment_length": WINDOW_S, "hop_length": WINDOW_S, "aggregate": "mean",
-            "sequence_model": {"num_layers": 0, "dim": 48, "nhead": 12, "dim_feedforward": 2048, "use_first_token": True,
-                               "norm_first": True, "dropout": 0.1, "posencode_init": "sinosoidal_fixed",
-                               "posencode_project": False, "posencode_length": 24, "posencode_weight": 1.0,
-                               "ablate_posencode": False, "normalize_input": False, "audio_token_dropout": 0.0,
-                               "reduce_sequence": False},
+            "model_config": {
+                "freq_scale": 1.0,
+                "s_patchout_t": 15,
+                "s_patchout_f": 2,
+                "freqm": 0,
+                "timem": 0,
+                "return_sequence": False,
+            },
+            "use_local_model": False,
+            "frozen": False,
+            "adopt_n_layers": 0,
+            "adopt_layer_size": 2048,
+            "segment_length": WINDOW_S,
+            "hop_length": WINDOW_S,
+            "aggregate": "mean",
+            "sequence_model": {
+                "num_layers": 0,
+                "dim": 48,
+                "nhead": 12,
+                "dim_feedforward": 2048,
+                "use_first_token": True,
+                "norm_first": True,
+                "dropout": 0.1,
+                "posencode_init": "sinosoidal_fixed",
+                "posencode_project": False,
+                "posencode_length": 24,
+                "posencode_weight": 1.0,
+                "ablate_posencode": False,
+                "normalize_input": False,
+                "audio_token_dropout": 0.0,
+                "reduce_sequence": False,
+            },
         },
-        "sentence_features": {"model": "roberta-large", "frozen": False, "adopt_n_layers": adopt_n_layers,
-                              "adopt_layer_size": 24, "use_first_token": True, "aggregate": "mean",
-                              "max_sentence_tokens": MAX_TOKENS, "remove_punctuation": True},
-        "initial_tau": 0.05, "freeze_tau": True, "shared_representation_size": 16, "normalize": True,
-        "projection_dropout": 0.0, "train_on": "all", "distill_from": ["mild-mountain-1"], "average_models": [],
-        "data_loader": {"batch_size": 64, "batch_size_eval": 32}, "seed": 523528930,
+        "sentence_features": {
+            "model": "roberta-large",
+            "frozen": False,
+            "adopt_n_layers": adopt_n_layers,
+            "adopt_layer_size": 24,
+            "use_first_token": True,
+            "aggregate": "mean",
+            "max_sentence_tokens": MAX_TOKENS,
+            "remove_punctuation": True,
+        },
+        "initial_tau": 0.05,
+        "freeze_tau": True,
+        "shared_representation_size": 16,
+        "normalize": True,
+        "projection_dropout": 0.0,
+        "train_on": "all",
+        "distill_from": ["mild-mountain-1"],
+        "average_models": [],
+        "data_loader": {"batch_size": 64, "batch_size_eval": 32},
+        "seed": 523528930,
     }
 
 
 # --- a Lightning 2.x checkpoint, with the hyper-parameters pickled as sacred's read-only containers --
+
 
 def fake_sacred(mp: pytest.MonkeyPatch):
     """Classes pickled under sacred's names, as sacred 0.8 pickles them (ReadOnlyContainer.__reduce__)."""
@@ -153,19 +228,40 @@ def lightning_checkpoint(model: nn.Module, hp: dict, sacred) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
     score = torch.tensor(0.4011)
     return {
-        "epoch": 13, "global_step": 4242, "pytorch-lightning_version": "2.2.2",
+        "epoch": 13,
+        "global_step": 4242,
+        "pytorch-lightning_version": "2.2.2",
         "state_dict": model.state_dict(),
-        "loops": {"fit_loop": {"state_dict": {}, "epoch_loop.state_dict": {"_batches_that_stepped": 4242},
-                               "epoch_progress": {"total": {"ready": 14, "completed": 13}}}},
-        "callbacks": {"ModelCheckpoint{'monitor': 'val/mAP@10', 'mode': 'max', 'every_n_train_steps': 0, "
-                      "'every_n_epochs': 1, 'train_time_interval': None}": {
-                          "monitor": "val/mAP@10", "best_model_score": score, "best_model_path": "/m/epoch_13-0.40.ckpt",
-                          "current_score": score, "dirpath": "/m", "best_k_models": {"/m/epoch_13-0.40.ckpt": score},
-                          "kth_best_model_path": "/m/epoch_13-0.40.ckpt", "kth_value": score,
-                          "last_model_path": "/m/last.ckpt"}},
-        "optimizer_states": [optimizer.state_dict()], "lr_schedulers": [],
-        "MixedPrecision": {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000,
-                           "_growth_tracker": 3},
+        "loops": {
+            "fit_loop": {
+                "state_dict": {},
+                "epoch_loop.state_dict": {"_batches_that_stepped": 4242},
+                "epoch_progress": {"total": {"ready": 14, "completed": 13}},
+            }
+        },
+        "callbacks": {
+            "ModelCheckpoint{'monitor': 'val/mAP@10', 'mode': 'max', 'every_n_train_steps': 0, "
+            "'every_n_epochs': 1, 'train_time_interval': None}": {
+                "monitor": "val/mAP@10",
+                "best_model_score": score,
+                "best_model_path": "/m/epoch_13-0.40.ckpt",
+                "current_score": score,
+                "dirpath": "/m",
+                "best_k_models": {"/m/epoch_13-0.40.ckpt": score},
+                "kth_best_model_path": "/m/epoch_13-0.40.ckpt",
+                "kth_value": score,
+                "last_model_path": "/m/last.ckpt",
+            }
+        },
+        "optimizer_states": [optimizer.state_dict()],
+        "lr_schedulers": [],
+        "MixedPrecision": {
+            "scale": 65536.0,
+            "growth_factor": 2.0,
+            "backoff_factor": 0.5,
+            "growth_interval": 2000,
+            "_growth_tracker": 3,
+        },
         "hparams_name": None,
         "hyper_parameters": {k: read_only(v, sacred) for k, v in hp.items()},
     }
@@ -184,8 +280,13 @@ def text_dir(tmp_path_factory, tiny_tokenizer):
     for file in tiny_tokenizer.iterdir():
         shutil.copy(file, directory)
     tokenizer = AutoTokenizer.from_pretrained(directory)
-    RobertaConfig(vocab_size=len(tokenizer), max_position_embeddings=MAX_TOKENS + 18, type_vocab_size=1,
-                  pad_token_id=tokenizer.pad_token_id, **TEXT).save_pretrained(directory)
+    RobertaConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=MAX_TOKENS + 18,
+        type_vocab_size=1,
+        pad_token_id=tokenizer.pad_token_id,
+        **TEXT,
+    ).save_pretrained(directory)
     return directory
 
 
@@ -215,6 +316,7 @@ def convert(seed_path, out_path, text_dir):
 
 # --- the seed's computation, transcribed ------------------------------------------------------------
 
+
 def seed_audio_embeddings(model, waveform, fraction):
     """forward_audio: windows (split_audio), PaSST's (cls + dist) / 2 per window (Wrapper: forward()[-2]),
     windows masked as the seed masks them (the first ceil(fraction * windows)), mean, project_audio, L2."""
@@ -225,7 +327,7 @@ def seed_audio_embeddings(model, waveform, fraction):
     features = ((cls_token + dist_token) / 2).reshape(len(waveform), -1, cls_token.shape[-1])
     mask = torch.zeros(features.shape[:2])
     for i, f in enumerate(fraction):
-        mask[i, :math.ceil(f.item() * features.shape[1])] = 1
+        mask[i, : math.ceil(f.item() * features.shape[1])] = 1
     pooled = (features * mask[:, :, None]).sum(1) / mask.sum(1, keepdim=True)
     return nn.functional.normalize(model.project_audio(pooled), dim=-1)
 
@@ -233,8 +335,14 @@ def seed_audio_embeddings(model, waveform, fraction):
 def seed_text_embeddings(model, tokenizer, captions, max_tokens):
     """forward_sentence: lower-cased, punctuation deleted, padded to max_length; first token; project_sentence; L2."""
     texts = [c.lower().translate(str.maketrans("", "", string.punctuation)) for c in captions]
-    tokens = tokenizer(texts, add_special_tokens=True, padding="max_length", return_tensors="pt", max_length=max_tokens,
-                       truncation=True)
+    tokens = tokenizer(
+        texts,
+        add_special_tokens=True,
+        padding="max_length",
+        return_tensors="pt",
+        max_length=max_tokens,
+        truncation=True,
+    )
     states = model.sentence_embedding_model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])[0]
     return nn.functional.normalize(model.project_sentence(states[:, 0]), dim=-1)
 
@@ -254,21 +362,45 @@ def test_the_converted_checkpoint_embeds_as_the_seeds_modules_do(tmp_path, text_
     torch.manual_seed(1)
     waveform, fraction = torch.randn(2, int(SEGMENT_S * SR)) * 0.1, torch.tensor([1.0, 0.4])
     with torch.no_grad():
-        torch.testing.assert_close(converted.embed_audio(waveform, fraction), seed_audio_embeddings(model, waveform, fraction),
-                                   rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            converted.embed_audio(waveform, fraction),
+            seed_audio_embeddings(model, waveform, fraction),
+            rtol=1e-4,
+            atol=1e-5,
+        )
         expected = seed_text_embeddings(model, AutoTokenizer.from_pretrained(text_dir), CAPTIONS, MAX_TOKENS)
         torch.testing.assert_close(converted.embed_text(CAPTIONS), expected, rtol=1e-4, atol=1e-5)
 
     config = checkpoint["model_config"]
-    assert config["audio"] == {"arch": PASST_ARCH, "pretrained": True, "weights": None, **SMALL_PASST, "window_s": 1.0,
-                               "hop_s": 1.0, "patchout_t": 15, "patchout_f": 2, "fused_attention": True}
-    assert config["text"] == {"name": str(text_dir), "tokenizer": None, "freeze": False, "dropout": 0.2,
-                              "max_tokens": MAX_TOKENS, "pooling": "first", "head_layers": 1 + adopt_n_layers,
-                              "head_hidden": 24 if adopt_n_layers else None}
+    assert config["audio"] == {
+        "arch": PASST_ARCH,
+        "pretrained": True,
+        "weights": None,
+        **SMALL_PASST,
+        "window_s": 1.0,
+        "hop_s": 1.0,
+        "patchout_t": 15,
+        "patchout_f": 2,
+        "fused_attention": True,
+    }
+    assert config["text"] == {
+        "name": str(text_dir),
+        "tokenizer": None,
+        "freeze": False,
+        "dropout": 0.2,
+        "max_tokens": MAX_TOKENS,
+        "pooling": "first",
+        "head_layers": 1 + adopt_n_layers,
+        "head_hidden": 24 if adopt_n_layers else None,
+    }
     assert (config["embed_dim"], config["tau"], checkpoint["segment_s"]) == (16, 0.05, SEGMENT_S)
     assert (checkpoint["epoch"], checkpoint["seed"], checkpoint["metrics"]) == (13, 523528930, {})
-    assert checkpoint["source"] == {"seed_checkpoint": "passt_roberta.ckpt", "md5": md5sum(tmp_path / "passt_roberta.ckpt"),
-                                    "global_step": 4242, "pytorch-lightning_version": "2.2.2"}
+    assert checkpoint["source"] == {
+        "seed_checkpoint": "passt_roberta.ckpt",
+        "md5": md5sum(tmp_path / "passt_roberta.ckpt"),
+        "global_step": 4242,
+        "pytorch-lightning_version": "2.2.2",
+    }
     assert read_checkpoint(tmp_path / "best.pt")["format_version"] == 1
 
 
@@ -277,12 +409,23 @@ def test_every_seed_key_is_mapped_or_dropped_by_a_named_rule(seed):
     rules = key_rules()
     rule_of = {key: next(r for r in rules if re.fullmatch(r.pattern, key)) for key in model.state_dict()}
     dropped = sorted(key for key, rule in rule_of.items() if rule.target is None)
-    assert dropped == sorted(["audio_embedding_model.model.model.head.0.weight", "audio_embedding_model.model.model.head.0.bias",
-                              "audio_embedding_model.model.model.head.1.weight", "audio_embedding_model.model.model.head.1.bias",
-                              "audio_embedding_model.model.model.head_dist.weight",
-                              "audio_embedding_model.model.model.head_dist.bias", "tau", "timing_tau", "audio_token",
-                              "posencode.w", "posencode.pe", "audio_output_projection.weight",
-                              "audio_output_projection.bias"])
+    assert dropped == sorted(
+        [
+            "audio_embedding_model.model.model.head.0.weight",
+            "audio_embedding_model.model.model.head.0.bias",
+            "audio_embedding_model.model.model.head.1.weight",
+            "audio_embedding_model.model.model.head.1.bias",
+            "audio_embedding_model.model.model.head_dist.weight",
+            "audio_embedding_model.model.model.head_dist.bias",
+            "tau",
+            "timing_tau",
+            "audio_token",
+            "posencode.w",
+            "posencode.pe",
+            "audio_output_projection.weight",
+            "audio_output_projection.bias",
+        ]
+    )
 
 
 def edited_checkpoint(path, edit):
@@ -298,22 +441,44 @@ def edited_checkpoint(path, edit):
 PASST_KEY = "audio_embedding_model.model.model."
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda s: s.update({PASST_KEY + "pre_logits.fc.weight": torch.zeros(2, 2), "metadata_embedding_model.w": torch.zeros(1)}),
-     r"2 key\(s\) of the seed's state_dict that the mapping does not know: "
-     r"audio_embedding_model\.model\.model\.pre_logits\.fc\.weight, metadata_embedding_model\.w"),
-    (lambda s: s.pop("project_audio.0.weight"),
-     r"1 tensor\(s\) the project's model needs are missing: audio\.projection\.weight"),
-    (lambda s: s.update({"sentence_embedding_model.encoder.layer.0.output.dense.weight": torch.zeros(32, 65)}),
-     r"sentence_embedding_model\.encoder\.layer\.0\.output\.dense\.weight \(32, 65\) -> "
-     r"text\.encoder\.encoder\.layer\.0\.output\.dense\.weight \(32, 64\)"),
-    (lambda s: s.update({"project_sentence.2.weight": torch.zeros(16, 24)}),  # a second head layer: adopt_n_layers says 0
-     r"1 key\(s\) of the seed's state_dict that the mapping does not know: project_sentence\.2\.weight"),
-    (lambda s: s.update({PASST_KEY + "blocks.1.norm1.weight": torch.zeros(32)}),  # a deeper PaSST than the one rebuilt
-     r"1 mapped tensor\(s\) the project's model does not have: "
-     r"audio_embedding_model\.model\.model\.blocks\.1\.norm1\.weight -> audio\.passt\.blocks\.1\.norm1\.weight"),
-    (lambda s: s.update({"tau": torch.tensor([0.07])}), r"parameter tau is 0\.07 but hyper-parameter initial_tau is 0\.05"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda s: s.update(
+                {PASST_KEY + "pre_logits.fc.weight": torch.zeros(2, 2), "metadata_embedding_model.w": torch.zeros(1)}
+            ),
+            r"2 key\(s\) of the seed's state_dict that the mapping does not know: "
+            r"audio_embedding_model\.model\.model\.pre_logits\.fc\.weight, metadata_embedding_model\.w",
+        ),
+        (
+            lambda s: s.pop("project_audio.0.weight"),
+            r"1 tensor\(s\) the project's model needs are missing: audio\.projection\.weight",
+        ),
+        (
+            lambda s: s.update({"sentence_embedding_model.encoder.layer.0.output.dense.weight": torch.zeros(32, 65)}),
+            r"sentence_embedding_model\.encoder\.layer\.0\.output\.dense\.weight \(32, 65\) -> "
+            r"text\.encoder\.encoder\.layer\.0\.output\.dense\.weight \(32, 64\)",
+        ),
+        (
+            lambda s: s.update(
+                {"project_sentence.2.weight": torch.zeros(16, 24)}
+            ),  # a second head layer: adopt_n_layers says 0
+            r"1 key\(s\) of the seed's state_dict that the mapping does not know: project_sentence\.2\.weight",
+        ),
+        (
+            lambda s: s.update(
+                {PASST_KEY + "blocks.1.norm1.weight": torch.zeros(32)}
+            ),  # a deeper PaSST than the one rebuilt
+            r"1 mapped tensor\(s\) the project's model does not have: "
+            r"audio_embedding_model\.model\.model\.blocks\.1\.norm1\.weight -> audio\.passt\.blocks\.1\.norm1\.weight",
+        ),
+        (
+            lambda s: s.update({"tau": torch.tensor([0.07])}),
+            r"parameter tau is 0\.07 but hyper-parameter initial_tau is 0\.05",
+        ),
+    ],
+)
 def test_unknown_missing_and_misshaped_keys_fail_naming_them(tmp_path, seed, text_dir, edit, message):
     path = edited_checkpoint(seed[2], edit)
     with pytest.raises(SeedCheckpointError, match=message):
@@ -321,18 +486,49 @@ def test_unknown_missing_and_misshaped_keys_fail_naming_them(tmp_path, seed, tex
     assert not (tmp_path / "best.pt").exists()
 
 
-@pytest.mark.parametrize("section, key, value, message", [
-    ("audio_features.sequence_model", "num_layers", 2,
-     "hyper-parameter audio_features.sequence_model.num_layers is 2, expected 0: this project has no transformer over the windows"),
-    ("audio_features", "model", "passt_l",
-     "hyper-parameter audio_features.model is 'passt_l' (the seed builds passt_l_kd_p16_128_ap47 for it)"),
-    ("audio_features", "model", "atst", "hyper-parameter audio_features.model is 'atst' (the seed builds no PaSST for it)"),
-    ("audio_features", "adopt_n_layers", 1, "hyper-parameter audio_features.adopt_n_layers is 1, expected 0"),
-    ("sentence_features", "use_first_token", False, "hyper-parameter sentence_features.use_first_token is False, expected True"),
-    ("audio_features.model_config", "freqm", None, "hyper-parameter audio_features.model_config.freqm is 48, expected 0"),
-    ("sentence_features", "max_sentence_tokens", None,
-     "hyper-parameter sentence_features.max_sentence_tokens is missing from the checkpoint's hyper_parameters"),
-])
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        (
+            "audio_features.sequence_model",
+            "num_layers",
+            2,
+            "hyper-parameter audio_features.sequence_model.num_layers is 2, expected 0: "
+            "this project has no transformer over the windows",
+        ),
+        (
+            "audio_features",
+            "model",
+            "passt_l",
+            "hyper-parameter audio_features.model is 'passt_l' (the seed builds passt_l_kd_p16_128_ap47 for it)",
+        ),
+        (
+            "audio_features",
+            "model",
+            "atst",
+            "hyper-parameter audio_features.model is 'atst' (the seed builds no PaSST for it)",
+        ),
+        ("audio_features", "adopt_n_layers", 1, "hyper-parameter audio_features.adopt_n_layers is 1, expected 0"),
+        (
+            "sentence_features",
+            "use_first_token",
+            False,
+            "hyper-parameter sentence_features.use_first_token is False, expected True",
+        ),
+        (
+            "audio_features.model_config",
+            "freqm",
+            None,
+            "hyper-parameter audio_features.model_config.freqm is 48, expected 0",
+        ),
+        (
+            "sentence_features",
+            "max_sentence_tokens",
+            None,
+            "hyper-parameter sentence_features.max_sentence_tokens is missing from the checkpoint's hyper_parameters",
+        ),
+    ],
+)
 def test_an_unsupported_hyper_parameter_fails_naming_it(tmp_path, text_dir, section, key, value, message):
     hp = seed_hyper_parameters()
     model = seed_model(hp, text_dir)
@@ -351,8 +547,13 @@ def test_an_unsupported_hyper_parameter_fails_naming_it(tmp_path, text_dir, sect
 
 def test_only_sacreds_read_only_containers_are_allowed_when_unpickling(tmp_path, seed, text_dir):
     _, hp, _ = seed
-    torch.save({"state_dict": {}, "hyper_parameters": hp, "callbacks": {"x": types.SimpleNamespace(a=1)}}, tmp_path / "odd.ckpt")
-    with pytest.raises(SeedCheckpointError, match=r"odd\.ckpt: holds types\.SimpleNamespace, which is not allowed when unpickling"):
+    torch.save(
+        {"state_dict": {}, "hyper_parameters": hp, "callbacks": {"x": types.SimpleNamespace(a=1)}},
+        tmp_path / "odd.ckpt",
+    )
+    with pytest.raises(
+        SeedCheckpointError, match=r"odd\.ckpt: holds types\.SimpleNamespace, which is not allowed when unpickling"
+    ):
         convert(tmp_path / "odd.ckpt", tmp_path / "best.pt", text_dir)
     (tmp_path / "cut.ckpt").write_bytes(seed[2].read_bytes()[:100_000])
     with pytest.raises(SeedCheckpointError, match=r"cut\.ckpt: not a readable torch checkpoint .* every part"):
@@ -363,9 +564,20 @@ def test_roberta_large_is_rebuilt_offline_and_its_shapes_are_checked():
     config = text_hf_config("roberta-large")
     assert {k: config[k] for k in ROBERTA_LARGE} == ROBERTA_LARGE
     assert config["hidden_dropout_prob"] == config["attention_probs_dropout_prob"] == 0.2
-    model_config = {"embed_dim": 1024, "text": {"head_layers": 1, "head_hidden": None},
-                    "audio": {"arch": PASST_ARCH, "pretrained": False, "weights": None, **SMALL_PASST, "window_s": 1.0,
-                              "hop_s": 1.0, "patchout_t": 15, "patchout_f": 2}}
+    model_config = {
+        "embed_dim": 1024,
+        "text": {"head_layers": 1, "head_hidden": None},
+        "audio": {
+            "arch": PASST_ARCH,
+            "pretrained": False,
+            "weights": None,
+            **SMALL_PASST,
+            "window_s": 1.0,
+            "hop_s": 1.0,
+            "patchout_t": 15,
+            "patchout_f": 2,
+        },
+    }
     shapes = project_shapes(model_config, SEGMENT_S, config)
     assert shapes["text.encoder.embeddings.word_embeddings.weight"] == (50265, 1024)
     assert shapes["text.encoder.embeddings.position_embeddings.weight"] == (514, 1024)
@@ -388,18 +600,38 @@ def test_the_parts_join_in_order_and_a_missing_part_fails_naming_it(tmp_path):
 
 def test_the_command_line_converts(tmp_path, seed, text_dir):
     # The CLI has no option for PaSST sizes (the release is PaSST-S): a small PaSST must fail on its shapes.
-    result = subprocess.run([sys.executable, "-m", "audioretrieval.model.seed_checkpoint", "convert", str(seed[2]),
-                             str(tmp_path / "best.pt"), "--text-model", str(text_dir), "--segment-s", str(SEGMENT_S)],
-                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "audioretrieval.model.seed_checkpoint",
+            "convert",
+            str(seed[2]),
+            str(tmp_path / "best.pt"),
+            "--text-model",
+            str(text_dir),
+            "--segment-s",
+            str(SEGMENT_S),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
     assert result.returncode != 0
     assert "error: the seed's state_dict does not fit" in result.stderr
     assert f"text encoder config from {text_dir}" in result.stderr
-    assert "132 tensor(s) the project's model needs are missing: audio.passt.blocks.1." in result.stderr  # depth 1, not 12
-    assert "audio_embedding_model.model.model.blocks.0.norm1.weight (32,) -> audio.passt.blocks.0.norm1.weight (768,)" in result.stderr
+    assert (
+        "132 tensor(s) the project's model needs are missing: audio.passt.blocks.1." in result.stderr
+    )  # depth 1, not 12
+    assert (
+        "audio_embedding_model.model.model.blocks.0.norm1.weight (32,) -> audio.passt.blocks.0.norm1.weight (768,)"
+        in result.stderr
+    )
     assert not (tmp_path / "best.pt").exists()
 
 
 # --- the workflow -----------------------------------------------------------------------------------
+
 
 def paper_config(tmp_path) -> dict:
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -462,20 +694,37 @@ def test_the_conversion_rule_reads_a_copy_put_into_raw_dir_and_fails_naming_what
     (tmp_path / "released").mkdir()
     shutil.copy(seed[2], tmp_path / "released" / "passt_roberta.ckpt")  # a copy you have: nothing is downloaded
     target = tmp_path / "results" / "released" / "passt_roberta" / "best.pt"
-    result = run_snakemake(target, "--cores", 1, "--configfile", write_config(tmp_path, config), cwd=tmp_path, check=False)
+    result = run_snakemake(
+        target, "--cores", 1, "--configfile", write_config(tmp_path, config), cwd=tmp_path, check=False
+    )
     assert result.returncode != 0
     assert planned(result, "download_released_part") == planned(result, "join_released") == 0
     log = (tmp_path / "results" / "logs" / "convert_released.log").read_text()
-    assert f"the seed's state_dict does not fit the model rebuilt from its hyper_parameters (text encoder config from {text_dir})" in log
+    assert (
+        f"the seed's state_dict does not fit the model rebuilt from its hyper_parameters "
+        f"(text encoder config from {text_dir})" in log
+    )
     assert not target.exists()
 
 
 def test_the_summary_shows_the_released_checkpoint_beside_the_papers_row():
     metrics = {"map@10": 0.4011, "r@1": 0.2769, "r@5": 0.5705, "r@10": 0.7050}
-    reference = [{"model": "paper: released checkpoint", "map@10": 40.11, "r@1": 27.69, "r@5": 57.05, "r@10": 70.50,
-                  "compare_with": "released passt_roberta"}]
-    table = summary_table({"stage1": {"seed1": metrics}, "released": {"passt_roberta": metrics}},
-                          {"stage1": {"seed1": metrics}}, None, reference)
+    reference = [
+        {
+            "model": "paper: released checkpoint",
+            "map@10": 40.11,
+            "r@1": 27.69,
+            "r@5": 57.05,
+            "r@10": 70.50,
+            "compare_with": "released passt_roberta",
+        }
+    ]
+    table = summary_table(
+        {"stage1": {"seed1": metrics}, "released": {"passt_roberta": metrics}},
+        {"stage1": {"seed1": metrics}},
+        None,
+        reference,
+    )
     assert table["model"].tolist() == ["seed1", "seed1", "released passt_roberta", "paper: released checkpoint"]
     released = table.iloc[2]
     assert (released["kind"], released["weights"]) == ("released", "best")

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 BENCHMARKS = sorted([path.name for path in (REPO / "benchmarks").glob("*_benchmark.py")] + ["gpu_check.sh"])

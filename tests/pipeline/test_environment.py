@@ -4,10 +4,9 @@ import re
 import tomllib
 
 import yaml
+from conftest import REPO
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-
-from conftest import REPO
 
 DRIVER_ONLY = {"snakemake"}  # runs the rules; not needed inside their environment
 
@@ -47,8 +46,12 @@ def test_ci_runs_the_readme_test_command_in_a_brand_new_environment():
 
 def test_the_lock_pins_every_dependency_inside_the_ranges_of_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    wanted = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["bench"]
-              + project["optional-dependencies"]["test"]]
+    wanted = [
+        Requirement(r)
+        for r in project["dependencies"]
+        + project["optional-dependencies"]["bench"]
+        + project["optional-dependencies"]["test"]
+    ]
     lines = (REPO / "envs" / "requirements.lock").read_text().splitlines()
     pinned = {}
     for line in lines:

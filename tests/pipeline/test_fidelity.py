@@ -11,9 +11,9 @@ tests/training, tests/correspondences and tests/evaluation.
 import pytest
 import torch
 import yaml
+from conftest import REPO
 
 from audioretrieval.model.embed import resolve_precision
-from conftest import REPO
 
 PAPER = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
@@ -40,8 +40,11 @@ SEED_VALUES = [
     ("train.batch_size", 64, "README: data_loader.batch_size=64"),
     ("train.eval_batch_size", 32, "README: data_loader.batch_size_eval=32"),
     ("train.epochs", 20, "README: max_epochs=20"),
-    ("train.lr", {"audio_encoder": 2e-5, "text_encoder": 2e-5, "audio_projection": 2e-5, "text_projection": 2e-5},
-     "ex_dcase24.py: lr_audio_encoder ... lr_sentence_project = 2e-5"),
+    (
+        "train.lr",
+        {"audio_encoder": 2e-5, "text_encoder": 2e-5, "audio_projection": 2e-5, "text_projection": 2e-5},
+        "ex_dcase24.py: lr_audio_encoder ... lr_sentence_project = 2e-5",
+    ),
     ("train.min_lr", 1e-7, "ex_dcase24.py: min_lr = 1e-7"),
     ("train.betas", [0.9, 0.999], "ex_dcase24.py: beta1, beta2"),
     ("train.eps", 1e-8, "ex_dcase24.py: eps = 1e-8"),
@@ -58,7 +61,11 @@ SEED_VALUES = [
     ("stage2.runs.0.sup_weight", 0.0, "README: loss_weight=0.0"),
     ("stage2.runs.0.target_tau", None, "ex_dcase24.py: C_distilled / tau (the model's)"),
     ("stage2.train", {}, "README: the stage-2 command repeats stage 1's optimisation settings"),
-    ("evaluation.relevance_md5", "15de2d0afb9c11950f15c46a70b335ba", "dcase2025_task6_baseline resources/metadata_eval.csv"),
+    (
+        "evaluation.relevance_md5",
+        "15de2d0afb9c11950f15c46a70b335ba",
+        "dcase2025_task6_baseline resources/metadata_eval.csv",
+    ),
 ]
 
 
@@ -89,7 +96,7 @@ def test_half_precision_on_a_gpu_and_fp32_on_a_cpu():
 
 def test_the_readme_fidelity_table_lists_every_setting():
     readme = (REPO / "README.md").read_text()
-    fidelity = readme[readme.index("## Fidelity"):]
+    fidelity = readme[readme.index("## Fidelity") :]
     fidelity = fidelity[: fidelity.index("\n## ", 1)]
     for key, _, _ in SEED_VALUES:
         assert f"`{key.split('.0')[0]}`" in fidelity, key

@@ -1,8 +1,8 @@
 import shutil
 
-from audioretrieval.pipeline.provenance import code_digest, code_files
-
 from conftest import REPO
+
+from audioretrieval.pipeline.provenance import code_digest, code_files
 
 
 def make_package(root):
@@ -23,8 +23,13 @@ def make_package(root):
 def test_a_script_runs_the_modules_it_imports_transitively_and_no_others(tmp_path):
     script, package = make_package(tmp_path)
     names = {p.relative_to(tmp_path).as_posix() for p in code_files(script, package)}
-    assert names == {"scripts/train.py", "src/audioretrieval/train.py", "src/audioretrieval/data/__init__.py",
-                     "src/audioretrieval/data/tables.py", "src/audioretrieval/losses.py"}
+    assert names == {
+        "scripts/train.py",
+        "src/audioretrieval/train.py",
+        "src/audioretrieval/data/__init__.py",
+        "src/audioretrieval/data/tables.py",
+        "src/audioretrieval/losses.py",
+    }
 
 
 def test_the_digest_follows_content_not_location_or_time(tmp_path):
@@ -50,6 +55,14 @@ def test_no_rule_of_the_data_stage_runs_training_code():
 
 def test_rules_that_only_read_embeddings_do_not_load_the_model():
     # the model imports hear21passt, timm and transformers: seconds of start-up per job
-    for script in ("ensemble_targets", "evaluate_ensemble", "correspondence_quality", "target_mass", "summary",
-                   "comparisons", "plots", "caption_table"):
+    for script in (
+        "ensemble_targets",
+        "evaluate_ensemble",
+        "correspondence_quality",
+        "target_mass",
+        "summary",
+        "comparisons",
+        "plots",
+        "caption_table",
+    ):
         assert not {f for f in library_files_of(script) if f.startswith("model/")}, script

@@ -5,7 +5,6 @@ import json
 
 import pytest
 import yaml
-
 from conftest import REPO, run_snakemake
 from slurm_cluster import Unavailable, jobs_in_controller, single_node_slurm
 
@@ -13,8 +12,17 @@ pytestmark = [pytest.mark.slurm, pytest.mark.snakemake]
 
 # Settings for this single-node test cluster only, overlaid on the profile users run: status from
 # squeue (no accounting database here), quick first status check, no account to guess.
-TEST_CLUSTER = ["--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
-                "--slurm-no-account", "--default-resources", "slurm_partition=cpu", "mem_mb=2000", "runtime=30"]
+TEST_CLUSTER = [
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "2",
+    "--slurm-no-account",
+    "--default-resources",
+    "slurm_partition=cpu",
+    "mem_mb=2000",
+    "runtime=30",
+]
 
 
 @pytest.fixture
@@ -33,7 +41,9 @@ def test_training_and_evaluation_run_as_slurm_jobs_with_their_gpu_requests(tmp_p
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(tiny_demo_config))
     target = tmp_path / "results" / "stage1" / "seed1" / "evaluation" / "best" / "metrics.json"
-    run_snakemake(target, "--profile", REPO / "profiles" / "slurm", *TEST_CLUSTER, "--configfile", configfile, cwd=tmp_path)
+    run_snakemake(
+        target, "--profile", REPO / "profiles" / "slurm", *TEST_CLUSTER, "--configfile", configfile, cwd=tmp_path
+    )
     assert json.loads(target.read_text())["captions"] == 20
     jobs = jobs_in_controller()
     assert jobs and all(job["JobState"] == "COMPLETED" for job in jobs), jobs

@@ -6,11 +6,11 @@ import copy
 
 import pytest
 import yaml
+from conftest import REPO
 
 from audioretrieval.pipeline import study
 from audioretrieval.pipeline.config import ConfigError, check_config
 from audioretrieval.pipeline.study import stage2_jobs
-from conftest import REPO
 
 
 def demo_config():
@@ -22,24 +22,44 @@ def test_a_control_is_its_run_with_only_the_loss_weights_changed_and_runs_from_o
     config["stage2"]["runs"][0].update(seeds=[5, 6], target_tau=0.1)
     config["stage2"]["runs"].append({**config["stage2"]["runs"][0], "name": "other", "seeds": [6, 7]})
     jobs = {job["name"]: job for job in stage2_jobs(config)}
-    assert sorted(jobs) == ["control-from-seed1-seed5", "control-from-seed1-seed6", "control-from-seed1-seed7",
-                            "distill-seed5", "distill-seed6", "other-seed6", "other-seed7"]
+    assert sorted(jobs) == [
+        "control-from-seed1-seed5",
+        "control-from-seed1-seed6",
+        "control-from-seed1-seed7",
+        "distill-seed5",
+        "distill-seed6",
+        "other-seed6",
+        "other-seed7",
+    ]
     assert jobs["control-from-seed1-seed6"]["control_of"] == ["distill", "other"]
     for seed in (5, 6):
         run, control = jobs[f"distill-seed{seed}"], jobs[f"control-from-seed1-seed{seed}"]
         assert (control["dist_weight"], control["sup_weight"]) == (0.0, 1.0) and control["init"] == run["init"]
         assert control["seed"] == run["seed"] and control["ensemble"] is None and control["target_tau"] is None
     config["stage2"]["runs"][0]["control"] = config["stage2"]["runs"][1]["control"] = False
-    assert [job["name"] for job in stage2_jobs(config)] == ["distill-seed5", "distill-seed6", "other-seed6", "other-seed7"]
+    assert [job["name"] for job in stage2_jobs(config)] == [
+        "distill-seed5",
+        "distill-seed6",
+        "other-seed6",
+        "other-seed7",
+    ]
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda c: c["stage2"]["runs"][0].update(ensemble="oracle") or c["data"].update(source="clotho"),
-     "'oracle' targets come from the demo's ground truth"),
-    (lambda c: c["correspondences"]["ensembles"].update(oracle=[1]), "'oracle' is reserved"),
-    (lambda c: c["evaluation"].update(relevance_url="http://x/y.csv"), "the demo scores multi-positive mAP against its own"),
-    (lambda c: c["stage2"]["runs"].append(copy.deepcopy(c["stage2"]["runs"][0])), "job names must be unique"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda c: c["stage2"]["runs"][0].update(ensemble="oracle") or c["data"].update(source="clotho"),
+            "'oracle' targets come from the demo's ground truth",
+        ),
+        (lambda c: c["correspondences"]["ensembles"].update(oracle=[1]), "'oracle' is reserved"),
+        (
+            lambda c: c["evaluation"].update(relevance_url="http://x/y.csv"),
+            "the demo scores multi-positive mAP against its own",
+        ),
+        (lambda c: c["stage2"]["runs"].append(copy.deepcopy(c["stage2"]["runs"][0])), "job names must be unique"),
+    ],
+)
 def test_stage2_config_mistakes_name_the_key(edit, message):
     config = demo_config()
     edit(config)
@@ -71,9 +91,15 @@ def test_the_targets_temperature_defaults_to_the_models_once_and_controls_have_n
     assert jobs["oracle-seed11"]["target_tau"] == 0.02
     assert jobs["control-from-seed1-seed11"]["target_tau"] is None
     assert study.training_params(jobs["control-from-seed1-seed11"]) == {
-        "seed": 11, "loss_weights": {"dist": 0.0, "sup": 1.0}, "target_tau": None}
+        "seed": 11,
+        "loss_weights": {"dist": 0.0, "sup": 1.0},
+        "target_tau": None,
+    }
     assert study.training_params(jobs["distill-seed12"]) == {
-        "seed": 12, "loss_weights": {"dist": 1.0, "sup": 0.0}, "target_tau": config["model"]["tau"]}
+        "seed": 12,
+        "loss_weights": {"dist": 1.0, "sup": 0.0},
+        "target_tau": config["model"]["tau"],
+    }
 
 
 def test_the_oracle_is_used_only_where_a_run_distils_from_it():
@@ -86,14 +112,23 @@ def test_the_oracle_is_used_only_where_a_run_distils_from_it():
 def test_comparisons_pair_each_run_with_its_control_its_start_and_stage1_and_state_the_oracles_share():
     config = study_config()
     groups, pairs, shares = study.comparison_groups(config, stage2_jobs(config))
-    assert groups == {"stage 1 mean": ["seed1", "seed2", "seed3"], "distill": ["distill-seed11", "distill-seed12"],
-                      "stage 1 seed1": ["seed1"], "self_distill": ["self_distill-seed11", "self_distill-seed12"],
-                      "oracle": ["oracle-seed11", "oracle-seed12"],
-                      "control-from-seed1": ["control-from-seed1-seed11", "control-from-seed1-seed12"]}
-    assert pairs == [(comparison, run, other) for run in ("distill", "self_distill", "oracle")
-                     for comparison, other in (("stage 2 - control", "control-from-seed1"),
-                                               ("stage 2 - its initial stage-1 model", "stage 1 seed1"),
-                                               ("stage 2 - mean of stage 1", "stage 1 mean"))]
+    assert groups == {
+        "stage 1 mean": ["seed1", "seed2", "seed3"],
+        "distill": ["distill-seed11", "distill-seed12"],
+        "stage 1 seed1": ["seed1"],
+        "self_distill": ["self_distill-seed11", "self_distill-seed12"],
+        "oracle": ["oracle-seed11", "oracle-seed12"],
+        "control-from-seed1": ["control-from-seed1-seed11", "control-from-seed1-seed12"],
+    }
+    assert pairs == [
+        (comparison, run, other)
+        for run in ("distill", "self_distill", "oracle")
+        for comparison, other in (
+            ("stage 2 - control", "control-from-seed1"),
+            ("stage 2 - its initial stage-1 model", "stage 1 seed1"),
+            ("stage 2 - mean of stage 1", "stage 1 mean"),
+        )
+    ]
     assert shares == [("distill", "control-from-seed1", "oracle"), ("self_distill", "control-from-seed1", "oracle")]
     for run in config["stage2"]["runs"]:
         run["control"] = False  # no control: nothing to pair with it, no share
@@ -104,15 +139,24 @@ def test_comparisons_pair_each_run_with_its_control_its_start_and_stage1_and_sta
 
 def test_target_mass_rows_are_every_ensemble_and_each_temperature_a_run_distils_at():
     config = study_config()
-    config["stage2"]["runs"].append({**config["stage2"]["runs"][0], "name": "sharp", "target_tau": 0.02, "control": False})
+    config["stage2"]["runs"].append(
+        {**config["stage2"]["runs"][0], "name": "sharp", "target_tau": 0.02, "control": False}
+    )
     tau = config["model"]["tau"]
     assert study.target_mass_rows(config, stage2_jobs(config)) == [
-        {"ensemble": "all", "tau": 0.02}, {"ensemble": "all", "tau": tau}, {"ensemble": "oracle", "tau": tau},
-        {"ensemble": "seed1", "tau": tau}]
+        {"ensemble": "all", "tau": 0.02},
+        {"ensemble": "all", "tau": tau},
+        {"ensemble": "oracle", "tau": tau},
+        {"ensemble": "seed1", "tau": tau},
+    ]
 
 
 def test_ensembles_of_one_member_are_not_scored_on_their_own_and_the_figure_shows_the_first_estimated():
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    assert study.multi_member_ensembles(config) == ["all"]  # seed409194 alone is that model
+    assert study.multi_member_ensembles(config) == ["all", "all_captions"]  # seed409194 alone is that model
+    assert study.retrieval_ensembles(config) == ["all"]  # the caption estimator cannot rank evaluation clips
+    assert study.quality_row("all_captions", [1, "captions"]) == "ensemble all_captions"
+    rows = [study.quality_row(name, [member]) for name, member in [("x", 4), ("y", "captions")]]
+    assert rows == ["seed4", "captions"]
     assert study.example_ensemble(config) == "seed409194"  # the first stage-2 run's
     assert study.example_ensemble(study_config()) == "all"

@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import REPO, run_snakemake, tiny_config
+from http_server import FileServer
 
 from audioretrieval.data import clotho
 from audioretrieval.data.h5audio import AudioH5
-from conftest import REPO, run_snakemake, tiny_config
-from http_server import FileServer
 
 pytestmark = pytest.mark.snakemake
 
@@ -56,7 +56,9 @@ def test_demo_data_targets_are_built_offline_and_then_up_to_date(tmp_path, tiny_
 
 def planned_rules(result) -> set[str]:
     text = result.stdout + result.stderr
-    return {line.split()[-1].rstrip(":") for line in text.splitlines() if line.strip().startswith(("rule ", "localrule "))}
+    return {
+        line.split()[-1].rstrip(":") for line in text.splitlines() if line.strip().startswith(("rule ", "localrule "))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -95,19 +97,37 @@ def test_the_chain_evaluates_best_and_last_weights_and_reports_them(chain):
     assert quality["model"].tolist() == ["seed1", "seed2", "ensemble all"]
     assert quality["roc_auc"].between(0, 1).all()
     texts = pd.read_parquet(out / "data" / "clothov2" / "evaluation" / "captions.parquet")["caption"].nunique()
-    models = [(d, w) for d in ("stage1/seed1", "stage1/seed2", "stage2/distill-seed523528930",
-                               "stage2/control-from-seed1-seed523528930") for w in ("best", "last")]
+    models = [
+        (d, w)
+        for d in (
+            "stage1/seed1",
+            "stage1/seed2",
+            "stage2/distill-seed523528930",
+            "stage2/control-from-seed1-seed523528930",
+        )
+        for w in ("best", "last")
+    ]
     for model_dir, weights in models + [("correspondences/all", "best")]:
         metrics = json.loads((out / model_dir / "evaluation" / weights / "metrics.json").read_text())
         assert metrics["captions"] == 5 * 4 and metrics["clips"] == 4  # the evaluation split
         assert metrics["dcase2025_queries"] == texts  # the demo's truth: every caption text is a query
     summary = pd.read_csv(out / "report" / "summary.csv", keep_default_na=False)
-    best = ["seed1", "seed2", "stage 1, mean of 2 seeds", "ensemble all", "distill-seed523528930",
-            "control-from-seed1-seed523528930"]
+    best = [
+        "seed1",
+        "seed2",
+        "stage 1, mean of 2 seeds",
+        "ensemble all",
+        "distill-seed523528930",
+        "control-from-seed1-seed523528930",
+    ]
     assert summary["model"].tolist() == best + [m for m in best if m != "ensemble all"]
     assert summary["weights"].tolist() == ["best"] * 6 + ["last"] * 5
     comparisons = pd.read_csv(out / "report" / "comparisons.csv")
-    assert set(comparisons["comparison"]) == {"stage 2 - control", "stage 2 - its initial stage-1 model", "stage 2 - mean of stage 1"}
+    assert set(comparisons["comparison"]) == {
+        "stage 2 - control",
+        "stage 2 - its initial stage-1 model",
+        "stage 2 - mean of stage 1",
+    }
     assert comparisons.set_index("metric")["queries"].to_dict() == {"ap@10": 20, "dcase2025_ap@10": texts}
     for figure in ("training_curves", "metrics", "correspondence_examples", "comparisons"):
         assert (out / "report" / f"{figure}.png").stat().st_size > 0 and (out / "report" / f"{figure}.svg").exists()
@@ -134,8 +154,11 @@ def test_a_second_run_and_touched_files_rerun_nothing(chain):
 
 def test_another_stage1_seed_reruns_what_depends_on_it_and_not_the_unchanged_seed(chain):
     root, config, _, _ = chain
-    reseeded = {**config, "stage1": {**config["stage1"], "seeds": [1, 3]},
-                "correspondences": {**config["correspondences"], "ensembles": {"all": [1, 3]}}}
+    reseeded = {
+        **config,
+        "stage1": {**config["stage1"], "seeds": [1, 3]},
+        "correspondences": {**config["correspondences"], "ensembles": {"all": [1, 3]}},
+    }
     result = run_snakemake("-n", "--cores", 2, "--configfile", write_config(root / "reseeded", reseeded), cwd=root)
     assert "run=seed3" in result.stdout and "run=seed1" not in result.stdout
     assert result.stdout.count("rule train_stage1:") == 1 and result.stdout.count("rule train_stage2:") == 1
@@ -163,7 +186,15 @@ def test_a_setting_only_the_distillation_uses_reruns_the_run_and_not_its_control
     changed = copy.deepcopy(config)
     changed["stage2"]["runs"][0]["target_tau"] = 0.1
     result = run_snakemake("-n", "--cores", 2, "--configfile", write_config(root / "tau", changed), cwd=root)
-    assert planned_rules(result) == {"train_stage2", "evaluate_model", "target_mass", "summary", "comparisons", "plots", "all"}
+    assert planned_rules(result) == {
+        "train_stage2",
+        "evaluate_model",
+        "target_mass",
+        "summary",
+        "comparisons",
+        "plots",
+        "all",
+    }
     assert "name=distill-seed523528930" in result.stdout and "name=control-from" not in result.stdout
 
 
@@ -187,10 +218,16 @@ def test_the_full_setting_demo_runs_end_to_end_without_leaking_clotho_clips(tmp_
     full = yaml.safe_load((REPO / "config" / "demo_full.yaml").read_text())
     config = {**tiny_demo_config, "audiocaps": full["audiocaps"], "wavcaps": full["wavcaps"]}
     raw = tmp_path / "results" / "raw"
-    config["audiocaps"].update(captions_csv=str(raw / "audiocaps" / "train.csv"), audio_dir=str(raw / "audiocaps" / "audio"))
+    config["audiocaps"].update(
+        captions_csv=str(raw / "audiocaps" / "train.csv"), audio_dir=str(raw / "audiocaps" / "audio")
+    )
     config["wavcaps"]["raw_dir"] = str(raw / "wavcaps")
-    config["demo"]["extra"] = {"audiocaps_clips": 12, "audiocaps_missing": 1, "wavcaps_clips": {"FreeSound": 10, "SoundBible": 4},
-                               "wavcaps_excluded": 3}
+    config["demo"]["extra"] = {
+        "audiocaps_clips": 12,
+        "audiocaps_missing": 1,
+        "wavcaps_clips": {"FreeSound": 10, "SoundBible": 4},
+        "wavcaps_excluded": 3,
+    }
     config["stage1"]["train_on"] = "all"
     configfile = write_config(tmp_path, config)
     out = tmp_path / "results"
@@ -202,12 +239,19 @@ def test_the_full_setting_demo_runs_end_to_end_without_leaking_clotho_clips(tmp_
     for block in rule_blocks(first, "train_stage2") + rule_blocks(first, "export_embeddings"):
         assert "audiocaps" not in block and "wavcaps" not in block  # targets only over ClothoV2 development
     log = (out / "logs" / "train_stage1" / "seed1.log").read_text()
-    assert "training on 62 captions of 30 clips from 4 set(s)" in log  # 40 + 11 + 7 + 4 captions of 8 + 11 + 7 + 4 clips
+    assert (
+        "training on 62 captions of 30 clips from 4 set(s)" in log
+    )  # 40 + 11 + 7 + 4 captions of 8 + 11 + 7 + 4 clips
 
-    excluded_ids = set(pd.read_csv(raw / "wavcaps" / "dcase2024_task6_excluded_freesound_ids.csv", dtype=str).iloc[:, 0])
+    excluded_ids = set(
+        pd.read_csv(raw / "wavcaps" / "dcase2024_task6_excluded_freesound_ids.csv", dtype=str).iloc[:, 0]
+    )
     clotho_raw = tmp_path / config["data"]["raw_dir"]
-    clotho_ids = set(pd.concat([pd.read_csv(clotho_raw / clotho.metadata_csv(s), encoding="ISO-8859-1", dtype=str)
-                                for s in clotho.SPLITS])["sound_id"])
+    clotho_ids = set(
+        pd.concat(
+            [pd.read_csv(clotho_raw / clotho.metadata_csv(s), encoding="ISO-8859-1", dtype=str) for s in clotho.SPLITS]
+        )["sound_id"]
+    )
     assert excluded_ids == clotho_ids
     excluded = pd.read_csv(out / "data" / "wavcaps" / "FreeSound" / "excluded_clips.csv", dtype=str)
     assert len(excluded) == 3 and set(excluded["id"]) <= excluded_ids
@@ -255,8 +299,15 @@ def test_the_paper_config_plans_the_clotho_download(tmp_path):
     assert result.stdout.count("rule download_relevance:") == 1  # the DCASE 2025 annotations
     assert result.stdout.count("rule summary:") == 1 and result.stdout.count("rule plots:") == 1
     assert result.stdout.count("rule comparisons:") == 1
-    for demo_only in ("generate_demo_dataset", "build_tokenizer", "correspondence_quality", "target_mass", "oracle_targets",
-                      "audiocaps", "wavcaps"):  # the full setting is off unless stage1.train_on is all
+    for demo_only in (
+        "generate_demo_dataset",
+        "build_tokenizer",
+        "correspondence_quality",
+        "target_mass",
+        "oracle_targets",
+        "audiocaps",
+        "wavcaps",
+    ):  # the full setting is off unless stage1.train_on is all
         assert demo_only not in result.stdout
 
 
@@ -269,8 +320,13 @@ def test_a_corrupted_download_fails_the_rule_and_leaves_no_release_file(tmp_path
     with FileServer({name: b"file_name,caption_1\n"}) as server:
         config["download"]["base_url"] = server.url
         result = run_snakemake(
-            str(tmp_path / "raw" / name), "--cores", 1, "--configfile", write_config(tmp_path, config),
-            cwd=tmp_path, check=False,
+            str(tmp_path / "raw" / name),
+            "--cores",
+            1,
+            "--configfile",
+            write_config(tmp_path, config),
+            cwd=tmp_path,
+            check=False,
         )
     assert result.returncode != 0
     log = (tmp_path / "results" / "logs" / "download_clotho" / f"{name}.log").read_text()
@@ -286,18 +342,36 @@ def test_a_corrupted_download_fails_the_rule_and_leaves_no_release_file(tmp_path
         (lambda c: c["demo"]["clips"].pop("evaluation"), "'evaluation' is a required property"),
         (lambda c: c["demo"].update(min_duration_s=9.0), "demo.min_duration_s (9.0) must not exceed"),
         (lambda c: c.pop("demo"), "'demo' is a required property"),
-        (lambda c: c["stage1"].update(train_on="all"), "stage1.train_on is all, but neither audiocaps nor wavcaps is configured"),
-        (lambda c: c.update(audiocaps={**FULL_DEMO["audiocaps"], "file_name": "{video}.wav"}),
-         "audiocaps.file_name '{video}.wav': expected a file name (no folder: set audiocaps.audio_dir) using {youtube_id}"),
-        (lambda c: (c.update(audiocaps=FULL_DEMO["audiocaps"], wavcaps=FULL_DEMO["wavcaps"]),
-                    c["demo"].update(extra=FULL_DEMO["demo"]["extra"]), c["stage1"].update(train_on="all"),
-                    c["data"].update(sample_format="float32")),
-         "the sets stage 1 trains on together must all be float32 or none"),
-        (lambda c: c.update(wavcaps={**FULL_DEMO["wavcaps"], "sources": ["FreeSound"]}),
-         "demo.extra must give the stand-ins' sizes"),
-        (lambda c: (c.update(wavcaps={**FULL_DEMO["wavcaps"], "sources": ["FreeSound"]}),
-                    c["demo"].update(extra=FULL_DEMO["demo"]["extra"])),
-         "wavcaps.sources ['FreeSound'] must be the sources demo.extra.wavcaps_clips generates ['FreeSound', 'SoundBible']"),
+        (
+            lambda c: c["stage1"].update(train_on="all"),
+            "stage1.train_on is all, but neither audiocaps nor wavcaps is configured",
+        ),
+        (
+            lambda c: c.update(audiocaps={**FULL_DEMO["audiocaps"], "file_name": "{video}.wav"}),
+            "audiocaps.file_name '{video}.wav': expected a file name (no folder: set audiocaps.audio_dir) "
+            "using {youtube_id}",
+        ),
+        (
+            lambda c: (
+                c.update(audiocaps=FULL_DEMO["audiocaps"], wavcaps=FULL_DEMO["wavcaps"]),
+                c["demo"].update(extra=FULL_DEMO["demo"]["extra"]),
+                c["stage1"].update(train_on="all"),
+                c["data"].update(sample_format="float32"),
+            ),
+            "the sets stage 1 trains on together must all be float32 or none",
+        ),
+        (
+            lambda c: c.update(wavcaps={**FULL_DEMO["wavcaps"], "sources": ["FreeSound"]}),
+            "demo.extra must give the stand-ins' sizes",
+        ),
+        (
+            lambda c: (
+                c.update(wavcaps={**FULL_DEMO["wavcaps"], "sources": ["FreeSound"]}),
+                c["demo"].update(extra=FULL_DEMO["demo"]["extra"]),
+            ),
+            "wavcaps.sources ['FreeSound'] must be the sources "
+            "demo.extra.wavcaps_clips generates ['FreeSound', 'SoundBible']",
+        ),
     ],
 )
 def test_config_mistakes_fail_at_load_time_naming_the_key(tmp_path, tiny_demo_config, edit, message):
@@ -308,9 +382,15 @@ def test_config_mistakes_fail_at_load_time_naming_the_key(tmp_path, tiny_demo_co
 
 
 def test_lint_finds_nothing_in_either_configuration(tmp_path):
-    for configfiles in (["demo.yaml"], ["demo.yaml", "demo_full.yaml"], ["demo.yaml", "study.yaml", "study_tries.yaml"],
-                        ["config.yaml"]):
-        result = run_snakemake("--lint", "--configfile", *(REPO / "config" / f for f in configfiles), cwd=REPO, check=False)
+    for configfiles in (
+        ["demo.yaml"],
+        ["demo.yaml", "demo_full.yaml"],
+        ["demo.yaml", "study.yaml", "study_tries.yaml"],
+        ["config.yaml"],
+    ):
+        result = run_snakemake(
+            "--lint", "--configfile", *(REPO / "config" / f for f in configfiles), cwd=REPO, check=False
+        )
         assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -320,10 +400,21 @@ def test_a_killed_run_recovers_with_the_same_command_and_training_resumes(tmp_pa
     tiny_demo_config["train"].update(epochs=12, rampdown_stop=12)
     configfile = write_config(tmp_path, tiny_demo_config)
     run = tmp_path / "results" / "stage1" / "seed1"
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), str(run / "log.csv"),
-               "--cores", "2", "--configfile", configfile]
-    first = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        str(run / "log.csv"),
+        "--cores",
+        "2",
+        "--configfile",
+        configfile,
+    ]
+    first = subprocess.Popen(
+        command, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     train_log = tmp_path / "results" / "logs" / "train_stage1" / "seed1.log"
     deadline = time.time() + 300
     while not (train_log.exists() and "epoch 3:" in train_log.read_text(errors="replace")):

@@ -2,12 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO
 
 from audioretrieval.pipeline.study import stage2_jobs
 from audioretrieval.report.compare import comparisons_table, comparisons_text, paired_bootstrap, realised_share
 from audioretrieval.report.summary import summary_markdown, summary_table
-from conftest import REPO
-
 
 
 def test_identical_models_give_a_zero_interval():
@@ -31,8 +30,13 @@ def test_the_same_seed_gives_the_same_interval():
 
 
 def per_query(scores, multi=None):
-    table = pd.DataFrame({"file_name": [f"c{i // 5}.wav" for i in range(len(scores))],
-                          "caption_index": [i % 5 + 1 for i in range(len(scores))], "ap@10": scores})
+    table = pd.DataFrame(
+        {
+            "file_name": [f"c{i // 5}.wav" for i in range(len(scores))],
+            "caption_index": [i % 5 + 1 for i in range(len(scores))],
+            "ap@10": scores,
+        }
+    )
     if multi is not None:
         table["multi_ap@10"] = multi
     return table
@@ -41,11 +45,16 @@ def per_query(scores, multi=None):
 def test_comparisons_average_the_seeds_of_a_group_and_pair_queries():
     rng = np.random.default_rng(4)
     base = rng.random(100)
-    tables = {"seed1": per_query(base), "seed2": per_query(base + 0.02),
-              "d-seed1": per_query(base + 0.05), "d-seed2": per_query(base + 0.07)}
+    tables = {
+        "seed1": per_query(base),
+        "seed2": per_query(base + 0.02),
+        "d-seed1": per_query(base + 0.05),
+        "d-seed2": per_query(base + 0.07),
+    }
     groups = {"stage 1 mean": ["seed1", "seed2"], "seed1": ["seed1"], "d": ["d-seed1", "d-seed2"]}
-    table = comparisons_table(tables, groups, [("vs init", "d", "seed1"), ("vs mean", "d", "stage 1 mean")],
-                              ["ap@10"], resamples=500)
+    table = comparisons_table(
+        tables, groups, [("vs init", "d", "seed1"), ("vs mean", "d", "stage 1 mean")], ["ap@10"], resamples=500
+    )
     assert table["difference"].round(6).tolist() == [6.0, 5.0]  # % points
     assert table["excludes_zero"].all()
     shuffled = dict(tables, seed2=tables["seed2"].iloc[::-1].reset_index(drop=True))
@@ -61,7 +70,11 @@ def test_multi_positive_comparisons_leave_out_unannotated_queries():
 
 
 def test_realised_share_of_the_oracle_gain():
-    tables = {"control": per_query(np.full(10, 0.2)), "est": per_query(np.full(10, 0.25)), "oracle": per_query(np.full(10, 0.3))}
+    tables = {
+        "control": per_query(np.full(10, 0.2)),
+        "est": per_query(np.full(10, 0.25)),
+        "oracle": per_query(np.full(10, 0.3)),
+    }
     groups = {name: [name] for name in tables}
     assert realised_share(tables, groups, "est", "control", "oracle", "ap@10") == pytest.approx(0.5)
     worse = dict(tables, oracle=per_query(np.full(10, 0.1)))
@@ -70,6 +83,7 @@ def test_realised_share_of_the_oracle_gain():
     def text(tables):
         table = comparisons_table(tables, groups, [("est - control", "est", "control")], ["ap@10"], resamples=10)
         return comparisons_text(tables, groups, table, [("est", "control", "oracle")], resamples=10)
+
     assert "0.50 in mean ap@10\n" in text(tables)  # nothing to explain
     assert "nan in mean ap@10 (nan: the oracle does not beat the control)" in text(worse)
     above = dict(tables, oracle=per_query(np.full(10, 0.22)))
@@ -82,9 +96,15 @@ def test_the_summary_shows_stage2_seeds_their_mean_and_the_controls():
     jobs = stage2_jobs(config)
     metrics = {job["name"]: {"map@10": 0.1 * i, "r@1": 0, "r@5": 0, "r@10": 0} for i, job in enumerate(jobs)}
     table = summary_table({"stage1": {"seed1": metrics[jobs[0]["name"]]}, "stage2": metrics}, None, jobs)
-    assert table["model"].tolist() == ["seed1", "distill-seed5", "distill-seed6", "control-from-seed1-seed5",
-                                       "control-from-seed1-seed6", "distill, mean of 2 seeds",
-                                       "control-from-seed1, mean of 2 seeds"]
+    assert table["model"].tolist() == [
+        "seed1",
+        "distill-seed5",
+        "distill-seed6",
+        "control-from-seed1-seed5",
+        "control-from-seed1-seed6",
+        "distill, mean of 2 seeds",
+        "control-from-seed1, mean of 2 seeds",
+    ]
     assert table["kind"].tolist()[1:] == ["stage 2", "stage 2", "control", "control", "stage 2 mean", "control mean"]
     assert table["notes"][3] == "control of distill: from seed1, w_dist 0, w_sup 1"
     assert table.loc[5, "mAP@10"] == pytest.approx(5.0) and table.loc[6, "mAP@10"] == pytest.approx(25.0)
@@ -95,14 +115,40 @@ def metrics(value):
 
 
 def test_the_summary_lists_best_and_last_weights_of_every_run_the_seed_means_and_the_references():
-    best = {"stage1": {"seed1": metrics(0.2), "seed2": metrics(0.3)}, "ensembles": {"all": metrics(0.35)},
-            "stage2": {"distill": metrics(0.4), "control": metrics(0.38)}}
-    last = {"stage1": {"seed1": metrics(0.1), "seed2": metrics(0.2)}, "stage2": {"distill": metrics(0.3), "control": metrics(0.3)}}
-    reference = [{"model": "paper: stage 1", "map@10": 28.2, "r@1": 17.24, "r@5": 42.31, "r@10": 56.47,
-                  "compare_with": "seed1, last weights"}]
+    best = {
+        "stage1": {"seed1": metrics(0.2), "seed2": metrics(0.3)},
+        "ensembles": {"all": metrics(0.35)},
+        "stage2": {"distill": metrics(0.4), "control": metrics(0.38)},
+    }
+    last = {
+        "stage1": {"seed1": metrics(0.1), "seed2": metrics(0.2)},
+        "stage2": {"distill": metrics(0.3), "control": metrics(0.3)},
+    }
+    reference = [
+        {
+            "model": "paper: stage 1",
+            "map@10": 28.2,
+            "r@1": 17.24,
+            "r@5": 42.31,
+            "r@10": 56.47,
+            "compare_with": "seed1, last weights",
+        }
+    ]
     table = summary_table(best, last, None, reference)
-    assert table["model"].tolist() == ["seed1", "seed2", "stage 1, mean of 2 seeds", "ensemble all", "distill", "control",
-                                       "seed1", "seed2", "stage 1, mean of 2 seeds", "distill", "control", "paper: stage 1"]
+    assert table["model"].tolist() == [
+        "seed1",
+        "seed2",
+        "stage 1, mean of 2 seeds",
+        "ensemble all",
+        "distill",
+        "control",
+        "seed1",
+        "seed2",
+        "stage 1, mean of 2 seeds",
+        "distill",
+        "control",
+        "paper: stage 1",
+    ]
     assert table["weights"].tolist() == ["best"] * 6 + ["last"] * 5 + [""]
     means = table[table["model"] == "stage 1, mean of 2 seeds"].set_index("weights")
     assert means.loc["best", "mAP@10"] == pytest.approx(25.0) and means.loc["last", "mAP@10"] == pytest.approx(15.0)

@@ -14,17 +14,16 @@ import pandas as pd
 import pytest
 import soundfile
 import torch
+from conftest import REPO
+from tiny import tiny_model_config
 
-from audioretrieval.model.checkpoint import checkpoint_of, load_model
-from audioretrieval.files import save_torch_atomically
 from audioretrieval.data.audio_io import load_mono
 from audioretrieval.data.demo import DemoSpec, draw_clip, synthesize
+from audioretrieval.files import save_torch_atomically
+from audioretrieval.model.checkpoint import checkpoint_of, load_model
 from audioretrieval.model.dual_encoder import DualEncoder
 from audioretrieval.search import indexing, main
 from audioretrieval.search.store import read_index
-
-from conftest import REPO
-from tiny import tiny_model_config
 
 SEGMENT_S = 2.0
 SEGMENT = int(SEGMENT_S * 32000)
@@ -88,7 +87,13 @@ def direct_embeddings(model, path: Path) -> tuple[np.ndarray, list[float]]:
 
 
 def test_the_index_holds_every_audio_file_below_the_folder_and_the_checkpoints_identity(tmp_path, checkpoint):
-    names = {"a.wav": 1.0, "deep/er/B.WAV": 1.5, "c.flac": 0.7, "d.ogg": 1.2, **{f"more/{k}.wav": 0.5 for k in range(5)}}
+    names = {
+        "a.wav": 1.0,
+        "deep/er/B.WAV": 1.5,
+        "c.flac": 0.7,
+        "d.ogg": 1.2,
+        **{f"more/{k}.wav": 0.5 for k in range(5)},
+    }
     folder = sounds(tmp_path / "sounds", names)
     (folder / "notes.txt").write_text("not a sound")
     index_folder(folder, checkpoint, tmp_path / "index.h5")
@@ -135,7 +140,10 @@ def test_reindexing_embeds_only_new_and_changed_files_and_drops_deleted_ones(tmp
     capsys.readouterr()
     index_folder(folder, checkpoint, tmp_path / "index.h5")
 
-    assert "1 new, 1 changed, 0 previously skipped (2 embedded, 0 skipped), 1 unchanged, 1 removed" in capsys.readouterr().out
+    assert (
+        "1 new, 1 changed, 0 previously skipped (2 embedded, 0 skipped), 1 unchanged, 1 removed"
+        in capsys.readouterr().out
+    )
     after = read_index(tmp_path / "index.h5")
     assert sorted(after.files) == ["changed.wav", "same.wav", "sub/added.flac"] and not after.skipped
     assert np.array_equal(after.files["same.wav"].embeddings, before.files["same.wav"].embeddings)
@@ -215,9 +223,26 @@ main(sys.argv[1:])
 
 def test_a_killed_run_keeps_what_its_periodic_saves_wrote(tmp_path, checkpoint, capsys):
     folder = sounds(tmp_path / "sounds", {f"clip {k}.wav": 1.0 for k in range(6)})
-    command = [sys.executable, "-c", KILLED_RUN, "index", str(folder), "--checkpoint", str(checkpoint),
-               "--index", str(tmp_path / "index.h5"), "--batch-size", "1", "--save-every", "0", "--device", "cpu"]
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    command = [
+        sys.executable,
+        "-c",
+        KILLED_RUN,
+        "index",
+        str(folder),
+        "--checkpoint",
+        str(checkpoint),
+        "--index",
+        str(tmp_path / "index.h5"),
+        "--batch-size",
+        "1",
+        "--save-every",
+        "0",
+        "--device",
+        "cpu",
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")}
+    )
     assert result.returncode == -signal.SIGKILL, result.stderr
     assert len(read_index(tmp_path / "index.h5").files) == 3  # saved after each of the three embedded files
 
@@ -233,8 +258,11 @@ def test_the_hits_are_the_best_segments_by_a_direct_computation_with_the_model(t
     names = {"long.wav": 7.0, "a.wav": 1.0, "b/c.flac": 3.0, "d.ogg": 0.5}
     folder = sounds(tmp_path / "sounds", names)
     index_folder(folder, checkpoint, tmp_path / "index.h5", "--batch-size", "3")
-    segments = [(name, 2.0 * k, row) for name in sorted(names)
-                for k, row in enumerate(direct_embeddings(model, folder / name)[0])]
+    segments = [
+        (name, 2.0 * k, row)
+        for name in sorted(names)
+        for k, row in enumerate(direct_embeddings(model, folder / name)[0])
+    ]
     with torch.no_grad():
         scores = model.embed_text(QUERIES).numpy() @ np.stack([row for *_, row in segments]).T
     capsys.readouterr()
@@ -305,17 +333,38 @@ def test_a_queries_file_answers_every_query_as_csv(small_index, checkpoint, tmp_
     query(small_index, checkpoint, "--queries-file", str(tmp_path / "queries.txt"), "--top", "2")
     assert hits_of(capsys)["query"].tolist() == ["a loud tone"] * 2 + ["some clicking"] * 2
     pd.DataFrame({"file_name": ["x.wav", "y.wav"], "caption": ["a hum", "a siren, far away"]}).to_csv(
-        tmp_path / "captions.csv", index=False)
-    query(small_index, checkpoint, "--queries-file", str(tmp_path / "captions.csv"), "--top", "1",
-          "--output", str(tmp_path / "hits.csv"))
+        tmp_path / "captions.csv", index=False
+    )
+    query(
+        small_index,
+        checkpoint,
+        "--queries-file",
+        str(tmp_path / "captions.csv"),
+        "--top",
+        "1",
+        "--output",
+        str(tmp_path / "hits.csv"),
+    )
     assert pd.read_csv(tmp_path / "hits.csv")["query"].tolist() == ["a hum", "a siren, far away"]
 
 
 def test_relevance_marks_the_hits_a_table_lists_for_the_query(small_index, checkpoint, tmp_path, capsys):
-    pd.DataFrame({"caption": ["a loud tone", "a loud tone"], "relevant_file_name": ["b.wav", "elsewhere.wav"]}
-                 ).to_parquet(tmp_path / "truth.parquet")
-    query(small_index, checkpoint, "a loud tone", "no such query", "--top", "3", "--per-file", "--format", "csv",
-          "--relevance", str(tmp_path / "truth.parquet"))
+    pd.DataFrame(
+        {"caption": ["a loud tone", "a loud tone"], "relevant_file_name": ["b.wav", "elsewhere.wav"]}
+    ).to_parquet(tmp_path / "truth.parquet")
+    query(
+        small_index,
+        checkpoint,
+        "a loud tone",
+        "no such query",
+        "--top",
+        "3",
+        "--per-file",
+        "--format",
+        "csv",
+        "--relevance",
+        str(tmp_path / "truth.parquet"),
+    )
     hits = hits_of(capsys)
     listed = hits[hits["query"] == "a loud tone"]
     assert dict(zip(listed["file"], listed["relevant"])) == {"a.wav": False, "b.wav": True, "c.wav": False}
@@ -327,14 +376,20 @@ def test_bad_input_is_refused_naming_the_path_and_what_was_expected(tmp_path, ch
     empty.mkdir()
     (empty / "readme.txt").write_text("no sounds here")
     index = str(tmp_path / "index.h5")
-    assert "no such folder" in error_of("index", str(tmp_path / "nowhere"), "--checkpoint", str(checkpoint), "--index", index)
-    assert f"{empty}: no audio files" in error_of("index", str(empty), "--checkpoint", str(checkpoint), "--index", index)
+    assert "no such folder" in error_of(
+        "index", str(tmp_path / "nowhere"), "--checkpoint", str(checkpoint), "--index", index
+    )
+    assert f"{empty}: no audio files" in error_of(
+        "index", str(empty), "--checkpoint", str(checkpoint), "--index", index
+    )
     not_a_checkpoint = tmp_path / "notes.pt"
     not_a_checkpoint.write_text("hello")
     folder = sounds(tmp_path / "sounds", {"a.wav": 1.0})
     message = error_of("index", str(folder), "--checkpoint", str(not_a_checkpoint), "--index", index)
     assert f"{not_a_checkpoint}: not a usable checkpoint" in message and "best.pt" in message
-    assert "no such checkpoint file" in error_of("query", str(small_index), "x", "--checkpoint", str(tmp_path / "no.pt"))
+    assert "no such checkpoint file" in error_of(
+        "query", str(small_index), "x", "--checkpoint", str(tmp_path / "no.pt")
+    )
     assert f"{index}: no such index file" in error_of("query", index, "x", "--checkpoint", str(checkpoint))
 
     foreign = tmp_path / "foreign.h5"
@@ -342,8 +397,9 @@ def test_bad_input_is_refused_naming_the_path_and_what_was_expected(tmp_path, ch
         f["audio"] = np.zeros((2, 4), np.float32)
     assert f"{foreign}: not a search index" in error_of("query", str(foreign), "x", "--checkpoint", str(checkpoint))
     before = foreign.read_bytes()
-    assert f"{foreign}: not a search index" in error_of("index", str(folder), "--checkpoint", str(checkpoint),
-                                                        "--index", str(foreign))
+    assert f"{foreign}: not a search index" in error_of(
+        "index", str(folder), "--checkpoint", str(checkpoint), "--index", str(foreign)
+    )
     assert foreign.read_bytes() == before  # never overwritten
     assert "no queries" in error_of("query", str(small_index), "--checkpoint", str(checkpoint))
     before = small_index.read_bytes()

@@ -10,13 +10,13 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from tiny import tiny_model_config
 
 from audioretrieval.correspondences.ensemble import EnsembleTargets, build_targets
 from audioretrieval.data.embeddings import write_embeddings
 from audioretrieval.model.dual_encoder import DualEncoder
 from audioretrieval.training.loop import batch_loss
 from audioretrieval.training.spec import RunSpec
-from tiny import tiny_model_config
 
 BATCH = 8
 
@@ -41,16 +41,33 @@ def make_model(tokenizer):
 
 
 def spec_for(cfg, weights):
-    return RunSpec(seed=0, model=cfg, train={}, train_audio="", train_captions="", val_audio="", val_captions="",
-                   best="", last="", log_table="", loss_weights=weights, target_tau=cfg["tau"])
+    return RunSpec(
+        seed=0,
+        model=cfg,
+        train={},
+        train_audio="",
+        train_captions="",
+        val_audio="",
+        val_captions="",
+        best="",
+        last="",
+        log_table="",
+        loss_weights=weights,
+        target_tau=cfg["tau"],
+    )
 
 
 def make_targets(directory):
     """Ensemble targets over 6 clips with 2 captions each (random embeddings of 2 members)."""
     rng = np.random.default_rng(0)
-    captions = pd.DataFrame({"file_name": [f"{i}.wav" for i in range(6) for _ in range(2)],
-                             "clip_index": np.repeat(np.arange(6), 2), "caption_index": [1, 2] * 6,
-                             "caption": [f"caption {j}" for j in range(12)]})
+    captions = pd.DataFrame(
+        {
+            "file_name": [f"{i}.wav" for i in range(6) for _ in range(2)],
+            "clip_index": np.repeat(np.arange(6), 2),
+            "caption_index": [1, 2] * 6,
+            "caption": [f"caption {j}" for j in range(12)],
+        }
+    )
     members = []
     for m in range(2):
         audio, text = rng.standard_normal((6, 4)), rng.standard_normal((12, 4))
@@ -91,14 +108,21 @@ def test_two_processes_match_one_process_on_the_global_batch(tiny_tokenizer, tmp
     targets = make_targets(tmp_path)
     model, cfg = make_model(tiny_tokenizer)
     model.eval()
-    loss = batch_loss(model, make_batch(), torch.device("cpu"), "fp32", spec_for(cfg, weights), EnsembleTargets(targets))
+    loss = batch_loss(
+        model, make_batch(), torch.device("cpu"), "fp32", spec_for(cfg, weights), EnsembleTargets(targets)
+    )
     loss.backward()
     expected = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
 
     context = mp.get_context("spawn")
     queue = context.SimpleQueue()
-    processes = mp.start_processes(worker, args=(2, free_port(), str(tiny_tokenizer), weights, targets, queue), nprocs=2, join=False,
-                                   start_method="spawn")
+    processes = mp.start_processes(
+        worker,
+        args=(2, free_port(), str(tiny_tokenizer), weights, targets, queue),
+        nprocs=2,
+        join=False,
+        start_method="spawn",
+    )
     distributed_loss, gradients = queue.get()  # before joining: the worker blocks until this is read
     while not processes.join():
         pass

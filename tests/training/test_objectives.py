@@ -21,7 +21,9 @@ def test_contrastive_loss_matches_a_hand_computation_with_two_captions_of_one_cl
     def log_softmax_row(i, j):  # over captions j for audio i
         return values[i][j] - math.log(sum(math.exp(values[i][k]) for k in range(3)))
 
-    expected = -0.5 * (sum(log_softmax_column(i, j) for i, j in positives) / 5 + sum(log_softmax_row(i, j) for i, j in positives) / 5)
+    expected = -0.5 * (
+        sum(log_softmax_column(i, j) for i, j in positives) / 5 + sum(log_softmax_row(i, j) for i, j in positives) / 5
+    )
     assert contrastive_loss(logits, clip_ids).item() == pytest.approx(expected, rel=1e-6)
 
 

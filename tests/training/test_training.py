@@ -12,22 +12,33 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tiny import make_tokenizer, tiny_model_config
 
-from audioretrieval.model.checkpoint import read_checkpoint
 from audioretrieval.data.captions import build_caption_table
 from audioretrieval.data.decode import decode_archive
 from audioretrieval.data.demo import DemoSpec, generate_demo
 from audioretrieval.data.h5audio import AudioH5, AudioH5Writer
 from audioretrieval.files import write_table_atomically
+from audioretrieval.model.checkpoint import read_checkpoint
 from audioretrieval.training.loop import NonFiniteLoss, train
 from audioretrieval.training.spec import RunSpec
-from tiny import make_tokenizer, tiny_model_config
 
 TRAIN = {
-    "segment_s": 2.0, "batch_size": 8, "eval_batch_size": 16, "epochs": 3,
+    "segment_s": 2.0,
+    "batch_size": 8,
+    "eval_batch_size": 16,
+    "epochs": 3,
     "lr": {"audio_encoder": 1e-3, "text_encoder": 1e-3, "audio_projection": 1e-3, "text_projection": 1e-3},
-    "min_lr": 1e-6, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0, "warmup_epochs": 1,
-    "rampdown_start": 1, "rampdown_stop": 3, "precision": "auto", "compile": False, "cache_spectrograms": False,
+    "min_lr": 1e-6,
+    "betas": [0.9, 0.999],
+    "eps": 1e-8,
+    "weight_decay": 0.0,
+    "warmup_epochs": 1,
+    "rampdown_start": 1,
+    "rampdown_stop": 3,
+    "precision": "auto",
+    "compile": False,
+    "cache_spectrograms": False,
     "num_workers": 0,
 }
 
@@ -36,24 +47,36 @@ TRAIN = {
 def tiny_data(tmp_path_factory):
     """A decoded tiny demo dataset: development and validation audio and caption tables."""
     root = tmp_path_factory.mktemp("tiny-data")
-    generate_demo(root / "raw", DemoSpec(seed=3, clips={"development": 8, "validation": 4, "evaluation": 2},
-                                         min_duration_s=1.0, max_duration_s=2.5))
+    generate_demo(
+        root / "raw",
+        DemoSpec(
+            seed=3, clips={"development": 8, "validation": 4, "evaluation": 2}, min_duration_s=1.0, max_duration_s=2.5
+        ),
+    )
     files = {}
     for split in ("development", "validation"):
         audio = root / f"{split}.h5"
         decode_archive(root / "raw" / f"clotho_audio_{split}.7z", audio, root / f"{split}-skipped.csv", progress=False)
         captions = root / f"{split}.parquet"
-        write_table_atomically(build_caption_table(root / "raw" / f"clotho_captions_{split}.csv", AudioH5(audio)), captions)
+        write_table_atomically(
+            build_caption_table(root / "raw" / f"clotho_captions_{split}.csv", AudioH5(audio)), captions
+        )
         files[split] = (str(audio), str(captions))
     return files
 
 
 def spec_in(run_dir: Path, data: dict, tokenizer, **changes) -> RunSpec:
     spec = RunSpec(
-        seed=5, model=tiny_model_config(tokenizer), train=dict(TRAIN),
-        train_audio=data["development"][0], train_captions=data["development"][1],
-        val_audio=data["validation"][0], val_captions=data["validation"][1],
-        best=str(run_dir / "best.pt"), last=str(run_dir / "last.pt"), log_table=str(run_dir / "log.csv"),
+        seed=5,
+        model=tiny_model_config(tokenizer),
+        train=dict(TRAIN),
+        train_audio=data["development"][0],
+        train_captions=data["development"][1],
+        val_audio=data["validation"][0],
+        val_captions=data["validation"][1],
+        best=str(run_dir / "best.pt"),
+        last=str(run_dir / "last.pt"),
+        log_table=str(run_dir / "log.csv"),
     )
     return replace(spec, **changes)
 
@@ -69,8 +92,15 @@ def test_a_run_writes_best_last_and_a_log_and_is_deterministic(tmp_path, tiny_da
     train(second, progress=False)
     log = pd.read_csv(first.log_table)
     assert log["epoch"].tolist() == [1, 2, 3]
-    expected = {"train_loss", "seconds", "val_map@10", "val_r@1", "val_r@5", "val_r@10",
-                *(f"lr_{g}" for g in ("audio_encoder", "text_encoder", "audio_projection", "text_projection"))}
+    expected = {
+        "train_loss",
+        "seconds",
+        "val_map@10",
+        "val_r@1",
+        "val_r@5",
+        "val_r@10",
+        *(f"lr_{g}" for g in ("audio_encoder", "text_encoder", "audio_projection", "text_projection")),
+    }
     assert expected <= set(log.columns)
     best = read_checkpoint(first.best)
     assert best["metrics"]["map@10"] == log["val_map@10"].max()
@@ -87,12 +117,20 @@ def test_every_speed_option_trains_the_same_model(tmp_path, tiny_data, tiny_toke
     plain = spec_in(tmp_path / "plain", tiny_data, tiny_tokenizer)
     fast_model = tiny_model_config(tiny_tokenizer)
     fast_model["audio"]["fused_attention"] = True
-    fast = spec_in(tmp_path / "fast", tiny_data, tiny_tokenizer, model=fast_model,
-                   train={**TRAIN, "cache_spectrograms": True, "num_workers": 2})  # persistent workers draw the crops
+    fast = spec_in(
+        tmp_path / "fast",
+        tiny_data,
+        tiny_tokenizer,
+        model=fast_model,
+        train={**TRAIN, "cache_spectrograms": True, "num_workers": 2},
+    )  # persistent workers draw the crops
     train(plain, progress=False)
     train(fast, progress=False)
-    pd.testing.assert_frame_equal(pd.read_csv(plain.log_table).drop(columns="seconds"),
-                                  pd.read_csv(fast.log_table).drop(columns="seconds"), rtol=1e-4)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(plain.log_table).drop(columns="seconds"),
+        pd.read_csv(fast.log_table).drop(columns="seconds"),
+        rtol=1e-4,
+    )
     for key, value in weights(plain.last).items():
         # the keys' bias has no true gradient (softmax ignores a constant): Adam turns its rounding noise into steps
         if not key.endswith("attn.qkv.bias"):
@@ -104,11 +142,17 @@ def test_a_compiled_model_computes_the_same_step():
     from audioretrieval.training.losses import contrastive_loss
 
     cfg = tiny_model_config(make_tokenizer(Path(tempfile.mkdtemp())))
-    waveform, fraction, captions = 0.1 * torch.randn(4, 64000), torch.ones(4), ["a loud tone", "a hum", "beeps", "a hum"]
+    waveform, fraction, captions = (
+        0.1 * torch.randn(4, 64000),
+        torch.ones(4),
+        ["a loud tone", "a hum", "beeps", "a hum"],
+    )
     losses, grads = [], []
     for compiled in (False, True):
         torch.manual_seed(0)
-        model = DualEncoder(cfg, 2.0).eval()  # no patchout or dropout: a compiled graph draws those from its own generator
+        model = DualEncoder(
+            cfg, 2.0
+        ).eval()  # no patchout or dropout: a compiled graph draws those from its own generator
         if compiled:
             model.compile_encoders()
         loss = contrastive_loss(model.logits(*model(waveform, fraction, captions)), torch.tensor([0, 1, 2, 1]))
@@ -154,8 +198,9 @@ def test_a_changed_configuration_does_not_resume_stale_state(tmp_path, tiny_data
     train(changed, progress=False)
     fresh = spec_in(tmp_path / "fresh", tiny_data, tiny_tokenizer, seed=6, train={**TRAIN, "epochs": 1})
     train(fresh, progress=False)
-    pd.testing.assert_frame_equal(pd.read_csv(changed.log_table).drop(columns="seconds"),
-                                  pd.read_csv(fresh.log_table).drop(columns="seconds"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(changed.log_table).drop(columns="seconds"), pd.read_csv(fresh.log_table).drop(columns="seconds")
+    )
 
 
 def test_a_finished_run_leaves_no_resume_state_and_a_changed_input_is_not_resumed(tmp_path, tiny_data, tiny_tokenizer):
@@ -187,10 +232,14 @@ def test_a_non_finite_loss_stops_the_run_naming_the_step(tmp_path, tiny_data, ti
     assert not Path(spec.best).exists() and not Path(spec.last).exists()
 
 
-def test_non_finite_validation_embeddings_stop_the_run_instead_of_scoring_a_perfect_epoch(tmp_path, tiny_data, tiny_tokenizer):
+def test_non_finite_validation_embeddings_stop_the_run_instead_of_scoring_a_perfect_epoch(
+    tmp_path, tiny_data, tiny_tokenizer
+):
     broken = nan_audio(tiny_data["validation"][0], tmp_path / "nan.h5")
     spec = spec_in(tmp_path / "run", tiny_data, tiny_tokenizer, val_audio=broken)
-    with pytest.raises(NonFiniteLoss, match=r"validation after epoch 1: \d+ similarities of \d+ captions .* are NaN or infinite"):
+    with pytest.raises(
+        NonFiniteLoss, match=r"validation after epoch 1: \d+ similarities of \d+ captions .* are NaN or infinite"
+    ):
         train(spec, progress=False)
     assert not Path(spec.best).exists() and not (Path(spec.run_dir) / "resume" / "best.pt").exists()
 
@@ -206,9 +255,17 @@ def test_stage2_distills_from_ensemble_targets_starting_from_a_stage1_checkpoint
     build_targets([str(tmp_path / "emb.h5")], tmp_path / "targets.h5")
 
     frozen = {**TRAIN, "epochs": 1, "lr": dict.fromkeys(TRAIN["lr"], 0.0)}
-    stage2 = spec_in(tmp_path / "stage2", tiny_data, tiny_tokenizer, seed=9, train=frozen, init_checkpoint=stage1.best,
-                     targets=str(tmp_path / "targets.h5"), loss_weights={"dist": 1.0, "sup": 0.0},
-                     target_tau=0.05)
+    stage2 = spec_in(
+        tmp_path / "stage2",
+        tiny_data,
+        tiny_tokenizer,
+        seed=9,
+        train=frozen,
+        init_checkpoint=stage1.best,
+        targets=str(tmp_path / "targets.h5"),
+        loss_weights={"dist": 1.0, "sup": 0.0},
+        target_tau=0.05,
+    )
     train(stage2, progress=False)
     assert np.isfinite(pd.read_csv(stage2.log_table)["train_loss"]).all()
     for key, value in weights(stage1.best).items():  # lr 0: the stage-2 model is its initialisation
@@ -217,11 +274,20 @@ def test_stage2_distills_from_ensemble_targets_starting_from_a_stage1_checkpoint
     # lr 0 and one seed: every run sees the same model, batches and random draws, so the logged loss
     # shows what each term contributes: the targets reach it, and the weights combine the terms
     def loss_of(name, **changes):
-        run = replace(stage2, best=str(tmp_path / name / "best.pt"), last=str(tmp_path / name / "last.pt"),
-                      log_table=str(tmp_path / name / "log.csv"), **changes)
+        run = replace(
+            stage2,
+            best=str(tmp_path / name / "best.pt"),
+            last=str(tmp_path / name / "last.pt"),
+            log_table=str(tmp_path / name / "log.csv"),
+            **changes,
+        )
         train(run, progress=False)
         return pd.read_csv(run.log_table)["train_loss"].iloc[0]
-    dist, sup = pd.read_csv(stage2.log_table)["train_loss"].iloc[0], loss_of("sup", loss_weights={"dist": 0.0, "sup": 1.0})
+
+    dist, sup = (
+        pd.read_csv(stage2.log_table)["train_loss"].iloc[0],
+        loss_of("sup", loss_weights={"dist": 0.0, "sup": 1.0}),
+    )
     assert loss_of("mixed", loss_weights={"dist": 0.5, "sup": 0.5}) == pytest.approx(0.5 * dist + 0.5 * sup, rel=1e-5)
     assert loss_of("flatter", target_tau=0.5) != pytest.approx(dist, rel=1e-3)
 

@@ -1,15 +1,25 @@
 """Ensemble correspondence targets without an N x N matrix.
 
-The ensemble's estimate for audio i and caption j is the mean cosine over its M members,
-S[i, j] = 1/M sum_m <a_i^m, c_j^m>. Concatenating each member's normalised embeddings and scaling
-by 1/sqrt(M) turns that into one dot product: S[i, j] = <A_i, C_j> with A_i = [a_i^1 .. a_i^M] / sqrt(M)
-(likewise C_j). The targets file stores A and C; any batch's block S[clips, captions] is exact.
+The ensemble's estimate for audio i and caption j is the mean of its M members' scores. An
+audio-text member (a stage-1 model's embeddings file) scores the cosine <a_i^m, c_j^m>; concatenating
+these members' normalised embeddings, each scaled by 1/sqrt(M), turns their part of the mean into one
+dot product: <A_i, C_j> with A_i = [a_i^1 .. a_i^K] / sqrt(M) (likewise C_j). A caption member
+(correspondences.captions: caption j's cosines with clip i's own captions, aggregated) adds
+w_c * score_c(i, j); any batch's block S[clips, captions] is exact.
 
-Members may differ in embedding size (an audio and a text vector of one member must agree); every
-member's vectors must be L2-normalised, as embeddings files are.
+Scales: the members' scores are averaged as they are, except a caption member beside audio-text
+members, whose scores are first scaled to the audio-text members' spread (the mean standard deviation
+of their scores over the training pairs, estimated on a fixed sample of pairs), so that each member
+weighs alike in the mean whatever the sentence model's cosine range; w_c = that scale / M. Alone, a
+caption member keeps its cosines (w_c = 1). Nothing of the ground truth enters.
 
-Targets file (HDF5): /audio float32 [clips, D_1 + ... + D_M], /text float32 [captions, D_1 + ... + D_M],
-the identities of the members' embeddings files, and attrs members (their paths).
+Audio-text members may differ in embedding size (an audio and a text vector of one member must agree);
+every member's vectors must be L2-normalised, as embeddings and caption files are.
+
+Targets file (HDF5): /audio float32 [clips, D_1 + ... + D_K], /text float32 [captions, D_1 + ... + D_K]
+(K audio-text members; width 0 without them), with a caption member also /caption_text [captions, D_c]
+(captions.DATASET) and attrs caption_weight, aggregation; the identities of the members' files, and
+attrs members (their paths) and member_weights (each one's weight in the sum).
 """
 
 from __future__ import annotations
@@ -22,11 +32,14 @@ import h5py
 import numpy as np
 import torch
 
-from audioretrieval.files import written_atomically
+from audioretrieval.correspondences.captions import DATASET as CAPTIONS
+from audioretrieval.correspondences.captions import CaptionScores, is_caption_file
 from audioretrieval.data.embeddings import first_difference, identities_of, read_identities, write_identities
+from audioretrieval.files import written_atomically
 
 _ROWS_PER_CHUNK = 8192
 _NORM_TOLERANCE = 1e-3
+_SPREAD_CLIPS, _SPREAD_CAPTIONS = 1000, 4000  # the sample of pairs whose score spread scales a caption member
 
 
 class MemberMismatch(ValueError):
@@ -52,13 +65,15 @@ def _what(key: str) -> str:
 
 
 def _member_dims(handles: list[h5py.File], members: list[str]) -> list[int]:
-    """Each member's embedding size; MemberMismatch where its audio and text sizes differ."""
+    """Each audio-text member's embedding size; MemberMismatch where its audio and text sizes differ."""
     dims = []
     for member, f in zip(members, handles):
         audio, text = f["audio"].shape[1], f["text"].shape[1]
         if audio != text:
-            raise MemberMismatch(f"ensemble member {member}: audio vectors of {audio} and text vectors of {text} "
-                                 f"dimensions; expected one embedding size")
+            raise MemberMismatch(
+                f"ensemble member {member}: audio vectors of {audio} and text vectors of {text} "
+                f"dimensions; expected one embedding size"
+            )
         dims.append(audio)
     return dims
 
@@ -67,30 +82,71 @@ def _check_normalised(block: np.ndarray, member: str, key: str, first_row: int) 
     norms = np.linalg.norm(block, axis=1)
     worst = int(np.argmax(np.abs(norms - 1)))
     if not abs(norms[worst] - 1) <= _NORM_TOLERANCE:
-        raise MemberMismatch(f"ensemble member {member}: {key} row {first_row + worst} has L2 norm {norms[worst]:.6g}; "
-                             f"expected normalised embeddings (norm 1), as export_embeddings writes them")
+        raise MemberMismatch(
+            f"ensemble member {member}: {key} row {first_row + worst} has L2 norm {norms[worst]:.6g}; "
+            f"expected normalised embeddings (norm 1), as export_embeddings writes them"
+        )
+
+
+def _split_members(handles: list[h5py.File], members: list[str]) -> tuple[list[int], int | None]:
+    """The positions of the audio-text members and of the caption member (at most one)."""
+    captions = [i for i, f in enumerate(handles) if is_caption_file(f)]
+    if len(captions) > 1:
+        raise MemberMismatch(f"an ensemble takes one caption member, got {[members[i] for i in captions]}")
+    audio = [i for i in range(len(handles)) if i not in captions]
+    for i in audio:
+        if "audio" not in handles[i] or "text" not in handles[i]:
+            raise MemberMismatch(f"ensemble member {members[i]}: neither an embeddings file nor a caption file")
+    return audio, captions[0] if captions else None
+
+
+def _sample_rows(rows: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.choice(rows, min(rows, size), replace=False))
+
+
+def score_spreads(handles: list[h5py.File], audio: list[int], caption: int) -> tuple[float, float]:
+    """The standard deviation of the caption member's scores and the mean one of the audio-text
+    members' scores, over the same fixed sample of (clip, caption) pairs (at most 1,000 x 4,000)."""
+    rng = np.random.default_rng(0)
+    clips = _sample_rows(handles[caption]["file_name"].shape[0], _SPREAD_CLIPS, rng)
+    captions = _sample_rows(handles[caption][CAPTIONS].shape[0], _SPREAD_CAPTIONS, rng)
+    caption_spread = float(CaptionScores.from_file(handles[caption]).block(clips, captions).std())
+    audio_spread = np.mean([float((handles[i]["audio"][clips] @ handles[i]["text"][captions].T).std()) for i in audio])
+    return float(audio_spread), caption_spread
 
 
 def build_targets(members: list[str], out_h5: str | os.PathLike) -> None:
-    """Write the scaled concatenation of the members' embeddings, streaming rows in chunks."""
+    """Write the scaled concatenation of the audio-text members' embeddings, streaming rows in chunks,
+    and a caption member's embeddings with its weight."""
     identities = check_members_agree(members)
     scale = np.float32(1 / math.sqrt(len(members)))
     handles = [h5py.File(m, "r") for m in members]
     try:
-        width = sum(_member_dims(handles, members))
+        audio, caption = _split_members(handles, members)
+        audio_handles, audio_members = [handles[i] for i in audio], [members[i] for i in audio]
+        width = sum(_member_dims(audio_handles, audio_members))
+        weights = [1 / len(members)] * len(members)
         with written_atomically(out_h5) as tmp, h5py.File(tmp, "w") as out:
             for key in ("audio", "text"):
-                rows = handles[0][key].shape[0]
+                rows = len(identities["file_name"] if key == "audio" else identities["caption"])
                 # contiguous (not chunked), so that readers can memory-map it
                 target = out.create_dataset(key, shape=(rows, width), dtype=np.float32)
-                for start in range(0, rows, _ROWS_PER_CHUNK):
+                for start in range(0, rows, _ROWS_PER_CHUNK) if width else ():
                     stop = min(rows, start + _ROWS_PER_CHUNK)
-                    blocks = [h[key][start:stop] for h in handles]
-                    for member, block in zip(members, blocks):
+                    blocks = [h[key][start:stop] for h in audio_handles]
+                    for member, block in zip(audio_members, blocks):
                         _check_normalised(block, member, key, start)
                     target[start:stop] = np.concatenate(blocks, axis=1) * scale
+            if caption is not None:
+                embeddings = handles[caption][CAPTIONS][:]
+                _check_normalised(embeddings, members[caption], CAPTIONS, 0)
+                audio_spread, caption_spread = score_spreads(handles, audio, caption) if audio else (1.0, 1.0)
+                weights[caption] = audio_spread / caption_spread / len(members)
+                out[CAPTIONS] = embeddings
+                out.attrs.update(caption_weight=weights[caption], aggregation=handles[caption].attrs["aggregation"])
             write_identities(out, identities)
             out.attrs["members"] = [str(m) for m in members]
+            out.attrs["member_weights"] = weights
     finally:
         for h in handles:
             h.close()
@@ -114,23 +170,43 @@ def _memory_map(path: Path, dataset: h5py.Dataset) -> np.ndarray:
 
 
 class EnsembleTargets:
-    """Blocks S[clips, captions] of the ensemble's mean cosine, read from a targets file.
+    """Blocks S[clips, captions] of an ensemble's mean score, read from a targets file (or from one
+    member's own file: an embeddings file scores its cosines, a caption file its caption scores).
 
-    `in_memory` loads both matrices (ClothoV2: about 280 MB for 3 members of 1024 dimensions); otherwise they are
-    memory-mapped, so a block reads only its own rows (WavCaps-sized targets never fill memory).
+    `in_memory` loads the audio-text part (ClothoV2: about 280 MB for 3 members of 1024 dimensions);
+    otherwise it is memory-mapped, so a block reads only its own rows (WavCaps-sized targets never fill
+    memory). A caption part is always in memory (one vector per caption).
     """
 
     def __init__(self, path: str | os.PathLike, in_memory: bool = True):
         self.path = Path(path)
         with h5py.File(self.path, "r") as f:
-            self.members = list(f.attrs["members"])
-            if in_memory:
-                self.audio, self.text = f["audio"][:], f["text"][:]
-            else:
-                self.audio, self.text = _memory_map(self.path, f["audio"]), _memory_map(self.path, f["text"])
+            self.members = list(f.attrs.get("members", [str(self.path)]))
+            self.clips, self.captions = len(f["file_name"]), len(f["caption"])
+            self.audio = self.text = None
+            if "audio" in f and f["audio"].shape[1]:
+                if in_memory:
+                    self.audio, self.text = f["audio"][:], f["text"][:]
+                else:
+                    self.audio, self.text = _memory_map(self.path, f["audio"]), _memory_map(self.path, f["text"])
+            self.caption_scores = CaptionScores.from_file(f) if CAPTIONS in f else None
+            self.caption_weight = float(f.attrs.get("caption_weight", 1.0))
 
     def block(self, clip_rows, caption_rows) -> torch.Tensor:
-        """[len(clip_rows), len(caption_rows)] mean cosine of the members."""
-        audio = np.asarray(self.audio[np.asarray(clip_rows)])
-        text = np.asarray(self.text[np.asarray(caption_rows)])
-        return torch.from_numpy(audio @ text.T)
+        """[len(clip_rows), len(caption_rows)] mean score of the members."""
+        clip_rows, caption_rows = np.asarray(clip_rows), np.asarray(caption_rows)
+        scores = torch.zeros(len(clip_rows), len(caption_rows))
+        if self.audio is not None:
+            scores += torch.from_numpy(np.asarray(self.audio[clip_rows]) @ np.asarray(self.text[caption_rows]).T)
+        if self.caption_scores is not None:
+            scores += self.caption_weight * self.caption_scores.block(clip_rows, caption_rows)
+        return scores
+
+    def matrix(self, captions_per_block: int = 4096) -> np.ndarray:
+        """The whole [clips, captions] matrix (for the demo's quality figures and the report's examples)."""
+        clips = np.arange(self.clips)
+        blocks = [
+            self.block(clips, np.arange(start, min(self.captions, start + captions_per_block))).numpy()
+            for start in range(0, self.captions, captions_per_block)
+        ]
+        return np.concatenate(blocks, axis=1)

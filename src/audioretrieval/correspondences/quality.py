@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 from sklearn import metrics
 
-from audioretrieval.data.embeddings import read_identities, read_similarity
+from audioretrieval.correspondences.ensemble import EnsembleTargets
+from audioretrieval.data.embeddings import read_identities
 
 
 def truth_matrix(identities: dict, correspondences: pd.DataFrame) -> np.ndarray:
     """Boolean [captions, clips] in the order of an embeddings file, from a long correspondence table
     (file_name, caption_index, relevant_file_name)."""
     clip_row = {name: i for i, name in enumerate(identities["file_name"])}
-    caption_row = {(n, int(k)): j for j, (n, k) in enumerate(zip(identities["caption_file_name"], identities["caption_index"]))}
+    caption_row = {
+        (n, int(k)): j for j, (n, k) in enumerate(zip(identities["caption_file_name"], identities["caption_index"]))
+    }
     truth = np.zeros((len(caption_row), len(clip_row)), dtype=bool)
     keys = list(zip(correspondences["file_name"], correspondences["caption_index"].astype(int)))
-    unknown = [k for k in keys if k not in caption_row] + [n for n in correspondences["relevant_file_name"] if n not in clip_row]
+    unknown = [k for k in keys if k not in caption_row] + [
+        n for n in correspondences["relevant_file_name"] if n not in clip_row
+    ]
     if unknown:
         raise ValueError(f"correspondence table names captions or clips not in the embeddings: {unknown[:5]}")
     truth[[caption_row[k] for k in keys], [clip_row[n] for n in correspondences["relevant_file_name"]]] = True
@@ -36,7 +40,9 @@ def _checked(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nda
     if not np.isfinite(scores).all():
         raise ValueError(f"{int((~np.isfinite(scores)).sum())} of {scores.size} scores are NaN or infinite")
     if labels.all() or not labels.any():
-        raise ValueError(f"ROC AUC and average precision need true and false pairs; found {int(labels.sum())} true of {labels.size}")
+        raise ValueError(
+            f"ROC AUC and average precision need true and false pairs; found {int(labels.sum())} true of {labels.size}"
+        )
     return scores, labels
 
 
@@ -55,15 +61,21 @@ def correspondence_quality(similarity: np.ndarray, truth: np.ndarray, clip_of_ca
     other = np.ones_like(truth)
     other[np.arange(len(clip_of_caption)), clip_of_caption] = False
     scores, labels = similarity[other], truth[other]
-    return {"roc_auc": roc_auc(scores, labels), "average_precision": average_precision(scores, labels),
-            "true_pairs": int(labels.sum()), "pairs": int(labels.size)}
+    return {
+        "roc_auc": roc_auc(scores, labels),
+        "average_precision": average_precision(scores, labels),
+        "true_pairs": int(labels.sum()),
+        "pairs": int(labels.size),
+        "captions": len(clip_of_caption),
+    }
 
 
 def quality_table(sources: dict[str, str], correspondences: pd.DataFrame) -> pd.DataFrame:
-    """One row per model or ensemble (name -> embeddings or targets file); all must share identities."""
+    """One row per estimator (name -> an embeddings, caption or targets file); all must share identities."""
     rows = []
     for name, path in sources.items():
         identities = read_identities(path)
         truth = truth_matrix(identities, correspondences)
-        rows.append({"model": name, **correspondence_quality(read_similarity(path).numpy(), truth, identities["clip_of_caption"])})
+        similarity = EnsembleTargets(path).matrix().T
+        rows.append({"model": name, **correspondence_quality(similarity, truth, identities["clip_of_caption"])})
     return pd.DataFrame(rows)

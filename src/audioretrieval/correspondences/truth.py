@@ -11,13 +11,14 @@ import pandas as pd
 import torch
 
 from audioretrieval.correspondences.ensemble import EnsembleTargets
+from audioretrieval.correspondences.quality import truth_matrix
 from audioretrieval.data.embeddings import identities_of, read_identities, write_identities
 from audioretrieval.files import written_atomically
-from audioretrieval.correspondences.quality import truth_matrix
 
 
-def write_oracle_targets(file_names: list[str], captions: pd.DataFrame, correspondences: pd.DataFrame,
-                         out_h5: str | os.PathLike) -> None:
+def write_oracle_targets(
+    file_names: list[str], captions: pd.DataFrame, correspondences: pd.DataFrame, out_h5: str | os.PathLike
+) -> None:
     """A targets file (ensemble.py's format) for the training split whose block S[clips, captions] is
     1 where the caption truly describes the clip and 0 elsewhere: audio rows are one-hot, text rows
     the truth. Under softmax(S / tau) with a small tau, a caption's target is uniform over the clips
@@ -31,8 +32,14 @@ def write_oracle_targets(file_names: list[str], captions: pd.DataFrame, correspo
         f.attrs["members"] = ["oracle: the demo's ground truth"]
 
 
-def target_mass(targets: str | os.PathLike, correspondences: pd.DataFrame, batch_size: int, tau: float,
-                batches: int = 200, seed: int = 0) -> dict:
+def target_mass(
+    targets: str | os.PathLike,
+    correspondences: pd.DataFrame,
+    batch_size: int,
+    tau: float,
+    batches: int = 200,
+    seed: int = 0,
+) -> dict:
     """Mean share of a caption's target mass, softmax(S / tau) over the clips of a random training
     batch, on its own clip, on other clips it truly describes, and on clips it does not describe."""
     identities = read_identities(targets)
@@ -42,13 +49,25 @@ def target_mass(targets: str | os.PathLike, correspondences: pd.DataFrame, batch
     rng = np.random.default_rng(seed)
     shares = []
     for _ in range(batches):
-        captions = torch.from_numpy(rng.choice(len(clip_of_caption), min(batch_size, len(clip_of_caption)), replace=False))
+        captions = torch.from_numpy(
+            rng.choice(len(clip_of_caption), min(batch_size, len(clip_of_caption)), replace=False)
+        )
         clips = clip_of_caption[captions]
         mass = torch.softmax(source.block(clips.numpy(), captions.numpy()).double() / tau, dim=0)  # [clips, captions]
         own = clips.unsqueeze(1) == clips.unsqueeze(0)
         true = truth[captions][:, clips].T & ~own
-        shares.append([(mass * own).sum(0).mean(), (mass * true).sum(0).mean(), (mass * ~(own | true)).sum(0).mean(),
-                       true.sum(0).double().mean()])
+        shares.append(
+            [
+                (mass * own).sum(0).mean(),
+                (mass * true).sum(0).mean(),
+                (mass * ~(own | true)).sum(0).mean(),
+                true.sum(0).double().mean(),
+            ]
+        )
     own_share, true_share, false_share, true_count = np.mean(np.asarray(shares, dtype=np.float64), axis=0)
-    return {"own_clip": own_share, "other_true_clips": true_share, "false_clips": false_share,
-            "other_true_clips_in_batch": true_count}
+    return {
+        "own_clip": own_share,
+        "other_true_clips": true_share,
+        "false_clips": false_share,
+        "other_true_clips_in_batch": true_count,
+    }

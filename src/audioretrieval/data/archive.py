@@ -82,7 +82,8 @@ def list_members(archive: str | os.PathLike) -> list[str]:
     except (py7zr.exceptions.ArchiveError, EOFError, OSError) as exc:
         raise ArchiveUnreadable(
             f"{os.fspath(archive)}: not a readable 7z archive ({os.path.getsize(archive)} bytes; a partial download "
-            f"or copy?): {describe(exc)}") from exc
+            f"or copy?): {describe(exc)}"
+        ) from exc
 
 
 @contextmanager

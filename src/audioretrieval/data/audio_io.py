@@ -38,8 +38,10 @@ def decode_bytes(data: bytes) -> tuple[np.ndarray, int]:
     if kind == "WAV":
         announced = wav_data_frames(data) or announced  # libsndfile shrinks the count of a truncated file
     if kind != "MP3" and samples.shape[0] != announced:
-        raise BadAudio(f"its {kind} header announces {announced} frames but {samples.shape[0]} could be decoded "
-                       f"(the file is cut short or damaged; {len(data)} bytes)")
+        raise BadAudio(
+            f"its {kind} header announces {announced} frames but {samples.shape[0]} could be decoded "
+            f"(the file is cut short or damaged; {len(data)} bytes)"
+        )
     return samples, rate
 
 

@@ -31,10 +31,14 @@ def read_captions_csv(path: str | os.PathLike) -> pd.DataFrame:
     repeated = table.loc[table["file_name"].map(nfc).duplicated(), "file_name"].tolist()
     if repeated:
         raise ValueError(f"{path}: file names listed more than once: {repeated[:5]}")
-    empty = [(name, column) for column in CAPTION_COLUMNS for name in table.loc[table[column].str.strip() == "", "file_name"]]
+    empty = [
+        (name, column) for column in CAPTION_COLUMNS for name in table.loc[table[column].str.strip() == "", "file_name"]
+    ]
     if empty:
-        raise ValueError(f"{path}: {len(empty)} empty captions, e.g. {empty[:3]} (file_name, column); "
-                         f"expected a caption in every cell")
+        raise ValueError(
+            f"{path}: {len(empty)} empty captions, e.g. {empty[:3]} (file_name, column); "
+            f"expected a caption in every cell"
+        )
     return table
 
 
@@ -77,7 +81,9 @@ def caption_table_of_clips(captions: pd.DataFrame, audio: AudioH5) -> pd.DataFra
     kept = named.loc[named["file_name"].notna(), ["file_name", "caption"]].copy()
     empty = kept["caption"].astype(str).str.strip() == ""
     if empty.any():
-        log.warning("%d empty captions dropped, e.g. of %s", int(empty.sum()), kept.loc[empty, "file_name"].head(3).tolist())
+        log.warning(
+            "%d empty captions dropped, e.g. of %s", int(empty.sum()), kept.loc[empty, "file_name"].head(3).tolist()
+        )
         kept = kept.loc[~empty]
     uncaptioned = set(audio.file_names) - set(kept["file_name"])
     if uncaptioned:

@@ -6,7 +6,13 @@ SPLITS = ("development", "validation", "evaluation")
 CAPTIONS_PER_CLIP = 5
 CAPTION_COLUMNS = [f"caption_{i}" for i in range(1, CAPTIONS_PER_CLIP + 1)]
 METADATA_COLUMNS = [
-    "file_name", "keywords", "sound_id", "sound_link", "start_end_samples", "manufacturer", "license",
+    "file_name",
+    "keywords",
+    "sound_id",
+    "sound_link",
+    "start_end_samples",
+    "manufacturer",
+    "license",
 ]
 METADATA_ENCODING = "ISO-8859-1"
 ZENODO_BASE_URL = "https://zenodo.org/records/4783391/files"

@@ -148,7 +148,9 @@ class CropSeeds(Sampler):
         return len(self.sampler)
 
 
-def training_set(audio_h5: str | list[str], captions: str | list[str], segment_s: float) -> CaptionedAudio | CaptionedAudioUnion:
+def training_set(
+    audio_h5: str | list[str], captions: str | list[str], segment_s: float
+) -> CaptionedAudio | CaptionedAudioUnion:
     """The training captions of one set, or of several (lists of equal length) as their union."""
     if isinstance(audio_h5, (str, os.PathLike)):
         return CaptionedAudio(audio_h5, captions, segment_s, train=True)

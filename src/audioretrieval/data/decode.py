@@ -108,7 +108,9 @@ def decode_members(
     return summary
 
 
-def _store(member: str, future: Future, writer: AudioH5Writer, summary: DecodeSummary, source: str, on_bad_clip: str) -> None:
+def _store(
+    member: str, future: Future, writer: AudioH5Writer, summary: DecodeSummary, source: str, on_bad_clip: str
+) -> None:
     """Append a decoded member to the file, or fail / list it as skipped when it could not be decoded."""
     try:
         encoded, samples, duration = future.result()
@@ -122,7 +124,9 @@ def _store(member: str, future: Future, writer: AudioH5Writer, summary: DecodeSu
 
 
 def _write_lists(summary: DecodeSummary, source: str, skipped_csv, missing_csv) -> None:
-    skipped = pd.DataFrame([(str(source), member, reason) for member, reason in summary.skipped], columns=SKIPPED_COLUMNS)
+    skipped = pd.DataFrame(
+        [(str(source), member, reason) for member, reason in summary.skipped], columns=SKIPPED_COLUMNS
+    )
     write_table_atomically(skipped, skipped_csv)
     if missing_csv is not None:
         write_table_atomically(pd.DataFrame({"file_name": summary.missing}, columns=MISSING_COLUMNS), missing_csv)
@@ -139,8 +143,9 @@ def _check_missing(source: str, missing: list[str], expected: int, max_fraction:
         )
 
 
-def decode_archive(archive: str | os.PathLike, out_h5: str | os.PathLike, skipped_csv: str | os.PathLike,
-                   threads: int = 1, **options) -> DecodeSummary:
+def decode_archive(
+    archive: str | os.PathLike, out_h5: str | os.PathLike, skipped_csv: str | os.PathLike, threads: int = 1, **options
+) -> DecodeSummary:
     """Decode every audio member of a 7z archive (read straight from it, in archive order);
     `options` as for decode_members."""
     archive = Path(archive)

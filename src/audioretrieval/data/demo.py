@@ -31,8 +31,16 @@ import pandas as pd
 import py7zr
 import soundfile
 
-from audioretrieval.data.clotho import CAPTION_COLUMNS, CAPTIONS_PER_CLIP, METADATA_COLUMNS, METADATA_ENCODING, SPLITS
-from audioretrieval.data.clotho import audio_archive, captions_csv, metadata_csv
+from audioretrieval.data.clotho import (
+    CAPTION_COLUMNS,
+    CAPTIONS_PER_CLIP,
+    METADATA_COLUMNS,
+    METADATA_ENCODING,
+    SPLITS,
+    audio_archive,
+    captions_csv,
+    metadata_csv,
+)
 from audioretrieval.files import write_bytes_atomically, write_table_atomically, written_atomically
 
 KINDS = ("tone", "chirp", "noise burst", "hum", "clicks", "siren", "beeps", "rumble")
@@ -69,11 +77,35 @@ ONE_SOURCE = ["{a} can be heard.", "{a} sounds.", "There is {a}.", "Someone reco
 TWO_SOURCES = ["{a} and {b}.", "{a} together with {b}.", "{a} while {b} plays.", "{a} is heard along with {b}."]
 
 NAME_WORDS = [
-    "Kitchen", "Café terrace", "Bahnhof", "Straße at night", "garden", "naïve synth", "rain", "Ölmühle",
-    "harbour", "forêt", "Mühle", "señor's radio", "workshop", "Place de l'église", "Søndag", "fan", "tram",
+    "Kitchen",
+    "Café terrace",
+    "Bahnhof",
+    "Straße at night",
+    "garden",
+    "naïve synth",
+    "rain",
+    "Ölmühle",
+    "harbour",
+    "forêt",
+    "Mühle",
+    "señor's radio",
+    "workshop",
+    "Place de l'église",
+    "Søndag",
+    "fan",
+    "tram",
 ]
 NAME_DECORATIONS = [
-    "", ", take", " (edit)", " &amp; friends", " &#39;live&#39;", " n°", "'s loop", " - copy", "  double", ", 2",
+    "",
+    ", take",
+    " (edit)",
+    " &amp; friends",
+    " &#39;live&#39;",
+    " n°",
+    "'s loop",
+    " - copy",
+    "  double",
+    ", 2",
 ]
 LICENSE = "http://creativecommons.org/publicdomain/zero/1.0/"
 
@@ -104,12 +136,11 @@ class DemoSpec:
 
 # --- content ---------------------------------------------------------------------------------
 
+
 def draw_clip(rng: np.random.Generator, spec: DemoSpec) -> dict:
     n = 2 if rng.random() < spec.two_sources_prob else 1
     kinds = rng.choice(len(KINDS), size=n, replace=False)
-    sources = [
-        {"kind": KINDS[k], **{p: values[rng.integers(2)] for p, values in PROPERTIES.items()}} for k in kinds
-    ]
+    sources = [{"kind": KINDS[k], **{p: values[rng.integers(2)] for p, values in PROPERTIES.items()}} for k in kinds]
     return {"sources": sources, "hiss": bool(rng.random() < spec.hiss_prob)}
 
 
@@ -189,6 +220,7 @@ def ground_truth(clips: list[dict], captions: list[dict]) -> np.ndarray:
 
 # --- audio -----------------------------------------------------------------------------------
 
+
 def _band_noise(rng, n, rate, low_hz, high_hz):
     n_fft = 1 << (n - 1).bit_length()
     spectrum = np.fft.rfft(rng.standard_normal(n_fft))
@@ -250,6 +282,7 @@ def synthesize(rng: np.random.Generator, clip: dict, duration_s: float, rate: in
 
 # --- release files ---------------------------------------------------------------------------
 
+
 def _file_names(rng: np.random.Generator, count: int) -> list[str]:
     names = []
     for k in range(count):
@@ -266,6 +299,22 @@ def _write_archive(path: Path, split: str, members: list[tuple[str, np.ndarray]]
             buffer = io.BytesIO()
             soundfile.write(buffer, audio, rate, format="WAV", subtype="PCM_16")
             z.writestr(buffer.getvalue(), f"{split}/{name}")
+
+
+def _write_metadata(path: Path, names: list[str], clips: list[dict], sound_ids, durations, rate: int) -> None:
+    """The split's metadata file in the ClothoV2 columns and encoding."""
+    metadata = pd.DataFrame(
+        {
+            "file_name": names,
+            "keywords": [";".join(s["kind"] for s in c["sources"]) + (";hiss" if c["hiss"] else "") for c in clips],
+            "sound_id": sound_ids,
+            "sound_link": [f"https://freesound.org/people/demo/sounds/{i}" for i in sound_ids],
+            "start_end_samples": [f"[0, {int(round(d * rate))}]" for d in durations],
+            "manufacturer": "demo generator",
+            "license": LICENSE,
+        }
+    )[METADATA_COLUMNS]
+    write_bytes_atomically(metadata.to_csv(index=False).encode(METADATA_ENCODING), path)
 
 
 def generate_split(out_dir: Path, split: str, names: list[str], sound_ids: np.ndarray, spec: DemoSpec) -> dict:
@@ -286,31 +335,26 @@ def generate_split(out_dir: Path, split: str, names: list[str], sound_ids: np.nd
     wide.insert(0, "file_name", names)
     write_bytes_atomically(wide.to_csv(index=False).encode("utf-8"), out_dir / captions_csv(split))
 
-    metadata = pd.DataFrame({
-        "file_name": names,
-        "keywords": [";".join(s["kind"] for s in c["sources"]) + (";hiss" if c["hiss"] else "") for c in clips],
-        "sound_id": sound_ids,
-        "sound_link": [f"https://freesound.org/people/demo/sounds/{i}" for i in sound_ids],
-        "start_end_samples": [f"[0, {int(round(d * spec.sample_rate))}]" for d in durations],
-        "manufacturer": "demo generator",
-        "license": LICENSE,
-    })[METADATA_COLUMNS]
-    write_bytes_atomically(metadata.to_csv(index=False).encode(METADATA_ENCODING), out_dir / metadata_csv(split))
+    _write_metadata(out_dir / metadata_csv(split), names, clips, sound_ids, durations, spec.sample_rate)
 
-    caption_rows = pd.DataFrame({
-        "file_name": np.repeat(names, CAPTIONS_PER_CLIP),
-        "caption_index": np.tile(np.arange(1, CAPTIONS_PER_CLIP + 1), len(names)),
-        "caption": [c["text"] for c in captions],
-        "mentions": [json.dumps(c["mentions"]) for c in captions],
-        "hiss": [c["hiss"] for c in captions],
-    })
+    caption_rows = pd.DataFrame(
+        {
+            "file_name": np.repeat(names, CAPTIONS_PER_CLIP),
+            "caption_index": np.tile(np.arange(1, CAPTIONS_PER_CLIP + 1), len(names)),
+            "caption": [c["text"] for c in captions],
+            "mentions": [json.dumps(c["mentions"]) for c in captions],
+            "hiss": [c["hiss"] for c in captions],
+        }
+    )
     write_table_atomically(caption_rows, out_dir / f"demo_captions_{split}.parquet")
-    clip_rows = pd.DataFrame({
-        "file_name": names,
-        "sources": [json.dumps(c["sources"]) for c in clips],
-        "hiss": [c["hiss"] for c in clips],
-        "duration": durations,
-    })
+    clip_rows = pd.DataFrame(
+        {
+            "file_name": names,
+            "sources": [json.dumps(c["sources"]) for c in clips],
+            "hiss": [c["hiss"] for c in clips],
+            "duration": durations,
+        }
+    )
     write_table_atomically(clip_rows, out_dir / f"demo_clips_{split}.parquet")
 
     truth = ground_truth(clips, captions)
@@ -318,9 +362,13 @@ def generate_split(out_dir: Path, split: str, names: list[str], sound_ids: np.nd
     pairs = caption_rows.iloc[caption_j][["file_name", "caption_index", "caption"]].reset_index(drop=True)
     pairs["relevant_file_name"] = np.asarray(names)[clip_i]
     write_table_atomically(pairs, out_dir / f"demo_correspondences_{split}.parquet")
-    return {"split": split, "clips": len(names), "captions": len(captions),
-            "mean_clips_per_caption": float(truth.sum(axis=1).mean()),
-            "mean_fraction_of_clips": float(truth.mean())}
+    return {
+        "split": split,
+        "clips": len(names),
+        "captions": len(captions),
+        "mean_clips_per_caption": float(truth.sum(axis=1).mean()),
+        "mean_fraction_of_clips": float(truth.mean()),
+    }
 
 
 def generate_demo(out_dir: str | os.PathLike, spec: DemoSpec, workers: int = 1) -> list[dict]:

@@ -27,7 +27,7 @@ import soundfile
 
 from audioretrieval.data import wavcaps
 from audioretrieval.data.demo import DemoSpec, caption_text, draw_clip, draw_mentions, synthesize
-from audioretrieval.files import written_atomically, write_text_atomically
+from audioretrieval.files import write_text_atomically, written_atomically
 
 AUDIOCAPS_RATE = 44100
 WAVCAPS_RATE = 32000
@@ -43,10 +43,15 @@ class ExtraSpec:
 
     def __post_init__(self):
         if not 0 <= self.audiocaps_missing < self.audiocaps_clips:
-            raise ValueError(f"demo.extra: audiocaps_missing {self.audiocaps_missing} must be below audiocaps_clips {self.audiocaps_clips}")
+            raise ValueError(
+                f"demo.extra: audiocaps_missing {self.audiocaps_missing} must be below "
+                f"audiocaps_clips {self.audiocaps_clips}"
+            )
         unknown = set(self.wavcaps_clips) - set(wavcaps.SOURCES)
         if unknown:
-            raise ValueError(f"demo.extra.wavcaps_clips: unknown sources {sorted(unknown)}; expected some of {list(wavcaps.SOURCES)}")
+            raise ValueError(
+                f"demo.extra.wavcaps_clips: unknown sources {sorted(unknown)}; expected some of {list(wavcaps.SOURCES)}"
+            )
         if self.wavcaps_excluded > self.wavcaps_clips.get(wavcaps.EXCLUDED_SOURCE, 0):
             raise ValueError(f"demo.extra: wavcaps_excluded {self.wavcaps_excluded} exceeds the FreeSound stand-ins")
 
@@ -64,8 +69,9 @@ def _encoded(audio: np.ndarray, rate: int, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def generate_audiocaps(captions_csv: str | os.PathLike, audio_dir: str | os.PathLike, template: str, spec: DemoSpec,
-                       extra: ExtraSpec) -> dict:
+def generate_audiocaps(
+    captions_csv: str | os.PathLike, audio_dir: str | os.PathLike, template: str, spec: DemoSpec, extra: ExtraSpec
+) -> dict:
     """Write the AudioCaps stand-in; the caption CSV comes last (its presence means the set is complete)."""
     audio_dir = Path(audio_dir)
     audio_dir.mkdir(parents=True, exist_ok=True)
@@ -86,8 +92,13 @@ def generate_audiocaps(captions_csv: str | os.PathLike, audio_dir: str | os.Path
     return {"set": "audiocaps", "clips": extra.audiocaps_clips, "missing": len(missing)}
 
 
-def generate_wavcaps(out_dir: str | os.PathLike, clotho_sound_ids: list[int], spec: DemoSpec, extra: ExtraSpec,
-                     caption_files: dict | None = None) -> list[dict]:
+def generate_wavcaps(
+    out_dir: str | os.PathLike,
+    clotho_sound_ids: list[int],
+    spec: DemoSpec,
+    extra: ExtraSpec,
+    caption_files: dict | None = None,
+) -> list[dict]:
     """Write the WavCaps stand-in: per source its caption JSON (named as wavcaps.json_file names it),
     archive and parts list, and the exclusion list of the ClothoV2 Freesound ids."""
     out_dir = Path(out_dir)
@@ -104,15 +115,29 @@ def generate_wavcaps(out_dir: str | os.PathLike, clotho_sound_ids: list[int], sp
                 audio, caption, duration = _clip_and_caption(rng, spec, WAVCAPS_RATE)
                 name = wavcaps.file_name_of(source, clip_id)
                 z.writestr(f"{source}/{name}", _encoded(audio, WAVCAPS_RATE, "FLAC"))
-                entries.append({"id": clip_id, "caption": caption, "duration": round(duration, 3),
-                                "download_link": f"https://example.org/demo/{source}/{name}"})
+                entries.append(
+                    {
+                        "id": clip_id,
+                        "caption": caption,
+                        "duration": round(duration, 3),
+                        "download_link": f"https://example.org/demo/{source}/{name}",
+                    }
+                )
         last = out_dir / wavcaps.last_part(source)
         with written_atomically(last) as tmp:
             tmp.write_bytes(archive.getvalue())
-        write_text_atomically(json.dumps({"num_captions_per_audio": 1, "data": entries}), out_dir / wavcaps.json_file(source, caption_files))
+        write_text_atomically(
+            json.dumps({"num_captions_per_audio": 1, "data": entries}),
+            out_dir / wavcaps.json_file(source, caption_files),
+        )
         wavcaps.write_parts_list(out_dir / wavcaps.parts_file(source), [last.name])
-        stats.append({"set": f"wavcaps {source}", "clips": count,
-                      "excluded": extra.wavcaps_excluded if source == wavcaps.EXCLUDED_SOURCE else 0})
+        stats.append(
+            {
+                "set": f"wavcaps {source}",
+                "clips": count,
+                "excluded": extra.wavcaps_excluded if source == wavcaps.EXCLUDED_SOURCE else 0,
+            }
+        )
     with written_atomically(out_dir / wavcaps.EXCLUSION_FILE) as tmp:
         pd.DataFrame({"freesound_id": sorted(clotho_sound_ids)}).to_csv(tmp, index=False)
     return stats

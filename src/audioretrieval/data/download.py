@@ -47,8 +47,10 @@ def verify_md5(path: str | os.PathLike, expected: str, hint: str = "") -> str:
     path = Path(path)
     actual = md5sum(path)
     if actual != expected.lower():
-        raise ChecksumError(f"{path}: MD5 {actual} ({path.stat().st_size} bytes), expected {expected.lower()}"
-                            + (f"; {hint}" if hint else ""))
+        raise ChecksumError(
+            f"{path}: MD5 {actual} ({path.stat().st_size} bytes), expected {expected.lower()}"
+            + (f"; {hint}" if hint else "")
+        )
     return actual
 
 
@@ -77,8 +79,10 @@ def _transfer(url: str, part: Path, timeout: float, progress: bool) -> bool:
                 if whole and int(whole.group(1)) == have:
                     return True  # the part already holds the whole file
                 part.unlink()
-                raise TransientDownloadError(f"{url}: the part holds {have} bytes, the server's file "
-                                             f"{whole.group(1) + ' bytes' if whole else 'an unknown size'}; starting over")
+                raise TransientDownloadError(
+                    f"{url}: the part holds {have} bytes, the server's file "
+                    f"{whole.group(1) + ' bytes' if whole else 'an unknown size'}; starting over"
+                )
             if response.status_code >= 500 or response.status_code == 429:
                 raise TransientDownloadError(f"{url}: HTTP {response.status_code}")
             if response.status_code >= 400:
@@ -90,7 +94,8 @@ def _transfer(url: str, part: Path, timeout: float, progress: bool) -> bool:
                     part.unlink(missing_ok=True)  # the next try starts over without a Range
                     raise TransientDownloadError(
                         f"{url}: asked for the bytes from {have} on, the server sent a part starting at {first} "
-                        f"(Content-Range {response.headers.get('Content-Range')!r}); starting over")
+                        f"(Content-Range {response.headers.get('Content-Range')!r}); starting over"
+                    )
             else:
                 have = 0  # no range support: start over
             remaining = response.headers.get("Content-Length")
@@ -146,11 +151,13 @@ def download(
             part.unlink()
             raise UnverifiableDownload(
                 f"{dest.name}: the server announced no length for {url}, so a transfer cut short cannot be told "
-                f"from a complete one, and no MD5 is configured to check it; set the file's MD5 in the configuration")
+                f"from a complete one, and no MD5 is configured to check it; set the file's MD5 in the configuration"
+            )
         log.warning("%s: no MD5 to verify against (%d bytes, as announced); it has MD5 %s", dest.name, size, actual)
     elif actual != md5.lower():
         part.unlink()
-        raise ChecksumError(f"{dest.name}: MD5 mismatch: expected {md5.lower()}, got {actual} for the {size} bytes "
-                            f"received from {url}")
+        raise ChecksumError(
+            f"{dest.name}: MD5 mismatch: expected {md5.lower()}, got {actual} for the {size} bytes received from {url}"
+        )
     os.replace(part, dest)
     return dest

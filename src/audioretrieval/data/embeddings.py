@@ -67,8 +67,9 @@ def first_difference(reference: dict, other: dict) -> str | None:
     return None
 
 
-def write_embeddings(path: str | os.PathLike, audio: np.ndarray, text: np.ndarray, file_names: list[str],
-                     captions: pd.DataFrame, **attrs) -> None:
+def write_embeddings(
+    path: str | os.PathLike, audio: np.ndarray, text: np.ndarray, file_names: list[str], captions: pd.DataFrame, **attrs
+) -> None:
     with written_atomically(path) as tmp, h5py.File(tmp, "w") as f:
         f["audio"] = np.asarray(audio, dtype=np.float32)
         f["text"] = np.asarray(text, dtype=np.float32)

@@ -62,14 +62,18 @@ class AudioH5Writer:
         self._written = 0
         self._file: h5py.File | None = None
 
-    def __enter__(self) -> "AudioH5Writer":
+    def __enter__(self) -> AudioH5Writer:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = h5py.File(partial_path(self.path), "w")
         self._file.attrs.update(
             format_version=FORMAT_VERSION, sample_rate=self.sample_rate, sample_format=self.sample_format
         )
         self._audio = self._file.create_dataset(
-            "audio", shape=(0,), maxshape=(None,), dtype=STORED_DTYPES[self.sample_format], chunks=(CHUNK_SAMPLES,),
+            "audio",
+            shape=(0,),
+            maxshape=(None,),
+            dtype=STORED_DTYPES[self.sample_format],
+            chunks=(CHUNK_SAMPLES,),
             **(_FILTERS[self.sample_format]() if self.sample_format in _FILTERS else {}),
         )
         return self

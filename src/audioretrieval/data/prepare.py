@@ -14,32 +14,52 @@ from audioretrieval.data.audio_io import is_audio_name
 from audioretrieval.data.captions import caption_table_of_clips
 from audioretrieval.data.decode import DecodeSummary, Expected, decode_members, files_in_folder
 from audioretrieval.data.h5audio import AudioH5
-from audioretrieval.files import write_table_atomically
 from audioretrieval.data.zip_parts import stream_zip_members
+from audioretrieval.files import write_table_atomically
 
 log = logging.getLogger(__name__)
 
 
-def prepare_audiocaps(captions_csv, audio_dir, settings: dict, out: dict, threads: int = 1,
-                      progress: bool = True) -> DecodeSummary:
+def prepare_audiocaps(
+    captions_csv, audio_dir, settings: dict, out: dict, threads: int = 1, progress: bool = True
+) -> DecodeSummary:
     """Decode the clips of an AudioCaps caption file found in `audio_dir` (named by
     settings["file_name"]); `out` names the outputs: audio, captions, skipped, missing."""
     captions = audiocaps.read_captions(captions_csv, settings["file_name"])
     if not Path(audio_dir).is_dir():
-        raise FileNotFoundError(f"audiocaps.audio_dir {os.fspath(audio_dir)!r}: no such folder (the AudioCaps audio you supply)")
+        raise FileNotFoundError(
+            f"audiocaps.audio_dir {os.fspath(audio_dir)!r}: no such folder (the AudioCaps audio you supply)"
+        )
     names = list(dict.fromkeys(captions["file_name"]))
     expected = Expected(frozenset(names), settings["max_missing_fraction"])
     summary = decode_members(
-        os.fspath(audio_dir), files_in_folder(audio_dir, names), len(names), out["audio"], out["skipped"],
-        settings["sample_rate"], settings["sample_format"], threads, settings["on_bad_clip"],
-        expected=expected, missing_csv=out["missing"], progress=progress,
+        os.fspath(audio_dir),
+        files_in_folder(audio_dir, names),
+        len(names),
+        out["audio"],
+        out["skipped"],
+        settings["sample_rate"],
+        settings["sample_format"],
+        threads,
+        settings["on_bad_clip"],
+        expected=expected,
+        missing_csv=out["missing"],
+        progress=progress,
     )
     _write_captions(captions, out)
     return summary
 
 
-def prepare_wavcaps(source: str, captions_json, parts_list, exclusion_csv, settings: dict, out: dict,
-                    threads: int = 1, progress: bool = True) -> DecodeSummary:
+def prepare_wavcaps(
+    source: str,
+    captions_json,
+    parts_list,
+    exclusion_csv,
+    settings: dict,
+    out: dict,
+    threads: int = 1,
+    progress: bool = True,
+) -> DecodeSummary:
     """Decode one WavCaps source's captioned clips from its archive parts, leaving out the clips the
     exclusion list names (listed in out["excluded"]; the list is needed for FreeSound only);
     outputs as for prepare_audiocaps."""
@@ -52,9 +72,17 @@ def prepare_wavcaps(source: str, captions_json, parts_list, exclusion_csv, setti
     parts = wavcaps.read_parts_list(parts_list)
     members = stream_zip_members(parts, lambda name: is_audio_name(name) and base_name(name) in wanted)
     summary = decode_members(
-        os.fspath(parts[-1]), members, len(wanted), out["audio"], out["skipped"], settings["sample_rate"],
-        settings["sample_format"], threads, settings["on_bad_clip"],
-        expected=Expected(frozenset(wanted), settings["max_missing_fraction"]), missing_csv=out["missing"],
+        os.fspath(parts[-1]),
+        members,
+        len(wanted),
+        out["audio"],
+        out["skipped"],
+        settings["sample_rate"],
+        settings["sample_format"],
+        threads,
+        settings["on_bad_clip"],
+        expected=Expected(frozenset(wanted), settings["max_missing_fraction"]),
+        missing_csv=out["missing"],
         progress=progress,
     )
     write_table_atomically(captions.loc[captions["file_name"].isin(excluded), ["id", "file_name"]], out["excluded"])

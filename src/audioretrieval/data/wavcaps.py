@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from audioretrieval.files import write_text_atomically
 from audioretrieval.data.download import download
 from audioretrieval.data.zip_parts import part_names
+from audioretrieval.files import write_text_atomically
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,9 @@ def read_captions(path: str | os.PathLike, source: str) -> pd.DataFrame:
         rows = json.loads(Path(path).read_text(encoding="utf-8"))["data"]
         table = pd.DataFrame({"id": [str(r["id"]) for r in rows], "caption": [str(r["caption"]) for r in rows]})
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: expected WavCaps JSON {{\"data\": [{{\"id\": ..., \"caption\": ...}}, ...]}}: {exc!r}") from exc
+        raise ValueError(
+            f'{path}: expected WavCaps JSON {{"data": [{{"id": ..., "caption": ...}}, ...]}}: {exc!r}'
+        ) from exc
     table["file_name"] = [file_name_of(source, i) for i in table["id"]]
     repeated = table.loc[table["file_name"].duplicated(), "file_name"].tolist()
     if repeated:
@@ -102,8 +104,9 @@ def clips_to_decode(captions: pd.DataFrame, source: str, excluded_ids: set[str])
     return set(captions["file_name"]) - excluded, excluded
 
 
-def download_source(base_url: str, raw_dir: str | os.PathLike, source: str, settings: dict,
-                    caption_files: dict | None = None) -> list[str]:
+def download_source(
+    base_url: str, raw_dir: str | os.PathLike, source: str, settings: dict, caption_files: dict | None = None
+) -> list[str]:
     """Download a source's caption JSON and every archive part (each resumable); the parts list is
     written last, so its presence means the source is complete. Returns the part names."""
     raw_dir = Path(raw_dir)

@@ -42,7 +42,7 @@ def _chunks(parts: list[Path]) -> Iterator[bytes]:
         with open(part, "rb") as f:
             while block := f.read(_BLOCK):
                 if first and block.startswith(_SPLIT_MARKER):
-                    block = block[len(_SPLIT_MARKER):]
+                    block = block[len(_SPLIT_MARKER) :]
                 first = False
                 yield block
 
@@ -63,4 +63,6 @@ def stream_zip_members(parts: list[str | os.PathLike], select: Callable[[str], b
                 continue
             yield name, b"".join(chunks)
     except Exception as exc:
-        raise ValueError(f"{parts[-1]}: cannot read the archive ({len(parts)} parts): {type(exc).__name__}: {exc}") from exc
+        raise ValueError(
+            f"{parts[-1]}: cannot read the archive ({len(parts)} parts): {type(exc).__name__}: {exc}"
+        ) from exc

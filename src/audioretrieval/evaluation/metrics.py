@@ -21,8 +21,10 @@ def check_finite(similarity: torch.Tensor) -> None:
     bad = ~torch.isfinite(similarity)
     if bool(bad.any()):
         rows = torch.nonzero(bad.any(1)).squeeze(1)
-        raise NonFiniteSimilarity(f"{int(bad.sum())} similarities of {len(rows)} captions (e.g. rows {rows[:5].tolist()}) "
-                                  f"are NaN or infinite: the embeddings are not finite, so nothing can be ranked")
+        raise NonFiniteSimilarity(
+            f"{int(bad.sum())} similarities of {len(rows)} captions (e.g. rows {rows[:5].tolist()}) "
+            f"are NaN or infinite: the embeddings are not finite, so nothing can be ranked"
+        )
 
 
 def own_clip_ranks(similarity: torch.Tensor, clip_of_caption: torch.Tensor) -> torch.Tensor:
@@ -51,8 +53,10 @@ def reciprocal_rank_at(ranks: torch.Tensor | np.ndarray, k: int = 10) -> np.ndar
 def retrieval_metrics(ranks: torch.Tensor | np.ndarray) -> dict[str, float]:
     """mAP@10 (mean of 1/rank within the top 10, else 0) and R@1, R@5, R@10 of own-item ranks."""
     ranks = torch.as_tensor(ranks, dtype=torch.float64)
-    return {"map@10": float(reciprocal_rank_at(ranks, 10).mean()),
-            **{f"r@{k}": float((ranks <= k).double().mean()) for k in RECALL_AT}}
+    return {
+        "map@10": float(reciprocal_rank_at(ranks, 10).mean()),
+        **{f"r@{k}": float((ranks <= k).double().mean()) for k in RECALL_AT},
+    }
 
 
 def multi_positive_ap(similarity: torch.Tensor, relevant: torch.Tensor, k: int) -> np.ndarray:

@@ -45,10 +45,14 @@ def _names_in(cell, path, row: int) -> list[str]:
         try:
             names = ast.literal_eval(cell.strip())
         except (ValueError, SyntaxError) as exc:
-            raise RelevanceMismatch(f"{path}, row {row + 1}: expected a list literal of file names such as "
-                                    f"\"['a.wav', 'b.wav']\", found {cell[:80]!r}") from exc
+            raise RelevanceMismatch(
+                f"{path}, row {row + 1}: expected a list literal of file names such as "
+                f"\"['a.wav', 'b.wav']\", found {cell[:80]!r}"
+            ) from exc
     if not isinstance(names, (list, tuple, np.ndarray)) or not all(isinstance(n, str) for n in names) or not len(names):
-        raise RelevanceMismatch(f"{path}, row {row + 1}: expected a non-empty list of file names, found {str(cell)[:80]!r}")
+        raise RelevanceMismatch(
+            f"{path}, row {row + 1}: expected a non-empty list of file names, found {str(cell)[:80]!r}"
+        )
     return [nfc(n) for n in names]
 
 
@@ -63,7 +67,8 @@ def read_relevance(path: str | os.PathLike) -> pd.DataFrame:
     if query is None or (lists is None and names is None):
         raise RelevanceMismatch(
             f"{path}: expected a query column {list(QUERY_COLUMNS)} and either a column of file name lists "
-            f"{list(LIST_COLUMNS)} or one of single file names {list(NAME_COLUMNS)}; found {list(raw.columns)}")
+            f"{list(LIST_COLUMNS)} or one of single file names {list(NAME_COLUMNS)}; found {list(raw.columns)}"
+        )
     if raw.empty:
         raise RelevanceMismatch(f"{path}: the relevance table is empty")
     queries = [nfc(q) for q in raw[query]]
@@ -78,8 +83,9 @@ def read_relevance(path: str | os.PathLike) -> pd.DataFrame:
     return pd.DataFrame({"query": gathered.index, "relevant": gathered.to_list()})
 
 
-def match_queries(table: pd.DataFrame, file_names: list[str], captions: list[str],
-                  source: str = "relevance table") -> tuple[np.ndarray, torch.Tensor]:
+def match_queries(
+    table: pd.DataFrame, file_names: list[str], captions: list[str], source: str = "relevance table"
+) -> tuple[np.ndarray, torch.Tensor]:
     """Each query's caption row (the first caption with exactly its text) and the boolean
     [queries, clips] matrix of its relevant clips. A query or file name that matches nothing in the
     split is an error naming the first offenders."""

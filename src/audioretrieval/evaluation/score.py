@@ -19,18 +19,24 @@ import numpy as np
 import pandas as pd
 import torch
 
-from audioretrieval.files import write_table_atomically
 from audioretrieval.data.embeddings import read_identities, read_similarity
-from audioretrieval.files import write_text_atomically
-from audioretrieval.evaluation.metrics import (RECALL_AT, audio_to_text_ranks, multi_positive_aps, own_clip_ranks, reciprocal_rank_at,
-                      retrieval_metrics)
+from audioretrieval.evaluation.metrics import (
+    RECALL_AT,
+    audio_to_text_ranks,
+    multi_positive_aps,
+    own_clip_ranks,
+    reciprocal_rank_at,
+    retrieval_metrics,
+)
 from audioretrieval.evaluation.relevance import match_queries, read_relevance
+from audioretrieval.files import write_table_atomically, write_text_atomically
 
 DCASE2025_AT = (16, 10)  # DCASE 2025 Task 6 ranks systems by mAP@16
 
 
-def score(similarity: torch.Tensor, identities: dict, relevance: pd.DataFrame | None = None,
-          source: str = "relevance table") -> tuple[dict, pd.DataFrame]:
+def score(
+    similarity: torch.Tensor, identities: dict, relevance: pd.DataFrame | None = None, source: str = "relevance table"
+) -> tuple[dict, pd.DataFrame]:
     """Metrics and the per-caption table of one similarity matrix; with a relevance table
     (relevance.read_relevance), the DCASE 2025 Task 6 mAP@16 and mAP@10 over its queries."""
     clip_of_caption = torch.as_tensor(identities["clip_of_caption"])
@@ -39,10 +45,15 @@ def score(similarity: torch.Tensor, identities: dict, relevance: pd.DataFrame | 
     metrics = {**retrieval_metrics(ranks), "captions": len(ranks), "clips": similarity.shape[1]}
     a2t = audio_to_text_ranks(similarity, clip_of_caption)
     metrics.update({f"a2t_r@{k}": float((a2t <= k).double().mean()) for k in RECALL_AT})
-    per_query = pd.DataFrame({
-        "file_name": identities["caption_file_name"], "caption_index": identities["caption_index"],
-        "caption": captions, "rank": ranks.numpy(), "ap@10": reciprocal_rank_at(ranks, 10),
-    })
+    per_query = pd.DataFrame(
+        {
+            "file_name": identities["caption_file_name"],
+            "caption_index": identities["caption_index"],
+            "caption": captions,
+            "rank": ranks.numpy(),
+            "ap@10": reciprocal_rank_at(ranks, 10),
+        }
+    )
     if relevance is not None:
         rows, relevant = match_queries(relevance, identities["file_name"], captions, source)
         metrics["dcase2025_queries"] = len(rows)
@@ -64,8 +75,9 @@ def score_file(embeddings: str | os.PathLike, relevance: str | os.PathLike | Non
     return {"embeddings": str(embeddings), **metrics}, per_query
 
 
-def write_scores(metrics: dict, per_query: pd.DataFrame, metrics_json: str | os.PathLike,
-                 ranks_parquet: str | os.PathLike) -> None:
+def write_scores(
+    metrics: dict, per_query: pd.DataFrame, metrics_json: str | os.PathLike, ranks_parquet: str | os.PathLike
+) -> None:
     write_table_atomically(per_query, ranks_parquet)
     write_text_atomically(json.dumps(metrics, indent=1) + "\n", metrics_json)
 
@@ -75,8 +87,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("embeddings", help="HDF5 embeddings file (audio, text, identities, caption texts)")
     parser.add_argument("--metrics", required=True, help="metrics JSON to write")
     parser.add_argument("--ranks", required=True, help="per-caption Parquet to write")
-    parser.add_argument("--relevance", help="relevance table (CSV or Parquet; the DCASE 2025 Task 6 layout "
-                        "query,audio_filenames or one row per relevant file) for DCASE 2025 mAP@16/@10")
+    parser.add_argument(
+        "--relevance",
+        help="relevance table (CSV or Parquet; the DCASE 2025 Task 6 layout "
+        "query,audio_filenames or one row per relevant file) for DCASE 2025 mAP@16/@10",
+    )
     args = parser.parse_args(argv)
     metrics, per_query = score_file(args.embeddings, args.relevance)
     write_scores(metrics, per_query, args.metrics, args.ranks)

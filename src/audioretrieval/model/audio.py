@@ -6,12 +6,11 @@ import contextlib
 import io
 import os
 
-import torch
-from torch import nn
-
 import hear21passt.models.passt as passt_module
+import torch
 from hear21passt.models.passt import PaSST, checkpoint_filter_fn, default_cfgs
 from hear21passt.models.preprocess import AugmentMelSTFT
+from torch import nn
 from torchaudio.compliance.kaldi import get_mel_banks
 
 from audioretrieval.model.attention import use_fused_attention
@@ -23,8 +22,21 @@ HOP = 320
 N_MELS = 128
 # The seed's (and the DCASE 2025 baseline's) AugmentMelSTFT arguments: band edges fmin = 0 and
 # fmax = 16000 - 2000 / 2 = 15000 Hz at evaluation; in training fmin + U{0..9} and fmax + 1000 - U{0..1999}.
-MEL_ARGUMENTS = dict(n_mels=N_MELS, sr=SAMPLE_RATE, win_length=800, hopsize=HOP, n_fft=1024, freqm=0, timem=0,
-                     htk=False, fmin=0.0, fmax=None, norm=1, fmin_aug_range=10, fmax_aug_range=2000)
+MEL_ARGUMENTS = dict(
+    n_mels=N_MELS,
+    sr=SAMPLE_RATE,
+    win_length=800,
+    hopsize=HOP,
+    n_fft=1024,
+    freqm=0,
+    timem=0,
+    htk=False,
+    fmin=0.0,
+    fmax=None,
+    norm=1,
+    fmin_aug_range=10,
+    fmax_aug_range=2000,
+)
 
 
 class WeightsUnavailable(RuntimeError):
@@ -77,8 +89,16 @@ class MelFrontEnd(AugmentMelSTFT):
         (deterministic: the random part of the front end is the mel bands drawn from it)."""
         coefficient = -self.preemphasis_coefficient[0, 0, 0]
         x = x[:, 1:] - coefficient * x[:, :-1]
-        spectrum = torch.stft(x, self.n_fft, hop_length=self.hopsize, win_length=self.win_length, center=True,
-                              normalized=False, window=self.window, return_complex=True)
+        spectrum = torch.stft(
+            x,
+            self.n_fft,
+            hop_length=self.hopsize,
+            win_length=self.win_length,
+            center=True,
+            normalized=False,
+            window=self.window,
+            return_complex=True,
+        )
         return spectrum.real.square() + spectrum.imag.square()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,8 +110,9 @@ class MelFrontEnd(AugmentMelSTFT):
         if self.training:  # the same random band edges as AugmentMelSTFT draws
             fmin = self.fmin + torch.randint(self.fmin_aug_range, (1,)).item()
             fmax = self.fmax + self.fmax_aug_range // 2 - torch.randint(self.fmax_aug_range, (1,)).item()
-        mel_basis, _ = get_mel_banks(self.n_mels, self.n_fft, self.sr, fmin, fmax, vtln_low=100.0, vtln_high=-500.0,
-                                     vtln_warp_factor=1.0)
+        mel_basis, _ = get_mel_banks(
+            self.n_mels, self.n_fft, self.sr, fmin, fmax, vtln_low=100.0, vtln_high=-500.0, vtln_warp_factor=1.0
+        )
         mel_basis = nn.functional.pad(mel_basis, (0, 1)).to(power.device)
         return ((torch.matmul(mel_basis, power) + 0.00001).log() + 4.5) / 5.0
 
@@ -115,9 +136,17 @@ class PasstAudioEncoder(nn.Module):
         self.mel = MelFrontEnd()
         frames = (self.window - 1) // HOP + 1  # the pre-emphasis filter drops one sample
         self.passt = PaSST(
-            img_size=(N_MELS, frames), patch_size=16, stride=16, in_chans=1, num_classes=527,
-            embed_dim=cfg["embed_dim"], depth=cfg["depth"], num_heads=cfg["num_heads"], distilled=True,
-            s_patchout_t=cfg["patchout_t"], s_patchout_f=cfg["patchout_f"],
+            img_size=(N_MELS, frames),
+            patch_size=16,
+            stride=16,
+            in_chans=1,
+            num_classes=527,
+            embed_dim=cfg["embed_dim"],
+            depth=cfg["depth"],
+            num_heads=cfg["num_heads"],
+            distilled=True,
+            s_patchout_t=cfg["patchout_t"],
+            s_patchout_f=cfg["patchout_f"],
         )
         if cfg.get("pretrained"):
             state = checkpoint_filter_fn(fetch_passt_weights(cfg["arch"], cfg.get("weights")), self.passt)
@@ -139,7 +168,9 @@ class PasstAudioEncoder(nn.Module):
         with torch.autocast(waveform.device.type, enabled=False):
             return self.mel.power(windows.reshape(-1, self.window).float()).unflatten(0, windows.shape[:2])
 
-    def forward(self, waveform: torch.Tensor, fraction: torch.Tensor, spectrograms: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, waveform: torch.Tensor, fraction: torch.Tensor, spectrograms: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Embeddings [B, out_dim] of segments; `spectrograms`, when given, are their windows' power
         spectrograms, as spectrograms(waveform) would compute them."""
         batch = waveform.shape[0]
@@ -176,4 +207,6 @@ class SpectrogramCache:
         for i, power in computed.items():
             if self.cacheable[ids[i]]:
                 self.stored[ids[i]] = power
-        return torch.stack([computed[i] if i in computed else self.stored[c] for i, c in enumerate(ids)]).to(waveform.device)
+        return torch.stack([computed[i] if i in computed else self.stored[c] for i, c in enumerate(ids)]).to(
+            waveform.device
+        )

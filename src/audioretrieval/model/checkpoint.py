@@ -25,8 +25,9 @@ class CheckpointMismatch(RuntimeError):
     pass
 
 
-def checkpoint_of(model: DualEncoder, model_config: dict, segment_s: float, epoch: int, metrics: dict,
-                  seed: int) -> dict:
+def checkpoint_of(
+    model: DualEncoder, model_config: dict, segment_s: float, epoch: int, metrics: dict, seed: int
+) -> dict:
     return {
         "format_version": FORMAT_VERSION,
         "model_config": model_config,
@@ -56,7 +57,10 @@ def load_state(model: torch.nn.Module, state_dict: dict, source: str) -> None:
         details = []
         if reshaped:
             k = reshaped[0]
-            details.append(f"{len(reshaped)} tensors differ in shape (e.g. {k}: {found[k]} in the checkpoint, {expected[k]} in the model)")
+            details.append(
+                f"{len(reshaped)} tensors differ in shape "
+                f"(e.g. {k}: {found[k]} in the checkpoint, {expected[k]} in the model)"
+            )
         if missing:
             details.append(f"{len(missing)} tensors missing (e.g. {missing[0]})")
         if unexpected:
@@ -68,6 +72,8 @@ def load_state(model: torch.nn.Module, state_dict: dict, source: str) -> None:
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[DualEncoder, dict]:
     """Rebuild a DualEncoder from a checkpoint alone (no network, no pretrained weights needed)."""
     checkpoint = read_checkpoint(path)
-    model = DualEncoder(checkpoint["model_config"], checkpoint["segment_s"], checkpoint["text_hf_config"], load_weights=False)
+    model = DualEncoder(
+        checkpoint["model_config"], checkpoint["segment_s"], checkpoint["text_hf_config"], load_weights=False
+    )
     load_state(model, checkpoint["state_dict"], str(path))
     return model.to(device), checkpoint

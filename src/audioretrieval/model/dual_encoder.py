@@ -22,7 +22,9 @@ class DualEncoder(nn.Module):
         self.audio = PasstAudioEncoder(audio_cfg, segment_s, cfg["embed_dim"])
         self.text = TextEncoder(cfg["text"], cfg["embed_dim"], text_hf_config, load_weights)
 
-    def embed_audio(self, waveform: torch.Tensor, fraction: torch.Tensor, spectrograms: torch.Tensor | None = None) -> torch.Tensor:
+    def embed_audio(
+        self, waveform: torch.Tensor, fraction: torch.Tensor, spectrograms: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return F.normalize(self.audio(waveform, fraction, spectrograms), dim=-1)
 
     def embed_text(self, captions: list[str]) -> torch.Tensor:
@@ -33,8 +35,13 @@ class DualEncoder(nn.Module):
         is the model's: model.tau)."""
         return audio @ text.T / self.tau
 
-    def forward(self, waveform: torch.Tensor, fraction: torch.Tensor, captions: list[str],
-                spectrograms: torch.Tensor | None = None):
+    def forward(
+        self,
+        waveform: torch.Tensor,
+        fraction: torch.Tensor,
+        captions: list[str],
+        spectrograms: torch.Tensor | None = None,
+    ):
         return self.embed_audio(waveform, fraction, spectrograms), self.embed_text(captions)
 
     def compile_encoders(self) -> None:

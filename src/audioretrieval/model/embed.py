@@ -35,9 +35,17 @@ def autocast_for(device: torch.device, precision: str):
 
 
 @torch.no_grad()
-def embed_split(model: DualEncoder, audio_h5: str | os.PathLike, captions: str | os.PathLike, segment_s: float,
-                batch_size: int, device: torch.device, precision: str = "fp32", num_workers: int = 0,
-                cache: SpectrogramCache | None = None) -> dict:
+def embed_split(
+    model: DualEncoder,
+    audio_h5: str | os.PathLike,
+    captions: str | os.PathLike,
+    segment_s: float,
+    batch_size: int,
+    device: torch.device,
+    precision: str = "fp32",
+    num_workers: int = 0,
+    cache: SpectrogramCache | None = None,
+) -> dict:
     """Normalised embeddings {audio: [clips, D], text: [captions, D]} and each caption's clip row;
     `cache` keeps the clips' spectrograms for the next call (validation after every epoch)."""
     was_training = model.training
@@ -46,7 +54,9 @@ def embed_split(model: DualEncoder, audio_h5: str | os.PathLike, captions: str |
     table = read_caption_table(captions, len(clips), audio_h5)
     audio, text = [], []
     with autocast_for(device, precision):
-        for batch in DataLoader(clips, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda"):
+        for batch in DataLoader(
+            clips, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda"
+        ):
             waveform = as_float(batch["audio"].to(device, non_blocking=True))
             spectrograms = cache(model.audio, waveform, batch["clip_index"]) if cache else None
             audio.append(model.embed_audio(waveform, batch["fraction"].to(device), spectrograms).float())
@@ -61,16 +71,37 @@ def embed_split(model: DualEncoder, audio_h5: str | os.PathLike, captions: str |
     }
 
 
-def embed_checkpoint(checkpoint: str | os.PathLike, audio_h5: str | os.PathLike, captions: str | os.PathLike,
-                     out_h5: str | os.PathLike, batch_size: int, device: str = "cpu", precision: str = "auto",
-                     num_workers: int = 0) -> None:
+def embed_checkpoint(
+    checkpoint: str | os.PathLike,
+    audio_h5: str | os.PathLike,
+    captions: str | os.PathLike,
+    out_h5: str | os.PathLike,
+    batch_size: int,
+    device: str = "cpu",
+    precision: str = "auto",
+    num_workers: int = 0,
+) -> None:
     """Embed every clip and caption of a split with a checkpoint (evaluation mode: no patchout, no
     random crop) into an embeddings file, under autocast of `precision` on a GPU (train.precision;
     the seed embeds in fp16), reading the audio with `num_workers` DataLoader workers."""
     device = torch.device(device)
     model, meta = load_model(checkpoint, device)
-    embeddings = embed_split(model, audio_h5, captions, meta["segment_s"], batch_size, device,
-                             resolve_precision(precision, device), num_workers)
+    embeddings = embed_split(
+        model,
+        audio_h5,
+        captions,
+        meta["segment_s"],
+        batch_size,
+        device,
+        resolve_precision(precision, device),
+        num_workers,
+    )
     table = read_caption_table(captions, len(embeddings["audio"]), audio_h5)
-    write_embeddings(out_h5, embeddings["audio"].numpy(), embeddings["text"].numpy(), AudioH5(audio_h5).file_names,
-                     table, checkpoint=str(checkpoint))
+    write_embeddings(
+        out_h5,
+        embeddings["audio"].numpy(),
+        embeddings["text"].numpy(),
+        AudioH5(audio_h5).file_names,
+        table,
+        checkpoint=str(checkpoint),
+    )

@@ -40,11 +40,10 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModel, RobertaConfig
 
-from audioretrieval.model.checkpoint import FORMAT_VERSION
-from audioretrieval.files import save_torch_atomically
 from audioretrieval.data.download import md5sum
-from audioretrieval.files import written_atomically
+from audioretrieval.files import save_torch_atomically, written_atomically
 from audioretrieval.model.audio import PasstAudioEncoder
+from audioretrieval.model.checkpoint import FORMAT_VERSION
 from audioretrieval.model.text import projection_head, resolve_name
 
 
@@ -90,7 +89,9 @@ def read_seed_checkpoint(path: str | os.PathLike) -> dict:
             f"{path}: not a readable torch checkpoint ({exc}). A file joined from parts must hold every part, "
             f"complete and in order (passt_roberta.1.ckpt ... .5.ckpt)."
         ) from exc
-    missing = [key for key in ("state_dict", "hyper_parameters") if not isinstance(checkpoint, dict) or key not in checkpoint]
+    missing = [
+        key for key in ("state_dict", "hyper_parameters") if not isinstance(checkpoint, dict) or key not in checkpoint
+    ]
     if missing:
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise SeedCheckpointError(f"{path}: not a Lightning checkpoint: no {missing} (found {found})")
@@ -107,12 +108,25 @@ PASST_S = {"embed_dim": 768, "depth": 12, "num_heads": 12}
 OTHER_PASSTS = {"passt_s": "passt_s_kd_p16_128_ap486", "passt_20": "passt_20sec", "passt_l": "passt_l_kd_p16_128_ap47"}
 # get_passt's defaults for keys absent from audio_features.model_config.
 PASST_DEFAULTS = {"s_patchout_t": 0, "s_patchout_f": 0, "freqm": 48, "timem": 192, "return_sequence": False}
-# models/text/sentence_embedding_models.py: from_pretrained(..., hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.2)
+# models/text/sentence_embedding_models.py:
+# from_pretrained(..., hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.2)
 SEED_TEXT_DROPOUT = 0.2
 # roberta-large's config.json (the Hugging Face hub), so that no download is needed.
-ROBERTA_LARGE = dict(vocab_size=50265, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-                     intermediate_size=4096, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
-                     bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5, hidden_act="gelu", initializer_range=0.02)
+ROBERTA_LARGE = dict(
+    vocab_size=50265,
+    hidden_size=1024,
+    num_hidden_layers=24,
+    num_attention_heads=16,
+    intermediate_size=4096,
+    max_position_embeddings=514,
+    type_vocab_size=1,
+    pad_token_id=1,
+    bos_token_id=0,
+    eos_token_id=2,
+    layer_norm_eps=1e-5,
+    hidden_act="gelu",
+    initializer_range=0.02,
+)
 # The seed's ClothoV2 clips are padded or cut to 30 s (ex_dcase24.get_data_set: set_fixed_length(30)).
 SEED_SEGMENT_S = 30.0
 
@@ -126,7 +140,11 @@ UNSUPPORTED = [
     ("audio_features.model_config.return_sequence", False, "this project uses PaSST's token outputs, not its sequence"),
     ("audio_features.model_config.freqm", 0, "this project's mel front end has no frequency masking"),
     ("audio_features.model_config.timem", 0, "this project's mel front end has no time masking"),
-    ("sentence_features.use_first_token", True, "the imported model is built with the first token's state (pooling: first)"),
+    (
+        "sentence_features.use_first_token",
+        True,
+        "the imported model is built with the first token's state (pooling: first)",
+    ),
     ("sentence_features.remove_punctuation", True, "this project always lower-cases and deletes punctuation"),
     ("normalize", True, "this project always compares L2-normalised embeddings"),
     ("projection_dropout", 0.0, "this project has no dropout before the projections"),
@@ -153,16 +171,20 @@ def check_supported(hp: dict) -> None:
     model = hyper_parameter(hp, "audio_features.model")
     if not str(model).startswith("passt") or model in OTHER_PASSTS:
         built = OTHER_PASSTS.get(model, "no PaSST")
-        raise SeedCheckpointError(f"hyper-parameter audio_features.model is {model!r} (the seed builds {built} for it): "
-                                  f"this project rebuilds only {PASST_ARCH} (the seed's name 'passt')")
+        raise SeedCheckpointError(
+            f"hyper-parameter audio_features.model is {model!r} (the seed builds {built} for it): "
+            f"this project rebuilds only {PASST_ARCH} (the seed's name 'passt')"
+        )
     for dotted, accepted, why in UNSUPPORTED:
         value = hyper_parameter(hp, dotted)
         if value != accepted:
             raise SeedCheckpointError(f"hyper-parameter {dotted} is {value!r}, expected {accepted!r}: {why}")
     text = hyper_parameter(hp, "sentence_features.model")
     if "clip" in str(text):
-        raise SeedCheckpointError(f"hyper-parameter sentence_features.model is {text!r}: the seed's CLIP text models "
-                                  "have another layout and pooling; only encoders without pooler (RoBERTa, BERT) are imported")
+        raise SeedCheckpointError(
+            f"hyper-parameter sentence_features.model is {text!r}: the seed's CLIP text models "
+            "have another layout and pooling; only encoders without pooler (RoBERTa, BERT) are imported"
+        )
 
 
 def model_config_from(hp: dict, text_model: str, passt_size: dict | None = None) -> dict:
@@ -174,7 +196,10 @@ def model_config_from(hp: dict, text_model: str, passt_size: dict | None = None)
         "embed_dim": int(hyper_parameter(hp, "shared_representation_size")),
         "tau": float(hyper_parameter(hp, "initial_tau")),
         "audio": {
-            "arch": PASST_ARCH, "pretrained": True, "weights": None, **(passt_size or PASST_S),
+            "arch": PASST_ARCH,
+            "pretrained": True,
+            "weights": None,
+            **(passt_size or PASST_S),
             "window_s": float(hyper_parameter(hp, "audio_features.segment_length")),
             "hop_s": float(hyper_parameter(hp, "audio_features.hop_length")),
             "patchout_t": int(hyper_parameter(hp, "audio_features.model_config.s_patchout_t")),
@@ -182,9 +207,13 @@ def model_config_from(hp: dict, text_model: str, passt_size: dict | None = None)
             "fused_attention": True,  # the same attention, computed by the fused kernel
         },
         "text": {
-            "name": text_model, "tokenizer": None, "freeze": bool(hyper_parameter(hp, "sentence_features.frozen")),
-            "dropout": SEED_TEXT_DROPOUT, "max_tokens": int(hyper_parameter(hp, "sentence_features.max_sentence_tokens")),
-            "pooling": "first", "head_layers": 1 + adopt,
+            "name": text_model,
+            "tokenizer": None,
+            "freeze": bool(hyper_parameter(hp, "sentence_features.frozen")),
+            "dropout": SEED_TEXT_DROPOUT,
+            "max_tokens": int(hyper_parameter(hp, "sentence_features.max_sentence_tokens")),
+            "pooling": "first",
+            "head_layers": 1 + adopt,
             "head_hidden": int(hyper_parameter(hp, "sentence_features.adopt_layer_size")) if adopt else None,
         },
     }
@@ -223,24 +252,44 @@ def key_rules(head_layers: int = 1) -> list[KeyRule]:
     """The seed -> project table (first matching rule wins). head_layers: the text head's Linear
     layers (1 + sentence_features.adopt_n_layers); the seed's Sequential and this project's head share
     their indices when there are several."""
-    text_head = (KeyRule(r"project_sentence\.0\.(weight|bias)", r"text.projection.\1", "text projection: one Linear")
-                 if head_layers == 1 else
-                 KeyRule(r"project_sentence\.(\d+)\.(weight|bias)", r"text.projection.\1.\2", "text projection: Linear/ReLU stack"))
+    text_head = (
+        KeyRule(r"project_sentence\.0\.(weight|bias)", r"text.projection.\1", "text projection: one Linear")
+        if head_layers == 1
+        else KeyRule(
+            r"project_sentence\.(\d+)\.(weight|bias)", r"text.projection.\1.\2", "text projection: Linear/ReLU stack"
+        )
+    )
     return [
-        KeyRule(_PASST + r"((?:cls_token|dist_token|new_pos_embed|freq_new_pos_embed|time_new_pos_embed)"
-                r"|(?:patch_embed|blocks|norm)\..+)", r"audio.passt.\1", "PaSST transformer"),
-        KeyRule(_PASST + r"head\.[01]\.(weight|bias)", None, "PaSST's AudioSet classifier (LayerNorm, Linear 527): "
-                "unused, this project's PaSST head is Identity"),
+        KeyRule(
+            _PASST + r"((?:cls_token|dist_token|new_pos_embed|freq_new_pos_embed|time_new_pos_embed)"
+            r"|(?:patch_embed|blocks|norm)\..+)",
+            r"audio.passt.\1",
+            "PaSST transformer",
+        ),
+        KeyRule(
+            _PASST + r"head\.[01]\.(weight|bias)",
+            None,
+            "PaSST's AudioSet classifier (LayerNorm, Linear 527): unused, this project's PaSST head is Identity",
+        ),
         KeyRule(_PASST + r"head_dist\.(weight|bias)", None, "PaSST's distillation classifier: unused (head_dist None)"),
         KeyRule(r"project_audio\.0\.(weight|bias)", r"audio.projection.\1", "audio projection: one Linear"),
-        KeyRule(r"sentence_embedding_model\.embeddings\.position_ids", None, "a buffer only transformers < 4.31 "
-                "saved; the model rebuilds it (checked to be 0, 1, 2, ...)"),
-        KeyRule(r"sentence_embedding_model\.((?:embeddings|encoder)\..+)", r"text.encoder.\1", "text encoder (no pooler)"),
+        KeyRule(
+            r"sentence_embedding_model\.embeddings\.position_ids",
+            None,
+            "a buffer only transformers < 4.31 saved; the model rebuilds it (checked to be 0, 1, 2, ...)",
+        ),
+        KeyRule(
+            r"sentence_embedding_model\.((?:embeddings|encoder)\..+)", r"text.encoder.\1", "text encoder (no pooler)"
+        ),
         text_head,
         KeyRule(r"tau", None, "the temperature: model_config.tau (checked to equal |tau| = initial_tau)"),
         KeyRule(r"timing_tau", None, "temperature of the seed's timing loss: unused"),
         KeyRule(r"audio_token", None, "token of the seed's sequence model over windows: unused (num_layers 0)"),
-        KeyRule(r"posencode\.(?:pe|w|project\.weight|project\.bias)", None, "positional encoding of that sequence model: unused"),
+        KeyRule(
+            r"posencode\.(?:pe|w|project\.weight|project\.bias)",
+            None,
+            "positional encoding of that sequence model: unused",
+        ),
         KeyRule(r"audio_output_projection\.(?:weight|bias)", None, "input projection of that sequence model: unused"),
     ]
 
@@ -264,8 +313,9 @@ def map_keys(state_dict: dict, rules: list[KeyRule]) -> tuple[dict[str, str], di
         else:
             mapped[re.fullmatch(rule.pattern, key).expand(rule.target)] = key
     if unknown:
-        raise SeedCheckpointError(f"{len(unknown)} key(s) of the seed's state_dict that the mapping does not know: "
-                                  f"{_listed(unknown)}")
+        raise SeedCheckpointError(
+            f"{len(unknown)} key(s) of the seed's state_dict that the mapping does not know: {_listed(unknown)}"
+        )
     return mapped, dropped
 
 
@@ -277,11 +327,15 @@ def project_shapes(model_config: dict, segment_s: float, hf_config: dict) -> dic
     with torch.device("meta"):
         encoder = AutoModel.from_config(config, add_pooling_layer=False)
     text = model_config["text"]
-    head = projection_head(config.hidden_size, model_config["embed_dim"], text["head_layers"],
-                           text["head_hidden"] or config.hidden_size)
+    head = projection_head(
+        config.hidden_size, model_config["embed_dim"], text["head_layers"], text["head_hidden"] or config.hidden_size
+    )
     parts = {"audio": audio, "text.encoder": encoder, "text.projection": head}
-    return {f"{prefix}.{key}": tuple(value.shape) for prefix, module in parts.items()
-            for key, value in module.state_dict().items()}
+    return {
+        f"{prefix}.{key}": tuple(value.shape)
+        for prefix, module in parts.items()
+        for key, value in module.state_dict().items()
+    }
 
 
 def check_fit(mapped: dict[str, str], state_dict: dict, expected: dict[str, tuple], text_source: str) -> None:
@@ -289,18 +343,25 @@ def check_fit(mapped: dict[str, str], state_dict: dict, expected: dict[str, tupl
     tensors of another shape (both shapes)."""
     missing = sorted(set(expected) - set(mapped))
     extra = sorted(f"{mapped[k]} -> {k}" for k in set(mapped) - set(expected))
-    reshaped = sorted(f"{mapped[k]} {tuple(state_dict[mapped[k]].shape)} -> {k} {expected[k]}"
-                      for k in set(mapped) & set(expected) if tuple(state_dict[mapped[k]].shape) != expected[k])
+    reshaped = sorted(
+        f"{mapped[k]} {tuple(state_dict[mapped[k]].shape)} -> {k} {expected[k]}"
+        for k in set(mapped) & set(expected)
+        if tuple(state_dict[mapped[k]].shape) != expected[k]
+    )
     problems = []
     if missing:
         problems.append(f"{len(missing)} tensor(s) the project's model needs are missing: {_listed(missing)}")
     if extra:
         problems.append(f"{len(extra)} mapped tensor(s) the project's model does not have: {_listed(extra)}")
     if reshaped:
-        problems.append(f"{len(reshaped)} tensor(s) of another shape (seed shape -> project shape): {_listed(reshaped)}")
+        problems.append(
+            f"{len(reshaped)} tensor(s) of another shape (seed shape -> project shape): {_listed(reshaped)}"
+        )
     if problems:
-        raise SeedCheckpointError("the seed's state_dict does not fit the model rebuilt from its hyper_parameters "
-                                  f"(text encoder config from {text_source}): " + "; ".join(problems))
+        raise SeedCheckpointError(
+            "the seed's state_dict does not fit the model rebuilt from its hyper_parameters "
+            f"(text encoder config from {text_source}): " + "; ".join(problems)
+        )
 
 
 def check_dropped(state_dict: dict, dropped: dict[str, KeyRule], tau: float) -> None:
@@ -309,15 +370,18 @@ def check_dropped(state_dict: dict, dropped: dict[str, KeyRule], tau: float) -> 
         raise SeedCheckpointError("the seed's state_dict has no 'tau' (the AudioRetrievalModel always has one)")
     found = abs(float(state_dict["tau"].reshape(-1)[0]))
     if not math.isclose(found, tau, rel_tol=1e-5):
-        raise SeedCheckpointError(f"parameter tau is {found:g} but hyper-parameter initial_tau is {tau:g}: a trained "
-                                  "temperature is not imported (this project's tau is fixed)")
+        raise SeedCheckpointError(
+            f"parameter tau is {found:g} but hyper-parameter initial_tau is {tau:g}: a trained "
+            "temperature is not imported (this project's tau is fixed)"
+        )
     key = "sentence_embedding_model.embeddings.position_ids"
     if key in dropped and not torch.equal(state_dict[key].reshape(-1), torch.arange(state_dict[key].numel())):
         raise SeedCheckpointError(f"{key} is not 0, 1, 2, ...: the text encoder's positions cannot be rebuilt")
 
 
-def convert_state_dict(state_dict: dict, model_config: dict, segment_s: float, hf_config: dict,
-                       text_source: str) -> dict[str, torch.Tensor]:
+def convert_state_dict(
+    state_dict: dict, model_config: dict, segment_s: float, hf_config: dict, text_source: str
+) -> dict[str, torch.Tensor]:
     """The project's state_dict from the seed's (keys mapped by key_rules, everything checked)."""
     mapped, dropped = map_keys(state_dict, key_rules(model_config["text"]["head_layers"]))
     check_dropped(state_dict, dropped, model_config["tau"])
@@ -335,8 +399,13 @@ def run_seed(hp: dict) -> int:
     return int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else -1
 
 
-def convert_seed_checkpoint(seed_path: str | os.PathLike, out_path: str | os.PathLike, text_model: str | None = None,
-                            segment_s: float = SEED_SEGMENT_S, passt_size: dict | None = None) -> dict:
+def convert_seed_checkpoint(
+    seed_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    text_model: str | None = None,
+    segment_s: float = SEED_SEGMENT_S,
+    passt_size: dict | None = None,
+) -> dict:
     """Convert the seed's Lightning checkpoint at `seed_path` into this project's checkpoint at
     `out_path` (written atomically) and return it. text_model: model.text.name of the result, where
     the tokenizer (and, unless it is "roberta-large", the text config) comes from; default: the
@@ -349,12 +418,20 @@ def convert_seed_checkpoint(seed_path: str | os.PathLike, out_path: str | os.Pat
     hf_config = text_hf_config(text_model)
     state_dict = convert_state_dict(checkpoint["state_dict"], model_config, segment_s, hf_config, text_model)
     converted = {
-        "format_version": FORMAT_VERSION, "model_config": model_config, "segment_s": float(segment_s),
-        "text_hf_config": hf_config, "state_dict": state_dict, "epoch": int(checkpoint.get("epoch", -1)),
-        "metrics": {}, "seed": run_seed(hp),
-        "source": {"seed_checkpoint": Path(seed_path).name, "md5": md5sum(seed_path),
-                   "global_step": int(checkpoint.get("global_step", -1)),
-                   "pytorch-lightning_version": str(checkpoint.get("pytorch-lightning_version", ""))},
+        "format_version": FORMAT_VERSION,
+        "model_config": model_config,
+        "segment_s": float(segment_s),
+        "text_hf_config": hf_config,
+        "state_dict": state_dict,
+        "epoch": int(checkpoint.get("epoch", -1)),
+        "metrics": {},
+        "seed": run_seed(hp),
+        "source": {
+            "seed_checkpoint": Path(seed_path).name,
+            "md5": md5sum(seed_path),
+            "global_step": int(checkpoint.get("global_step", -1)),
+            "pytorch-lightning_version": str(checkpoint.get("pytorch-lightning_version", "")),
+        },
     }
     save_torch_atomically(converted, out_path)
     return converted
@@ -382,8 +459,11 @@ def main(argv: list[str] | None = None) -> None:
     convert = commands.add_parser("convert", help="convert a seed .ckpt into this project's checkpoint")
     convert.add_argument("seed_checkpoint", help="the seed's Lightning checkpoint (e.g. passt_roberta.ckpt)")
     convert.add_argument("out", help="the checkpoint to write (e.g. best.pt)")
-    convert.add_argument("--text-model", default=None,
-                         help="model.text.name of the result: roberta-large (default: the seed's) or a local directory")
+    convert.add_argument(
+        "--text-model",
+        default=None,
+        help="model.text.name of the result: roberta-large (default: the seed's) or a local directory",
+    )
     convert.add_argument("--segment-s", type=float, default=SEED_SEGMENT_S, help="audio segment length in seconds (30)")
     join = commands.add_parser("join", help="concatenate the downloaded parts, in the order given")
     join.add_argument("parts", nargs="+", help="passt_roberta.1.ckpt ... passt_roberta.5.ckpt")
@@ -394,7 +474,10 @@ def main(argv: list[str] | None = None) -> None:
             print(join_parts(args.parts, args.out))
         else:
             converted = convert_seed_checkpoint(args.seed_checkpoint, args.out, args.text_model, args.segment_s)
-            print(f"{args.out}: {len(converted['state_dict'])} tensors, epoch {converted['epoch']}, seed {converted['seed']}")
+            print(
+                f"{args.out}: {len(converted['state_dict'])} tensors, "
+                f"epoch {converted['epoch']}, seed {converted['seed']}"
+            )
     except (SeedCheckpointError, FileNotFoundError) as exc:
         sys.exit(f"error: {exc}")
 

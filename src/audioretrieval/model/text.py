@@ -41,9 +41,14 @@ def encoder_config(cfg: dict, vocab_size: int, pad_token_id: int) -> dict:
         return AutoConfig.from_pretrained(resolve_name(cfg["name"]), **dropout).to_dict()
     small = cfg["random_init"]
     return RobertaConfig(  # a vocabulary at least the tokenizer's (random_init.vocab_size: a model's full size)
-        vocab_size=max(vocab_size, small.get("vocab_size") or 0), pad_token_id=pad_token_id,
-        hidden_size=small["hidden_size"], num_hidden_layers=small["layers"], num_attention_heads=small["heads"],
-        intermediate_size=small["intermediate_size"], max_position_embeddings=cfg["max_tokens"] + 2, **dropout,
+        vocab_size=max(vocab_size, small.get("vocab_size") or 0),
+        pad_token_id=pad_token_id,
+        hidden_size=small["hidden_size"],
+        num_hidden_layers=small["layers"],
+        num_attention_heads=small["heads"],
+        intermediate_size=small["intermediate_size"],
+        max_position_embeddings=cfg["max_tokens"] + 2,
+        **dropout,
     ).to_dict()
 
 
@@ -89,8 +94,9 @@ class TextEncoder(nn.Module):
             self.encoder = AutoModel.from_pretrained(name, config=config, add_pooling_layer=False)
         else:
             self.encoder = AutoModel.from_config(config, add_pooling_layer=False)
-        self.projection = projection_head(config.hidden_size, out_dim, cfg.get("head_layers", 1),
-                                          cfg.get("head_hidden") or config.hidden_size)
+        self.projection = projection_head(
+            config.hidden_size, out_dim, cfg.get("head_layers", 1), cfg.get("head_hidden") or config.hidden_size
+        )
         self._cache: dict[str, torch.Tensor] = {}
         if self.frozen:
             self.encoder.requires_grad_(False)
@@ -106,7 +112,11 @@ class TextEncoder(nn.Module):
 
     def tokenize(self, captions: list[str], device: torch.device) -> dict:
         tokens = self.tokenizer(
-            captions, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt",
+            captions,
+            padding=True,
+            truncation=True,
+            max_length=self.max_tokens,
+            return_tensors="pt",
         )
         return {k: v.to(device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
 

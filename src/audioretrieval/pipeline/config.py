@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from audioretrieval.data import audiocaps
-from audioretrieval.pipeline.study import ORACLE, stage2_jobs
+from audioretrieval.pipeline.study import CAPTIONS, ORACLE, member_seeds, stage2_jobs, uses_captions
 
 
 class ConfigError(ValueError):
     pass
+
+
+def overlaid(base: dict, overlay: dict) -> dict:
+    """`base` with `overlay` merged into it key by key, as Snakemake merges several --configfile."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        nested = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = overlaid(base[key], value) if nested else value
+    return merged
 
 
 def _require(condition: bool, message: str) -> None:
@@ -17,73 +26,159 @@ def _require(condition: bool, message: str) -> None:
 
 def check_config(config: dict) -> None:
     """Raise ConfigError naming the keys and values of the first inconsistency."""
+    _check_model_and_training(config)
+    _check_extra_sets(config)
+    if "map" in config:
+        _check_map(config)
+    _check_ensembles_and_runs(config)
+
+
+def _check_model_and_training(config: dict) -> None:
     demo = config.get("demo")
     if demo is not None:
-        _require(demo["min_duration_s"] <= demo["max_duration_s"],
-                 f"demo.min_duration_s ({demo['min_duration_s']}) must not exceed demo.max_duration_s ({demo['max_duration_s']})")
+        _require(
+            demo["min_duration_s"] <= demo["max_duration_s"],
+            f"demo.min_duration_s ({demo['min_duration_s']}) must not exceed "
+            f"demo.max_duration_s ({demo['max_duration_s']})",
+        )
     train, audio, text = config["train"], config["model"]["audio"], config["model"]["text"]
     for where, settings in (("train", train), ("stage2.train over train", {**train, **config["stage2"]["train"]})):
-        _require(settings["warmup_epochs"] <= settings["rampdown_start"] <= settings["rampdown_stop"],
-                 f"{where}: expected warmup_epochs ({settings['warmup_epochs']}) <= rampdown_start "
-                 f"({settings['rampdown_start']}) <= rampdown_stop ({settings['rampdown_stop']})")
-        _require(settings["segment_s"] >= audio["window_s"],
-                 f"{where}: segment_s ({settings['segment_s']}) must be at least model.audio.window_s ({audio['window_s']})")
-    _require(audio["embed_dim"] % audio["num_heads"] == 0,
-             f"model.audio.embed_dim ({audio['embed_dim']}) must be divisible by model.audio.num_heads ({audio['num_heads']})")
+        _require(
+            settings["warmup_epochs"] <= settings["rampdown_start"] <= settings["rampdown_stop"],
+            f"{where}: expected warmup_epochs ({settings['warmup_epochs']}) <= rampdown_start "
+            f"({settings['rampdown_start']}) <= rampdown_stop ({settings['rampdown_stop']})",
+        )
+        _require(
+            settings["segment_s"] >= audio["window_s"],
+            f"{where}: segment_s ({settings['segment_s']}) must be at least model.audio.window_s ({audio['window_s']})",
+        )
+    _require(
+        audio["embed_dim"] % audio["num_heads"] == 0,
+        f"model.audio.embed_dim ({audio['embed_dim']}) must be divisible by "
+        f"model.audio.num_heads ({audio['num_heads']})",
+    )
     small = text["random_init"]
-    _require(small["hidden_size"] % small["heads"] == 0,
-             f"model.text.random_init.hidden_size ({small['hidden_size']}) must be divisible by its heads ({small['heads']})")
-    _require(not (audio["pretrained"] is False and audio["weights"]),
-             "model.audio.weights is set but model.audio.pretrained is false: set pretrained: true to load them")
+    _require(
+        small["hidden_size"] % small["heads"] == 0,
+        f"model.text.random_init.hidden_size ({small['hidden_size']}) must be divisible by "
+        f"its heads ({small['heads']})",
+    )
+    _require(
+        not (audio["pretrained"] is False and audio["weights"]),
+        "model.audio.weights is set but model.audio.pretrained is false: set pretrained: true to load them",
+    )
     gpus = config["stage1"]["gpus"]
-    _require(gpus <= 1 or train["batch_size"] % gpus == 0,
-             f"train.batch_size ({train['batch_size']}) must be divisible by stage1.gpus ({gpus})")
+    _require(
+        gpus <= 1 or train["batch_size"] % gpus == 0,
+        f"train.batch_size ({train['batch_size']}) must be divisible by stage1.gpus ({gpus})",
+    )
 
-    _require(not (config["data"]["source"] == "demo" and config["evaluation"]["relevance_url"]),
-             "evaluation.relevance_url is set, but the demo scores multi-positive mAP against its own ground truth: set it to null")
+    _require(
+        not (config["data"]["source"] == "demo" and config["evaluation"]["relevance_url"]),
+        "evaluation.relevance_url is set, but the demo scores multi-positive mAP against its own ground truth: "
+        "set it to null",
+    )
 
-    _check_extra_sets(config)
 
+def _check_ensembles_and_runs(config: dict) -> None:
+    demo = config.get("demo")
     seeds = set(config["stage1"]["seeds"])
     for name, members in config["correspondences"]["ensembles"].items():
-        unknown = sorted(set(members) - seeds)
+        unknown = sorted(set(member_seeds(members)) - seeds)
         _require(not unknown, f"correspondences.ensembles.{name}: seeds {unknown} are not in stage1.seeds")
-    _require(ORACLE not in config["correspondences"]["ensembles"],
-             f"correspondences.ensembles: {ORACLE!r} is reserved for the demo's ground-truth targets")
+    _require(
+        not uses_captions(config) or "captions" in config["correspondences"],
+        f"correspondences.ensembles: a member {CAPTIONS!r} needs the correspondences.captions settings (its model)",
+    )
+    _require(
+        ORACLE not in config["correspondences"]["ensembles"],
+        f"correspondences.ensembles: {ORACLE!r} is reserved for the demo's ground-truth targets",
+    )
     names = [job["name"] for job in stage2_jobs(config)]
     _require(len(set(names)) == len(names), f"stage2.runs: job names must be unique, got {names}")
     for run in config["stage2"]["runs"]:
         where = f"stage2.runs[{run['name']}]"
         _require(run["init"] in seeds, f"{where}.init: seed {run['init']} is not in stage1.seeds")
         if run["ensemble"] == ORACLE:
-            _require(demo is not None and config["data"]["source"] == "demo",
-                     f"{where}.ensemble: {ORACLE!r} targets come from the demo's ground truth; use them on the demo only")
+            _require(
+                demo is not None and config["data"]["source"] == "demo",
+                f"{where}.ensemble: {ORACLE!r} targets come from the demo's ground truth; use them on the demo only",
+            )
         else:
-            _require(run["ensemble"] in config["correspondences"]["ensembles"],
-                     f"{where}.ensemble: {run['ensemble']!r} is not in correspondences.ensembles (or {ORACLE!r} on the demo)")
+            _require(
+                run["ensemble"] in config["correspondences"]["ensembles"],
+                f"{where}.ensemble: {run['ensemble']!r} is not in correspondences.ensembles "
+                f"(or {ORACLE!r} on the demo)",
+            )
         _require(run["dist_weight"] + run["sup_weight"] > 0, f"{where}: dist_weight and sup_weight are both 0")
 
 
 def _check_extra_sets(config: dict) -> None:
     extra = [name for name in ("audiocaps", "wavcaps") if name in config]
-    _require(config["stage1"]["train_on"] != "all" or extra,
-             "stage1.train_on is all, but neither audiocaps nor wavcaps is configured: add them or set train_on: clothov2")
+    _require(
+        config["stage1"]["train_on"] != "all" or extra,
+        "stage1.train_on is all, but neither audiocaps nor wavcaps is configured: add them or set train_on: clothov2",
+    )
     if config["stage1"]["train_on"] == "all":
         formats = {"data": config["data"]["sample_format"], **{name: config[name]["sample_format"] for name in extra}}
         floats = {name for name, fmt in formats.items() if fmt == "float32"}
-        _require(not floats or floats == set(formats),
-                 f"sample_format: the sets stage 1 trains on together must all be float32 or none: {formats}")
+        _require(
+            not floats or floats == set(formats),
+            f"sample_format: the sets stage 1 trains on together must all be float32 or none: {formats}",
+        )
     demo = config["data"]["source"] == "demo"
     if "audiocaps" in config:
         try:
             audiocaps.check_template(config["audiocaps"]["file_name"])
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
-        _require(not (demo and config["audiocaps"]["captions_url"]),
-                 "audiocaps.captions_url is set, but the demo generates its AudioCaps stand-in: set it to null")
+        _require(
+            not (demo and config["audiocaps"]["captions_url"]),
+            "audiocaps.captions_url is set, but the demo generates its AudioCaps stand-in: set it to null",
+        )
     if demo and extra:
-        _require("extra" in config["demo"], f"{' and '.join(extra)} on the demo: demo.extra must give the stand-ins' sizes")
+        _require(
+            "extra" in config["demo"], f"{' and '.join(extra)} on the demo: demo.extra must give the stand-ins' sizes"
+        )
     if demo and "wavcaps" in config:
         generated = sorted(config["demo"]["extra"]["wavcaps_clips"])
-        _require(generated == sorted(config["wavcaps"]["sources"]),
-                 f"wavcaps.sources {config['wavcaps']['sources']} must be the sources demo.extra.wavcaps_clips generates {generated}")
+        _require(
+            generated == sorted(config["wavcaps"]["sources"]),
+            f"wavcaps.sources {config['wavcaps']['sources']} must be the sources "
+            f"demo.extra.wavcaps_clips generates {generated}",
+        )
+
+
+def _check_map(config: dict) -> None:
+    design = config["map"]
+    world_axes, run_axes = design["world_axes"], design["run_axes"]
+    shared = sorted(set(world_axes) & set(run_axes))
+    _require(not shared, f"map: {shared} are both world and run axes")
+    axes = {**world_axes, **run_axes}
+    for axis, spec in axes.items():
+        _require(
+            spec["centre"] in spec["values"], f"map axis {axis}: centre {spec['centre']!r} is not one of its values"
+        )
+    for where, settings in [("map.interactions", crossed) for crossed in design["interactions"]] + [
+        ("map.every_world", extra) for extra in design["every_world"]
+    ]:
+        for axis, values in settings.items():
+            _require(axis in axes, f"{where}: {axis!r} is not an axis of the map")
+            unknown = sorted(set([values] if isinstance(values, str) else values) - set(axes[axis]["values"]))
+            _require(not unknown, f"{where}: {unknown} are not values of axis {axis!r}")
+    for axis, spec in world_axes.items():
+        for value, overlay in spec["values"].items():
+            fixed = sorted(set(overlay) & {"out_dir", "map"})
+            _require(not fixed, f"map axis {axis}, value {value}: a world cannot set {fixed}")
+    ensembles = set(config["correspondences"]["ensembles"]) | {"own"} | ({ORACLE} if config.get("demo") else set())
+    runs = [("map.run", design["run"])] + [
+        (f"map axis {axis}, value {value}", overlay)
+        for axis, spec in run_axes.items()
+        for value, overlay in spec["values"].items()
+    ]
+    for where, run in runs:
+        _require(
+            run.get("ensemble", "own") in ensembles,
+            f"{where}: ensemble {run.get('ensemble')!r} is not in correspondences.ensembles "
+            "(or own, or oracle on the demo)",
+        )

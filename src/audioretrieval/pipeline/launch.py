@@ -24,8 +24,16 @@ def run_training(spec: RunSpec, gpus: int, threads: int) -> None:
     spec_file = spec.resume_dir / "spec.json"
     spec_file.parent.mkdir(parents=True, exist_ok=True)
     spec_file.write_text(json.dumps(asdict(spec), indent=1))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-               "-m", "audioretrieval.training.loop", str(spec_file)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={gpus}",
+        "-m",
+        "audioretrieval.training.loop",
+        str(spec_file),
+    ]
     subprocess.run(command, check=True, stdout=sys.stdout, stderr=sys.stderr)
 
 
@@ -38,8 +46,16 @@ def training_spec(inputs: dict, outputs: dict, model: dict, train_settings: dict
     if inputs.get("tokenizer"):
         model = {**model, "text": {**model["text"], "tokenizer": os.path.dirname(inputs["tokenizer"][0])}}
     return RunSpec(
-        model=model, train=dict(train_settings), train_audio=inputs["train_audio"], train_captions=inputs["train_captions"],
-        val_audio=inputs["val_audio"], val_captions=inputs["val_captions"], best=outputs["best"], last=outputs["last"],
-        log_table=outputs["log_table"], init_checkpoint=inputs.get("init") or None,
-        targets=next(iter(inputs.get("targets") or []), None), **run,
+        model=model,
+        train=dict(train_settings),
+        train_audio=inputs["train_audio"],
+        train_captions=inputs["train_captions"],
+        val_audio=inputs["val_audio"],
+        val_captions=inputs["val_captions"],
+        best=outputs["best"],
+        last=outputs["last"],
+        log_table=outputs["log_table"],
+        init_checkpoint=inputs.get("init") or None,
+        targets=next(iter(inputs.get("targets") or []), None),
+        **run,
     )

@@ -39,7 +39,7 @@ def _imported(path: Path, package_dir: Path) -> set[Path]:
             names = [base] + [f"{base}.{a.name}" for a in node.names]  # `from pkg import module`
         for name in names:
             if name == PACKAGE or name.startswith(PACKAGE + "."):
-                file = _module_file(package_dir, name[len(PACKAGE) + 1:])
+                file = _module_file(package_dir, name[len(PACKAGE) + 1 :])
                 if file:
                     found.add(file)
     return found

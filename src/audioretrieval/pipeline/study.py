@@ -5,6 +5,8 @@ model.tau unless it says otherwise), so the rules and the library receive settle
 
 from __future__ import annotations
 
+from audioretrieval.correspondences.captions import ESTIMATOR as CAPTIONS
+
 ORACLE = "oracle"  # the ensemble name of the demo's ground-truth targets
 
 
@@ -23,9 +25,17 @@ def control_family(init: int) -> str:
 
 
 def _job(run: dict, name: str, family: str, seed: int, dist_weight: float, sup_weight: float, target_tau) -> dict:
-    return {"name": f"{name}-seed{seed}", "family": family, "init": run["init"], "seed": seed, "control_of": [],
-            "ensemble": run["ensemble"] if dist_weight else None, "dist_weight": dist_weight, "sup_weight": sup_weight,
-            "target_tau": target_tau if dist_weight else None}
+    return {
+        "name": f"{name}-seed{seed}",
+        "family": family,
+        "init": run["init"],
+        "seed": seed,
+        "control_of": [],
+        "ensemble": run["ensemble"] if dist_weight else None,
+        "dist_weight": dist_weight,
+        "sup_weight": sup_weight,
+        "target_tau": target_tau if dist_weight else None,
+    }
 
 
 def stage2_jobs(config: dict) -> list[dict]:
@@ -38,8 +48,11 @@ def stage2_jobs(config: dict) -> list[dict]:
     targets' temperature: the run's, else model.tau; None without distillation)."""
     tau = config["model"]["tau"]
     runs = config["stage2"]["runs"]
-    jobs = [_job(run, run["name"], run["name"], seed, run["dist_weight"], run["sup_weight"], run["target_tau"] or tau)
-            for run in runs for seed in run["seeds"]]
+    jobs = [
+        _job(run, run["name"], run["name"], seed, run["dist_weight"], run["sup_weight"], run["target_tau"] or tau)
+        for run in runs
+        for seed in run["seeds"]
+    ]
     controls: dict[str, dict] = {}
     for run in (run for run in runs if run["control"]):
         family = control_family(run["init"])
@@ -52,18 +65,45 @@ def stage2_jobs(config: dict) -> list[dict]:
 def training_params(job: dict) -> dict:
     """What a stage-2 job's training depends on beyond its input files: a control's mention no
     targets (so changing them does not rerun it)."""
-    return {"seed": job["seed"], "loss_weights": {"dist": job["dist_weight"], "sup": job["sup_weight"]},
-            "target_tau": job["target_tau"]}
+    return {
+        "seed": job["seed"],
+        "loss_weights": {"dist": job["dist_weight"], "sup": job["sup_weight"]},
+        "target_tau": job["target_tau"],
+    }
 
 
 def uses_oracle(jobs: list[dict]) -> bool:
     return any(job["ensemble"] == ORACLE for job in jobs)
 
 
+def member_seeds(members: list) -> list[int]:
+    """The stage-1 seeds among an ensemble's members (the others name the caption estimator)."""
+    return [m for m in members if m != CAPTIONS]
+
+
+def uses_captions(config: dict) -> bool:
+    """Whether an ensemble takes the caption estimator (correspondences.captions) as a member."""
+    return any(CAPTIONS in members for members in config["correspondences"]["ensembles"].values())
+
+
 def multi_member_ensembles(config: dict) -> list[str]:
-    """The ensembles scored as retrieval models and in the quality table: those of several members
-    (an ensemble of one is its member)."""
-    return [name for name, seeds in config["correspondences"]["ensembles"].items() if len(seeds) > 1]
+    """The ensembles of several members, shown in the quality table (an ensemble of one is its member)."""
+    return [name for name, members in config["correspondences"]["ensembles"].items() if len(members) > 1]
+
+
+def quality_row(ensemble: str, members: list) -> str:
+    """The row of the correspondence quality table that shows an ensemble's estimates: its member's
+    own row for an ensemble of one (seed{N}, or the caption estimator's), else `ensemble {name}`."""
+    if len(members) > 1:
+        return f"ensemble {ensemble}"
+    return CAPTIONS if members[0] == CAPTIONS else f"seed{members[0]}"
+
+
+def retrieval_ensembles(config: dict) -> list[str]:
+    """The ensembles scored as retrieval models on the evaluation split: several stage-1 models and
+    nothing else (the caption estimator needs the captions of the clips it scores)."""
+    ensembles = config["correspondences"]["ensembles"]
+    return [name for name in multi_member_ensembles(config) if CAPTIONS not in ensembles[name]]
 
 
 def example_ensemble(config: dict) -> str:

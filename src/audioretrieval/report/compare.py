@@ -9,24 +9,34 @@ import pandas as pd
 QUERY_KEYS = ["file_name", "caption_index"]
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 10_000, seed: int = 0,
-                     confidence: float = 0.95, chunk: int = 500) -> dict:
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, resamples: int = 10_000, seed: int = 0, confidence: float = 0.95, chunk: int = 500
+) -> dict:
     """Mean of a - b over queries and the percentile interval of that mean over `resamples`
     resamplings of the queries (the same queries for both models: paired)."""
     if np.shape(a) != np.shape(b):
         raise ValueError(f"expected per-query scores of the same queries, got shapes {np.shape(a)} and {np.shape(b)}")
     diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     if diff.ndim != 1 or len(diff) == 0:
-        raise ValueError(f"expected two equally long, non-empty per-query score vectors, got shapes {np.shape(a)}, {np.shape(b)}")
+        raise ValueError(
+            f"expected two equally long, non-empty per-query score vectors, got shapes {np.shape(a)}, {np.shape(b)}"
+        )
     rng = np.random.default_rng(seed)
-    means = np.concatenate([
-        diff[rng.integers(0, len(diff), size=(min(chunk, resamples - start), len(diff)))].mean(1)
-        for start in range(0, resamples, chunk)
-    ])
+    means = np.concatenate(
+        [
+            diff[rng.integers(0, len(diff), size=(min(chunk, resamples - start), len(diff)))].mean(1)
+            for start in range(0, resamples, chunk)
+        ]
+    )
     tail = (1 - confidence) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
-    return {"difference": float(diff.mean()), "low": float(low), "high": float(high), "queries": len(diff),
-            "excludes_zero": bool(low > 0 or high < 0)}
+    return {
+        "difference": float(diff.mean()),
+        "low": float(low),
+        "high": float(high),
+        "queries": len(diff),
+        "excludes_zero": bool(low > 0 or high < 0),
+    }
 
 
 def aligned_scores(tables: list[pd.DataFrame], column: str, names: list[str] | None = None) -> np.ndarray:
@@ -43,15 +53,29 @@ def aligned_scores(tables: list[pd.DataFrame], column: str, names: list[str] | N
     return np.stack([table[column].to_numpy(np.float64) for table in tables])
 
 
-def comparison_rows(scores: dict[str, np.ndarray], pairs: list[tuple[str, str, str]], resamples: int, seed: int) -> list[dict]:
+def comparison_rows(
+    scores: dict[str, np.ndarray], pairs: list[tuple[str, str, str]], resamples: int, seed: int
+) -> list[dict]:
     """One row per (what, model, baseline): the paired bootstrap of model - baseline per-query scores."""
-    return [{"comparison": what, "model": model, "baseline": baseline,
-             **paired_bootstrap(scores[model], scores[baseline], resamples, seed)}
-            for what, model, baseline in pairs]
+    return [
+        {
+            "comparison": what,
+            "model": model,
+            "baseline": baseline,
+            **paired_bootstrap(scores[model], scores[baseline], resamples, seed),
+        }
+        for what, model, baseline in pairs
+    ]
 
 
-def comparisons_table(per_query: dict[str, pd.DataFrame], groups: dict[str, list[str]], pairs: list[tuple[str, str, str]],
-                      metrics: list[str], resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
+def comparisons_table(
+    per_query: dict[str, pd.DataFrame],
+    groups: dict[str, list[str]],
+    pairs: list[tuple[str, str, str]],
+    metrics: list[str],
+    resamples: int = 10_000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Paired comparisons of groups of models scored on the same queries.
 
     per_query: model -> its per-query table (the ranks.parquet of evaluation.score); groups: a name -> the
@@ -65,7 +89,9 @@ def comparisons_table(per_query: dict[str, pd.DataFrame], groups: dict[str, list
         stacked = aligned_scores([per_query[n] for n in names], metric, names)
         scored = ~np.isnan(stacked).any(0)
         index = {n: i for i, n in enumerate(names)}
-        scores = {group: 100 * stacked[[index[m] for m in members]][:, scored].mean(0) for group, members in groups.items()}
+        scores = {
+            group: 100 * stacked[[index[m] for m in members]][:, scored].mean(0) for group, members in groups.items()
+        }
         rows += [{"metric": metric, **row} for row in comparison_rows(scores, pairs, resamples, seed)]
     return pd.DataFrame(rows)
 
@@ -75,8 +101,14 @@ def group_mean(per_query: dict[str, pd.DataFrame], members: list[str], metric: s
     return float(np.nanmean(np.stack([per_query[m][metric].to_numpy(np.float64) for m in members])))
 
 
-def realised_share(per_query: dict[str, pd.DataFrame], groups: dict[str, list[str]], estimated: str, control: str,
-                   oracle: str, metric: str) -> float:
+def realised_share(
+    per_query: dict[str, pd.DataFrame],
+    groups: dict[str, list[str]],
+    estimated: str,
+    control: str,
+    oracle: str,
+    metric: str,
+) -> float:
     """(estimated - control) / (oracle - control) of the groups' mean scores: the share of the gain that
     ground-truth targets give over the control which estimated targets realise; NaN when the oracle
     does not beat the control (there is no gain to share)."""
@@ -87,35 +119,55 @@ def realised_share(per_query: dict[str, pd.DataFrame], groups: dict[str, list[st
 
 def comparisons_markdown(table: pd.DataFrame, resamples: int) -> str:
     """The comparisons table with 'difference [low, high]' cells in % points."""
-    shown = pd.DataFrame({
-        "metric": table["metric"], "comparison": table["comparison"], "model": table["model"],
-        "baseline": table["baseline"],
-        "difference [95 % interval]": [f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]" for d, lo, hi in
-                                       zip(table["difference"], table["low"], table["high"])],
-        "excludes 0": ["yes" if e else "no" for e in table["excludes_zero"]],
-        "queries": table["queries"],
-    })
-    return (f"Paired differences of per-query scores in % points, 95 % intervals from a paired bootstrap over "
-            f"queries ({resamples} resamples).\n\n" + shown.to_markdown(index=False) + "\n")
+    shown = pd.DataFrame(
+        {
+            "metric": table["metric"],
+            "comparison": table["comparison"],
+            "model": table["model"],
+            "baseline": table["baseline"],
+            "difference [95 % interval]": [
+                f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+                for d, lo, hi in zip(table["difference"], table["low"], table["high"])
+            ],
+            "excludes 0": ["yes" if e else "no" for e in table["excludes_zero"]],
+            "queries": table["queries"],
+        }
+    )
+    return (
+        f"Paired differences of per-query scores in % points, 95 % intervals from a paired bootstrap over "
+        f"queries ({resamples} resamples).\n\n" + shown.to_markdown(index=False) + "\n"
+    )
 
 
 COMPARED_METRICS = ("ap@10", "dcase2025_ap@10")
 
 
-def comparisons_text(per_query: dict[str, pd.DataFrame], groups: dict[str, list[str]], table: pd.DataFrame,
-                     shares: list[tuple[str, str, str]], resamples: int) -> str:
+def comparisons_text(
+    per_query: dict[str, pd.DataFrame],
+    groups: dict[str, list[str]],
+    table: pd.DataFrame,
+    shares: list[tuple[str, str, str]],
+    resamples: int,
+) -> str:
     """The comparisons as a researcher reads them (Markdown): the table and, with an oracle, the share
     of its gain over the control that each run's estimated targets realise."""
     text = comparisons_markdown(table, resamples)
     metrics = list(dict.fromkeys(table["metric"]))
     for estimated, control, oracle in shares:
         values = {m: realised_share(per_query, groups, estimated, control, oracle, m) for m in metrics}
-        notes = [note for note, applies in (
-            ("nan: the oracle does not beat the control", any(np.isnan(v) for v in values.values())),
-            ("above 1: the estimated targets gain more than the oracle's", any(v > 1 for v in values.values())),
-        ) if applies]
+        notes = [
+            note
+            for note, applies in (
+                ("nan: the oracle does not beat the control", any(np.isnan(v) for v in values.values())),
+                ("above 1: the estimated targets gain more than the oracle's", any(v > 1 for v in values.values())),
+            )
+            if applies
+        ]
         realised = ", ".join(f"{value:.2f} in mean {m}" for m, value in values.items())
-        text += (f"\nShare of the possible gain over the control that {estimated}'s estimated targets realise, "
-                 f"({estimated} - {control}) / ({oracle} - {control}): {realised}"
-                 + (f" ({'; '.join(notes)})" if notes else "") + "\n")
+        text += (
+            f"\nShare of the possible gain over the control that {estimated}'s estimated targets realise, "
+            f"({estimated} - {control}) / ({oracle} - {control}): {realised}"
+            + (f" ({'; '.join(notes)})" if notes else "")
+            + "\n"
+        )
     return text

@@ -10,5 +10,8 @@ from audioretrieval.files import write_text_atomically
 def write_report_page(markdown: str, path: str | os.PathLike) -> None:
     """The Markdown tables as one self-contained HTML page."""
     body = markdown.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    write_text_atomically(f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n'
-                          f'<body><pre style="font-size: 13px">{body}</pre></body></html>\n', path)
+    write_text_atomically(
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n'
+        f'<body><pre style="font-size: 13px">{body}</pre></body></html>\n',
+        path,
+    )

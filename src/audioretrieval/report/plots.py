@@ -13,8 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from audioretrieval.data.embeddings import read_identities, read_similarity  # noqa: E402
+from audioretrieval.correspondences.ensemble import EnsembleTargets  # noqa: E402
 from audioretrieval.correspondences.quality import truth_matrix  # noqa: E402
+from audioretrieval.data.embeddings import read_identities  # noqa: E402
 from audioretrieval.files import written_atomically  # noqa: E402
 from audioretrieval.report.summary import METRICS  # noqa: E402
 
@@ -53,9 +54,15 @@ def metric_bars(summary: pd.DataFrame):
     x = np.arange(len(labels))
     for i, row in rows.iterrows():
         errors = [row.get(f"{label} sd", np.nan) for label in labels]
-        ax.bar(x + (i - (len(rows) - 1) / 2) * width, [row[label] for label in labels], width,
-               yerr=None if np.all(pd.isna(errors)) else errors, capsize=3, label=row["model"],
-               hatch="//" if row["kind"].startswith(("stage 2", "control")) else None)
+        ax.bar(
+            x + (i - (len(rows) - 1) / 2) * width,
+            [row[label] for label in labels],
+            width,
+            yerr=None if np.all(pd.isna(errors)) else errors,
+            capsize=3,
+            label=row["model"],
+            hatch="//" if row["kind"].startswith(("stage 2", "control")) else None,
+        )
     ax.set_xticks(x, labels)
     ax.set(ylabel="%", title="Text-to-audio retrieval on the evaluation split")
     ax.legend(fontsize="small", ncol=2)
@@ -72,22 +79,29 @@ def correspondence_examples(targets: str | os.PathLike, count: int, top_k: int, 
     """For a few training captions, the clips with the highest estimated correspondence; the caption's
     own clip highlighted and, where the truth is known (demo), the clips it truly describes."""
     identities = read_identities(targets)
-    similarity = read_similarity(targets).numpy()
+    similarity = EnsembleTargets(targets).matrix().T
     true = truth_matrix(identities, truth) if truth is not None else None
     rows = example_queries(len(identities["caption"]), count)
     fig, axes = plt.subplots(len(rows), 1, figsize=(9, 2.0 + 0.32 * top_k * len(rows)), squeeze=False)
     for ax, row in zip(axes[:, 0], rows):
         clips = np.argsort(-similarity[row], kind="stable")[:top_k]
-        kinds = ["own" if c == identities["clip_of_caption"][row] else "true" if true is not None and true[row, c]
-                 else "other" for c in clips]
+        kinds = [
+            "own"
+            if c == identities["clip_of_caption"][row]
+            else "true"
+            if true is not None and true[row, c]
+            else "other"
+            for c in clips
+        ]
         ax.barh(np.arange(len(clips)), similarity[row, clips], color=[COLORS[k] for k in kinds])
         low, high = similarity[row, clips].min(), similarity[row, clips].max()
         ax.set_xlim(low - 0.5 * (high - low) - 1e-6, high + 0.1 * (high - low) + 1e-6)  # show the differences
-        ax.set_yticks(np.arange(len(clips)), [textwrap.shorten(identities["file_name"][c], 40) for c in clips],
-                      fontsize="small")
+        ax.set_yticks(
+            np.arange(len(clips)), [textwrap.shorten(identities["file_name"][c], 40) for c in clips], fontsize="small"
+        )
         ax.invert_yaxis()
         ax.set_title(textwrap.fill(f'"{identities["caption"][row]}"', 90), fontsize="medium")
-        ax.set_xlabel("estimated correspondence (mean cosine of the ensemble)")
+        ax.set_xlabel("estimated correspondence (mean score of the ensemble)")
     legend = [plt.Rectangle((0, 0), 1, 1, color=COLORS["own"], label="the caption's own clip")]
     if true is not None:
         legend += [plt.Rectangle((0, 0), 1, 1, color=COLORS["true"], label="another clip it truly describes")]
@@ -100,20 +114,72 @@ def correspondence_examples(targets: str | os.PathLike, count: int, top_k: int, 
 def comparison_intervals(comparisons: pd.DataFrame):
     """Each paired difference with its 95 % interval, one panel per metric."""
     metrics = list(dict.fromkeys(comparisons["metric"]))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 0.5 * len(comparisons) / len(metrics) + 1.8),
-                             squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        1,
+        len(metrics),
+        figsize=(6 * len(metrics), 0.5 * len(comparisons) / len(metrics) + 1.8),
+        squeeze=False,
+        sharey=True,
+    )
     for ax, metric in zip(axes[0], metrics):
         rows = comparisons[comparisons["metric"] == metric].reset_index(drop=True)
         y = np.arange(len(rows))
-        colors = [COLORS["true"] if e and d > 0 else COLORS["own"] if e else "#555555"
-                  for d, e in zip(rows["difference"], rows["excludes_zero"])]
+        colors = [
+            COLORS["true"] if e and d > 0 else COLORS["own"] if e else "#555555"
+            for d, e in zip(rows["difference"], rows["excludes_zero"])
+        ]
         for i, row in rows.iterrows():
-            ax.errorbar(row["difference"], y[i], xerr=[[row["difference"] - row["low"]], [row["high"] - row["difference"]]],
-                        fmt="o", color=colors[i], capsize=4)
+            ax.errorbar(
+                row["difference"],
+                y[i],
+                xerr=[[row["difference"] - row["low"]], [row["high"] - row["difference"]]],
+                fmt="o",
+                color=colors[i],
+                capsize=4,
+            )
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(y, [f"{m} - {b}" for m, b in zip(rows["model"], rows["baseline"])])
         ax.invert_yaxis()
         ax.set(xlabel=f"difference in mean {metric} (% points)", title=metric)
         ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def map_figure(table: pd.DataFrame):
+    """Stage 2 - control (AP@10, with its interval) at every point of the map, against the targets'
+    false-clip mass and against what the same extra training gains by itself (control - start)."""
+    column = "ap@10 stage2-control"
+    panels = [
+        (c, t)
+        for c, t in [
+            ("false_clips", "targets' mass on false clips"),
+            ("ap@10 control-start", "control − start, AP@10 (% points)"),
+        ]
+        if c in table and table[c].notna().any()
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
+    colors = dict(zip(table["world"].unique(), plt.get_cmap("tab10").colors))
+    errors = np.abs(table[[f"{column} low", f"{column} high"]].to_numpy().T - table[column].to_numpy())
+    for ax, (x, title) in zip(axes[0], panels):
+        for world, color in colors.items():
+            rows = (table["world"] == world).to_numpy()
+            ax.errorbar(
+                table.loc[rows, x],
+                table.loc[rows, column],
+                yerr=errors[:, rows],
+                fmt="o",
+                color=color,
+                capsize=3,
+                label=world,
+            )
+        for _, row in table.iterrows():
+            ax.annotate(
+                row["variant"], (row[x], row[column]), fontsize="x-small", xytext=(4, 3), textcoords="offset points"
+            )
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set(xlabel=title, ylabel="stage 2 − control, AP@10 (% points)")
+    axes[0, 0].legend(title="world", fontsize="small")
+    fig.suptitle("When estimated correspondences beat the same extra training (95 % intervals: starts, seeds, queries)")
     fig.tight_layout()
     return fig

@@ -7,8 +7,14 @@ import os
 
 import pandas as pd
 
-METRICS = {"map@10": "mAP@10", "r@1": "R@1", "r@5": "R@5", "r@10": "R@10",
-           "dcase2025_map@16": "DCASE25 mAP@16", "dcase2025_map@10": "DCASE25 mAP@10"}
+METRICS = {
+    "map@10": "mAP@10",
+    "r@1": "R@1",
+    "r@5": "R@5",
+    "r@10": "R@10",
+    "dcase2025_map@16": "DCASE25 mAP@16",
+    "dcase2025_map@10": "DCASE25 mAP@10",
+}
 
 
 RELEASED_NOTES = "the authors' released weights, converted (audioretrieval.model.seed_checkpoint)"
@@ -20,15 +26,26 @@ def read_metrics(path: str | os.PathLike) -> dict:
 
 
 def _row(model: str, weights: str, kind: str, metrics: dict, notes: str = "") -> dict:
-    return {"model": model, "weights": weights, "kind": kind, "notes": notes,
-            **{label: 100 * metrics[key] for key, label in METRICS.items() if key in metrics}}
+    return {
+        "model": model,
+        "weights": weights,
+        "kind": kind,
+        "notes": notes,
+        **{label: 100 * metrics[key] for key, label in METRICS.items() if key in metrics},
+    }
 
 
 def _mean_row(model: str, weights: str, kind: str, rows: list[dict], notes: str) -> dict:
     runs = pd.DataFrame(rows)
     columns = [label for label in METRICS.values() if label in runs]
-    return {"model": model, "weights": weights, "kind": kind, "notes": notes, **runs[columns].mean().to_dict(),
-            **{f"{c} sd": v for c, v in runs[columns].std().items()}}
+    return {
+        "model": model,
+        "weights": weights,
+        "kind": kind,
+        "notes": notes,
+        **runs[columns].mean().to_dict(),
+        **{f"{c} sd": v for c, v in runs[columns].std().items()},
+    }
 
 
 def _model_rows(groups: dict[str, dict[str, dict]], weights: str, stage2_jobs: list[dict]) -> list[dict]:
@@ -37,9 +54,13 @@ def _model_rows(groups: dict[str, dict[str, dict]], weights: str, stage2_jobs: l
     stage1 = groups.get("stage1", {})
     rows = [_row(name, weights, "stage 1", m) for name, m in stage1.items()]
     if len(stage1) > 1:
-        rows.append(_mean_row(f"stage 1, mean of {len(stage1)} seeds", weights, "stage 1 mean", rows, "± sd over seeds"))
-    rows += [_row(f"ensemble {name}", weights, "ensemble", m, "members' similarities averaged (their best weights)")
-             for name, m in groups.get("ensembles", {}).items()]
+        rows.append(
+            _mean_row(f"stage 1, mean of {len(stage1)} seeds", weights, "stage 1 mean", rows, "± sd over seeds")
+        )
+    rows += [
+        _row(f"ensemble {name}", weights, "ensemble", m, "members' similarities averaged (their best weights)")
+        for name, m in groups.get("ensembles", {}).items()
+    ]
     jobs = {job["name"]: job for job in stage2_jobs}
     families: dict[str, list[dict]] = {}
     for name, m in groups.get("stage2", {}).items():
@@ -50,13 +71,24 @@ def _model_rows(groups: dict[str, dict[str, dict]], weights: str, stage2_jobs: l
         families.setdefault(job["family"] if job else name, []).append(row)
     for family, members in families.items():
         if len(members) > 1:
-            rows.append(_mean_row(f"{family}, mean of {len(members)} seeds", weights, f"{members[0]['kind']} mean",
-                                  members, "± sd over seeds"))
+            rows.append(
+                _mean_row(
+                    f"{family}, mean of {len(members)} seeds",
+                    weights,
+                    f"{members[0]['kind']} mean",
+                    members,
+                    "± sd over seeds",
+                )
+            )
     return rows
 
 
-def summary_table(best: dict[str, dict[str, dict]], last: dict[str, dict[str, dict]] | None = None,
-                  stage2_jobs: list[dict] | None = None, reference: list[dict] | None = None) -> pd.DataFrame:
+def summary_table(
+    best: dict[str, dict[str, dict]],
+    last: dict[str, dict[str, dict]] | None = None,
+    stage2_jobs: list[dict] | None = None,
+    reference: list[dict] | None = None,
+) -> pd.DataFrame:
     """Every model's metrics in %: `best` and `last` map a group ("stage1", "ensembles", "stage2") to
     model name -> metrics dict, of the best and of the last weights of each run; the rows of each
     come with mean and standard deviation rows over seeds (see _model_rows), then the rows of the
@@ -67,14 +99,24 @@ def summary_table(best: dict[str, dict[str, dict]], last: dict[str, dict[str, di
     metrics, and for mean rows their standard deviations ('<metric> sd')."""
     rows = _model_rows(best, "best", stage2_jobs or [])
     rows += _model_rows(last or {}, "last", stage2_jobs or [])
-    rows += [_row(f"released {name}", "best", "released", m, RELEASED_NOTES)
-             for name, m in best.get("released", {}).items()]
+    rows += [
+        _row(f"released {name}", "best", "released", m, RELEASED_NOTES) for name, m in best.get("released", {}).items()
+    ]
     for ref in reference or []:
         notes = "published" + (f"; compare with {ref['compare_with']}" if ref.get("compare_with") else "")
-        rows.append({"model": ref["model"], "weights": "", "kind": "reference", "notes": notes,
-                     **{METRICS[k]: v for k, v in ref.items() if k in METRICS}})
+        rows.append(
+            {
+                "model": ref["model"],
+                "weights": "",
+                "kind": "reference",
+                "notes": notes,
+                **{METRICS[k]: v for k, v in ref.items() if k in METRICS},
+            }
+        )
     table = pd.DataFrame(rows)
-    ordered = ["model", "weights", "kind", "notes"] + [c for label in METRICS.values() for c in (label, f"{label} sd") if c in table]
+    ordered = ["model", "weights", "kind", "notes"] + [
+        c for label in METRICS.values() for c in (label, f"{label} sd") if c in table
+    ]
     return table[ordered]
 
 
@@ -103,12 +145,20 @@ def summary_markdown(table: pd.DataFrame) -> str:
 def summary_text(table: pd.DataFrame, quality: pd.DataFrame | None = None, mass: pd.DataFrame | None = None) -> str:
     """The summary as a researcher reads it (Markdown): the metrics table and, on the demo, the
     quality of the estimated correspondences and where the targets' mass goes."""
-    text = ("## Text-to-audio retrieval on the evaluation split (%)\n\nweights: each run's best epoch by validation "
-            "mAP@10, or its last epoch (the seed tests the weights after the last epoch)\n\n" + summary_markdown(table))
+    text = (
+        "## Text-to-audio retrieval on the evaluation split (%)\n\nweights: each run's best epoch by validation "
+        "mAP@10, or its last epoch (the seed tests the weights after the last epoch)\n\n" + summary_markdown(table)
+    )
     if quality is not None:
-        text += ("\n## Estimated correspondences of the training split against the demo's truth\n\n"
-                 + quality.to_markdown(index=False, floatfmt=".4f") + "\n")
+        text += (
+            "\n## Estimated correspondences of the training split against the demo's truth\n\n"
+            + quality.to_markdown(index=False, floatfmt=".4f")
+            + "\n"
+        )
     if mass is not None:
-        text += ("\n## Where the targets' mass goes in a training batch (share of each caption's target)\n\n"
-                 + mass.to_markdown(index=False, floatfmt=".3f") + "\n")
+        text += (
+            "\n## Where the targets' mass goes in a training batch (share of each caption's target)\n\n"
+            + mass.to_markdown(index=False, floatfmt=".3f")
+            + "\n"
+        )
     return text

@@ -24,20 +24,24 @@ def load_search_model(path: str | os.PathLike, device: torch.device) -> tuple[Du
     try:
         model, checkpoint = load_model(path, device)
     except Exception as exc:  # torch.load's errors on foreign files are of many kinds
-        raise SearchError(f"{path}: not a usable checkpoint of this pipeline ({type(exc).__name__}: {exc}); "
-                          f"expected a best.pt or last.pt written by training") from exc
+        raise SearchError(
+            f"{path}: not a usable checkpoint of this pipeline ({type(exc).__name__}: {exc}); "
+            f"expected a best.pt or last.pt written by training"
+        ) from exc
     return model.eval(), checkpoint
 
 
-def check_same_checkpoint(index_path: str | os.PathLike, identity: dict, checkpoint: str | os.PathLike,
-                          digest: str) -> None:
+def check_same_checkpoint(
+    index_path: str | os.PathLike, identity: dict, checkpoint: str | os.PathLike, digest: str
+) -> None:
     """Refuse to compare an index's embeddings with another model's."""
     if identity["checkpoint_sha256"] != digest:
         raise SearchError(
             f"{index_path} was built with checkpoint {identity['checkpoint']} (sha256 "
             f"{identity['checkpoint_sha256'][:12]}), not with {checkpoint} (sha256 {digest[:12]}): embeddings of "
             f"different models cannot be compared. Use that checkpoint, or index the folder with this one into "
-            f"another --index file.")
+            f"another --index file."
+        )
 
 
 def pick_device(name: str | None) -> torch.device:

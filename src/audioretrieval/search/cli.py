@@ -6,10 +6,10 @@ import argparse
 import signal
 import sys
 
+from audioretrieval.evaluation.relevance import RelevanceMismatch
 from audioretrieval.files import write_text_atomically
 from audioretrieval.search.indexing import UpdateSummary, update_index
 from audioretrieval.search.query import format_hits, gather_queries, mark_relevance, search
-from audioretrieval.evaluation.relevance import RelevanceMismatch
 from audioretrieval.search.store import SearchError, read_index
 
 PROG = "audioretrieval-search"
@@ -17,18 +17,23 @@ PROG = "audioretrieval-search"
 
 def summary_line(index: str, summary: UpdateSummary) -> str:
     embedded = f"{summary.new} new, {summary.changed} changed, {summary.retried} previously skipped"
-    return (f"{index}: {summary.files} files, {summary.segments} segments; this run: {embedded} "
-            f"({summary.embedded_files} embedded, {len(summary.skipped_now)} skipped), {summary.unchanged} unchanged, "
-            f"{summary.removed} removed; skipped in all: {summary.skipped}"
-            + (f" (listed by `{PROG} info {index}`)" if summary.skipped else ""))
+    return (
+        f"{index}: {summary.files} files, {summary.segments} segments; this run: {embedded} "
+        f"({summary.embedded_files} embedded, {len(summary.skipped_now)} skipped), {summary.unchanged} unchanged, "
+        f"{summary.removed} removed; skipped in all: {summary.skipped}"
+        + (f" (listed by `{PROG} info {index}`)" if summary.skipped else "")
+    )
 
 
 def run_index(args: argparse.Namespace) -> None:
     try:
         summary = update_index(args.folder, args.checkpoint, args.index, args.batch_size, args.device, args.save_every)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; {args.index} holds every file embedded so far: run the same command again to "
-              f"embed the rest", file=sys.stderr)
+        print(
+            f"{PROG}: interrupted; {args.index} holds every file embedded so far: run the same command again to "
+            f"embed the rest",
+            file=sys.stderr,
+        )
         sys.exit(130)
     print(summary_line(args.index, summary))
 
@@ -50,8 +55,10 @@ def run_info(args: argparse.Namespace) -> None:
     index = read_index(args.index)
     segments = sum(len(entry.starts_s) for entry in index.files.values())
     minutes = sum(entry.duration_s for entry in index.files.values()) / 60
-    print(f"{args.index}: {len(index.files)} files, {segments} segments of {index.segment_s:g} s, {minutes:.1f} min "
-          f"of audio, from {index.folder}\ncheckpoint {index.checkpoint} (sha256 {index.checkpoint_sha256})")
+    print(
+        f"{args.index}: {len(index.files)} files, {segments} segments of {index.segment_s:g} s, {minutes:.1f} min "
+        f"of audio, from {index.folder}\ncheckpoint {index.checkpoint} (sha256 {index.checkpoint_sha256})"
+    )
     if index.skipped:
         print(f"skipped ({len(index.skipped)}):")
         for path, entry in index.skipped.items():
@@ -67,22 +74,30 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--index", required=True, help="index file (HDF5) to create or update")
     index.add_argument("--batch-size", type=int, default=16, help="segments per forward pass (16)")
     index.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
-    index.add_argument("--save-every", type=float, default=60.0, metavar="SECONDS",
-                       help="write the progress to the index this often (60)")
+    index.add_argument(
+        "--save-every",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="write the progress to the index this often (60)",
+    )
     index.set_defaults(run=run_index)
     query = commands.add_parser("query", help="the best-matching segments of an index for text queries")
     query.add_argument("index", help="index file written by `index`")
     query.add_argument("queries", nargs="*", help="query texts")
     query.add_argument("--checkpoint", required=True, help="the checkpoint the index was built with")
-    query.add_argument("--queries-file", help="more queries: one per line, or a CSV/Parquet table with a query or "
-                                              "caption column")
+    query.add_argument(
+        "--queries-file", help="more queries: one per line, or a CSV/Parquet table with a query or caption column"
+    )
     query.add_argument("--top", type=int, default=10, help="hits per query (10)")
     query.add_argument("--per-file", action="store_true", help="one hit per file: its best segment")
-    query.add_argument("--format", choices=("table", "csv", "json"),
-                       help="default: table, or csv with --queries-file")
+    query.add_argument("--format", choices=("table", "csv", "json"), help="default: table, or csv with --queries-file")
     query.add_argument("--output", help="write the results to this file instead of standard output")
-    query.add_argument("--relevance", help="relevance table (CSV/Parquet: query and relevant file names, as "
-                                           "audioretrieval-score reads): mark each hit relevant or not")
+    query.add_argument(
+        "--relevance",
+        help="relevance table (CSV/Parquet: query and relevant file names, as "
+        "audioretrieval-score reads): mark each hit relevant or not",
+    )
     query.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
     query.set_defaults(run=run_query)
     info = commands.add_parser("info", help="what an index holds, and the files it skipped and why")

@@ -18,8 +18,8 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
-from itertools import islice
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +27,9 @@ import torch
 from tqdm import tqdm
 
 from audioretrieval.data.audio_io import AUDIO_EXTENSIONS, is_audio_name, load_mono
-from audioretrieval.model.embed import autocast_for, resolve_precision
 from audioretrieval.model.audio import SAMPLE_RATE
 from audioretrieval.model.dual_encoder import DualEncoder
+from audioretrieval.model.embed import autocast_for, resolve_precision
 from audioretrieval.search.checkpoints import check_same_checkpoint, checkpoint_digest, load_search_model, pick_device
 from audioretrieval.search.store import FileEntry, SearchError, SearchIndex, SkippedEntry, read_index, write_index
 
@@ -159,8 +159,9 @@ def embed_segments(embedder: Embedder, segments: np.ndarray, fractions: np.ndarr
     return torch.cat(out).numpy()
 
 
-def add_files(index: SearchIndex, embedder: Embedder, group: list[tuple[str, np.ndarray]],
-              found: dict[str, Stat]) -> None:
+def add_files(
+    index: SearchIndex, embedder: Embedder, group: list[tuple[str, np.ndarray]], found: dict[str, Stat]
+) -> None:
     """Embed the segments of a group of decoded files together and add the files to the index."""
     cuts = [cut_segments(waveform, embedder.segment) for _, waveform in group]
     embeddings = embed_segments(embedder, np.concatenate([c[0] for c in cuts]), np.concatenate([c[1] for c in cuts]))
@@ -186,15 +187,23 @@ class PeriodicSaver:
         self.last = time.monotonic()
 
 
-def record_skip(index: SearchIndex, path: str, stat: Stat, error: Exception, folder: Path,
-                summary: UpdateSummary) -> None:
+def record_skip(
+    index: SearchIndex, path: str, stat: Stat, error: Exception, folder: Path, summary: UpdateSummary
+) -> None:
     index.skipped[path] = SkippedEntry(*stat, reason_of(error))
     summary.skipped_now.append((path, reason_of(error)))
     tqdm.write(f"skipped {folder / path}: {reason_of(error)}")
 
 
-def embed_files(index: SearchIndex, folder: Path, paths: list[str], found: dict[str, Stat], embedder: Embedder,
-                saver: PeriodicSaver, summary: UpdateSummary) -> None:
+def embed_files(
+    index: SearchIndex,
+    folder: Path,
+    paths: list[str],
+    found: dict[str, Stat],
+    embedder: Embedder,
+    saver: PeriodicSaver,
+    summary: UpdateSummary,
+) -> None:
     """Decode and embed `paths` into `index`, a batch's worth of segments at a time; skip what fails."""
     group: list[tuple[str, np.ndarray]] = []
 
@@ -204,8 +213,10 @@ def embed_files(index: SearchIndex, folder: Path, paths: list[str], found: dict[
         summary.embedded_files += len(group)
         group.clear()
 
-    with (tqdm(total=len(paths), unit="file", desc="indexing", dynamic_ncols=True) as progress,
-          closing(decoded_files(folder, paths)) as decoded):
+    with (
+        tqdm(total=len(paths), unit="file", desc="indexing", dynamic_ncols=True) as progress,
+        closing(decoded_files(folder, paths)) as decoded,
+    ):
         for path, result in decoded:
             if isinstance(result, Exception):
                 record_skip(index, path, found[path], result, folder, summary)
@@ -224,13 +235,20 @@ def existing_index(index_path: Path, checkpoint: Path, digest: str) -> SearchInd
     if not index_path.exists():
         return None
     index = read_index(index_path)
-    check_same_checkpoint(index_path, {"checkpoint": index.checkpoint, "checkpoint_sha256": index.checkpoint_sha256},
-                          checkpoint, digest)
+    check_same_checkpoint(
+        index_path, {"checkpoint": index.checkpoint, "checkpoint_sha256": index.checkpoint_sha256}, checkpoint, digest
+    )
     return index
 
 
-def update_index(folder: str | os.PathLike, checkpoint: str | os.PathLike, index_path: str | os.PathLike,
-                 batch_size: int = 16, device: str | None = None, save_every_s: float = 60.0) -> UpdateSummary:
+def update_index(
+    folder: str | os.PathLike,
+    checkpoint: str | os.PathLike,
+    index_path: str | os.PathLike,
+    batch_size: int = 16,
+    device: str | None = None,
+    save_every_s: float = 60.0,
+) -> UpdateSummary:
     """Create or update the index of `folder` at `index_path` with the model of `checkpoint`."""
     folder, checkpoint, index_path = Path(folder), Path(checkpoint), Path(index_path)
     if batch_size < 1:
@@ -239,8 +257,10 @@ def update_index(folder: str | os.PathLike, checkpoint: str | os.PathLike, index
     digest = checkpoint_digest(checkpoint)
     index = existing_index(index_path, checkpoint, digest)
     if index is not None and index.folder != str(folder.resolve()):
-        raise SearchError(f"{index_path}: an index of {index.folder}, not of {folder.resolve()}; give this folder "
-                          "an --index of its own")
+        raise SearchError(
+            f"{index_path}: an index of {index.folder}, not of {folder.resolve()}; give this folder "
+            "an --index of its own"
+        )
     if index is None:
         to_embed, summary = list(found), UpdateSummary(new=len(found))
     else:
@@ -252,8 +272,13 @@ def update_index(folder: str | os.PathLike, checkpoint: str | os.PathLike, index
         if index is None:
             index = SearchIndex(digest, str(checkpoint), float(contents["segment_s"]), SAMPLE_RATE, "")
         index.folder = str(folder.resolve())
-        embedder = Embedder(model, torch_device, resolve_precision("auto", torch_device), batch_size,
-                            int(round(index.segment_s * SAMPLE_RATE)))
+        embedder = Embedder(
+            model,
+            torch_device,
+            resolve_precision("auto", torch_device),
+            batch_size,
+            int(round(index.segment_s * SAMPLE_RATE)),
+        )
         saver = PeriodicSaver(index_path, save_every_s)
         try:
             embed_files(index, folder, to_embed, found, embedder, saver, summary)

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from audioretrieval.model.dual_encoder import DualEncoder
 from audioretrieval.evaluation.relevance import nfc, read_relevance
+from audioretrieval.model.dual_encoder import DualEncoder
 from audioretrieval.search.checkpoints import check_same_checkpoint, checkpoint_digest, load_search_model, pick_device
 from audioretrieval.search.store import SearchError, SegmentTable, read_identity, read_segments
 
@@ -30,12 +30,17 @@ def read_queries_file(path: str | os.PathLike) -> list[str]:
     """Queries from a CSV or Parquet table (a `query` or `caption` column) or a text file (one per line)."""
     path = Path(path)
     if not path.is_file():
-        raise SearchError(f"{path}: no such queries file; expected one query per line, or a CSV/Parquet table "
-                          f"with a {' or '.join(QUERY_COLUMNS)} column")
+        raise SearchError(
+            f"{path}: no such queries file; expected one query per line, or a CSV/Parquet table "
+            f"with a {' or '.join(QUERY_COLUMNS)} column"
+        )
     if path.suffix.lower() not in (".csv", ".parquet"):
         return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    table = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, dtype=str,
-                                                                                       keep_default_na=False)
+    table = (
+        pd.read_parquet(path)
+        if path.suffix.lower() == ".parquet"
+        else pd.read_csv(path, dtype=str, keep_default_na=False)
+    )
     column = next((c for c in QUERY_COLUMNS if c in table.columns), None)
     if column is None:
         raise SearchError(f"{path}: expected a {' or '.join(QUERY_COLUMNS)} column, found {list(table.columns)}")
@@ -46,16 +51,20 @@ def gather_queries(texts: list[str], queries_file: str | os.PathLike | None) -> 
     """The command line's queries, then the file's; each distinct text once, in order of appearance."""
     queries = [t.strip() for t in texts if t.strip()] + (read_queries_file(queries_file) if queries_file else [])
     if not queries:
-        raise SearchError(f"{queries_file}: holds no queries" if queries_file else
-                          "no queries: give query texts or --queries-file FILE")
+        raise SearchError(
+            f"{queries_file}: holds no queries"
+            if queries_file
+            else "no queries: give query texts or --queries-file FILE"
+        )
     return list(dict.fromkeys(queries))
 
 
 @torch.inference_mode()
 def embed_queries(model: DualEncoder, queries: list[str], batch_size: int = 64) -> torch.Tensor:
     """Normalised text embeddings [queries, D] on the CPU."""
-    return torch.cat([model.embed_text(queries[k : k + batch_size]).float().cpu()
-                      for k in range(0, len(queries), batch_size)])
+    return torch.cat(
+        [model.embed_text(queries[k : k + batch_size]).float().cpu() for k in range(0, len(queries), batch_size)]
+    )
 
 
 def best_segment_per_file(scores: torch.Tensor, table: SegmentTable, top: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,8 +80,9 @@ def best_segment_per_file(scores: torch.Tensor, table: SegmentTable, top: int) -
     return best, torch.from_numpy(rows)
 
 
-def rank_segments(query_embeddings: torch.Tensor, table: SegmentTable, top: int,
-                  per_file: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def rank_segments(
+    query_embeddings: torch.Tensor, table: SegmentTable, top: int, per_file: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Each query's top hits: (scores, segment rows), both [queries, min(top, hits)], best first."""
     segments = torch.from_numpy(table.embeddings)
     scores, rows = [], []
@@ -91,21 +101,25 @@ def hits_table(queries: list[str], table: SegmentTable, scores: np.ndarray, rows
     """One row per (query, hit): query, rank (1 = best), file, start_s, score (cosine)."""
     top = rows.shape[1]
     flat = rows.reshape(-1)
-    return pd.DataFrame({
-        "query": np.repeat(np.asarray(queries, dtype=object), top),
-        "rank": np.tile(np.arange(1, top + 1), len(queries)),
-        "file": np.asarray(table.paths, dtype=object)[table.file_of_segment[flat]],
-        "start_s": table.starts_s[flat],
-        "score": scores.reshape(-1).astype(np.float64),
-    })
+    return pd.DataFrame(
+        {
+            "query": np.repeat(np.asarray(queries, dtype=object), top),
+            "rank": np.tile(np.arange(1, top + 1), len(queries)),
+            "file": np.asarray(table.paths, dtype=object)[table.file_of_segment[flat]],
+            "start_s": table.starts_s[flat],
+            "score": scores.reshape(-1).astype(np.float64),
+        }
+    )
 
 
 def mark_relevance(hits: pd.DataFrame, relevance: str | os.PathLike) -> pd.DataFrame:
     """Add `relevant`: whether the relevance table lists the hit's file (its path or its base name) for
     the query's text; empty where the table does not have the query."""
     if not Path(relevance).is_file():
-        raise SearchError(f"{relevance}: no such relevance table; expected a CSV or Parquet file with a query or "
-                          f"caption column and the relevant file names")
+        raise SearchError(
+            f"{relevance}: no such relevance table; expected a CSV or Parquet file with a query or "
+            f"caption column and the relevant file names"
+        )
     table = read_relevance(relevance)
     relevant = dict(zip(table["query"], map(set, table["relevant"])))
 
@@ -122,13 +136,21 @@ def load_segments_for(index_path: str | os.PathLike, checkpoint: str | os.PathLi
     check_same_checkpoint(index_path, identity, checkpoint, checkpoint_digest(checkpoint))
     table = read_segments(index_path)
     if len(table.embeddings) == 0:
-        raise SearchError(f"{index_path}: the index holds no segments (every file was skipped: "
-                          f"`audioretrieval-search info {index_path}` lists why)")
+        raise SearchError(
+            f"{index_path}: the index holds no segments (every file was skipped: "
+            f"`audioretrieval-search info {index_path}` lists why)"
+        )
     return table
 
 
-def search(index_path: str | os.PathLike, checkpoint: str | os.PathLike, queries: list[str], top: int = 10,
-           per_file: bool = False, device: str | None = None) -> pd.DataFrame:
+def search(
+    index_path: str | os.PathLike,
+    checkpoint: str | os.PathLike,
+    queries: list[str],
+    top: int = 10,
+    per_file: bool = False,
+    device: str | None = None,
+) -> pd.DataFrame:
     """The top hits of each query in the index, as a table (hits_table's columns)."""
     if top < 1:
         raise SearchError(f"--top {top}: expected a positive number of hits")

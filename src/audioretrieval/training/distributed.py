@@ -31,7 +31,9 @@ def wrapped(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """The model as the training step calls it: in DistributedDataParallel under torchrun."""
     if world_size() == 1:
         return model
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )
 
 
 def unwrapped(model: torch.nn.Module) -> torch.nn.Module:

@@ -71,9 +71,15 @@ def train(spec: RunSpec, progress: bool = True) -> None:
         started = time.time()
         losses = train_epoch(run, epoch, progress)
         metrics = validate(run, epoch) if distributed.rank() == 0 else {}
-        done.rows.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "seconds": time.time() - started,
-                          **{f"lr_{g['name']}": g["lr"] for g in run.optimizer.param_groups},
-                          **{f"val_{k}": v for k, v in metrics.items()}})
+        done.rows.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": float(np.mean(losses)),
+                "seconds": time.time() - started,
+                **{f"lr_{g['name']}": g["lr"] for g in run.optimizer.param_groups},
+                **{f"val_{k}": v for k, v in metrics.items()},
+            }
+        )
         if distributed.rank() == 0:
             keep_if_best(run, epoch, metrics, done)
         save_progress(spec, epoch, done, run.model, run.optimizer, run.scaler)
@@ -105,18 +111,42 @@ def start(spec: RunSpec) -> Run:
     seed_everything(spec.seed + distributed.rank())
     dataset = training_set(spec.train_audio, spec.train_captions, cfg["segment_s"])
     sets = dataset.parts if isinstance(dataset, CaptionedAudioUnion) else [dataset]
-    log.info("training on %d captions of %d clips from %d set(s): %s", len(dataset), sum(len(s.audio) for s in sets),
-             len(sets), ", ".join(str(s.audio.path) for s in sets))
+    log.info(
+        "training on %d captions of %d clips from %d set(s): %s",
+        len(dataset),
+        sum(len(s.audio) for s in sets),
+        len(sets),
+        ", ".join(str(s.audio.path) for s in sets),
+    )
     targets = distillation_targets(spec, dataset)
-    caches = (SpectrogramCache(dataset.clip_lengths, model.audio.segment),
-              SpectrogramCache(AudioH5(spec.val_audio).lengths, model.audio.segment)) if cfg["cache_spectrograms"] else (None, None)
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=distributed.rank(), shuffle=True, seed=spec.seed,
-                                 drop_last=True)
+    caches = (
+        (
+            SpectrogramCache(dataset.clip_lengths, model.audio.segment),
+            SpectrogramCache(AudioH5(spec.val_audio).lengths, model.audio.segment),
+        )
+        if cfg["cache_spectrograms"]
+        else (None, None)
+    )
+    sampler = DistributedSampler(
+        dataset, num_replicas=world, rank=distributed.rank(), shuffle=True, seed=spec.seed, drop_last=True
+    )
     steps_per_epoch = len(dataset) // world // (cfg["batch_size"] // world)
     if steps_per_epoch == 0:
         raise ValueError(f"{spec.train_captions}: {len(dataset)} captions make no batch of {cfg['batch_size']}")
-    return Run(spec, device, precision, model, optimizer, scaler, dataset, sampler,
-               training_loader(dataset, sampler, spec), steps_per_epoch, targets, *caches)
+    return Run(
+        spec,
+        device,
+        precision,
+        model,
+        optimizer,
+        scaler,
+        dataset,
+        sampler,
+        training_loader(dataset, sampler, spec),
+        steps_per_epoch,
+        targets,
+        *caches,
+    )
 
 
 def distillation_targets(spec: RunSpec, dataset) -> EnsembleTargets | None:
@@ -124,8 +154,10 @@ def distillation_targets(spec: RunSpec, dataset) -> EnsembleTargets | None:
     if not spec.loss_weights.get("dist", 0.0):
         return None
     if not spec.targets or spec.target_tau is None:
-        raise ValueError(f"{spec.run_dir}: loss weight dist is {spec.loss_weights['dist']} but no targets file or "
-                         f"target temperature is given")
+        raise ValueError(
+            f"{spec.run_dir}: loss weight dist is {spec.loss_weights['dist']} but no targets file or "
+            f"target temperature is given"
+        )
     if isinstance(dataset, CaptionedAudioUnion):
         raise ValueError(f"{spec.run_dir}: targets describe one training set, not the union of {spec.train_audio}")
     check_targets_match(spec.targets, dataset.audio.file_names, dataset.captions)
@@ -136,16 +168,22 @@ def build_optimizer(model: DualEncoder, cfg: dict) -> torch.optim.AdamW:
     """AdamW over the four parameter groups; the fused kernel where the model is on a GPU (the same update)."""
     groups = model.parameter_groups()
     return torch.optim.AdamW(
-        [{"name": name, "params": groups[name], "lr": cfg["lr"][name], "base_lr": cfg["lr"][name]} for name in PARAMETER_GROUPS],
-        betas=tuple(cfg["betas"]), eps=cfg["eps"], weight_decay=cfg["weight_decay"],
+        [
+            {"name": name, "params": groups[name], "lr": cfg["lr"][name], "base_lr": cfg["lr"][name]}
+            for name in PARAMETER_GROUPS
+        ],
+        betas=tuple(cfg["betas"]),
+        eps=cfg["eps"],
+        weight_decay=cfg["weight_decay"],
         fused=next(model.parameters()).device.type == "cuda",
     )
 
 
 def set_learning_rates(optimizer: torch.optim.Optimizer, epoch: float, cfg: dict) -> None:
     for group in optimizer.param_groups:
-        group["lr"] = learning_rate(epoch, group["base_lr"], cfg["min_lr"], cfg["warmup_epochs"],
-                                    cfg["rampdown_start"], cfg["rampdown_stop"])
+        group["lr"] = learning_rate(
+            epoch, group["base_lr"], cfg["min_lr"], cfg["warmup_epochs"], cfg["rampdown_start"], cfg["rampdown_stop"]
+        )
 
 
 def train_epoch(run: Run, epoch: int, progress: bool) -> list[float]:
@@ -154,8 +192,12 @@ def train_epoch(run: Run, epoch: int, progress: bool) -> list[float]:
     run.model.train()
     losses = []
     run.sampler.set_epoch(epoch)
-    batches = tqdm(run.loader, desc=f"epoch {epoch + 1}/{cfg['epochs']}", unit="batch",
-                   disable=not progress or distributed.rank() > 0)
+    batches = tqdm(
+        run.loader,
+        desc=f"epoch {epoch + 1}/{cfg['epochs']}",
+        unit="batch",
+        disable=not progress or distributed.rank() > 0,
+    )
     for step, batch in enumerate(batches):
         set_learning_rates(run.optimizer, epoch + step / run.steps_per_epoch, cfg)
         loss = batch_loss(run.ddp_model, batch, run.device, run.precision, spec, run.targets, run.cache)
@@ -177,14 +219,27 @@ def training_loader(dataset, sampler: DistributedSampler, spec: RunSpec) -> Data
     """The run's batches, every epoch: shuffled by the sampler (set_epoch), each item's crop drawn
     from its own seed (CropSeeds), read by workers that live for the whole run, pinned for a GPU."""
     workers = spec.train["num_workers"]
-    return DataLoader(dataset, batch_size=spec.train["batch_size"] // distributed.world_size(),
-                      sampler=CropSeeds(sampler, spec.seed), drop_last=True, num_workers=workers,
-                      generator=torch.Generator().manual_seed(spec.seed),  # leaves the global generator to the model
-                      pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
+    return DataLoader(
+        dataset,
+        batch_size=spec.train["batch_size"] // distributed.world_size(),
+        sampler=CropSeeds(sampler, spec.seed),
+        drop_last=True,
+        num_workers=workers,
+        generator=torch.Generator().manual_seed(spec.seed),  # leaves the global generator to the model
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=workers > 0,
+    )
 
 
-def batch_loss(model, batch: dict, device: torch.device, precision: str, spec: RunSpec,
-               targets: EnsembleTargets | None = None, cache: SpectrogramCache | None = None) -> torch.Tensor:
+def batch_loss(
+    model,
+    batch: dict,
+    device: torch.device,
+    precision: str,
+    spec: RunSpec,
+    targets: EnsembleTargets | None = None,
+    cache: SpectrogramCache | None = None,
+) -> torch.Tensor:
     """w_sup L_sup + w_dist L_dist on the global batch (embeddings gathered over processes); the
     distillation targets are the ensemble's block for the batch's clips and captions / target_tau."""
     waveform = as_float(batch["audio"].to(device, non_blocking=True))
@@ -208,20 +263,32 @@ def batch_loss(model, batch: dict, device: torch.device, precision: str, spec: R
 def validate(run: Run, epoch: int) -> dict[str, float]:
     """mAP@10 and R@k on the validation split; non-finite embeddings stop the run."""
     spec, cfg = run.spec, run.spec.train
-    embeddings = embed_split(run.model, spec.val_audio, spec.val_captions, cfg["segment_s"], cfg["eval_batch_size"],
-                             run.device, run.precision, cfg["num_workers"], run.val_cache)
+    embeddings = embed_split(
+        run.model,
+        spec.val_audio,
+        spec.val_captions,
+        cfg["segment_s"],
+        cfg["eval_batch_size"],
+        run.device,
+        run.precision,
+        cfg["num_workers"],
+        run.val_cache,
+    )
     try:
         return embedding_metrics(embeddings)
     except NonFiniteSimilarity as exc:
-        raise NonFiniteLoss(f"{spec.run_dir}: validation after epoch {epoch + 1}: {exc}; the last good state "
-                            f"is in {spec.resume_dir}") from exc
+        raise NonFiniteLoss(
+            f"{spec.run_dir}: validation after epoch {epoch + 1}: {exc}; the last good state is in {spec.resume_dir}"
+        ) from exc
 
 
 def keep_if_best(run: Run, epoch: int, metrics: dict, done: Progress) -> None:
     log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in done.rows[-1].items() if k != "epoch"))
     if metrics["map@10"] > done.best_map:
         done.best_map = metrics["map@10"]
-        checkpoint = checkpoint_of(run.model, run.spec.model, run.spec.train["segment_s"], epoch, metrics, run.spec.seed)
+        checkpoint = checkpoint_of(
+            run.model, run.spec.model, run.spec.train["segment_s"], epoch, metrics, run.spec.seed
+        )
         save_torch_atomically(checkpoint, run.spec.resume_dir / "best.pt")
 
 
@@ -229,8 +296,12 @@ def write_outputs(run: Run, done: Progress) -> None:
     """last.pt, best.pt (kept in resume/ while training) and the log table."""
     spec = run.spec
     last_metrics = {k.removeprefix("val_"): v for k, v in done.rows[-1].items() if k.startswith("val_")}
-    save_torch_atomically(checkpoint_of(run.model, spec.model, spec.train["segment_s"], spec.train["epochs"] - 1,
-                                        last_metrics, spec.seed), spec.last)
+    save_torch_atomically(
+        checkpoint_of(
+            run.model, spec.model, spec.train["segment_s"], spec.train["epochs"] - 1, last_metrics, spec.seed
+        ),
+        spec.last,
+    )
     save_torch_atomically(torch.load(spec.resume_dir / "best.pt", map_location="cpu", weights_only=True), spec.best)
     write_table_atomically(pd.DataFrame(done.rows), spec.log_table)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 
 
-def learning_rate(epoch: float, lr: float, min_lr: float, warmup_epochs: float, rampdown_start: float,
-                  rampdown_stop: float) -> float:
+def learning_rate(
+    epoch: float, lr: float, min_lr: float, warmup_epochs: float, rampdown_start: float, rampdown_stop: float
+) -> float:
     """lr at fractional epoch `epoch` (0 = start of training).
 
     0 -> lr linearly over the warm-up; lr until rampdown_start; cosine from lr to min_lr between

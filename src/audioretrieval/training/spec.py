@@ -39,13 +39,22 @@ class RunSpec:
         return self.run_dir / "resume"
 
     def input_files(self) -> list[str]:
-        files = [self.train_audio, self.train_captions, self.val_audio, self.val_captions, self.init_checkpoint,
-                 self.targets]
+        files = [
+            self.train_audio,
+            self.train_captions,
+            self.val_audio,
+            self.val_captions,
+            self.init_checkpoint,
+            self.targets,
+        ]
         return [path for item in files if item for path in ([item] if isinstance(item, str) else item)]
 
     def fingerprint(self) -> str:
         """The settings and the identity of every input file: a rerun after an input changed (a
         retrained initial model, new targets, new data at the same path) starts afresh."""
-        stats = {path: [os.stat(path).st_size, os.stat(path).st_mtime_ns] for path in self.input_files()
-                 if os.path.exists(path)}
+        stats = {
+            path: [os.stat(path).st_size, os.stat(path).st_mtime_ns]
+            for path in self.input_files()
+            if os.path.exists(path)
+        }
         return hashlib.sha256(json.dumps([asdict(self), stats], sort_keys=True).encode()).hexdigest()[:16]

@@ -78,8 +78,16 @@ def save_progress(spec: RunSpec, epoch: int, progress: Progress, model, optimize
     """The state after `epoch` (every process's random state gathered; written by the first)."""
     rng = distributed.gather_objects(rng_state())
     if distributed.rank() == 0:
-        save_torch_atomically({
-            "fingerprint": spec.fingerprint(), "epoch": epoch, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rng, "log": progress.rows,
-            "best_map": progress.best_map,
-        }, spec.resume_dir / "state.pt")
+        save_torch_atomically(
+            {
+                "fingerprint": spec.fingerprint(),
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": rng,
+                "log": progress.rows,
+                "best_map": progress.best_map,
+            },
+            spec.resume_dir / "state.pt",
+        )

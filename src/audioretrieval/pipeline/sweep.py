@@ -1,0 +1,149 @@
+"""The map a configuration's `map` section describes, expanded once into plain values: its points
+(one value of every axis) and the worlds that train them.
+
+Axes come in two kinds. A world axis changes what stage 2 starts from (the data, stage 1): each of
+its values is an overlay of the configuration, and every distinct combination of world-axis values
+is a world, one full configuration trained by its own copy of the pipeline (rules/map.smk). A run
+axis changes only the stage-2 run (its `ensemble`, `target_tau`, loss weights): its values are
+overlays of `map.run`, and all the run variants of one world share that world's stage-1 runs and
+controls. Every point trains its variant from each of `map.starts` (stage-1 seeds) with each of
+`map.seeds`, so that its intervals can include the randomness of training.
+
+The design is the centre (every axis at its `centre` value), each other value of each axis with the
+rest at the centre (one factor at a time), the full cross of the values each `interactions` entry
+lists (the rest at the centre), and in every world the run settings `every_world` lists (e.g. the
+oracle's targets, the ceiling). An `ensemble` of `own` means each start's own estimates (the paper's
+self-distillation): the ensemble `seed{N}` of the start alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+from audioretrieval.pipeline import study
+from audioretrieval.pipeline.config import overlaid
+
+OWN = "own"  # map.run ensemble: each start's own estimates
+RAW_SECTIONS = ("data", "demo")  # world overlays touching these change the release files
+# rules whose outputs lie outside out_dir (release files, downloads): one world runs them for all
+# worlds that share the files
+SHARED_FILE_RULES = ("generate_demo_dataset", "download_clotho", "download_relevance")
+
+
+def _axes(design: dict) -> dict[str, dict]:
+    return {**design["world_axes"], **design["run_axes"]}
+
+
+def _combinations(design: dict) -> list[dict]:
+    """The design's points as axis -> value label, in order, without repeats."""
+    axes = _axes(design)
+    centre = {axis: spec["centre"] for axis, spec in axes.items()}
+    points = [centre]
+    points += [{**centre, axis: value} for axis, spec in axes.items() for value in spec["values"]]
+    for crossed in design["interactions"]:
+        points += [{**centre, **dict(zip(crossed, values))} for values in itertools.product(*crossed.values())]
+    worlds = {tuple(point[axis] for axis in design["world_axes"]) for point in points}
+    for world, extra in itertools.product(sorted(worlds), design["every_world"]):
+        points.append({**centre, **dict(zip(design["world_axes"], world)), **extra})
+    unique = {tuple(point.items()): point for point in points}
+    return list(unique.values())
+
+
+def world_name(design: dict, point: dict) -> str:
+    labels = [point[axis] for axis in design["world_axes"]]
+    return "_".join(labels) if labels else "centre"
+
+
+def variant_name(design: dict, point: dict) -> str:
+    return "_".join(point[axis] for axis in design["run_axes"]) or "run"
+
+
+def _raw_key(design: dict, point: dict) -> str | None:
+    """What names a world's release files: the values of the world axes that change them (None: the
+    configuration's own raw_dir serves every world)."""
+    axes = [
+        axis
+        for axis, spec in design["world_axes"].items()
+        if any(set(overlay) & set(RAW_SECTIONS) for overlay in spec["values"].values())
+    ]
+    return "_".join(point[axis] for axis in axes) if axes else None
+
+
+def _run_of(design: dict, point: dict) -> dict:
+    run = dict(design["run"])
+    for axis, spec in design["run_axes"].items():
+        run.update(spec["values"][point[axis]])
+    return run
+
+
+def _ensemble_of(run: dict, start: int) -> str:
+    return f"seed{start}" if run["ensemble"] == OWN else run["ensemble"]
+
+
+def expand(config: dict) -> dict:
+    """The map of `config`: {"worlds": name -> {config, excluded_rules}, "points": [...]}. A point:
+    labels (axis -> value), world, variant, ensembles (one per start), target_tau (resolved), weights,
+    runs (per start, per seed: the stage-2 job), controls (the same shape), starts (stage-1 runs)."""
+    design = config["map"]
+    base = {key: value for key, value in config.items() if key not in ("map", "released")}
+    starts, seeds = design["starts"], design["seeds"]
+    defined = base["correspondences"]["ensembles"]
+    combinations = _combinations(design)
+    by_world: dict[str, list[dict]] = {}
+    for point in combinations:
+        by_world.setdefault(world_name(design, point), []).append(point)
+    worlds, points, raw_owners = {}, [], {}
+    for world, members in by_world.items():
+        world_config = base
+        for axis, spec in design["world_axes"].items():
+            world_config = overlaid(world_config, spec["values"][members[0][axis]])
+        world_config = copy.deepcopy(world_config)
+        world_config["out_dir"] = f"{config['out_dir']}/{world}"
+        raw_key = _raw_key(design, members[0])
+        if raw_key is not None:
+            world_config["data"]["raw_dir"] = f"{config['out_dir']}/raw/{raw_key}"
+        owner = raw_owners.setdefault(world_config["data"]["raw_dir"], world)
+        runs, ensembles = [], {}
+        for point in members:
+            run, variant = _run_of(design, point), variant_name(design, point)
+            for start in starts:
+                ensemble = _ensemble_of(run, start)
+                if ensemble != study.ORACLE:
+                    ensembles[ensemble] = [start] if run["ensemble"] == OWN else defined[ensemble]
+                runs.append(
+                    {
+                        **run,
+                        "name": f"{variant}_from{start}",
+                        "init": start,
+                        "ensemble": ensemble,
+                        "seeds": list(seeds),
+                        "control": True,
+                    }
+                )
+            points.append(_point(design, point, world, variant, run, world_config["model"]["tau"], ensembles))
+        world_config["stage1"]["seeds"] = sorted(
+            set(starts) | {s for m in ensembles.values() for s in study.member_seeds(m)}
+        )
+        world_config["correspondences"]["ensembles"] = ensembles or {f"seed{starts[0]}": [starts[0]]}
+        world_config["stage2"]["runs"] = runs
+        excluded = ["all"] + ([] if owner == world else list(SHARED_FILE_RULES))
+        worlds[world] = {"config": world_config, "excluded_rules": excluded}
+    return {"worlds": worlds, "points": points}
+
+
+def _point(design: dict, labels: dict, world: str, variant: str, run: dict, tau: float, ensembles: dict) -> dict:
+    starts, seeds = design["starts"], design["seeds"]
+    names = [_ensemble_of(run, start) for start in starts]
+    return {
+        "labels": dict(labels),
+        "world": world,
+        "variant": variant,
+        "ensembles": names,
+        "quality_rows": [None if name == study.ORACLE else study.quality_row(name, ensembles[name]) for name in names],
+        "target_tau": run["target_tau"] or tau,
+        "weights": {"dist": run["dist_weight"], "sup": run["sup_weight"]},
+        "starts": [f"seed{start}" for start in starts],
+        "runs": [[f"{variant}_from{start}-seed{seed}" for seed in seeds] for start in starts],
+        "controls": [[f"{study.control_family(start)}-seed{seed}" for seed in seeds] for start in starts],
+    }
