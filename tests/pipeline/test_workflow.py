@@ -293,7 +293,10 @@ def test_the_paper_config_plans_the_clotho_download(tmp_path):
     assert result.stdout.count("rule train_stage2:") == 3
     for job in ("self_distill-seed523528930", "distill-seed523528930", "control-from-seed409194-seed523528930"):
         assert f"name={job}" in result.stdout
-    assert result.stdout.count("rule ensemble_targets:") == 2  # one model alone, and the three
+    # one model alone, the three, the caption estimator alone and beside the three (Xie et al.'s sentence model)
+    assert result.stdout.count("rule ensemble_targets:") == 4 and result.stdout.count("rule embed_captions:") == 1
+    captions = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["correspondences"]["captions"]
+    assert captions["model"] == "sentence-transformers/all-mpnet-base-v2"
     # best and last weights of 3 stage-1 and 3 stage-2 runs, the authors' released checkpoint; the three-member ensemble
     assert result.stdout.count("rule evaluate_model:") == 13 and result.stdout.count("rule evaluate_ensemble:") == 1
     assert result.stdout.count("rule download_relevance:") == 1  # the DCASE 2025 annotations

@@ -7,6 +7,7 @@ from conftest import REPO
 from audioretrieval.pipeline.study import stage2_jobs
 from audioretrieval.report.compare import comparisons_table, comparisons_text, paired_bootstrap, realised_share
 from audioretrieval.report.summary import summary_markdown, summary_table
+from audioretrieval.report.sweep import hierarchical_bootstrap, map_markdown, map_table
 
 
 def test_identical_models_give_a_zero_interval():
@@ -156,3 +157,76 @@ def test_the_summary_lists_best_and_last_weights_of_every_run_the_seed_means_and
     assert table["notes"].iloc[-1] == "published; compare with seed1, last weights"
     markdown = summary_markdown(table)
     assert "25.00 ± 7.07" in markdown and "| 28.20" in markdown
+
+
+def test_the_hierarchical_interval_collapses_without_variation_and_widens_with_training_randomness():
+    constant = np.full((3, 2, 400), 1.5)
+    assert hierarchical_bootstrap(constant, 500) == pytest.approx(
+        {"difference": 1.5, "low": 1.5, "high": 1.5, "runs_sd": 0}
+    )
+    rng = np.random.default_rng(0)
+    queries = rng.normal(0, 2, size=(1, 1, 400))  # the same queries' noise in every run
+    runs = rng.normal(0, 1.5, size=(3, 2, 1))  # one offset per start and seed: training randomness
+    quiet, noisy = (
+        hierarchical_bootstrap(np.broadcast_to(queries, (3, 2, 400)), 2000),
+        hierarchical_bootstrap(queries + runs, 2000),
+    )
+    query_only = paired_bootstrap((queries + runs).mean(axis=(0, 1)), np.zeros(400), resamples=2000)
+    assert quiet["runs_sd"] == 0 and noisy["runs_sd"] == pytest.approx(np.std(runs, ddof=1))
+    assert noisy["high"] - noisy["low"] > 1.5 * (query_only["high"] - query_only["low"])
+    assert noisy["high"] - noisy["low"] > 1.5 * (quiet["high"] - quiet["low"])
+    assert noisy["difference"] == pytest.approx((queries + runs).mean())
+    with pytest.raises(ValueError, match=r"expected differences \[starts, seeds, queries\]"):
+        hierarchical_bootstrap(np.zeros((3, 400)), 100)
+
+
+def test_the_map_pairs_each_run_with_its_control_and_start_and_reads_the_targets_quality():
+    rng = np.random.default_rng(1)
+    starts = {f"seed{s}": rng.random(50) * 0.5 for s in (1, 2)}
+    tables = {name: per_query(scores) for name, scores in starts.items()}
+    for s in (1, 2):
+        for k in (7, 8):
+            tables[f"c-seed{s}-seed{k}"] = per_query(starts[f"seed{s}"] + 0.01)  # the control: +1 point
+            tables[f"d-seed{s}-seed{k}"] = per_query(starts[f"seed{s}"] + 0.03)  # stage 2: +3 points
+            tables[f"o-seed{s}-seed{k}"] = per_query(starts[f"seed{s}"] + 0.05)
+    point = {
+        "labels": {"estimator": "ensemble"},
+        "world": "w",
+        "variant": "d",
+        "ensembles": ["all", "all"],
+        "quality_rows": ["ensemble all", "ensemble all"],
+        "target_tau": 0.05,
+        "weights": {"dist": 1.0, "sup": 0.0},
+        "starts": ["seed1", "seed2"],
+        "runs": [[f"d-seed{s}-seed{k}" for k in (7, 8)] for s in (1, 2)],
+        "controls": [[f"c-seed{s}-seed{k}" for k in (7, 8)] for s in (1, 2)],
+    }
+    oracle = {**point, "variant": "o", "labels": {"estimator": "oracle"}, "ensembles": ["oracle"] * 2}
+    oracle.update(quality_rows=[None, None], runs=[[f"o-seed{s}-seed{k}" for k in (7, 8)] for s in (1, 2)])
+    quality = pd.DataFrame(
+        {
+            "model": ["seed1", "ensemble all"],
+            "roc_auc": [0.8, 0.9],
+            "average_precision": [0.3, 0.4],
+            "true_pairs": [30, 30],
+            "pairs": [900, 900],
+            "captions": [10, 10],
+        }
+    )
+    mass = pd.DataFrame(
+        {
+            "ensemble": ["all", "oracle"],
+            "tau": [0.05, 0.05],
+            "own_clip": [0.3, 0.4],
+            "other_true_clips": [0.3, 0.6],
+            "false_clips": [0.4, 0.0],
+        }
+    )
+    table = map_table([point, oracle], {"w": tables}, {"w": quality}, {"w": mass}, resamples=300)
+    row = table.iloc[0]
+    assert row["ap@10 stage2-control"] == pytest.approx(2.0) and row["ap@10 stage2-start"] == pytest.approx(3.0)
+    assert row["ap@10 control-start"] == pytest.approx(1.0) and row["ap@10 stage2-control runs_sd"] == pytest.approx(0)
+    assert row["ap@10 oracle-control"] == pytest.approx(4.0) and row["runs"] == "2 x 2"
+    assert (row["roc_auc"], row["false_clips"], row["true_clips_per_caption"]) == (0.9, 0.4, 4.0)
+    assert np.isnan(table.iloc[1]["roc_auc"]) and table.iloc[1]["false_clips"] == 0.0
+    assert "| ensemble" in map_markdown(table, ["estimator"], 300)

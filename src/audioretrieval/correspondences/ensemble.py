@@ -110,7 +110,7 @@ def score_spreads(handles: list[h5py.File], audio: list[int], caption: int) -> t
     rng = np.random.default_rng(0)
     clips = _sample_rows(handles[caption]["file_name"].shape[0], _SPREAD_CLIPS, rng)
     captions = _sample_rows(handles[caption][CAPTIONS].shape[0], _SPREAD_CAPTIONS, rng)
-    caption_spread = float(CaptionScores.from_file(handles[caption]).block(clips, captions).std())
+    caption_spread = float(CaptionScores.from_file(handles[caption]).block(clips, captions).numpy().std())
     audio_spread = np.mean([float((handles[i]["audio"][clips] @ handles[i]["text"][captions].T).std()) for i in audio])
     return float(audio_spread), caption_spread
 

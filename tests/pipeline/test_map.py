@@ -1,0 +1,167 @@
+"""The map a configuration describes (audioretrieval.pipeline.sweep, rules/map.smk): its points and
+worlds, what the worlds share, the plans Snakemake makes of it, and the map a tiny one writes."""
+
+import copy
+import re
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO, run_snakemake, tiny_config
+from snakemake.utils import validate
+
+from audioretrieval.pipeline import sweep
+from audioretrieval.pipeline.config import ConfigError, check_config, overlaid
+
+
+def configuration(*names, base="demo.yaml"):
+    config = yaml.safe_load((REPO / "config" / base).read_text())
+    for name in names:
+        config = overlaid(config, yaml.safe_load((REPO / "config" / name).read_text()))
+    return config
+
+
+def test_the_demo_map_is_its_centre_each_axis_one_at_a_time_the_interaction_and_an_oracle_per_world():
+    expanded = sweep.expand(configuration("map.yaml"))
+    points = [(p["world"], p["variant"]) for p in expanded["points"]]
+    assert len(points) == len(set(points)) == 16
+    centre = "medium_e14"
+    assert [v for w, v in points if w == centre] == [
+        "ensemble3_t005_dist",
+        "own_t005_dist",
+        "ensemble5_t005_dist",
+        "captions_t005_dist",
+        "ensemble3captions_t005_dist",
+        "oracle_t005_dist",
+        "ensemble3_t002_dist",
+        "ensemble3_t01_dist",
+        "ensemble3_t005_mixed",
+    ]
+    assert sorted(v for w, v in points if w == "medium_e30") == sorted(
+        ["ensemble3_t005_dist", "captions_t005_dist", "oracle_t005_dist"]  # the interaction, and the ceiling
+    )
+    for world in ("low_e14", "high_e14"):
+        assert [v for w, v in points if w == world] == ["ensemble3_t005_dist", "oracle_t005_dist"]
+
+
+def test_each_world_trains_only_the_stage1_runs_its_points_need_and_shares_the_release_files_it_can():
+    config = configuration("map.yaml")
+    worlds = sweep.expand(config)["worlds"]
+    assert list(worlds) == ["medium_e14", "low_e14", "high_e14", "medium_e30"]
+    for name, world in worlds.items():
+        validate(copy.deepcopy(world["config"]), str(REPO / "config" / "schema.yaml"))
+        check_config(world["config"])
+        assert world["config"]["out_dir"] == f"results/map/{name}" and "map" not in world["config"]
+    seeds = {name: world["config"]["stage1"]["seeds"] for name, world in worlds.items()}
+    assert seeds == {
+        "medium_e14": [1, 2, 3, 4, 5],
+        "low_e14": [1, 2, 3],
+        "high_e14": [1, 2, 3],
+        "medium_e30": [1, 2, 3],
+    }
+    raw = {name: world["config"]["data"]["raw_dir"] for name, world in worlds.items()}
+    assert raw["medium_e30"] == raw["medium_e14"] == "results/map/raw/medium" != raw["low_e14"]
+    assert "generate_demo_dataset" in worlds["medium_e30"]["excluded_rules"]  # medium_e14 generates them
+    assert "generate_demo_dataset" not in worlds["low_e14"]["excluded_rules"]
+    assert worlds["low_e14"]["config"]["demo"]["property_mention_prob"] == 0.9
+    assert worlds["medium_e30"]["config"]["train"]["epochs"] == 30
+    own = worlds["medium_e14"]["config"]["correspondences"]["ensembles"]
+    assert {own[f"seed{s}"][0] for s in (1, 2, 3)} == {1, 2, 3} and own["all5"] == [1, 2, 3, 4, 5]
+
+
+def test_a_point_runs_its_variant_from_every_start_with_every_seed_beside_the_shared_controls():
+    expanded = sweep.expand(configuration("map.yaml"))
+    own = next(p for p in expanded["points"] if p["variant"] == "own_t005_dist")
+    assert own["ensembles"] == ["seed1", "seed2", "seed3"] and own["quality_rows"] == ["seed1", "seed2", "seed3"]
+    assert own["runs"][1] == ["own_t005_dist_from2-seed523528930", "own_t005_dist_from2-seed11"]
+    assert own["controls"][1] == ["control-from-seed2-seed523528930", "control-from-seed2-seed11"]
+    mixed = next(p for p in expanded["points"] if p["variant"] == "ensemble3_t005_mixed")
+    assert mixed["weights"] == {"dist": 0.5, "sup": 0.5} and mixed["target_tau"] == 0.05
+    assert mixed["controls"] == own["controls"]  # one control per start and seed serves every variant
+    combined = next(p for p in expanded["points"] if p["variant"] == "ensemble3captions_t005_dist")
+    assert combined["quality_rows"] == ["ensemble all_captions"] * 3
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: m["run_axes"]["tau"].update(centre="t003"), "axis tau: centre 't003' is not one of its values"),
+        (lambda m: m["interactions"].append({"stage1": ["e14"], "width": ["x"]}), "'width' is not an axis"),
+        (lambda m: m["every_world"].append({"estimator": "best"}), r"\['best'\] are not values of axis 'estimator'"),
+        (lambda m: m["world_axes"]["stage1"]["values"].update(e2={"out_dir": "x"}), r"cannot set \['out_dir'\]"),
+        (lambda m: m["run_axes"]["estimator"]["values"].update(x={"ensemble": "all7"}), "ensemble 'all7' is not in"),
+    ],
+)
+def test_map_mistakes_name_the_axis_and_value(edit, message):
+    config = configuration("map.yaml")
+    edit(config["map"])
+    with pytest.raises(ConfigError, match=message):
+        check_config(config)
+
+
+def job_counts(result) -> dict[str, int]:
+    table = result.stdout.split("Job stats:")[1].split("total")[0]
+    return {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def planned_names(result, rule, wildcard="name") -> list[str]:
+    """The value of one wildcard in every job of a rule that `snakemake -n` plans."""
+    blocks = result.stdout.split("\n\n")
+    return [re.search(rf"wildcards: .*?{wildcard}=([^,\s]+)", b).group(1) for b in blocks if f"rule {rule}:" in b]
+
+
+def test_the_demo_map_plans_every_stage1_run_and_every_control_once(tmp_path):
+    result = run_snakemake(
+        "-n", "--cores", 2, "--configfile", REPO / "config" / "demo.yaml", REPO / "config" / "map.yaml", cwd=tmp_path
+    )
+    counts = job_counts(result)
+    stage1 = {name.removesuffix("_train_stage1"): n for name, n in counts.items() if name.endswith("_train_stage1")}
+    assert stage1 == {"medium_e14": 5, "low_e14": 3, "high_e14": 3, "medium_e30": 3}
+    stage2 = {name.removesuffix("_train_stage2"): n for name, n in counts.items() if name.endswith("_train_stage2")}
+    assert stage2 == {"medium_e14": 9 * 6 + 6, "low_e14": 2 * 6 + 6, "high_e14": 2 * 6 + 6, "medium_e30": 3 * 6 + 6}
+    for world in stage2:
+        controls = [n for n in planned_names(result, f"{world}_train_stage2") if n.startswith("control-")]
+        assert len(controls) == len(set(controls)) == 6
+    assert counts["medium_e14_generate_demo_dataset"] == 1 and "medium_e30_generate_demo_dataset" not in counts
+    assert counts["map"] == 1
+
+
+def test_the_paper_configuration_plans_its_clothov2_ablation_with_the_same_harness(tmp_path):
+    result = run_snakemake(
+        "-n",
+        "--cores",
+        1,
+        "--configfile",
+        REPO / "config" / "config.yaml",
+        REPO / "config" / "ablation.yaml",
+        cwd=tmp_path,
+    )
+    counts = job_counts(result)
+    assert counts["centre_train_stage1"] == 5 and counts["centre_train_stage2"] == 8 * 6 + 6
+    assert counts["centre_embed_captions"] == 1 and counts["map"] == 1
+    stage1 = planned_names(result, "centre_train_stage1", "run")
+    assert sorted(stage1) == [f"seed{s}" for s in range(409194, 409199)]
+    controls = [n for n in planned_names(result, "centre_train_stage2") if n.startswith("control-")]
+    assert sorted(controls) == sorted(
+        f"control-from-seed{s}-seed{k}" for s in (409194, 409195, 409196) for k in (523528930, 523528931)
+    )
+
+
+@pytest.mark.snakemake
+def test_a_tiny_map_runs_through_snakemake_and_writes_every_point_with_its_intervals(tmp_path):
+    config = overlaid(
+        tiny_config(tmp_path / "results"), yaml.safe_load((REPO / "tests" / "config" / "tiny_map.yaml").read_text())
+    )
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    run_snakemake("--cores", 2, "--configfile", tmp_path / "config.yaml", cwd=tmp_path)
+    table = pd.read_csv(tmp_path / "results" / "map" / "map.csv")
+    assert table["estimator"].tolist() == ["ensemble", "oracle"] and (table["runs"] == "2 x 1").all()
+    for metric in ("ap@10", "dcase2025_ap@10"):
+        for contrast in ("stage2-control", "stage2-start", "control-start"):
+            column = f"{metric} {contrast}"
+            assert (table[f"{column} low"] <= table[column]).all() and (table[column] <= table[f"{column} high"]).all()
+    assert table["false_clips"].iloc[1] == pytest.approx(0, abs=1e-6) and table["false_clips"].iloc[0] > 0
+    assert table["ap@10 oracle-control"].nunique() == 1
+    markdown = (tmp_path / "results" / "map" / "map.md").read_text()
+    assert "hierarchical bootstrap" in markdown and "| oracle" in markdown
+    assert (tmp_path / "results" / "map" / "map.png").stat().st_size > 0
