@@ -23,7 +23,7 @@ DEMO = config["data"]["source"] == "demo"
 SPLITS = list(clotho.SPLITS)
 ENSEMBLES = config["correspondences"]["ensembles"]
 STAGE1_RUNS = study.stage1_runs(config)
-STAGE2_JOBS = {job["name"]: job for job in study.stage2_jobs(config)}
+STAGE2_JOBS = {job.name: job for job in study.stage2_jobs(config)}
 GPUS = config["stage1"]["gpus"]
 CONDA_ENV = "../envs/pipeline.yaml"
 
@@ -69,9 +69,16 @@ def model_dir(stage, name):
     return f"{OUT}/{stage}/{name}"
 
 
+def checkpoint_file(folder, weights):
+    """A model's checkpoint: the best or the last weights of a training run (a converted one: best)."""
+    return f"{folder}/{weights}.pt"
+
+
 def trained_files(folder):
     """What a training run writes: best and last checkpoints and its log."""
-    return {"best": f"{folder}/best.pt", "last": f"{folder}/last.pt", "log_table": f"{folder}/log.csv"}
+    return {weights: checkpoint_file(folder, weights) for weights in ("best", "last")} | {
+        "log_table": f"{folder}/log.csv"
+    }
 
 
 def embeddings_file(run):
@@ -158,13 +165,13 @@ def ensemble_members(wildcards):
 
 
 def stage2_init(wildcards):
-    return trained_files(model_dir("stage1", f"seed{STAGE2_JOBS[wildcards.name]['init']}"))["best"]
+    return trained_files(model_dir("stage1", f"seed{STAGE2_JOBS[wildcards.name].init}"))["best"]
 
 
 def stage2_targets(wildcards):
     """The targets a stage-2 job distils from (none for a control: it has no distillation term)."""
     job = STAGE2_JOBS[wildcards.name]
-    return [targets_file(job["ensemble"])] if job["ensemble"] else []
+    return [targets_file(job.ensemble)] if job.ensemble else []
 
 
 def relevance_input():

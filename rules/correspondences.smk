@@ -117,7 +117,7 @@ if DEMO:
             CONDA_ENV
         params:
             rows=TARGET_MASS_ROWS,
-            batch_size={**config["train"], **config["stage2"]["train"]}["batch_size"],
+            batch_size=study.stage2_train(config)["batch_size"],
             code=code_of("target_mass"),
         script:
             "../workflow_scripts/target_mass.py"

@@ -25,7 +25,7 @@ if not DEMO and config["evaluation"]["relevance_url"]:
 
 rule evaluate_model:
     input:
-        checkpoint=f"{model_dir('{stage}', '{model}')}/{{weights}}.pt",
+        checkpoint=checkpoint_file(model_dir("{stage}", "{model}"), "{weights}"),
         audio=data_file("evaluation", "audio.h5"),
         captions=data_file("evaluation", "captions.parquet"),
         relevance=relevance_input(),

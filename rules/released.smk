@@ -52,7 +52,7 @@ if "released" in config:
         input:
             RELEASED_FILE,
         output:
-            f"{model_dir('released', 'passt_roberta')}/best.pt",
+            checkpoint_file(model_dir("released", "passt_roberta"), "best"),
         log:
             log_file("convert_released"),
         benchmark:

@@ -30,7 +30,7 @@ rule train_stage2:
     params:
         run=lambda wildcards: study.training_params(STAGE2_JOBS[wildcards.name]),
         model=config["model"],
-        train={**config["train"], **config["stage2"]["train"]},
+        train=study.stage2_train(config),
         gpus=GPUS,
         code=code_of("train"),
     script:

@@ -1,11 +1,12 @@
 import torch
 
 from audioretrieval.correspondences.captions import estimate_from_captions
+from audioretrieval.device import job_device
 from audioretrieval.pipeline.workflow import logged_to
 
 with logged_to(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
-    device = "cuda" if snakemake.params.gpus and torch.cuda.is_available() else "cpu"
+    device = job_device(snakemake.params.gpus)
     settings = snakemake.params.settings
     estimate_from_captions(
         snakemake.input.audio,

@@ -1,12 +1,13 @@
 import torch
 
+from audioretrieval.device import job_device
 from audioretrieval.evaluation.score import score_file, write_scores
 from audioretrieval.model.embed import embed_checkpoint
 from audioretrieval.pipeline.workflow import logged_to
 
 with logged_to(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
-    device = "cuda" if snakemake.params.gpus and torch.cuda.is_available() else "cpu"
+    device = job_device(snakemake.params.gpus)
     embed_checkpoint(
         snakemake.input.checkpoint,
         snakemake.input.audio,

@@ -13,7 +13,7 @@ import torch
 import yaml
 from conftest import REPO
 
-from audioretrieval.model.embed import resolve_precision
+from audioretrieval.device import resolve_precision
 
 PAPER = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 

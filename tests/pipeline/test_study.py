@@ -21,7 +21,7 @@ def test_a_control_is_its_run_with_only_the_loss_weights_changed_and_runs_from_o
     config = demo_config()
     config["stage2"]["runs"][0].update(seeds=[5, 6], target_tau=0.1)
     config["stage2"]["runs"].append({**config["stage2"]["runs"][0], "name": "other", "seeds": [6, 7]})
-    jobs = {job["name"]: job for job in stage2_jobs(config)}
+    jobs = {job.name: job for job in stage2_jobs(config)}
     assert sorted(jobs) == [
         "control-from-seed1-seed5",
         "control-from-seed1-seed6",
@@ -31,13 +31,13 @@ def test_a_control_is_its_run_with_only_the_loss_weights_changed_and_runs_from_o
         "other-seed6",
         "other-seed7",
     ]
-    assert jobs["control-from-seed1-seed6"]["control_of"] == ["distill", "other"]
+    assert jobs["control-from-seed1-seed6"].control_of == ("distill", "other")
     for seed in (5, 6):
         run, control = jobs[f"distill-seed{seed}"], jobs[f"control-from-seed1-seed{seed}"]
-        assert (control["dist_weight"], control["sup_weight"]) == (0.0, 1.0) and control["init"] == run["init"]
-        assert control["seed"] == run["seed"] and control["ensemble"] is None and control["target_tau"] is None
+        assert (control.dist_weight, control.sup_weight) == (0.0, 1.0) and control.init == run.init
+        assert control.seed == run.seed and control.ensemble is None and control.target_tau is None
     config["stage2"]["runs"][0]["control"] = config["stage2"]["runs"][1]["control"] = False
-    assert [job["name"] for job in stage2_jobs(config)] == [
+    assert [job.name for job in stage2_jobs(config)] == [
         "distill-seed5",
         "distill-seed6",
         "other-seed6",
@@ -86,10 +86,10 @@ def test_stage1_runs_are_one_per_seed():
 def test_the_targets_temperature_defaults_to_the_models_once_and_controls_have_none():
     config = study_config()
     config["stage2"]["runs"][2]["target_tau"] = 0.02
-    jobs = {job["name"]: job for job in stage2_jobs(config)}
-    assert jobs["distill-seed11"]["target_tau"] == config["model"]["tau"]  # null in the configuration
-    assert jobs["oracle-seed11"]["target_tau"] == 0.02
-    assert jobs["control-from-seed1-seed11"]["target_tau"] is None
+    jobs = {job.name: job for job in stage2_jobs(config)}
+    assert jobs["distill-seed11"].target_tau == config["model"]["tau"]  # null in the configuration
+    assert jobs["oracle-seed11"].target_tau == 0.02
+    assert jobs["control-from-seed1-seed11"].target_tau is None
     assert study.training_params(jobs["control-from-seed1-seed11"]) == {
         "seed": 11,
         "loss_weights": {"dist": 0.0, "sup": 1.0},

@@ -95,8 +95,8 @@ def test_the_summary_shows_stage2_seeds_their_mean_and_the_controls():
     config = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
     config["stage2"]["runs"][0]["seeds"] = [5, 6]
     jobs = stage2_jobs(config)
-    metrics = {job["name"]: {"map@10": 0.1 * i, "r@1": 0, "r@5": 0, "r@10": 0} for i, job in enumerate(jobs)}
-    table = summary_table({"stage1": {"seed1": metrics[jobs[0]["name"]]}, "stage2": metrics}, None, jobs)
+    metrics = {job.name: {"map@10": 0.1 * i, "r@1": 0, "r@5": 0, "r@10": 0} for i, job in enumerate(jobs)}
+    table = summary_table({"stage1": {"seed1": metrics[jobs[0].name]}, "stage2": metrics}, None, jobs)
     assert table["model"].tolist() == [
         "seed1",
         "distill-seed5",

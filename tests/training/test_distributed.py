@@ -15,7 +15,7 @@ from tiny import tiny_model_config
 from audioretrieval.correspondences.ensemble import EnsembleTargets, build_targets
 from audioretrieval.data.embeddings import write_embeddings
 from audioretrieval.model.dual_encoder import DualEncoder
-from audioretrieval.training.loop import batch_loss
+from audioretrieval.training.loop import DistillationTargets, batch_loss
 from audioretrieval.training.spec import RunSpec
 
 BATCH = 8
@@ -89,7 +89,14 @@ def worker(rank, world, port, tokenizer, weights, targets, queue):
     batch = make_batch()
     half = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
     local = {k: v[half] for k, v in batch.items()}
-    loss = batch_loss(ddp, local, torch.device("cpu"), "fp32", spec_for(cfg, weights), EnsembleTargets(targets))
+    loss = batch_loss(
+        ddp,
+        local,
+        torch.device("cpu"),
+        "fp32",
+        spec_for(cfg, weights),
+        DistillationTargets(EnsembleTargets(targets), cfg["tau"]),
+    )
     loss.backward()
     if rank == 0:
         queue.put((loss.item(), {n: p.grad.numpy().copy() for n, p in model.named_parameters() if p.grad is not None}))
@@ -109,7 +116,12 @@ def test_two_processes_match_one_process_on_the_global_batch(tiny_tokenizer, tmp
     model, cfg = make_model(tiny_tokenizer)
     model.eval()
     loss = batch_loss(
-        model, make_batch(), torch.device("cpu"), "fp32", spec_for(cfg, weights), EnsembleTargets(targets)
+        model,
+        make_batch(),
+        torch.device("cpu"),
+        "fp32",
+        spec_for(cfg, weights),
+        DistillationTargets(EnsembleTargets(targets), cfg["tau"]),
     )
     loss.backward()
     expected = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}

@@ -40,6 +40,7 @@ TRAIN = {
     "compile": False,
     "cache_spectrograms": False,
     "num_workers": 0,
+    "log_every": 2,
 }
 
 
@@ -227,9 +228,22 @@ def nan_audio(source: str, path: Path) -> str:
 def test_a_non_finite_loss_stops_the_run_naming_the_step(tmp_path, tiny_data, tiny_tokenizer):
     broken = nan_audio(tiny_data["development"][0], tmp_path / "nan.h5")
     spec = spec_in(tmp_path / "run", tiny_data, tiny_tokenizer, train_audio=broken)
-    with pytest.raises(NonFiniteLoss, match=r"loss is nan at epoch 1, step 1 \(global step 1\)"):
+    # read from the device every 2 steps (train.log_every): the first read names the first bad step
+    with pytest.raises(NonFiniteLoss, match=r"loss is nan at epoch 1, step 1 \(global step 1; read after step 2\)"):
         train(spec, progress=False)
     assert not Path(spec.best).exists() and not Path(spec.last).exists()
+
+
+def test_how_often_the_loss_is_read_changes_nothing_in_training(tmp_path, tiny_data, tiny_tokenizer):
+    logs = []
+    for every in (1, 3, 100):
+        spec = spec_in(
+            tmp_path / f"every{every}", tiny_data, tiny_tokenizer, train={**TRAIN, "epochs": 1, "log_every": every}
+        )
+        train(spec, progress=False)
+        logs.append(pd.read_csv(spec.log_table).drop(columns="seconds"))
+    pd.testing.assert_frame_equal(logs[0], logs[1])
+    pd.testing.assert_frame_equal(logs[0], logs[2])
 
 
 def test_non_finite_validation_embeddings_stop_the_run_instead_of_scoring_a_perfect_epoch(

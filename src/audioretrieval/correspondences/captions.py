@@ -39,7 +39,7 @@ def sentence_model(name: str, device: str):
     from audioretrieval.model.text import resolve_name
 
     try:
-        return SentenceTransformer(resolve_name(name), device=device)
+        return SentenceTransformer(resolve_name(name), device=str(device))
     except OSError as exc:
         raise OSError(
             f"correspondences.captions.model {name!r} could not be loaded ({exc}); on a machine without network, "
@@ -98,27 +98,26 @@ class CaptionScores:
     """Blocks [clips, captions] of the caption estimator: for each clip, the maximum (or mean) cosine
     of each caption with the clip's own captions. Nothing of size clips x captions is held."""
 
-    def __init__(self, embeddings: np.ndarray, clip_of_caption: np.ndarray, clips: int, aggregation: str):
+    def __init__(self, embeddings: np.ndarray, clip_of_caption: np.ndarray, clips: int, aggregation: str, device="cpu"):
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"caption aggregation {aggregation!r}: expected one of {AGGREGATIONS}")
-        self.embeddings = torch.from_numpy(np.asarray(embeddings, dtype=np.float32))
         self.aggregation = aggregation
         clip_of_caption = np.asarray(clip_of_caption)
-        order = np.argsort(clip_of_caption, kind="stable")
         counts = np.bincount(clip_of_caption, minlength=clips)
         # index[i, k]: the k-th caption row of clip i, padded with row 0 and masked
-        self.index = np.zeros((clips, max(1, counts.max(initial=0))), dtype=np.int64)
-        self.valid = np.arange(self.index.shape[1]) < counts[:, None]
-        self.index[self.valid] = order
-        self.valid = torch.from_numpy(self.valid)
-        self.index = torch.from_numpy(self.index)
+        index = np.zeros((clips, max(1, counts.max(initial=0))), dtype=np.int64)
+        valid = np.arange(index.shape[1]) < counts[:, None]
+        index[valid] = np.argsort(clip_of_caption, kind="stable")
+        self.embeddings = torch.from_numpy(np.asarray(embeddings, dtype=np.float32)).to(device)
+        self.index, self.valid = torch.from_numpy(index).to(device), torch.from_numpy(valid).to(device)
 
     @classmethod
-    def from_file(cls, f: h5py.File) -> CaptionScores:
-        return cls(f[DATASET][:], f["clip_of_caption"][:], len(f["file_name"]), str(f.attrs["aggregation"]))
+    def from_file(cls, f: h5py.File, device="cpu") -> CaptionScores:
+        return cls(f[DATASET][:], f["clip_of_caption"][:], len(f["file_name"]), str(f.attrs["aggregation"]), device)
 
     def block(self, clip_rows, caption_rows) -> torch.Tensor:
-        clip_rows, caption_rows = torch.as_tensor(np.asarray(clip_rows)), torch.as_tensor(np.asarray(caption_rows))
+        clip_rows = torch.as_tensor(clip_rows, device=self.embeddings.device)
+        caption_rows = torch.as_tensor(caption_rows, device=self.embeddings.device)
         own = self.embeddings[self.index[clip_rows]]  # [clips, K, D]: each clip's captions
         cosines = torch.einsum("ckd,jd->ckj", own, self.embeddings[caption_rows])
         valid = self.valid[clip_rows].unsqueeze(-1)

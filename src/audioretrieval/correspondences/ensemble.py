@@ -175,29 +175,37 @@ class EnsembleTargets:
 
     `in_memory` loads the audio-text part (ClothoV2: about 280 MB for 3 members of 1024 dimensions);
     otherwise it is memory-mapped, so a block reads only its own rows (WavCaps-sized targets never fill
-    memory). A caption part is always in memory (one vector per caption).
+    memory). A caption part is always in memory (one vector per caption). With a GPU `device`
+    everything is kept there and a block is computed there from index tensors on that device: no copy
+    to or from the host. On the CPU the audio-text part is a NumPy matrix product.
     """
 
-    def __init__(self, path: str | os.PathLike, in_memory: bool = True):
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike, in_memory: bool = True, device: str | torch.device = "cpu"):
+        self.path, self.device = Path(path), torch.device(device)
         with h5py.File(self.path, "r") as f:
             self.members = list(f.attrs.get("members", [str(self.path)]))
             self.clips, self.captions = len(f["file_name"]), len(f["caption"])
             self.audio = self.text = None
             if "audio" in f and f["audio"].shape[1]:
-                if in_memory:
+                if self.device.type != "cpu":
+                    self.audio, self.text = (torch.from_numpy(f[key][:]).to(self.device) for key in ("audio", "text"))
+                elif in_memory:
                     self.audio, self.text = f["audio"][:], f["text"][:]
                 else:
                     self.audio, self.text = _memory_map(self.path, f["audio"]), _memory_map(self.path, f["text"])
-            self.caption_scores = CaptionScores.from_file(f) if CAPTIONS in f else None
+            self.caption_scores = CaptionScores.from_file(f, self.device) if CAPTIONS in f else None
             self.caption_weight = float(f.attrs.get("caption_weight", 1.0))
 
     def block(self, clip_rows, caption_rows) -> torch.Tensor:
-        """[len(clip_rows), len(caption_rows)] mean score of the members."""
-        clip_rows, caption_rows = np.asarray(clip_rows), np.asarray(caption_rows)
-        scores = torch.zeros(len(clip_rows), len(caption_rows))
-        if self.audio is not None:
-            scores += torch.from_numpy(np.asarray(self.audio[clip_rows]) @ np.asarray(self.text[caption_rows]).T)
+        """[len(clip_rows), len(caption_rows)] mean score of the members, on the targets' device."""
+        clip_rows = torch.as_tensor(clip_rows, device=self.device)
+        caption_rows = torch.as_tensor(caption_rows, device=self.device)
+        scores = torch.zeros(len(clip_rows), len(caption_rows), device=self.device)
+        if isinstance(self.audio, torch.Tensor):
+            scores += self.audio[clip_rows] @ self.text[caption_rows].T
+        elif self.audio is not None:
+            clips, captions = clip_rows.numpy(), caption_rows.numpy()
+            scores += torch.from_numpy(np.asarray(self.audio[clips]) @ np.asarray(self.text[captions]).T)
         if self.caption_scores is not None:
             scores += self.caption_weight * self.caption_scores.block(clip_rows, caption_rows)
         return scores

@@ -1,9 +1,7 @@
-"""Embedding a whole split with a model: every clip once and every caption; and the precision a
-device computes in."""
+"""Embedding a whole split with a model: every clip once and every caption."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import torch
@@ -12,26 +10,10 @@ from torch.utils.data import DataLoader
 from audioretrieval.data.dataset import ClipAudio, as_float, read_caption_table
 from audioretrieval.data.embeddings import write_embeddings
 from audioretrieval.data.h5audio import AudioH5
+from audioretrieval.device import autocast_for, resolve_precision
 from audioretrieval.model.audio import SpectrogramCache
 from audioretrieval.model.checkpoint import load_model
 from audioretrieval.model.dual_encoder import DualEncoder
-
-
-def resolve_precision(setting: str, device: torch.device) -> str:
-    """The precision a run uses on `device`: the setting ('fp16' is the seed's: Lightning precision=16),
-    'auto' meaning bf16 where the GPU has it, else fp16; always fp32 on a CPU."""
-    if device.type != "cuda":
-        return "fp32"
-    if setting != "auto":
-        return setting
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-
-
-def autocast_for(device: torch.device, precision: str):
-    """Autocast context for a precision of 'fp32', 'bf16' or 'fp16'."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 @torch.no_grad()

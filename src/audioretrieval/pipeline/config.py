@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from audioretrieval.data import audiocaps
-from audioretrieval.pipeline.study import CAPTIONS, ORACLE, member_seeds, stage2_jobs, uses_captions
+from audioretrieval.pipeline.study import CAPTIONS, ORACLE, member_seeds, stage2_jobs, stage2_train, uses_captions
 
 
 class ConfigError(ValueError):
@@ -42,7 +42,7 @@ def _check_model_and_training(config: dict) -> None:
             f"demo.max_duration_s ({demo['max_duration_s']})",
         )
     train, audio, text = config["train"], config["model"]["audio"], config["model"]["text"]
-    for where, settings in (("train", train), ("stage2.train over train", {**train, **config["stage2"]["train"]})):
+    for where, settings in (("train", train), ("stage2.train over train", stage2_train(config))):
         _require(
             settings["warmup_epochs"] <= settings["rampdown_start"] <= settings["rampdown_stop"],
             f"{where}: expected warmup_epochs ({settings['warmup_epochs']}) <= rampdown_start "
@@ -94,7 +94,7 @@ def _check_ensembles_and_runs(config: dict) -> None:
         ORACLE not in config["correspondences"]["ensembles"],
         f"correspondences.ensembles: {ORACLE!r} is reserved for the demo's ground-truth targets",
     )
-    names = [job["name"] for job in stage2_jobs(config)]
+    names = [job.name for job in stage2_jobs(config)]
     _require(len(set(names)) == len(names), f"stage2.runs: job names must be unique, got {names}")
     for run in config["stage2"]["runs"]:
         where = f"stage2.runs[{run['name']}]"

@@ -5,6 +5,8 @@ model.tau unless it says otherwise), so the rules and the library receive settle
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from audioretrieval.correspondences.captions import ESTIMATOR as CAPTIONS
 
 ORACLE = "oracle"  # the ensemble name of the demo's ground-truth targets
@@ -24,56 +26,84 @@ def control_family(init: int) -> str:
     return f"control-from-seed{init}"
 
 
-def _job(run: dict, name: str, family: str, seed: int, dist_weight: float, sup_weight: float, target_tau) -> dict:
-    return {
-        "name": f"{name}-seed{seed}",
-        "family": family,
-        "init": run["init"],
-        "seed": seed,
-        "control_of": [],
-        "ensemble": run["ensemble"] if dist_weight else None,
-        "dist_weight": dist_weight,
-        "sup_weight": sup_weight,
-        "target_tau": target_tau if dist_weight else None,
-    }
+@dataclass(frozen=True)
+class Stage2Job:
+    """One stage-2 training job: `name` ({run}-seed{N}, or a control's), `family` (its run, or its
+    control family), `init` (the stage-1 seed it starts from), `seed`, `control_of` (the runs a control
+    serves), `ensemble` (None without distillation), the loss weights, and `target_tau` (the targets'
+    temperature: the run's, else model.tau; None without distillation)."""
+
+    name: str
+    family: str
+    init: int
+    seed: int
+    ensemble: str | None
+    dist_weight: float
+    sup_weight: float
+    target_tau: float | None
+    control_of: tuple[str, ...] = ()
 
 
-def stage2_jobs(config: dict) -> list[dict]:
+def _run_job(run: dict, seed: int, tau: float) -> Stage2Job:
+    distils = bool(run["dist_weight"])
+    return Stage2Job(
+        name=f"{run['name']}-seed{seed}",
+        family=run["name"],
+        init=run["init"],
+        seed=seed,
+        ensemble=run["ensemble"] if distils else None,
+        dist_weight=run["dist_weight"],
+        sup_weight=run["sup_weight"],
+        target_tau=(run["target_tau"] or tau) if distils else None,
+    )
+
+
+def stage2_jobs(config: dict) -> list[Stage2Job]:
     """Every stage-2 training job: each configured run once per seed, named `{name}-seed{N}`, and for
     runs with `control: true` the controls `control-from-seed{init}-seed{N}`: the same training with
     dist_weight 0 and sup_weight 1 (the same extra epochs with the ordinary contrastive loss). A
-    control depends only on its start and seed, so runs that share both share one control job. Each
-    job: name, family (its run, or its control family), init, seed, control_of (the runs a control
-    serves), ensemble (None without distillation), dist_weight, sup_weight, target_tau (the
-    targets' temperature: the run's, else model.tau; None without distillation)."""
+    control depends only on its start and seed, so runs that share both share one control job."""
     tau = config["model"]["tau"]
     runs = config["stage2"]["runs"]
-    jobs = [
-        _job(run, run["name"], run["name"], seed, run["dist_weight"], run["sup_weight"], run["target_tau"] or tau)
-        for run in runs
-        for seed in run["seeds"]
-    ]
-    controls: dict[str, dict] = {}
+    jobs = [_run_job(run, seed, tau) for run in runs for seed in run["seeds"]]
+    served: dict[tuple[int, int], list[str]] = {}
     for run in (run for run in runs if run["control"]):
-        family = control_family(run["init"])
         for seed in run["seeds"]:
-            job = controls.setdefault(f"{family}-seed{seed}", _job(run, family, family, seed, 0.0, 1.0, None))
-            job["control_of"].append(run["name"])
-    return jobs + list(controls.values())
+            served.setdefault((run["init"], seed), []).append(run["name"])
+    controls = [
+        Stage2Job(
+            name=f"{control_family(init)}-seed{seed}",
+            family=control_family(init),
+            init=init,
+            seed=seed,
+            ensemble=None,
+            dist_weight=0.0,
+            sup_weight=1.0,
+            target_tau=None,
+            control_of=tuple(names),
+        )
+        for (init, seed), names in served.items()
+    ]
+    return jobs + controls
 
 
-def training_params(job: dict) -> dict:
+def training_params(job: Stage2Job) -> dict:
     """What a stage-2 job's training depends on beyond its input files: a control's mention no
     targets (so changing them does not rerun it)."""
     return {
-        "seed": job["seed"],
-        "loss_weights": {"dist": job["dist_weight"], "sup": job["sup_weight"]},
-        "target_tau": job["target_tau"],
+        "seed": job.seed,
+        "loss_weights": {"dist": job.dist_weight, "sup": job.sup_weight},
+        "target_tau": job.target_tau,
     }
 
 
-def uses_oracle(jobs: list[dict]) -> bool:
-    return any(job["ensemble"] == ORACLE for job in jobs)
+def stage2_train(config: dict) -> dict:
+    """The training settings of stage 2: `train` with the keys stage2.train changes."""
+    return {**config["train"], **config["stage2"]["train"]}
+
+
+def uses_oracle(jobs: list[Stage2Job]) -> bool:
+    return any(job.ensemble == ORACLE for job in jobs)
 
 
 def member_seeds(members: list) -> list[int]:
@@ -112,36 +142,36 @@ def example_ensemble(config: dict) -> str:
     return estimated[0] if estimated else next(iter(config["correspondences"]["ensembles"]))
 
 
-def comparison_groups(config: dict, jobs: list[dict]) -> tuple[dict, list, list]:
+def comparison_groups(config: dict, jobs: list[Stage2Job]) -> tuple[dict, list, list]:
     """What the comparisons table averages and pairs: groups of models (the seeds of each stage-2
     run, the stage-1 runs), (what, group, baseline) pairs, and (estimated, control, oracle) triples
     whose share of the possible gain it states."""
     groups = {"stage 1 mean": stage1_runs(config)}
-    first: dict[str, dict] = {}
+    first: dict[str, Stage2Job] = {}
     for job in jobs:
-        groups.setdefault(job["family"], []).append(job["name"])
-        groups.setdefault(f"stage 1 seed{job['init']}", [f"seed{job['init']}"])
-        first.setdefault(job["family"], job)
+        groups.setdefault(job.family, []).append(job.name)
+        groups.setdefault(f"stage 1 seed{job.init}", [f"seed{job.init}"])
+        first.setdefault(job.family, job)
     pairs, shares = [], []
     for family, job in first.items():
-        if job["control_of"]:
+        if job.control_of:
             continue
-        control = control_family(job["init"]) if control_family(job["init"]) in groups else None
+        control = control_family(job.init) if control_family(job.init) in groups else None
         if control:
             pairs.append(("stage 2 - control", family, control))
-        pairs.append(("stage 2 - its initial stage-1 model", family, f"stage 1 seed{job['init']}"))
+        pairs.append(("stage 2 - its initial stage-1 model", family, f"stage 1 seed{job.init}"))
         pairs.append(("stage 2 - mean of stage 1", family, "stage 1 mean"))
-        oracles = [f for f, j in first.items() if j["ensemble"] == ORACLE and j["init"] == job["init"]]
-        if control and oracles and job["ensemble"] != ORACLE:
+        oracles = [f for f, j in first.items() if j.ensemble == ORACLE and j.init == job.init]
+        if control and oracles and job.ensemble != ORACLE:
             shares.append((family, control, oracles[0]))
     return groups, pairs, shares
 
 
-def target_mass_rows(config: dict, jobs: list[dict]) -> list[dict]:
+def target_mass_rows(config: dict, jobs: list[Stage2Job]) -> list[dict]:
     """The targets whose mass the demo's anatomy table breaks down: every ensemble at the model's
     temperature, and each (ensemble, target temperature) a stage-2 job distils from (the oracle's
     included)."""
     tau = config["model"]["tau"]
     rows = {(name, tau) for name in config["correspondences"]["ensembles"]}
-    rows |= {(job["ensemble"], job["target_tau"]) for job in jobs if job["dist_weight"]}
+    rows |= {(job.ensemble, job.target_tau) for job in jobs if job.dist_weight}
     return [{"ensemble": name, "tau": t} for name, t in sorted(rows)]

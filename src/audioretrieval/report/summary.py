@@ -61,14 +61,14 @@ def _model_rows(groups: dict[str, dict[str, dict]], weights: str, stage2_jobs: l
         _row(f"ensemble {name}", weights, "ensemble", m, "members' similarities averaged (their best weights)")
         for name, m in groups.get("ensembles", {}).items()
     ]
-    jobs = {job["name"]: job for job in stage2_jobs}
+    jobs = {job.name: job for job in stage2_jobs}
     families: dict[str, list[dict]] = {}
     for name, m in groups.get("stage2", {}).items():
         job = jobs.get(name)
-        kind = "control" if job and job["control_of"] else "stage 2"
+        kind = "control" if job and job.control_of else "stage 2"
         row = _row(name, weights, kind, m, job_notes(job) if job else "")
         rows.append(row)
-        families.setdefault(job["family"] if job else name, []).append(row)
+        families.setdefault(job.family if job else name, []).append(row)
     for family, members in families.items():
         if len(members) > 1:
             rows.append(
@@ -122,10 +122,10 @@ def summary_table(
 
 def job_notes(job: dict) -> str:
     """How a stage-2 job was trained, in a few words."""
-    weights = f"w_dist {job['dist_weight']:g}, w_sup {job['sup_weight']:g}"
-    if job["control_of"]:
-        return f"control of {', '.join(job['control_of'])}: from seed{job['init']}, {weights}"
-    return f"from seed{job['init']} on {job['ensemble']} targets at tau {job['target_tau']:g}, {weights}"
+    weights = f"w_dist {job.dist_weight:g}, w_sup {job.sup_weight:g}"
+    if job.control_of:
+        return f"control of {', '.join(job.control_of)}: from seed{job.init}, {weights}"
+    return f"from seed{job.init} on {job.ensemble} targets at tau {job.target_tau:g}, {weights}"
 
 
 def summary_markdown(table: pd.DataFrame) -> str:

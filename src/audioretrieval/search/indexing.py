@@ -27,9 +27,9 @@ import torch
 from tqdm import tqdm
 
 from audioretrieval.data.audio_io import AUDIO_EXTENSIONS, is_audio_name, load_mono
+from audioretrieval.device import autocast_for, resolve_precision
 from audioretrieval.model.audio import SAMPLE_RATE
 from audioretrieval.model.dual_encoder import DualEncoder
-from audioretrieval.model.embed import autocast_for, resolve_precision
 from audioretrieval.search.checkpoints import check_same_checkpoint, checkpoint_digest, load_search_model, pick_device
 from audioretrieval.search.store import FileEntry, SearchError, SearchIndex, SkippedEntry, read_index, write_index
 

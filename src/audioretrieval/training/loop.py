@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -24,12 +25,13 @@ from tqdm import tqdm
 from audioretrieval.correspondences.ensemble import EnsembleTargets, check_targets_match
 from audioretrieval.data.dataset import CaptionedAudio, CaptionedAudioUnion, CropSeeds, as_float, training_set
 from audioretrieval.data.h5audio import AudioH5
+from audioretrieval.device import autocast_for, resolve_precision
 from audioretrieval.evaluation.metrics import NonFiniteSimilarity, embedding_metrics
 from audioretrieval.files import save_torch_atomically, write_table_atomically
 from audioretrieval.model.audio import SpectrogramCache
 from audioretrieval.model.checkpoint import checkpoint_of, load_state, read_checkpoint
 from audioretrieval.model.dual_encoder import PARAMETER_GROUPS, DualEncoder
-from audioretrieval.model.embed import autocast_for, embed_split, resolve_precision
+from audioretrieval.model.embed import embed_split
 from audioretrieval.training import distributed
 from audioretrieval.training.losses import contrastive_loss, distillation_loss
 from audioretrieval.training.schedule import learning_rate
@@ -57,7 +59,7 @@ class Run:
     sampler: DistributedSampler
     loader: DataLoader
     steps_per_epoch: int
-    targets: EnsembleTargets | None
+    targets: DistillationTargets | None
     cache: SpectrogramCache | None
     val_cache: SpectrogramCache | None
     ddp_model: torch.nn.Module | None = None
@@ -118,7 +120,7 @@ def start(spec: RunSpec) -> Run:
         len(sets),
         ", ".join(str(s.audio.path) for s in sets),
     )
-    targets = distillation_targets(spec, dataset)
+    targets = distillation_targets(spec, dataset, device)
     caches = (
         (
             SpectrogramCache(dataset.clip_lengths, model.audio.segment),
@@ -149,8 +151,20 @@ def start(spec: RunSpec) -> Run:
     )
 
 
-def distillation_targets(spec: RunSpec, dataset) -> EnsembleTargets | None:
-    """The ensemble's targets for a run with a distillation term, checked against its training set."""
+@dataclass(frozen=True)
+class DistillationTargets:
+    """The targets of L_dist: the estimates' block for a batch's clips and captions over their
+    temperature, both kept on the training device."""
+
+    estimates: EnsembleTargets
+    tau: float
+
+    def logits(self, clip_rows: torch.Tensor, caption_rows: torch.Tensor) -> torch.Tensor:
+        return self.estimates.block(clip_rows, caption_rows) / self.tau
+
+
+def distillation_targets(spec: RunSpec, dataset, device: torch.device) -> DistillationTargets | None:
+    """The targets of a run with a distillation term, checked against its training set."""
     if not spec.loss_weights.get("dist", 0.0):
         return None
     if not spec.targets or spec.target_tau is None:
@@ -161,7 +175,7 @@ def distillation_targets(spec: RunSpec, dataset) -> EnsembleTargets | None:
     if isinstance(dataset, CaptionedAudioUnion):
         raise ValueError(f"{spec.run_dir}: targets describe one training set, not the union of {spec.train_audio}")
     check_targets_match(spec.targets, dataset.audio.file_names, dataset.captions)
-    return EnsembleTargets(spec.targets)
+    return DistillationTargets(EnsembleTargets(spec.targets, device=device), spec.target_tau)
 
 
 def build_optimizer(model: DualEncoder, cfg: dict) -> torch.optim.AdamW:
@@ -187,10 +201,12 @@ def set_learning_rates(optimizer: torch.optim.Optimizer, epoch: float, cfg: dict
 
 
 def train_epoch(run: Run, epoch: int, progress: bool) -> list[float]:
-    """One pass over the training set; the losses of its steps."""
-    spec, cfg = run.spec, run.spec.train
+    """One pass over the training set; the losses of its steps. They stay on the device and are read
+    (and checked to be finite) every train.log_every steps and at the end of the epoch, so that a step
+    on a GPU does not wait for the host."""
+    cfg = run.spec.train
     run.model.train()
-    losses = []
+    losses, unread = [], []
     run.sampler.set_epoch(epoch)
     batches = tqdm(
         run.loader,
@@ -200,19 +216,32 @@ def train_epoch(run: Run, epoch: int, progress: bool) -> list[float]:
     )
     for step, batch in enumerate(batches):
         set_learning_rates(run.optimizer, epoch + step / run.steps_per_epoch, cfg)
-        loss = batch_loss(run.ddp_model, batch, run.device, run.precision, spec, run.targets, run.cache)
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(
-                f"{spec.run_dir}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} "
-                f"(global step {epoch * run.steps_per_epoch + step + 1}); the last good state is in {spec.resume_dir}"
-            )
+        loss = batch_loss(run.ddp_model, batch, run.device, run.precision, run.spec, run.targets, run.cache)
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
         run.scaler.step(run.optimizer)
         run.scaler.update()
-        losses.append(loss.item())
-        batches.set_postfix(loss=f"{losses[-1]:.3f}")
-    return losses
+        unread.append(loss.detach())
+        if len(unread) == cfg["log_every"]:
+            losses += read_losses(run, epoch, step + 1 - len(unread), unread)
+            unread = []
+            batches.set_postfix(loss=f"{losses[-1]:.3f}")
+    return losses + read_losses(run, epoch, len(losses), unread)
+
+
+def read_losses(run: Run, epoch: int, first_step: int, unread: list[torch.Tensor]) -> list[float]:
+    """The losses of the steps from `first_step` (0-based) on, read in one transfer; a non-finite one
+    stops the run naming its step."""
+    values = torch.stack(unread).float().cpu().tolist() if unread else []
+    for offset, value in enumerate(values):
+        if not math.isfinite(value):
+            step = first_step + offset
+            raise NonFiniteLoss(
+                f"{run.spec.run_dir}: loss is {value} at epoch {epoch + 1}, step {step + 1} "
+                f"(global step {epoch * run.steps_per_epoch + step + 1}; read after step {first_step + len(values)}); "
+                f"the last good state is in {run.spec.resume_dir}"
+            )
+    return values
 
 
 def training_loader(dataset, sampler: DistributedSampler, spec: RunSpec) -> DataLoader:
@@ -237,7 +266,7 @@ def batch_loss(
     device: torch.device,
     precision: str,
     spec: RunSpec,
-    targets: EnsembleTargets | None = None,
+    targets: DistillationTargets | None = None,
     cache: SpectrogramCache | None = None,
 ) -> torch.Tensor:
     """w_sup L_sup + w_dist L_dist on the global batch (embeddings gathered over processes); the
@@ -255,8 +284,7 @@ def batch_loss(
         loss = loss + spec.loss_weights["sup"] * contrastive_loss(logits, clip_ids)
     if spec.loss_weights.get("dist", 0.0):
         caption_rows = distributed.gather(batch["caption_row"].to(device))
-        target = targets.block(clip_ids.cpu().numpy(), caption_rows.cpu().numpy()).to(device) / spec.target_tau
-        loss = loss + spec.loss_weights["dist"] * distillation_loss(logits, target)
+        loss = loss + spec.loss_weights["dist"] * distillation_loss(logits, targets.logits(clip_ids, caption_rows))
     return loss
 
 
