@@ -47,6 +47,18 @@ def test_padding_windows_do_not_change_the_embedding():
         assert not torch.allclose(model(padded, torch.ones(1)), model(garbage, torch.ones(1)), atol=1e-3)
 
 
+def test_the_front_end_computes_in_fp32_under_half_precision_autocast():
+    """The reference code's front end runs inside Lightning's fp16 autocast; here it is kept in fp32
+    (the Fidelity table's row): PaSST receives an fp32 log-mel under autocast."""
+    model = encoder().eval()
+    seen = []
+    forward_features = model.passt.forward_features
+    model.passt.forward_features = lambda x: seen.append(x.dtype) or forward_features(x)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        embedding = model(0.1 * torch.randn(2, 64000), torch.ones(2))
+    assert seen == [torch.float32] and embedding.dtype == torch.bfloat16  # PaSST itself runs in half precision
+
+
 def test_structured_patchout_only_while_training():
     model = encoder({"patchout_t": 2, "patchout_f": 1})
     lengths = []

@@ -152,6 +152,20 @@ def test_a_second_run_and_touched_files_rerun_nothing(chain):
     assert "Nothing to be done" in touched.stdout + touched.stderr, touched.stdout[-3000:]
 
 
+def test_stage2_starts_from_and_distils_the_best_weights_of_stage1_not_the_last(chain):
+    root, _, configfile, _ = chain
+    run = root / "results" / "stage1" / "seed1"
+    for weights, depends in (("last", set()), ("best", {"export_embeddings", "ensemble_targets", "train_stage2"})):
+        kept = (run / f"{weights}.pt").read_bytes()
+        shutil.copy2(run.parent / "seed2" / f"{weights}.pt", run / f"{weights}.pt")  # other weights, same name
+        try:
+            planned = planned_rules(run_snakemake("-n", "--cores", 2, "--configfile", configfile, cwd=root))
+        finally:
+            (run / f"{weights}.pt").write_bytes(kept)
+        assert "evaluate_model" in planned  # the changed weights are evaluated again
+        assert planned & {"export_embeddings", "ensemble_targets", "train_stage2"} == depends, weights
+
+
 def test_another_stage1_seed_reruns_what_depends_on_it_and_not_the_unchanged_seed(chain):
     root, config, _, _ = chain
     reseeded = {

@@ -20,7 +20,9 @@ from audioretrieval.data.demo import DemoSpec, generate_demo
 from audioretrieval.data.h5audio import AudioH5, AudioH5Writer
 from audioretrieval.files import write_table_atomically
 from audioretrieval.model.checkpoint import read_checkpoint
+from audioretrieval.training import loop
 from audioretrieval.training.loop import NonFiniteLoss, train
+from audioretrieval.training.schedule import learning_rate
 from audioretrieval.training.spec import RunSpec
 
 TRAIN = {
@@ -223,6 +225,34 @@ def nan_audio(source: str, path: Path) -> str:
         for row, name in enumerate(audio.file_names):
             writer.append(name, np.full(int(audio.lengths[row]), np.nan, dtype=np.float32), audio.durations[row])
     return str(path)
+
+
+def test_the_learning_rate_follows_the_fractional_epoch_at_every_step(tmp_path, tiny_data, tiny_tokenizer):
+    """The schedule is evaluated at epoch + step / steps_per_epoch before each step, as the reference
+    code's LR scheduler steps per batch: the last step of the warm-up epoch runs at (steps - 1) / steps
+    of the base rate (40 captions, batches of 8: 5 steps), not at the epoch's start value."""
+    spec = spec_in(tmp_path / "run", tiny_data, tiny_tokenizer, train={**TRAIN, "epochs": 2})
+    train(spec, progress=False)
+    log = pd.read_csv(spec.log_table)
+    rates = [learning_rate(e, 1e-3, 1e-6, 1, 1, 3) for e in (4 / 5, 1 + 4 / 5)]
+    assert log["lr_audio_encoder"].tolist() == pytest.approx(rates, rel=1e-9)
+
+
+def test_half_precision_trains_under_autocast_with_a_gradient_scaler(tmp_path, tiny_data, tiny_tokenizer, monkeypatch):
+    """train.precision fp16 (the reference code's precision=16) on a GPU: the forward pass under fp16
+    autocast and the loss scaled by a GradScaler. A CPU always computes in fp32, so the precision is
+    forced here to run that path on the CPU."""
+    monkeypatch.setattr(loop, "resolve_precision", lambda setting, device: "fp16")
+    run = loop.start(spec_in(tmp_path / "run", tiny_data, tiny_tokenizer))
+    dtypes = []
+    run.model.text.projection.register_forward_hook(lambda module, args, output: dtypes.append(output.dtype))
+    scaled = []
+    scale = run.scaler.scale
+    monkeypatch.setattr(run.scaler, "scale", lambda loss: scaled.append(loss) or scale(loss))
+    run.ddp_model = run.model
+    losses = loop.train_epoch(run, 0, progress=False)
+    assert run.scaler.is_enabled() and len(scaled) == len(losses) == run.steps_per_epoch
+    assert set(dtypes) == {torch.float16} and all(np.isfinite(losses))
 
 
 def test_a_non_finite_loss_stops_the_run_naming_the_step(tmp_path, tiny_data, tiny_tokenizer):
