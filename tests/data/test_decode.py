@@ -2,11 +2,12 @@ import numpy as np
 import pandas as pd
 import py7zr
 import pytest
-from conftest import encode, make_archive, tone
+import yaml
+from conftest import REPO, encode, make_archive, tone
 
 from audioretrieval.data.archive import ArchiveUnreadable
 from audioretrieval.data.decode import DecodeError, decode_archive
-from audioretrieval.data.h5audio import AudioH5, partial_path
+from audioretrieval.data.h5audio import AudioH5, AudioH5Writer, partial_path
 
 AWKWARD = [
     "Kitchen, take 2.wav",
@@ -153,3 +154,18 @@ def test_skip_reasons_say_what_is_wrong_in_words(tmp_path):
     ((member, reason),) = summary.skipped
     assert member == "x/bad.wav" and reason == "BadAudio: not a readable audio file (Format not recognised.; 450 bytes)"
     assert "0x" not in pd.read_csv(tmp_path / "skipped.csv")["reason"][0]
+
+
+def test_int16_storage_is_within_half_a_quantisation_step_and_float32_storage_is_exact(tmp_path):
+    """ClothoV2 is stored as int16 after resampling (data.sample_format in config/config.yaml; the
+    reference code keeps librosa's float32): each sample within 1/65536 of full scale; float32 keeps
+    the resampled samples exactly."""
+    signal = np.random.default_rng(0).uniform(-0.9, 0.9, 32000).astype(np.float32)
+    for sample_format in ("int16", "float32"):
+        with AudioH5Writer(tmp_path / f"{sample_format}.h5", 32000, sample_format) as writer:
+            writer.append("clip.wav", signal, 1.0)
+        stored = AudioH5(tmp_path / f"{sample_format}.h5").read(0)
+        error = np.abs(stored - signal).max()
+        assert error <= (0.5 / 32768 if sample_format == "int16" else 0.0) and stored.dtype == np.float32
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert config["data"]["sample_format"] == "int16"

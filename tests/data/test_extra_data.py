@@ -278,7 +278,7 @@ def test_a_wavcaps_source_downloads_every_part_of_its_archive(tmp_path):
     assert (raw / "Zip_files/FreeSound" / names[1]).read_bytes() == files[f"Zip_files/FreeSound/{names[1]}"]
 
 
-def test_wavcaps_caption_files_are_the_seeds_unless_configured():
+def test_wavcaps_caption_files_are_the_reference_codes_unless_configured():
     # the files salsa's data/datasets/wavcaps.py reads
     seed = {
         "AudioSet_SL": "as_final.json",

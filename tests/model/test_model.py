@@ -86,7 +86,7 @@ def seed_caption_preprocessing(caption: str) -> str:
         "Café naïve",
     ],
 )
-def test_captions_are_preprocessed_as_the_seed_does(caption):
+def test_captions_are_preprocessed_as_the_reference_code_does(caption):
     assert normalize_caption(caption) == seed_caption_preprocessing(caption)
     assert normalize_caption("A man's dog, barks") == "a mans dog barks"  # deleted, not replaced by a space
 
@@ -111,7 +111,7 @@ def seed_front_end() -> AugmentMelSTFT:
     )
 
 
-def test_the_front_end_equals_the_seeds_augment_mel_stft_in_evaluation_and_training():
+def test_the_front_end_equals_the_reference_augment_mel_stft_in_evaluation_and_training():
     reference, ours = seed_front_end(), MelFrontEnd()
     waveform = 0.3 * torch.randn(3, 3 * 32000)
     with torch.no_grad():
@@ -123,7 +123,7 @@ def test_the_front_end_equals_the_seeds_augment_mel_stft_in_evaluation_and_train
             assert torch.allclose(ours.train()(waveform), expected, atol=1e-4)
 
 
-def test_the_front_end_draws_band_edges_from_the_seeds_ranges_in_training_only(monkeypatch):
+def test_the_front_end_draws_band_edges_from_the_reference_ranges_in_training_only(monkeypatch):
     import audioretrieval.model.audio as audio
 
     edges = []
@@ -261,7 +261,7 @@ def test_the_paper_config_builds_first_token_pooling_and_one_linear_layer(tiny_t
     assert text.projection.out_features == 1024
 
 
-def test_padding_to_the_longest_caption_gives_the_seeds_padding_to_32_tokens(tiny_tokenizer):
+def test_padding_to_the_longest_caption_gives_the_reference_padding_to_32_tokens(tiny_tokenizer):
     torch.manual_seed(0)
     text = TextEncoder(tiny_model_config(tiny_tokenizer)["text"], 16).eval()
     captions = [normalize_caption(c) for c in ("a hum", "a loud tone.")]

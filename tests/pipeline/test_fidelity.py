@@ -1,10 +1,10 @@
-"""The paper's configuration holds the seed's value of every setting that reaches a result.
+"""The paper's configuration holds the reference code's value of every setting that reaches a result.
 
 Each value below is read off the authors' code (OptimusPrimus/salsa: experiments/ex_dcase24.py and
 its README's training commands; models/audio/passt.py) or the DCASE 2025 Task 6 baseline
-(CPJKU/dcase2025_task6_baseline), not off this project. The README's Fidelity table lists the same
+(CPJKU/dcase2025_task6_baseline), not off this project. docs/fidelity.md lists the same
 settings with where each comes from; the behaviour behind them (front end, caption preprocessing,
-losses, schedule, metrics) is held against transcriptions of the seed's code in tests/model,
+losses, schedule, metrics) is held against transcriptions of the reference code in tests/model,
 tests/training, tests/correspondences and tests/evaluation.
 """
 
@@ -17,8 +17,8 @@ from audioretrieval.device import resolve_precision
 
 PAPER = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
-# (config key, the seed's value, where the seed sets it)
-SEED_VALUES = [
+# (config key, the reference code's value, where the reference code sets it)
+REFERENCE_VALUES = [
     ("model.audio.arch", "passt_s_p16_s16_128_ap468", "models/audio/passt.py: get_model_passt, no overlap"),
     ("model.audio.pretrained", True, "models/audio/passt.py: AudioSet weights"),
     ("model.audio.embed_dim", 768, "PaSST-S width"),
@@ -75,9 +75,9 @@ def value_at(config, key: str):
     return config
 
 
-@pytest.mark.parametrize("key, seed_value, where", SEED_VALUES, ids=[row[0] for row in SEED_VALUES])
-def test_the_paper_config_holds_the_seeds_value(key, seed_value, where):
-    assert value_at(PAPER, key) == seed_value, where
+@pytest.mark.parametrize("key, reference_value, where", REFERENCE_VALUES, ids=[row[0] for row in REFERENCE_VALUES])
+def test_the_paper_config_holds_the_reference_codes_value(key, reference_value, where):
+    assert value_at(PAPER, key) == reference_value, where
 
 
 def test_the_papers_stage2_row_distils_from_the_one_model_it_starts_from():
@@ -94,9 +94,9 @@ def test_half_precision_on_a_gpu_and_fp32_on_a_cpu():
     assert resolve_precision("fp16", cpu) == resolve_precision("auto", cpu) == "fp32"
 
 
-def test_the_readme_fidelity_table_lists_every_setting():
-    readme = (REPO / "README.md").read_text()
-    fidelity = readme[readme.index("## Fidelity") :]
+def test_the_fidelity_table_lists_every_setting():
+    page = (REPO / "docs" / "fidelity.md").read_text()
+    fidelity = page[page.index("# Fidelity") :]
     fidelity = fidelity[: fidelity.index("\n## ", 1)]
-    for key, _, _ in SEED_VALUES:
+    for key, _, _ in REFERENCE_VALUES:
         assert f"`{key.split('.0')[0]}`" in fidelity, key
