@@ -220,4 +220,9 @@ def all_outputs():
     outputs += [
         path for weights in ("best", "last") for group in model_metrics(weights).values() for path in group.values()
     ]
-    return outputs + [*rules.summary.output, *rules.comparisons.output, *rules.plots.output]
+    return outputs + [
+        *rules.summary.output,
+        *rules.comparisons.output,
+        *rules.plots.output,
+        *rules.listening_page.output,
+    ]

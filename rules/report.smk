@@ -91,3 +91,36 @@ rule plots:
         code=code_of("plots"),
     script:
         "../workflow_scripts/plots.py"
+
+
+# every evaluated model's embeddings of the evaluation split (best weights), by the name the page gives it
+LISTENED = {
+    name: evaluation_file(folder, "embeddings.h5")
+    for group in ("stage1", "ensembles", "stage2", "released")
+    for name, folder in model_dirs()[group].items()
+}
+
+
+rule listening_page:
+    input:
+        embeddings=list(LISTENED.values()),
+        audio=data_file("evaluation", "audio.h5"),
+        relevance=relevance_input(),
+    output:
+        report(
+            directory(report_file("listen")),
+            htmlindex="index.html",
+            caption="../report/listen.rst",
+            category="3. Listen",
+        ),
+    log:
+        log_file("listening_page"),
+    conda:
+        CONDA_ENV
+    params:
+        names=list(LISTENED),
+        queries=config["report"]["listening_queries"],
+        top_k=config["report"]["listening_top_k"],
+        code=code_of("listening_page"),
+    script:
+        "../workflow_scripts/listening_page.py"

@@ -12,26 +12,16 @@ import subprocess
 import time
 from pathlib import Path
 
+from system_packages import Unavailable
+from system_packages import ensure_installed as install
+
 ETC = Path("/etc/slurm")
 PACKAGES = ["slurm-wlm", "munge"]
 
 
-class Unavailable(RuntimeError):
-    pass
-
-
 def ensure_installed() -> None:
     """Install Debian's SLURM and munge if missing (seconds; needs root and the Debian mirror)."""
-    if shutil.which("slurmctld") and shutil.which("munged"):
-        return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise Unavailable("slurm-wlm is not installed and cannot be installed here (needs root and apt-get)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    result = subprocess.run(
-        ["apt-get", "install", "-y", *PACKAGES], capture_output=True, text=True, env=env, timeout=600
-    )
-    if result.returncode != 0:
-        raise Unavailable(f"apt-get install {' '.join(PACKAGES)} failed: {result.stderr[-500:]}")
+    install(["slurmctld", "munged"], PACKAGES)
 
 
 def _config(work: Path, host: str, cpus: int) -> str:

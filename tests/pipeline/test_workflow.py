@@ -15,7 +15,9 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, run_snakemake, tiny_config
+from browser import rendered_dom, screenshot
 from http_server import FileServer
+from system_packages import Unavailable
 
 from audioretrieval.data import clotho
 from audioretrieval.data.h5audio import AudioH5
@@ -138,6 +140,20 @@ def test_the_report_is_one_html_page_with_the_tables_and_figures(chain):
     run_snakemake("--configfile", configfile, "--report", root / "report.html", cwd=root)
     html = (root / "report.html").read_text()
     assert "correspondence_examples.png" in html and "summary.html" in html and "comparisons.html" in html
+    assert "3. Listen" in html  # the listening page, with its clips
+
+
+def test_the_listening_page_plays_every_clip_in_a_browser(chain, tmp_path):
+    root, config, _, _ = chain
+    page = root / "results" / "report" / "listen" / "index.html"
+    try:
+        dom = rendered_dom(page)
+    except Unavailable as exc:
+        pytest.skip(f"no headless browser here: {exc}")
+    models = 2 + 1 + 2  # two stage-1 runs, their ensemble, stage 2 and its control
+    players = config["report"]["listening_queries"] * models * config["demo"]["clips"]["evaluation"]  # top 5 of 4
+    assert dom.count("<audio") == dom.count('data-state="loaded"') == players
+    assert "✔" in dom and screenshot(page, tmp_path / "listen.png").stat().st_size > 0
 
 
 def test_a_second_run_and_touched_files_rerun_nothing(chain):

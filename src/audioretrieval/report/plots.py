@@ -17,6 +17,7 @@ from audioretrieval.correspondences.ensemble import EnsembleTargets  # noqa: E40
 from audioretrieval.correspondences.quality import truth_matrix  # noqa: E402
 from audioretrieval.data.embeddings import read_identities  # noqa: E402
 from audioretrieval.files import written_atomically  # noqa: E402
+from audioretrieval.report.listening import spread  # noqa: E402
 from audioretrieval.report.summary import METRICS  # noqa: E402
 
 COLORS = {"own": "#d95f02", "true": "#1b9e77", "other": "#bbbbbb"}
@@ -70,18 +71,13 @@ def metric_bars(summary: pd.DataFrame):
     return fig
 
 
-def example_queries(captions: int, count: int) -> np.ndarray:
-    """Rows of `count` captions spread evenly over the split (deterministic)."""
-    return np.unique(np.linspace(0, captions - 1, min(count, captions)).round().astype(int))
-
-
 def correspondence_examples(targets: str | os.PathLike, count: int, top_k: int, truth: pd.DataFrame | None = None):
     """For a few training captions, the clips with the highest estimated correspondence; the caption's
     own clip highlighted and, where the truth is known (demo), the clips it truly describes."""
     identities = read_identities(targets)
     similarity = EnsembleTargets(targets).matrix().T
     true = truth_matrix(identities, truth) if truth is not None else None
-    rows = example_queries(len(identities["caption"]), count)
+    rows = spread(len(identities["caption"]), count)
     fig, axes = plt.subplots(len(rows), 1, figsize=(9, 2.0 + 0.32 * top_k * len(rows)), squeeze=False)
     for ax, row in zip(axes[:, 0], rows):
         clips = np.argsort(-similarity[row], kind="stable")[:top_k]

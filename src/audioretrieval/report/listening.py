@@ -1,0 +1,186 @@
+"""Pages to look and listen: retrieved clips with an audio player each, marked as the authors' README
+marks them: ✔ the caption's own clip, ✔ another clip the relevance annotations (the demo's truth,
+DCASE 2025's lists) say it describes, ✘ one they say it does not, ❔ unknown.
+
+A page is one HTML file beside the audio it plays (relative links); a small script marks every
+player whose source cannot be loaded, so a broken link shows on the page itself.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+
+from audioretrieval.data.embeddings import first_difference, read_identities, read_similarity
+from audioretrieval.data.h5audio import AudioH5
+from audioretrieval.evaluation.relevance import match_queries, read_relevance
+from audioretrieval.files import directory_written_atomically, write_text_atomically, written_atomically
+
+MARKS = {
+    "own": ("✔", "the caption's own clip"),
+    "relevant": ("✔", "annotated as described by the query"),
+    "irrelevant": ("✘", "annotated as not described by the query"),
+    "unknown": ("❔", "not annotated: unknown whether the query describes it"),
+}
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int
+    score: float
+    name: str  # what the page shows: the clip's file name
+    source: str  # the audio file, relative to the page
+    mark: str  # a key of MARKS
+    start_s: float = 0.0
+
+
+def spread(rows: int, count: int) -> np.ndarray:
+    """`count` of `rows` rows spread evenly over them (deterministic)."""
+    return np.unique(np.linspace(0, rows - 1, min(count, rows)).round().astype(int))
+
+
+def mark_of(clip: int, own: int | None, relevant: set[int] | None) -> str:
+    """How a hit is marked: own clip, annotated relevant or not, or unknown (no annotations)."""
+    if clip == own:
+        return "own"
+    if relevant is None:
+        return "unknown"
+    return "relevant" if clip in relevant else "irrelevant"
+
+
+def write_clip(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+    """A clip as MP3 (small, and every browser plays it)."""
+    with written_atomically(path) as tmp:
+        soundfile.write(tmp, samples, sample_rate, format="MP3", subtype="MPEG_LAYER_III")
+
+
+_CHECK_SOURCES = """
+<script>
+for (const audio of document.querySelectorAll("audio")) {
+  const mark = (state) => { audio.dataset.state = state; if (state === "error") audio.insertAdjacentHTML(
+    "afterend", '<span class="broken">cannot play ' + audio.getAttribute("src") + "</span>"); };
+  if (audio.readyState > 0) mark("loaded");
+  audio.addEventListener("loadedmetadata", () => mark("loaded"));
+  audio.addEventListener("error", () => mark("error"));
+}
+</script>
+"""
+_STYLE = """
+<style>
+body { font-family: sans-serif; margin: 2em; }
+.models { display: flex; flex-wrap: wrap; gap: 0 2em; }
+table { border-collapse: collapse; margin-bottom: 1.5em; }
+td, th { padding: 0.25em 0.6em; text-align: left; vertical-align: middle; border-bottom: 1px solid #ddd; }
+.own { color: #d95f02; } .relevant { color: #1b9e77; } .irrelevant { color: #b22222; } .unknown { color: #777; }
+.broken { color: #b22222; font-weight: bold; }
+</style>
+"""
+
+
+def _hit_row(hit: Hit) -> str:
+    symbol, meaning = MARKS[hit.mark]
+    source = hit.source + (f"#t={hit.start_s:g}" if hit.start_s else "")
+    start = f" at {hit.start_s:g} s" if hit.start_s else ""
+    return (
+        f'<tr><td>{hit.rank}</td><td class="{hit.mark}" title="{meaning}">{symbol}</td>'
+        f"<td>{hit.score:.3f}</td><td>{html.escape(hit.name)}{start}</td>"
+        f'<td><audio controls preload="metadata" src="{html.escape(source, quote=True)}"></audio></td></tr>'
+    )
+
+
+def page(title: str, intro: str, sections: list[tuple[str, list[tuple[str, list[Hit]]]]]) -> str:
+    """An HTML page: per query (a section) a table of hits per model."""
+    legend = " ".join(f'<span class="{k}">{s}</span> {m};' for k, (s, m) in MARKS.items())
+    parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>", f"<p>{legend}</p>"]
+    for query, models in sections:
+        parts.append(f"<h2>“{html.escape(query)}”</h2>")
+        tables = [
+            f'<div class="model"><h3>{html.escape(model)}</h3><table><tr><th>rank</th><th></th><th>score</th>'
+            f"<th>clip</th><th>listen</th></tr>{''.join(_hit_row(hit) for hit in hits)}</table></div>"
+            for model, hits in models
+        ]
+        parts.append(f'<div class="models">{"".join(tables)}</div>')
+    body = "\n".join(parts)
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>{_STYLE}</head>\n'
+        f"<body>\n{body}\n{_CHECK_SOURCES}</body></html>\n"
+    )
+
+
+def write_page(path: str | os.PathLike, text: str) -> None:
+    write_text_atomically(text, path)
+
+
+def retrieval_examples(
+    models: dict[str, str],
+    audio_h5: str | os.PathLike,
+    relevance: str | os.PathLike | None,
+    out_dir: str | os.PathLike,
+    queries: int,
+    top_k: int,
+) -> None:
+    """The pipeline's listening page: for `queries` evaluation queries spread over the split (over
+    the annotated ones where there is a relevance table), each model's `top_k` clips by similarity
+    (models: name -> its embeddings file of the evaluation split). Writes out_dir/index.html and the
+    clips it plays (MP3, in out_dir/clips/)."""
+    identities = _common_identities(models)
+    rows, relevant = _query_rows(identities, relevance, queries)
+    similarity = {name: read_similarity(path)[torch.from_numpy(rows)] for name, path in models.items()}
+    sections = []
+    top_k = min(top_k, len(identities["file_name"]))
+    for q, row in enumerate(rows):
+        own = int(identities["clip_of_caption"][row])
+        annotated = None if relevant is None else set(np.flatnonzero(relevant[q].numpy()).tolist())
+        hits = [(name, _top_hits(scores[q], identities, own, annotated, top_k)) for name, scores in similarity.items()]
+        sections.append((identities["caption"][row], hits))
+    annotations = "Marks from the relevance annotations." if relevance else "No relevance annotations: ❔ is unknown."
+    intro = f"{len(rows)} evaluation queries, each model's top {top_k} clips (best weights). {annotations}"
+    audio = AudioH5(audio_h5)
+    with directory_written_atomically(out_dir) as tmp:
+        (tmp / "clips").mkdir()
+        shown = {clip for scores in similarity.values() for clip in scores.topk(top_k).indices.flatten().tolist()}
+        for clip in sorted(shown):
+            write_clip(tmp / "clips" / f"{clip:05d}.mp3", audio.read(clip), audio.sample_rate)
+        write_page(tmp / "index.html", page("Listen: retrieval examples", intro, sections))
+
+
+def _common_identities(models: dict[str, str]) -> dict:
+    """The identities every model's embeddings file shares (one split), or an error naming the odd one."""
+    first = next(iter(models.values()))
+    identities = read_identities(first)
+    for name, path in models.items():
+        key = first_difference(identities, read_identities(path))
+        if key:
+            raise ValueError(f"{path} ({name}) embeds another split than {first} ({key} differs)")
+    return identities
+
+
+def _top_hits(scores: torch.Tensor, identities: dict, own: int, annotated: set[int] | None, top_k: int) -> list[Hit]:
+    top = torch.topk(scores, top_k)
+    return [
+        Hit(
+            rank + 1,
+            float(score),
+            identities["file_name"][clip],
+            f"clips/{clip:05d}.mp3",
+            mark_of(clip, own, annotated),
+        )
+        for rank, (score, clip) in enumerate(zip(top.values.tolist(), top.indices.tolist()))
+    ]
+
+
+def _query_rows(identities: dict, relevance, count: int) -> tuple[np.ndarray, torch.Tensor | None]:
+    """The caption rows of the shown queries and, with annotations, their relevant clips."""
+    if not relevance:
+        return spread(len(identities["caption"]), count), None
+    rows, relevant = match_queries(
+        read_relevance(relevance), identities["file_name"], identities["caption"], str(relevance)
+    )
+    chosen = spread(len(rows), count)
+    return rows[chosen], relevant[torch.from_numpy(chosen)]

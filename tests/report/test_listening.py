@@ -1,0 +1,72 @@
+"""The pages to look and listen: the marks of every hit, the clips they play, and a real browser
+playing them (tests/browser.py: a headless Chromium, installed with apt-get where missing)."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from browser import rendered_dom, screenshot
+from embedding_files import CLIPS, caption_table, member
+from system_packages import Unavailable
+
+from audioretrieval.data.h5audio import AudioH5Writer
+from audioretrieval.report.listening import retrieval_examples
+
+
+@pytest.fixture
+def split(tmp_path):
+    """Two models' evaluation embeddings of six clips (two captions each) and the clips' audio."""
+    models = {name: str(tmp_path / f"{name}.h5") for name in ("model a", "model b")}
+    for seed, path in enumerate(models.values()):
+        member(path, seed)
+    with AudioH5Writer(tmp_path / "audio.h5", 32000, "int16") as writer:
+        for i, name in enumerate(CLIPS):
+            writer.append(name, 0.3 * np.sin(np.arange(16000) * 0.05 * (i + 1)).astype(np.float32), 0.5)
+    return models, tmp_path / "audio.h5"
+
+
+def marks(page: str) -> list[tuple[str, str]]:
+    """(mark class, clip name) of every hit on a page, in order."""
+    return re.findall(
+        r'<td class="(own|relevant|irrelevant|unknown)"[^>]*>.*?</td><td>[^<]*</td><td>([^<]*)</td>', page
+    )
+
+
+def test_every_hit_is_marked_by_the_annotations_and_plays_its_own_clip(tmp_path, split):
+    models, audio = split
+    captions = caption_table()
+    truth = pd.DataFrame(
+        list(zip(captions["caption"], captions["file_name"])) + [(captions["caption"][0], CLIPS[3])],
+        columns=["query", "relevant_file_name"],
+    )
+    truth.to_parquet(tmp_path / "truth.parquet")
+    retrieval_examples(models, audio, tmp_path / "truth.parquet", tmp_path / "listen", queries=3, top_k=6)
+    page = (tmp_path / "listen" / "index.html").read_text()
+    found = marks(page)
+    assert len(found) == 3 * 2 * 6  # queries x models x top_k
+    first_query = found[:6]  # the first caption, describing its own clip 0 and, annotated, clip 3
+    assert sorted(first_query) == sorted(
+        [("own", "clip 0, é.wav"), ("relevant", "clip 3, é.wav")]
+        + [("irrelevant", f"clip {i}, é.wav") for i in (1, 2, 4, 5)]
+    )
+    for source in re.findall(r'<audio [^>]*src="([^"]+)"', page):
+        assert (tmp_path / "listen" / source).stat().st_size > 0
+    retrieval_examples(models, audio, None, tmp_path / "plain", queries=2, top_k=2)
+    assert {mark for mark, _ in marks((tmp_path / "plain" / "index.html").read_text())} <= {"own", "unknown"}
+
+
+def test_a_browser_plays_every_clip_and_the_page_flags_one_it_cannot_load(tmp_path, split):
+    models, audio = split
+    retrieval_examples(models, audio, None, tmp_path / "listen", queries=2, top_k=3)
+    page = tmp_path / "listen" / "index.html"
+    try:
+        dom = rendered_dom(page)
+    except Unavailable as exc:
+        pytest.skip(f"no headless browser here: {exc}")
+    assert dom.count('data-state="loaded"') == dom.count("<audio") == 2 * 2 * 3
+    missing = sorted((tmp_path / "listen" / "clips").iterdir())[0]
+    missing.unlink()
+    dom = rendered_dom(page)
+    assert 'data-state="error"' in dom and f"cannot play clips/{missing.name}" in dom
+    assert screenshot(page, tmp_path / "listen.png").stat().st_size > 0
