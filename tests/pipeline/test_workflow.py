@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import REPO, run_snakemake, tiny_config
 from browser import rendered_dom, screenshot
+from conftest import REPO, run_snakemake, tiny_config
 from http_server import FileServer
 from system_packages import Unavailable
 
