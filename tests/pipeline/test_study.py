@@ -67,13 +67,46 @@ def test_stage2_config_mistakes_name_the_key(edit, message):
         check_config(config)
 
 
+STUDY_RUNS = [
+    {
+        "name": "distill",
+        "init": 1,
+        "ensemble": "all",
+        "seeds": [11, 12],
+        "dist_weight": 1.0,
+        "sup_weight": 0.0,
+        "target_tau": None,
+        "control": True,
+    },
+    {
+        "name": "self_distill",
+        "init": 1,
+        "ensemble": "seed1",
+        "seeds": [11, 12],
+        "dist_weight": 1.0,
+        "sup_weight": 0.0,
+        "target_tau": None,
+        "control": True,
+    },
+    {
+        "name": "oracle",
+        "init": 1,
+        "ensemble": "oracle",
+        "seeds": [11, 12],
+        "dist_weight": 1.0,
+        "sup_weight": 0.0,
+        "target_tau": None,
+        "control": False,
+    },
+]
+
+
 def study_config():
-    """The demo study: stage 2 from seed 1 with two seeds, from the ensemble's targets and from seed 1's
-    own, one shared control, and the oracle."""
+    """Stage 2 from seed 1 with two seeds, from the ensemble's targets and from seed 1's own, one
+    shared control, and the oracle."""
     config = demo_config()
-    overlay = yaml.safe_load((REPO / "config" / "study.yaml").read_text())
-    config["stage2"]["runs"] = overlay["stage2"]["runs"]
-    config["correspondences"]["ensembles"] = overlay["correspondences"]["ensembles"]
+    config["stage2"]["runs"] = copy.deepcopy(STUDY_RUNS)
+    config["correspondences"]["ensembles"] = {"all": [1, 2, 3], "seed1": [1]}
     return config
 
 

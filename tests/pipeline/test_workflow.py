@@ -418,7 +418,8 @@ def test_lint_finds_nothing_in_either_configuration(tmp_path):
     for configfiles in (
         ["demo.yaml"],
         ["demo.yaml", "demo_full.yaml"],
-        ["demo.yaml", "study.yaml", "study_tries.yaml"],
+        ["demo.yaml", "map.yaml"],
+        ["demo.yaml", "study.yaml"],
         ["config.yaml"],
     ):
         result = run_snakemake(
