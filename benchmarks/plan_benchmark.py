@@ -46,7 +46,8 @@ def main() -> None:
         args.seeds, args.repeats = 2, 1
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["stage1"]["seeds"] = list(range(409194, 409194 + args.seeds))
-    config["correspondences"]["ensembles"]["all"] = config["stage1"]["seeds"]
+    ensembles = config["correspondences"]["ensembles"]
+    ensembles.update(all=config["stage1"]["seeds"], all_captions=[*config["stage1"]["seeds"], "captions"])
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "config.yaml").write_text(yaml.safe_dump(config))

@@ -107,12 +107,7 @@ rule listening_page:
         audio=data_file("evaluation", "audio.h5"),
         relevance=relevance_input(),
     output:
-        report(
-            directory(report_file("listen")),
-            htmlindex="index.html",
-            caption="../report/listen.rst",
-            category="3. Listen",
-        ),
+        report(report_file("listen.html"), caption="../report/listen.rst", category="3. Listen"),
     log:
         log_file("listening_page"),
     conda:

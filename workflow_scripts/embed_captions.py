@@ -1,6 +1,6 @@
 import torch
 
-from audioretrieval.correspondences.captions import estimate_from_captions
+from audioretrieval.correspondences.sentences import estimate_from_captions
 from audioretrieval.device import job_device
 from audioretrieval.pipeline.workflow import logged_to
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,22 +29,6 @@ def written_atomically(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-@contextmanager
-def directory_written_atomically(path: str | os.PathLike) -> Iterator[Path]:
-    """As written_atomically, for a folder: filled under a temporary name and renamed when the block
-    succeeds (replacing a folder already there), removed otherwise."""
-    path = Path(path)
-    tmp = partial_path(path)
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-        shutil.rmtree(path, ignore_errors=True)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_text_atomically(text: str, path: str | os.PathLike) -> None:

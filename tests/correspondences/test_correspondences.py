@@ -5,7 +5,7 @@ import pytest
 import torch
 from embedding_files import CLIPS, caption_table, member
 
-from audioretrieval.correspondences.captions import embed_captions, write_caption_file
+from audioretrieval.correspondences.captions import write_caption_file
 from audioretrieval.correspondences.ensemble import EnsembleTargets, MemberMismatch, build_targets, check_targets_match
 from audioretrieval.correspondences.quality import (
     average_precision,
@@ -14,6 +14,7 @@ from audioretrieval.correspondences.quality import (
     roc_auc,
     truth_matrix,
 )
+from audioretrieval.correspondences.sentences import embed_captions
 from audioretrieval.correspondences.truth import target_mass, write_oracle_targets
 from audioretrieval.data.embeddings import write_embeddings
 

@@ -1,6 +1,8 @@
 """The pages to look and listen: the marks of every hit, the clips they play, and a real browser
 playing them (tests/browser.py: a headless Chromium, installed with apt-get where missing)."""
 
+import base64
+import json
 import re
 
 import numpy as np
@@ -41,8 +43,8 @@ def test_every_hit_is_marked_by_the_annotations_and_plays_its_own_clip(tmp_path,
         columns=["query", "relevant_file_name"],
     )
     truth.to_parquet(tmp_path / "truth.parquet")
-    retrieval_examples(models, audio, tmp_path / "truth.parquet", tmp_path / "listen", queries=3, top_k=6)
-    page = (tmp_path / "listen" / "index.html").read_text()
+    retrieval_examples(models, audio, tmp_path / "truth.parquet", tmp_path / "listen.html", queries=3, top_k=6)
+    page = (tmp_path / "listen.html").read_text()
     found = marks(page)
     assert len(found) == 3 * 2 * 6  # queries x models x top_k
     first_query = found[:6]  # the first caption, describing its own clip 0 and, annotated, clip 3
@@ -50,23 +52,26 @@ def test_every_hit_is_marked_by_the_annotations_and_plays_its_own_clip(tmp_path,
         [("own", "clip 0, é.wav"), ("relevant", "clip 3, é.wav")]
         + [("irrelevant", f"clip {i}, é.wav") for i in (1, 2, 4, 5)]
     )
-    for source in re.findall(r'<audio [^>]*src="([^"]+)"', page):
-        assert (tmp_path / "listen" / source).stat().st_size > 0
-    retrieval_examples(models, audio, None, tmp_path / "plain", queries=2, top_k=2)
-    assert {mark for mark, _ in marks((tmp_path / "plain" / "index.html").read_text())} <= {"own", "unknown"}
+    clips = json.loads(re.search(r'<script type="application/json" id="clips">(.*?)</script>', page).group(1))
+    played = set(re.findall(r'<audio [^>]*data-clip="([^"]+)"', page))
+    assert played == set(clips) and len(played) == 6  # every clip the page plays is in it, once
+    assert all(base64.b64decode(clip).startswith((b"ID3", b"\xff\xfb", b"\xff\xf3")) for clip in clips.values())  # MP3
+    retrieval_examples(models, audio, None, tmp_path / "plain.html", queries=2, top_k=2)
+    assert {mark for mark, _ in marks((tmp_path / "plain.html").read_text())} <= {"own", "unknown"}
 
 
 def test_a_browser_plays_every_clip_and_the_page_flags_one_it_cannot_load(tmp_path, split):
     models, audio = split
-    retrieval_examples(models, audio, None, tmp_path / "listen", queries=2, top_k=3)
-    page = tmp_path / "listen" / "index.html"
+    retrieval_examples(models, audio, None, tmp_path / "listen.html", queries=2, top_k=3)
+    page = tmp_path / "listen.html"
     try:
         dom = rendered_dom(page)
     except Unavailable as exc:
         pytest.skip(f"no headless browser here: {exc}")
     assert dom.count('data-state="loaded"') == dom.count("<audio") == 2 * 2 * 3
-    missing = sorted((tmp_path / "listen" / "clips").iterdir())[0]
-    missing.unlink()
+    text = page.read_text()
+    missing = re.search(r'data-clip="([^"]+)"', text).group(1)
+    page.write_text(re.sub(rf'"{missing}": "[^"]*", ?', "", text))  # the page without that clip's audio
     dom = rendered_dom(page)
-    assert 'data-state="error"' in dom and f"cannot play clips/{missing.name}" in dom
+    assert 'data-state="error"' in dom and f"cannot play {missing}" in dom
     assert screenshot(page, tmp_path / "listen.png").stat().st_size > 0

