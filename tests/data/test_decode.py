@@ -6,7 +6,8 @@ from conftest import encode, make_archive, tone
 
 from audioretrieval.data.archive import ArchiveUnreadable
 from audioretrieval.data.decode import DecodeError, decode_archive
-from audioretrieval.data.h5audio import AudioH5, partial_path
+from audioretrieval.data.h5audio import AudioH5
+from audioretrieval.files import partial_path
 
 AWKWARD = [
     "Kitchen, take 2.wav",
