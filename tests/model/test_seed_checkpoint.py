@@ -729,3 +729,35 @@ def test_the_summary_shows_the_released_checkpoint_beside_the_papers_row():
     released = table.iloc[2]
     assert (released["kind"], released["weights"]) == ("released", "best")
     assert released["mAP@10"] == pytest.approx(40.11) and released["R@10"] == pytest.approx(70.50)
+
+
+@pytest.mark.snakemake
+def test_a_resumed_part_whose_reply_lies_fails_its_job_in_one_line_and_leaves_no_part(tmp_path):
+    # no checksums are published for the parts: the resumed reply's own Content-Range is all there is to check
+    data = bytes(range(256)) * 1200
+    parts = {f"s/share{n}/download/passt_roberta.{n}.ckpt": data for n in range(1, 6)}
+    config = paper_config(tmp_path)
+    config["released"].update(retries=0, backoff_s=0.0)
+    (tmp_path / "released").mkdir()
+    (tmp_path / "released" / "passt_roberta.1.ckpt.part").write_bytes(data[:131_072])  # left by a killed run
+    with FileServer(parts, whole_body_on_ranges=True) as server:
+        config["released"]["urls"] = [f"{server.url}/{name}" for name in parts]
+        result = run_snakemake(
+            tmp_path / "released" / "passt_roberta.1.ckpt",
+            "--cores",
+            1,
+            "--configfile",
+            write_config(tmp_path, config),
+            cwd=tmp_path,
+            check=False,
+        )
+    assert result.returncode != 0
+    sentence = (
+        f"TransientDownloadError: {config['released']['urls'][0]}: the server's resumed reply announces bytes "
+        f"131072-307199 (Content-Range 'bytes 131072-307199/307200') but a body of 307200 bytes (Content-Length); "
+        f"the partial file was removed, so the next try starts afresh"
+    )
+    assert f"failed: {sentence}" in (tmp_path / "results" / "logs" / "download_released_part" / "1.log").read_text()
+    assert f"error: {sentence} (log: " in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "released").exists()  # nor the part a rerun would resume
