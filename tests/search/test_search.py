@@ -3,7 +3,6 @@
 import hashlib
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pandas as pd
 import pytest
 import soundfile
 import torch
-from conftest import REPO
+from conftest import REPO, limit_file_size
 from tiny import tiny_model_config
 
 from audioretrieval.data.audio_io import load_mono
@@ -414,21 +413,16 @@ def test_bad_input_is_refused_naming_the_path_and_what_was_expected(tmp_path, ch
 # --- inputs that lie: names that are not UTF-8, files that block, numbers that are not numbers, a full disk ---
 
 
-def search_cli(*args, timeout: float = 120, limit_file_size: int | None = None) -> subprocess.CompletedProcess:
+def search_cli(*args, timeout: float = 120, max_file_size: int | None = None) -> subprocess.CompletedProcess:
     """The `audioretrieval-search` command in a process of its own (its real standard output and signals);
-    limit_file_size: writes beyond that many bytes fail (EFBIG), as on a full disk."""
-
-    def limit():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead of killing the process
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
-
+    max_file_size: writes beyond that many bytes fail (EFBIG), as on a full disk."""
     return subprocess.run(
         [sys.executable, "-m", "audioretrieval.search", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
         env={**os.environ, "PYTHONPATH": str(REPO / "src")},
-        preexec_fn=limit if limit_file_size else None,
+        preexec_fn=None if max_file_size is None else lambda: limit_file_size(max_file_size),
     )
 
 
@@ -582,7 +576,7 @@ def test_a_full_disk_while_saving_is_one_line_naming_the_index_and_leaves_no_par
     folder = sounds(tmp_path / "sounds", {"a.wav": 1.0})
     index = tmp_path / "index.h5"
     run = search_cli(
-        "index", folder, "--checkpoint", checkpoint, "--index", index, "--device", "cpu", limit_file_size=2000
+        "index", folder, "--checkpoint", checkpoint, "--index", index, "--device", "cpu", max_file_size=2000
     )
     assert run.returncode == 1
     assert run.stderr.splitlines()[-1] == (
