@@ -457,14 +457,18 @@ def test_a_fifo_with_an_audio_name_is_skipped_at_once_and_never_read(tmp_path, c
 
 
 STALLED_READ = """
-import os, sys, threading
+import os, pathlib, sys, threading
 never = threading.Event()
-real_read = os.read
-def read(fd, n):  # as on a hung network mount: reading {name} never returns
+real_read, real_read_bytes = os.read, pathlib.Path.read_bytes
+def read(fd, n):  # as on a hung network mount: reading {name} never returns, whichever way it is read
     if os.readlink(f"/proc/self/fd/{{fd}}").endswith("{name}"):
         never.wait()
     return real_read(fd, n)
-os.read = read
+def read_bytes(path):
+    if path.name == "{name}":
+        never.wait()
+    return real_read_bytes(path)
+os.read, pathlib.Path.read_bytes = read, read_bytes
 from audioretrieval.search import main
 main(sys.argv[1:])
 """
@@ -507,7 +511,7 @@ def test_sigterm_stops_a_run_whose_read_is_blocked_and_saves_what_it_embedded(tm
     command = [sys.executable, "-c", STALLED_READ.format(name="b.wav"), "index", str(folder)]
     command += ["--checkpoint", str(checkpoint), "--index", str(index), "--device", "cpu", "--batch-size", "1"]
     process = subprocess.Popen(
-        [*command, "--save-every", "0", "--read-timeout", "600"],
+        [*command, "--save-every", "0"],  # the default --read-timeout (60 s) outlasts the test
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
