@@ -33,9 +33,13 @@ wildcard_constraints:
 
 
 # One run at a time writes out_dir (pipeline.lock): taken by the controlling Snakemake process only
-# (Snakemake runs these handlers neither in dry runs nor in the jobs it submits, nor for a module).
+# (Snakemake runs these handlers neither in dry runs nor in the jobs it submits, nor for a module);
+# a refusal is one line, and leaves Snakemake's own lock released.
 onstart:
-    lock.acquire(OUT)
+    try:
+        lock.acquire(OUT)
+    except lock.OutDirInUse as exc:
+        sys.exit(f"error: {exc}")
 
 
 onsuccess:

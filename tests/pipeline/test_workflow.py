@@ -486,7 +486,9 @@ def test_the_results_folder_is_refused_while_its_holder_runs_and_taken_over_once
             f"directory {tmp_path / 'first'}, since " in refused.stderr
         )
         assert f"if it is gone, remove {results / LOCK_NAME}." in refused.stderr
+        assert "Traceback" not in refused.stderr and "__onstart" not in refused.stderr  # one line
         assert not (results / "raw").exists()  # nothing ran
+        assert not list((tmp_path / "second" / ".snakemake").glob("locks/*"))  # nor left Snakemake's own lock
         run_snakemake(target, "-n", "--configfile", configfile, cwd=tmp_path / "second")  # a dry run takes no lock
         run_snakemake("--unlock", "--configfile", configfile, cwd=tmp_path / "second")  # nor does --unlock
     finally:
