@@ -123,8 +123,13 @@ class ReadStalled(TimeoutError):
     """A read that made no progress for the stall limit (a blocked file, a hung network mount)."""
 
 
-FILE_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device"}
-FILE_KINDS |= {stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
+FILE_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a folder",
+}
 
 
 def decode_bytes(data: bytes) -> np.ndarray:
@@ -177,7 +182,7 @@ class FileDecoding:
     def wait(self, stall_s: float) -> np.ndarray | Exception:
         """The waveform or the error; ReadStalled once the read has made no progress for `stall_s`
         (the thread is left to its blocked read)."""
-        while not self.done.wait(timeout=max(0.01, min(1.0, self.progress_at + stall_s - time.monotonic()))):
+        while not self.done.wait(timeout=min(1.0, stall_s)):
             if self.reading and time.monotonic() - self.progress_at > stall_s:
                 return ReadStalled(
                     f"reading stalled: no data for {stall_s:g} s (a blocked file or a hung mount); tried again "
