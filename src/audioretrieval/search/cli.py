@@ -137,13 +137,11 @@ def main(argv: list[str] | None = None) -> None:
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a kill saves progress as Ctrl-C does
     try:
         args.run(args)
-    except (SearchError, RelevanceMismatch, WriteFailed) as exc:
-        if args.debug or debugging():
-            raise
-        sys.exit(f"{PROG}: error: {shown(str(exc))}")
     except Exception as exc:
         if args.debug or debugging():
             raise
+        if isinstance(exc, (SearchError, RelevanceMismatch, WriteFailed)):  # the input's fault: said in full
+            sys.exit(f"{PROG}: error: {shown(str(exc))}")
         sys.exit(f"{PROG}: error: {shown(error_sentence(exc))} (--debug shows the traceback)")
     finally:
         signal.signal(signal.SIGTERM, previous)
