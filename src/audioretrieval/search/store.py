@@ -108,9 +108,10 @@ def _check_finite(path: str | os.PathLike, paths: list[str], embeddings: np.ndar
     bad_rows = np.flatnonzero(~np.isfinite(embeddings).all(axis=1))
     if len(bad_rows):
         file = paths[int(np.searchsorted(np.cumsum(counts), bad_rows[0], side="right"))]
+        more = f" (and {len(bad_rows) - 1} more segments)" if len(bad_rows) > 1 else ""
         raise SearchError(
-            f"{path}: the embeddings of {shown(file)} (and {len(bad_rows) - 1} more segment(s)) are not finite "
-            f"(NaN or inf): the index is damaged; remove it and index the folder again"
+            f"{path}: the embeddings of {shown(file)}{more} are not finite (NaN or inf): the index is damaged; "
+            f"remove it and index the folder again"
         )
 
 
