@@ -10,7 +10,7 @@ SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 
 from audioretrieval.data import clotho, wavcaps
-from audioretrieval.pipeline import study, sweep
+from audioretrieval.pipeline import lock, study, sweep
 from audioretrieval.pipeline.config import check_config
 from audioretrieval.pipeline.provenance import code_digest
 from audioretrieval.pipeline.workflow import prepend_to_pythonpath
@@ -30,6 +30,24 @@ CONDA_ENV = "../envs/pipeline.yaml"
 
 wildcard_constraints:
     split="|".join(SPLITS),
+
+
+# One run at a time writes out_dir (pipeline.lock): taken by the controlling Snakemake process only
+# (Snakemake runs these handlers neither in dry runs nor in the jobs it submits, nor for a module);
+# a refusal is one line, and leaves Snakemake's own lock released.
+onstart:
+    try:
+        lock.acquire(OUT)
+    except lock.OutDirInUse as exc:
+        sys.exit(f"error: {exc}")
+
+
+onsuccess:
+    lock.release(OUT)
+
+
+onerror:
+    lock.release(OUT)
 
 
 # ---- paths ----------------------------------------------------------------------------------------

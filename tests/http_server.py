@@ -15,6 +15,8 @@ class FileServer:
     n bytes and drops the connection. fail_first[name] = k: the next k requests get HTTP 503.
     ranges=False: Range headers are ignored (a full 200 response every time). lie_about_ranges:
     a Range request gets a 206 reply whose part starts at byte 0 (and says so in its Content-Range).
+    whole_body_on_ranges: a Range request gets a 206 reply with the right Content-Range but the whole
+    file as its body (and a Content-Length that counts it).
     announce_length=False: replies carry no Content-Length (the body ends when the connection closes).
     compress=True: a client that accepts gzip gets the body gzip-compressed (Content-Encoding: gzip,
     Content-Length of the compressed bytes), as GitHub's raw file server does with text files.
@@ -25,12 +27,14 @@ class FileServer:
         files: dict[str, bytes],
         ranges: bool = True,
         lie_about_ranges: bool = False,
+        whole_body_on_ranges: bool = False,
         announce_length: bool = True,
         compress: bool = False,
     ):
         self.files = files
         self.ranges = ranges
         self.lie_about_ranges = lie_about_ranges
+        self.whole_body_on_ranges = whole_body_on_ranges
         self.announce_length = announce_length
         self.compress = compress
         self.cut_after: dict[str, int] = {}
@@ -66,7 +70,7 @@ class FileServer:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 else:
                     self.send_response(200)
-                body = data[start:]
+                body = data if server.whole_body_on_ranges else data[start:]
                 if server.compress and "gzip" in (self.headers.get("Accept-Encoding") or ""):
                     body = gzip.compress(body)
                     self.send_header("Content-Encoding", "gzip")

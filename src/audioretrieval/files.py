@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Iterator
@@ -17,16 +18,41 @@ def partial_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".partial")
 
 
+# What a write fails with when the disk, the quota or the file-size limit is exhausted, or the
+# file system is read-only: the file being written is the one to name.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+class WriteFailed(RuntimeError):
+    """An output could not be written (disk full, quota, read-only): names the file and the cause."""
+
+
+def write_failed(path: str | os.PathLike, exc: OSError) -> WriteFailed:
+    cause = os.strerror(exc.errno) if exc.errno else str(exc)
+    return WriteFailed(f"{path}: cannot be written: {cause} (its partial file was removed)")
+
+
+def write_failure(path: str | os.PathLike, exc: BaseException) -> WriteFailed | None:
+    """The WriteFailed naming `path` if `exc` is an OSError of writing (WRITE_ERRNOS), else None."""
+    return write_failed(path, exc) if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS else None
+
+
 @contextmanager
 def written_atomically(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path` to write; it becomes `path` only if the block succeeds
-    and is deleted otherwise."""
+    and is deleted otherwise. A write that fails for want of room (WRITE_ERRNOS) raises WriteFailed
+    naming `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_path(path)
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        failure = write_failure(path, exc)
+        if failure is None:
+            raise
+        raise failure from exc
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -65,3 +91,119 @@ def file_digest(path: str | os.PathLike, algorithm: str) -> str:
     """The hex digest of a file's bytes (`algorithm`: md5, sha256, ...), read in blocks."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, algorithm).hexdigest()
+
+
+class _HDF5Sink:
+    """The file object h5py writes an HDF5 file through (its fileobj driver). Once a write fails (a full
+    disk), the failure is kept and the rest of the file is held in memory, so that HDF5 never sees it:
+    HDF5 left with a failed write crashes the process when the file or its objects are closed, before
+    anything could remove the partial file. The writer stops at the next `HDF5Output.check`."""
+
+    def __init__(self, path: Path):
+        self._file = open(path, "w+b", buffering=0)
+        self.failure: OSError | None = None
+        self._pos = self._size = 0
+        self._kept: list[tuple[int, bytes]] = []  # (offset, bytes) written since the failure, in order
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._pos = offset + {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._size}[whence]
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def write(self, data) -> int:
+        data = memoryview(data).cast("B")
+        if self.failure is None:
+            try:
+                self._file.seek(self._pos)
+                done = 0
+                while done < len(data):
+                    done += self._file.write(data[done:])
+            except OSError as exc:
+                self.failure = exc
+        if self.failure is not None:
+            self._kept.append((self._pos, bytes(data)))
+        self._pos += len(data)
+        self._size = max(self._size, self._pos)
+        return len(data)
+
+    def truncate(self, size: int | None = None) -> int:
+        size = self._pos if size is None else size
+        if self.failure is None:
+            try:
+                self._file.truncate(size)
+            except OSError as exc:
+                self.failure = exc
+        self._kept = [(offset, data[: size - offset]) for offset, data in self._kept if offset < size]
+        self._size = size
+        return size
+
+    def flush(self) -> None:
+        pass  # unbuffered
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        count = max(0, min(len(view), self._size - self._pos))
+        self._file.seek(self._pos)
+        got = 0
+        while got < count and (n := self._file.readinto(view[got:count])):
+            got += n
+        view[got:count] = bytes(count - got)  # beyond what the disk holds: zeros, or what is kept below
+        for offset, data in self._kept:
+            low, high = max(offset, self._pos), min(offset + len(data), self._pos + count)
+            if low < high:
+                view[low - self._pos : high - self._pos] = data[low - offset : high - offset]
+        self._pos += count
+        return count
+
+    def read(self, size: int = -1) -> bytes:
+        buffer = bytearray(max(0, self._size - self._pos) if size is None or size < 0 else size)
+        return bytes(buffer[: self.readinto(buffer)])
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class HDF5Output:
+    """An HDF5 file written atomically (as written_atomically writes): under `path`.partial, renamed on
+    success, removed on any failure. A write that fails (a full disk) raises WriteFailed naming `path`
+    and the cause, at `check` or when the block ends; the process never crashes in HDF5 over it.
+
+        with HDF5Output(path) as f:
+            f["x"] = ...
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __enter__(self):
+        import h5py  # only the jobs that write HDF5 pay for importing it
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._sink = _HDF5Sink(partial_path(self.path))
+        try:
+            self.file = h5py.File(self._sink, "w")
+        except BaseException:
+            self._sink.close()
+            partial_path(self.path).unlink(missing_ok=True)
+            raise
+        return self.file
+
+    def check(self) -> None:
+        """Raise WriteFailed if a write has failed (the writer should stop adding data)."""
+        if self._sink.failure is not None:
+            raise write_failed(self.path, self._sink.failure) from self._sink.failure
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        tmp = partial_path(self.path)
+        try:
+            self.file.close()  # cannot fail for want of room: the sink holds what the disk did not take
+            self._sink.close()
+            if exc_type is None:
+                self.check()
+                os.replace(tmp, self.path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        if exc_type is not None and self._sink.failure is not None and not isinstance(exc, WriteFailed):
+            raise write_failed(self.path, self._sink.failure) from exc

@@ -3,11 +3,12 @@ import pandas as pd
 import py7zr
 import pytest
 import yaml
-from conftest import REPO, encode, make_archive, tone
+from conftest import REPO, encode, make_archive, run_snakemake, tone
 
 from audioretrieval.data.archive import ArchiveUnreadable
 from audioretrieval.data.decode import DecodeError, decode_archive
-from audioretrieval.data.h5audio import AudioH5, AudioH5Writer, partial_path
+from audioretrieval.data.h5audio import AudioH5, AudioH5Writer
+from audioretrieval.files import partial_path
 
 AWKWARD = [
     "Kitchen, take 2.wav",
@@ -169,3 +170,29 @@ def test_int16_storage_is_within_half_a_quantisation_step_and_float32_storage_is
         assert error <= (0.5 / 32768 if sample_format == "int16" else 0.0) and stored.dtype == np.float32
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     assert config["data"]["sample_format"] == "int16"
+
+
+@pytest.mark.snakemake
+def test_a_full_disk_while_decoding_fails_the_job_in_one_line_and_leaves_no_partial_file(tmp_path, tiny_demo_config):
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(tiny_demo_config))
+    run_snakemake(
+        tmp_path / "results" / "raw" / "clotho_audio_development.7z",
+        "--cores",
+        1,
+        "--configfile",
+        configfile,
+        cwd=tmp_path,
+    )
+    target = tmp_path / "results" / "data" / "clothov2" / "development" / "audio.h5"
+    command = (target, "--cores", 1, "--configfile", configfile)
+    result = run_snakemake(*command, cwd=tmp_path, check=False, max_file_size=100_000)  # the audio needs ~700 kB
+    assert result.returncode != 0
+    sentence = f"WriteFailed: {target}: cannot be written: File too large (its partial file was removed)"
+    assert f"error: {sentence} (log: " in result.stderr and "Traceback" not in result.stderr
+    log = tmp_path / "results" / "logs" / "decode_audio" / "development.log"
+    assert f"failed: {sentence}" in log.read_text()
+    assert not target.exists() and not partial_path(target).exists()
+
+    run_snakemake(*command, cwd=tmp_path)  # with room, the same command completes
+    assert len(AudioH5(target)) == tiny_demo_config["demo"]["clips"]["development"]

@@ -3,7 +3,13 @@ import hashlib
 import pytest
 from http_server import FileServer
 
-from audioretrieval.data.download import ChecksumError, UnverifiableDownload, download, part_path
+from audioretrieval.data.download import (
+    ChecksumError,
+    TransientDownloadError,
+    UnverifiableDownload,
+    download,
+    part_path,
+)
 
 DATA = bytes(range(256)) * 4000  # about 1 MB
 MD5 = hashlib.md5(DATA).hexdigest()
@@ -109,3 +115,40 @@ def test_a_reply_without_a_length_is_refused_without_an_md5_and_checked_with_one
             download(f"{server.url}/train.csv", tmp_path / "train.csv", MD5, **FAST)
         assert list(tmp_path.iterdir()) == []
         assert download(f"{server.url}/train.csv", tmp_path / "train.csv", MD5, **FAST).read_bytes() == DATA
+
+
+FILE = (bytes(range(256)) * 1200)[:300_000]  # a file without a published MD5 (the AudioCaps captions, say)
+KEPT = 131_072  # what a killed run left in the part
+
+
+def test_a_resumed_reply_whose_body_is_the_whole_file_is_refused_and_the_download_starts_afresh(tmp_path):
+    dest = tmp_path / "train.csv"
+    part_path(dest).write_bytes(FILE[:KEPT])
+    with FileServer({"train.csv": FILE}, whole_body_on_ranges=True) as server:
+        url = f"{server.url}/train.csv"
+        with pytest.raises(TransientDownloadError) as error:
+            download(url, dest, None, retries=0, **FAST)
+        assert str(error.value) == (
+            f"{url}: the server's resumed reply announces bytes {KEPT}-299999 (Content-Range "
+            f"'bytes {KEPT}-299999/300000') but a body of 300000 bytes (Content-Length); the partial file was "
+            f"removed, so the next try starts afresh"
+        )
+        assert list(tmp_path.iterdir()) == []  # neither the file nor a part that a rerun would resume
+
+        part_path(dest).write_bytes(FILE[:KEPT])
+        assert download(url, dest, None, retries=1, **FAST).read_bytes() == FILE
+        assert server.requests[-2:] == [("train.csv", f"bytes={KEPT}-"), ("train.csv", None)]
+
+
+def test_a_resumed_reply_without_a_length_is_held_to_its_content_range_total(tmp_path):
+    dest = tmp_path / "train.csv"
+    part_path(dest).write_bytes(FILE[:KEPT])
+    with FileServer({"train.csv": FILE}, whole_body_on_ranges=True, announce_length=False) as server:
+        url = f"{server.url}/train.csv"
+        with pytest.raises(TransientDownloadError) as error:
+            download(url, dest, hashlib.md5(FILE).hexdigest(), retries=0, **FAST)  # checked with an MD5 too
+    assert str(error.value) == (
+        f"{url}: the part holds {KEPT + 300_000} bytes, more than the 300000 the server said the file has; "
+        f"the partial file was removed, so the next try starts afresh"
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -104,8 +104,8 @@ class AudioRetrievalModel(nn.Module):  # experiments/ex_dcase24.py, the modules 
             win_length=800,
             hopsize=320,
             n_fft=1024,
-            freqm=0,
-            timem=0,
+            freqm=audio["model_config"].get("freqm", 48),  # get_passt's defaults
+            timem=audio["model_config"].get("timem", 192),
             htk=False,
             fmin=0.0,
             fmax=None,
@@ -350,14 +350,9 @@ def seed_text_embeddings(model, tokenizer, captions, max_tokens):
 CAPTIONS = ["A dog's bark, LOUD & clear!", "Rain falls; thunder rumbles in the distance...", "high tone"]
 
 
-@pytest.mark.parametrize("adopt_n_layers", [0, 1])
-def test_the_converted_checkpoint_embeds_as_the_seeds_modules_do(tmp_path, text_dir, adopt_n_layers):
-    hp = seed_hyper_parameters(adopt_n_layers)
-    model = seed_model(hp, text_dir)
-    write_seed_checkpoint(tmp_path / "passt_roberta.ckpt", model, hp)
-    convert(tmp_path / "passt_roberta.ckpt", tmp_path / "best.pt", text_dir)
-
-    converted, checkpoint = load_model(tmp_path / "best.pt")
+def assert_embeds_as_the_seed(converted_path, model, text_dir) -> dict:
+    """The converted checkpoint's model embeds audio and text as the seed's modules do; its contents."""
+    converted, checkpoint = load_model(converted_path)
     converted.eval()
     torch.manual_seed(1)
     waveform, fraction = torch.randn(2, int(SEGMENT_S * SR)) * 0.1, torch.tensor([1.0, 0.4])
@@ -370,6 +365,16 @@ def test_the_converted_checkpoint_embeds_as_the_seeds_modules_do(tmp_path, text_
         )
         expected = seed_text_embeddings(model, AutoTokenizer.from_pretrained(text_dir), CAPTIONS, MAX_TOKENS)
         torch.testing.assert_close(converted.embed_text(CAPTIONS), expected, rtol=1e-4, atol=1e-5)
+    return checkpoint
+
+
+@pytest.mark.parametrize("adopt_n_layers", [0, 1])
+def test_the_converted_checkpoint_embeds_as_the_seeds_modules_do(tmp_path, text_dir, adopt_n_layers):
+    hp = seed_hyper_parameters(adopt_n_layers)
+    model = seed_model(hp, text_dir)
+    write_seed_checkpoint(tmp_path / "passt_roberta.ckpt", model, hp)
+    convert(tmp_path / "passt_roberta.ckpt", tmp_path / "best.pt", text_dir)
+    checkpoint = assert_embeds_as_the_seed(tmp_path / "best.pt", model, text_dir)
 
     config = checkpoint["model_config"]
     assert config["audio"] == {
@@ -400,8 +405,39 @@ def test_the_converted_checkpoint_embeds_as_the_seeds_modules_do(tmp_path, text_
         "md5": md5sum(tmp_path / "passt_roberta.ckpt"),
         "global_step": 4242,
         "pytorch-lightning_version": "2.2.2",
+        "training_only": {
+            "audio_features.model_config.freqm": 0,
+            "audio_features.model_config.timem": 0,
+            "audio_features.frozen": False,
+            "initial_tau": 0.05,
+            "freeze_tau": True,
+        },
     }
     assert read_checkpoint(tmp_path / "best.pt")["format_version"] == 1
+
+
+def test_settings_that_act_only_in_training_convert_exactly_and_are_recorded(tmp_path, text_dir):
+    # SpecAugment masking (get_passt's defaults: absent from model_config), a frozen audio encoder, a trained tau
+    hp = seed_hyper_parameters()
+    del hp["audio_features"]["model_config"]["freqm"], hp["audio_features"]["model_config"]["timem"]
+    hp["audio_features"]["frozen"] = True
+    hp["freeze_tau"] = False
+    model = seed_model(hp, text_dir)
+    assert type(model.audio_embedding_model.model.model.mel.freqm).__name__ == "FrequencyMasking"  # masks in training
+    with torch.no_grad():
+        model.tau.fill_(-0.07)  # trained: the seed divides its similarities by |tau|
+    write_seed_checkpoint(tmp_path / "passt_roberta.ckpt", model, hp)
+    convert(tmp_path / "passt_roberta.ckpt", tmp_path / "best.pt", text_dir)
+
+    checkpoint = assert_embeds_as_the_seed(tmp_path / "best.pt", model, text_dir)
+    assert checkpoint["model_config"]["tau"] == pytest.approx(0.07)
+    assert checkpoint["source"]["training_only"] == {
+        "audio_features.model_config.freqm": 48,
+        "audio_features.model_config.timem": 192,
+        "audio_features.frozen": True,
+        "initial_tau": 0.05,
+        "freeze_tau": False,
+    }
 
 
 def test_every_seed_key_is_mapped_or_dropped_by_a_named_rule(seed):
@@ -474,8 +510,8 @@ PASST_KEY = "audio_embedding_model.model.model."
             r"audio_embedding_model\.model\.model\.blocks\.1\.norm1\.weight -> audio\.passt\.blocks\.1\.norm1\.weight",
         ),
         (
-            lambda s: s.update({"tau": torch.tensor([0.07])}),
-            r"parameter tau is 0\.07 but hyper-parameter initial_tau is 0\.05",
+            lambda s: s.update({"tau": torch.tensor([float("nan")])}),
+            r"parameter tau is nan: the model divides its similarities by \|tau\|, which must be a positive number",
         ),
     ],
 )
@@ -516,10 +552,16 @@ def test_unknown_missing_and_misshaped_keys_fail_naming_them(tmp_path, seed, tex
             "hyper-parameter sentence_features.use_first_token is False, expected True",
         ),
         (
+            "audio_features",
+            "aggregate",
+            "max",
+            "hyper-parameter audio_features.aggregate is 'max', expected 'mean': this project averages the windows'",
+        ),
+        (
             "audio_features.model_config",
-            "freqm",
-            None,
-            "hyper-parameter audio_features.model_config.freqm is 48, expected 0",
+            "return_sequence",
+            True,
+            "hyper-parameter audio_features.model_config.return_sequence is True, expected False",
         ),
         (
             "sentence_features",
@@ -536,7 +578,7 @@ def test_an_unsupported_hyper_parameter_fails_naming_it(tmp_path, text_dir, sect
     target = edited
     for part in section.split("."):
         target = target[part]
-    if value is None:  # absent: the seed's default for model_config keys (get_passt's freqm=48), else missing
+    if value is None:  # absent: missing (a model_config key would take get_passt's default)
         del target[key]
     else:
         target[key] = value
@@ -729,3 +771,35 @@ def test_the_summary_shows_the_released_checkpoint_beside_the_papers_row():
     released = table.iloc[2]
     assert (released["kind"], released["weights"]) == ("released", "best")
     assert released["mAP@10"] == pytest.approx(40.11) and released["R@10"] == pytest.approx(70.50)
+
+
+@pytest.mark.snakemake
+def test_a_resumed_part_whose_reply_lies_fails_its_job_in_one_line_and_leaves_no_part(tmp_path):
+    # no checksums are published for the parts: the resumed reply's own Content-Range is all there is to check
+    data = bytes(range(256)) * 1200
+    parts = {f"s/share{n}/download/passt_roberta.{n}.ckpt": data for n in range(1, 6)}
+    config = paper_config(tmp_path)
+    config["released"].update(retries=0, backoff_s=0.0)
+    (tmp_path / "released").mkdir()
+    (tmp_path / "released" / "passt_roberta.1.ckpt.part").write_bytes(data[:131_072])  # left by a killed run
+    with FileServer(parts, whole_body_on_ranges=True) as server:
+        config["released"]["urls"] = [f"{server.url}/{name}" for name in parts]
+        result = run_snakemake(
+            tmp_path / "released" / "passt_roberta.1.ckpt",
+            "--cores",
+            1,
+            "--configfile",
+            write_config(tmp_path, config),
+            cwd=tmp_path,
+            check=False,
+        )
+    assert result.returncode != 0
+    sentence = (
+        f"TransientDownloadError: {config['released']['urls'][0]}: the server's resumed reply announces bytes "
+        f"131072-307199 (Content-Range 'bytes 131072-307199/307200') but a body of 307200 bytes (Content-Length); "
+        f"the partial file was removed, so the next try starts afresh"
+    )
+    assert f"failed: {sentence}" in (tmp_path / "results" / "logs" / "download_released_part" / "1.log").read_text()
+    assert f"error: {sentence} (log: " in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "released").exists()  # nor the part a rerun would resume

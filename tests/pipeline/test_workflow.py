@@ -21,6 +21,7 @@ from system_packages import Unavailable
 
 from audioretrieval.data import clotho
 from audioretrieval.data.h5audio import AudioH5
+from audioretrieval.pipeline.lock import LOCK_NAME
 
 pytestmark = pytest.mark.snakemake
 
@@ -451,7 +452,25 @@ def test_a_killed_run_recovers_with_the_same_command_and_training_resumes(tmp_pa
         command, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     train_log = tmp_path / "results" / "logs" / "train_stage1" / "seed1.log"
+    lock = tmp_path / "results" / LOCK_NAME
     deadline = time.time() + 300
+    while not lock.exists():
+        assert time.time() < deadline and first.poll() is None, "Snakemake did not take the results folder's lock"
+        time.sleep(0.1)
+    assert {k: v for k, v in json.loads(lock.read_text()).items() if k in ("pid", "cwd")} == {
+        "pid": first.pid,
+        "cwd": str(tmp_path),
+    }
+    # the same results folder from another working directory (a second clone, say) is refused
+    (tmp_path / "clone").mkdir()
+    second = run_snakemake(
+        run / "log.csv", "--cores", 2, "--configfile", configfile, cwd=tmp_path / "clone", check=False
+    )
+    assert second.returncode != 0
+    assert (
+        f"{tmp_path / 'results'} is in use by another run of this pipeline (on this host): pid {first.pid}, "
+        f"working directory {tmp_path}, since " in second.stderr
+    )
     while not (train_log.exists() and "epoch 3:" in train_log.read_text(errors="replace")):
         assert time.time() < deadline and first.poll() is None, "training did not reach epoch 3"
         time.sleep(0.2)
@@ -459,10 +478,57 @@ def test_a_killed_run_recovers_with_the_same_command_and_training_resumes(tmp_pa
     first.wait()
     assert not (run / "log.csv").exists()
 
-    # a hard-killed Snakemake leaves its lock behind: unlock once, then the same command
+    # a hard-killed Snakemake leaves its locks behind: Snakemake's is unlocked once, the results
+    # folder's (its holder gone) is taken over; then the same command
     run_snakemake("--unlock", "--configfile", configfile, cwd=tmp_path)
+    assert lock.exists()
     run_snakemake(run / "log.csv", "--cores", 2, "--configfile", configfile, cwd=tmp_path)
+    assert not lock.exists()  # released when the run ends
     resumed = re.search(r"resuming \S+ after epoch (\d+)", train_log.read_text())
     assert resumed and int(resumed.group(1)) >= 2  # 0-based: epoch 3 or later was saved
     assert pd.read_csv(run / "log.csv")["epoch"].tolist() == list(range(1, 13))
     assert torch.load(run / "best.pt", weights_only=True)["seed"] == 1 and (run / "last.pt").exists()
+
+
+HOLDER = """
+import sys, time
+from audioretrieval.pipeline.lock import acquire
+acquire(sys.argv[1])
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_results_folder_is_refused_while_its_holder_runs_and_taken_over_once_it_is_gone(tmp_path, tiny_demo_config):
+    configfile = write_config(tmp_path, tiny_demo_config)
+    results = tmp_path / "results"
+    for folder in ("first", "second"):  # two working directories (two clones, say) with the same out_dir
+        (tmp_path / folder).mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(results)],
+        cwd=tmp_path / "first",
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        target = results / "raw" / clotho.captions_csv("validation")
+        refused = run_snakemake(target, "--cores", 1, "--configfile", configfile, cwd=tmp_path / "second", check=False)
+        assert refused.returncode != 0
+        assert (
+            f"{results} is in use by another run of this pipeline (on this host): pid {holder.pid}, working "
+            f"directory {tmp_path / 'first'}, since " in refused.stderr
+        )
+        assert f"if it is gone, remove {results / LOCK_NAME}." in refused.stderr
+        assert "Traceback" not in refused.stderr and "__onstart" not in refused.stderr  # one line
+        assert not (results / "raw").exists()  # nothing ran
+        assert not list((tmp_path / "second" / ".snakemake").glob("locks/*"))  # nor left Snakemake's own lock
+        run_snakemake(target, "-n", "--configfile", configfile, cwd=tmp_path / "second")  # a dry run takes no lock
+        run_snakemake("--unlock", "--configfile", configfile, cwd=tmp_path / "second")  # nor does --unlock
+    finally:
+        holder.kill()
+        holder.wait()
+    taken = run_snakemake(target, "--cores", 1, "--configfile", configfile, cwd=tmp_path / "second")  # holder gone
+    assert f"{results}: taking over the lock of a run that is gone (pid {holder.pid}, " in taken.stderr
+    assert target.exists() and not (results / LOCK_NAME).exists()

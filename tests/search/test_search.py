@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import h5py
@@ -14,7 +16,7 @@ import pandas as pd
 import pytest
 import soundfile
 import torch
-from conftest import REPO
+from conftest import REPO, limit_file_size
 from tiny import tiny_model_config
 
 from audioretrieval.data.audio_io import load_mono
@@ -406,3 +408,205 @@ def test_bad_input_is_refused_naming_the_path_and_what_was_expected(tmp_path, ch
     message = error_of("index", str(folder), "--checkpoint", str(checkpoint), "--index", str(small_index))
     assert f"{small_index}: an index of {small_index.parent / 'sounds'}, not of {folder}" in message
     assert small_index.read_bytes() == before  # another folder's files never mixed into it
+
+
+# --- inputs that lie: names that are not UTF-8, files that block, numbers that are not numbers, a full disk ---
+
+
+def search_cli(*args, timeout: float = 120, max_file_size: int | None = None) -> subprocess.CompletedProcess:
+    """The `audioretrieval-search` command in a process of its own (its real standard output and signals);
+    max_file_size: writes beyond that many bytes fail (EFBIG), as on a full disk."""
+    return subprocess.run(
+        [sys.executable, "-m", "audioretrieval.search", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        preexec_fn=None if max_file_size is None else lambda: limit_file_size(max_file_size),
+    )
+
+
+def test_a_file_name_that_is_not_utf8_is_indexed_kept_and_shown_with_its_bytes(tmp_path, checkpoint):
+    folder = sounds(tmp_path / "sounds", {"plain.wav": 1.0})
+    (folder / "plain.wav").rename(os.fsdecode(bytes(folder) + b"/caf\xe9.wav"))
+    write_sound(folder / "plain.wav", 1.5, seed=4)
+    index = tmp_path / "index.h5"
+    run = search_cli("index", folder, "--checkpoint", checkpoint, "--index", index, "--device", "cpu")
+    assert run.returncode == 0, run.stderr
+    assert f"{index}: 2 files, 2 segments" in run.stdout
+    assert sorted(read_index(index).files) == [os.fsdecode(b"caf\xe9.wav"), "plain.wav"]  # the name's own bytes
+
+    again = search_cli("index", folder, "--checkpoint", checkpoint, "--index", index, "--device", "cpu")
+    assert "0 new, 0 changed, 0 previously skipped (0 embedded, 0 skipped), 2 unchanged" in again.stdout
+    found = search_cli("query", index, "a tone", "--checkpoint", checkpoint, "--device", "cpu", "--format", "csv")
+    assert found.returncode == 0, found.stderr
+    assert sorted(pd.read_csv(pd.io.common.StringIO(found.stdout))["file"]) == ["caf\\xe9.wav", "plain.wav"]
+    assert "caf\\xe9.wav" in search_cli("query", index, "a tone", "--checkpoint", checkpoint, "--device", "cpu").stdout
+
+
+def test_a_fifo_with_an_audio_name_is_skipped_at_once_and_never_read(tmp_path, checkpoint):
+    folder = sounds(tmp_path / "sounds", {"a.wav": 1.0})
+    os.mkfifo(folder / "p.wav")  # nobody writes to it: opening it to read would wait for ever
+    index = tmp_path / "index.h5"
+    run = search_cli("index", folder, "--checkpoint", checkpoint, "--index", index, "--device", "cpu", timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert f"skipped {folder / 'p.wav'}: NotRegularFile: not a regular file (a FIFO)" in run.stdout
+    assert sorted(read_index(index).files) == ["a.wav"]
+    info = search_cli("info", index)
+    assert "p.wav: NotRegularFile: not a regular file (a FIFO): not read" in info.stdout
+
+
+STALLED_READ = """
+import os, pathlib, sys, threading
+never = threading.Event()
+real_read, real_read_bytes = os.read, pathlib.Path.read_bytes
+def read(fd, n):  # as on a hung network mount: reading {name} never returns, whichever way it is read
+    if os.readlink(f"/proc/self/fd/{{fd}}").endswith("{name}"):
+        never.wait()
+    return real_read(fd, n)
+def read_bytes(path):
+    if path.name == "{name}":
+        never.wait()
+    return real_read_bytes(path)
+os.read, pathlib.Path.read_bytes = read, read_bytes
+from audioretrieval.search import main
+main(sys.argv[1:])
+"""
+
+
+def stall_reads_of(monkeypatch, name: str) -> threading.Event:
+    """Reads of files named `name` block until the returned event is set, as on a hung network mount."""
+    release, real_read = threading.Event(), os.read
+
+    def read(fd, n):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(name):
+            release.wait()
+        return real_read(fd, n)
+
+    monkeypatch.setattr(os, "read", read)
+    return release
+
+
+def test_a_read_that_stalls_is_skipped_with_its_reason_and_tried_again_next_run(
+    tmp_path, checkpoint, monkeypatch, capsys
+):
+    folder = sounds(tmp_path / "sounds", {"a.wav": 1.0, "stalled.wav": 1.0, "z.wav": 1.0})
+    release = stall_reads_of(monkeypatch, "stalled.wav")
+    try:
+        index_folder(folder, checkpoint, tmp_path / "index.h5", "--read-timeout", "1")
+    finally:
+        release.set()
+    assert f"skipped {folder / 'stalled.wav'}: ReadStalled: reading stalled: no data for 1 s" in capsys.readouterr().out
+    index = read_index(tmp_path / "index.h5")
+    assert sorted(index.files) == ["a.wav", "z.wav"] and list(index.skipped) == ["stalled.wav"]
+
+    monkeypatch.undo()
+    index_folder(folder, checkpoint, tmp_path / "index.h5")
+    assert "1 previously skipped (1 embedded, 0 skipped), 2 unchanged" in capsys.readouterr().out
+
+
+def test_sigterm_stops_a_run_whose_read_is_blocked_and_saves_what_it_embedded(tmp_path, checkpoint):
+    folder = sounds(tmp_path / "sounds", {"a.wav": 1.0, "b.wav": 1.0})
+    index = tmp_path / "index.h5"
+    command = [sys.executable, "-c", STALLED_READ.format(name="b.wav"), "index", str(folder)]
+    command += ["--checkpoint", str(checkpoint), "--index", str(index), "--device", "cpu", "--batch-size", "1"]
+    process = subprocess.Popen(
+        [*command, "--save-every", "0"],  # the default --read-timeout (60 s) outlasts the test
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (index.exists() and read_index(index).files):  # a.wav embedded and saved; b.wav's read blocks
+            assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "interrupted; " in stderr and "run the same command again" in stderr
+    assert sorted(read_index(index).files) == ["a.wav"] and not list(tmp_path.glob("*.partial"))
+
+
+def nan_checkpoint(checkpoint: Path, path: Path) -> Path:
+    contents = torch.load(checkpoint, weights_only=True)
+    contents["state_dict"]["audio.projection.weight"][0, 0] = float("nan")
+    save_torch_atomically(contents, path)
+    return path
+
+
+def test_a_checkpoint_with_a_nan_weight_is_refused_naming_it_and_the_weight(tmp_path, checkpoint):
+    folder = sounds(tmp_path / "sounds", {"a.wav": 1.0, "b.wav": 1.0})
+    broken = nan_checkpoint(checkpoint, tmp_path / "broken.pt")
+    index = tmp_path / "index.h5"
+    run = search_cli("index", folder, "--checkpoint", broken, "--index", index, "--device", "cpu")
+    assert run.returncode == 1
+    assert run.stderr == (
+        f"audioretrieval-search: error: {broken}: weight audio.projection.weight holds NaN or inf values "
+        f"(numbers that are not numbers): its model cannot score anything; use another checkpoint\n"
+    )
+    assert not index.exists() and not list(tmp_path.glob("*.partial"))
+
+    # an index an earlier version built with it: the query is refused too
+    index_folder(folder, checkpoint, index)
+    with h5py.File(index, "r+") as f:
+        f.attrs["checkpoint_sha256"] = hashlib.sha256(broken.read_bytes()).hexdigest()
+    message = error_of("query", str(index), "a tone", "--checkpoint", str(broken), "--device", "cpu")
+    assert f"{broken}: weight audio.projection.weight holds NaN or inf values" in message
+
+
+def test_an_index_whose_embeddings_are_not_numbers_is_refused_naming_the_file(tmp_path, checkpoint):
+    folder = sounds(tmp_path / "sounds", {"a.wav": 1.0, "b.wav": 3.0, "c.wav": 1.0})
+    index = tmp_path / "index.h5"
+    index_folder(folder, checkpoint, index)
+    with h5py.File(index, "r+") as f:
+        f["embeddings"][2] = np.full(f["embeddings"].shape[1], np.nan, np.float32)  # b.wav's second segment
+    expected = (
+        f"{index}: the embeddings of b.wav are not finite (NaN or inf): the index is damaged; remove it and "
+        f"index the folder again"
+    )
+    assert error_of("query", str(index), "a tone", "--checkpoint", str(checkpoint), "--device", "cpu") == (
+        f"audioretrieval-search: error: {expected}"
+    )
+    assert expected in error_of(
+        "index", str(folder), "--checkpoint", str(checkpoint), "--index", str(index), "--device", "cpu"
+    )
+
+
+def test_a_full_disk_while_saving_is_one_line_naming_the_index_and_leaves_no_partial_file(tmp_path, checkpoint):
+    folder = sounds(tmp_path / "sounds", {"a.wav": 1.0})
+    index = tmp_path / "index.h5"
+    run = search_cli(
+        "index", folder, "--checkpoint", checkpoint, "--index", index, "--device", "cpu", max_file_size=2000
+    )
+    assert run.returncode == 1
+    assert run.stderr.splitlines()[-1] == (
+        f"audioretrieval-search: error: {index}: cannot be written: File too large (its partial file was removed)"
+    )
+    assert "Traceback" not in run.stderr
+    assert list(tmp_path.iterdir()) == [folder]
+
+
+def test_a_queries_file_that_is_not_utf8_is_refused_naming_it(small_index, checkpoint, tmp_path):
+    for name in ("queries.txt", "queries.csv"):
+        (tmp_path / name).write_bytes("caption\nune cloche sonne à midi\n".encode("latin-1"))
+        message = error_of("query", str(small_index), "--queries-file", str(tmp_path / name), "--checkpoint", "x.pt")
+        assert message == (
+            f"audioretrieval-search: error: {tmp_path / name}: not UTF-8 text (byte 0xe0 on line 2); "
+            f"expected the queries as UTF-8, e.g. converted with `iconv -f LATIN1 -t UTF-8`"
+        )
+
+
+def test_any_other_error_is_one_line_and_its_traceback_comes_with_debug(small_index, checkpoint, tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("a file, not a folder")
+    argv = ["query", str(small_index), "a tone", "--checkpoint", str(checkpoint), "--output", str(blocked / "hits.csv")]
+    assert error_of(*argv) == (
+        f"audioretrieval-search: error: FileExistsError: [Errno 17] File exists: '{blocked}' "
+        f"(--debug shows the traceback)"
+    )
+    with pytest.raises(FileExistsError):
+        main([*argv, "--debug"])

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from audioretrieval.data.embeddings import identities_of, write_identities
-from audioretrieval.files import written_atomically
+from audioretrieval.files import HDF5Output
 
 ESTIMATOR = "captions"  # the ensemble member that names this estimator (correspondences.ensembles)
 AGGREGATIONS = ("max", "mean")
@@ -39,7 +39,7 @@ def write_caption_file(
     if captionless:
         names = [file_names[i] for i in captionless[:5]]
         raise ValueError(f"{len(captionless)} clips have no caption, so captions cannot score them: {names}")
-    with written_atomically(out_h5) as tmp, h5py.File(tmp, "w") as f:
+    with HDF5Output(out_h5) as f:
         f[DATASET] = np.asarray(embeddings, dtype=np.float32)
         write_identities(f, identities)
         f.attrs.update(estimator=ESTIMATOR, model=model, aggregation=aggregation)

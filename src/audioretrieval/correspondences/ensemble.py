@@ -35,7 +35,7 @@ import torch
 from audioretrieval.correspondences.captions import DATASET as CAPTIONS
 from audioretrieval.correspondences.captions import CaptionScores, is_caption_file
 from audioretrieval.data.embeddings import first_difference, identities_of, read_identities, write_identities
-from audioretrieval.files import written_atomically
+from audioretrieval.files import HDF5Output
 
 _ROWS_PER_CHUNK = 8192
 _NORM_TOLERANCE = 1e-3
@@ -126,7 +126,7 @@ def build_targets(members: list[str], out_h5: str | os.PathLike) -> None:
         audio_handles, audio_members = [handles[i] for i in audio], [members[i] for i in audio]
         width = sum(_member_dims(audio_handles, audio_members))
         weights = [1 / len(members)] * len(members)
-        with written_atomically(out_h5) as tmp, h5py.File(tmp, "w") as out:
+        with HDF5Output(out_h5) as out:
             for key in ("audio", "text"):
                 rows = len(identities["file_name"] if key == "audio" else identities["caption"])
                 # contiguous (not chunked), so that readers can memory-map it

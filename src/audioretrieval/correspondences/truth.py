@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 
-import h5py
 import numpy as np
 import pandas as pd
 import torch
@@ -13,7 +12,7 @@ import torch
 from audioretrieval.correspondences.ensemble import EnsembleTargets
 from audioretrieval.correspondences.quality import truth_matrix
 from audioretrieval.data.embeddings import identities_of, read_identities, write_identities
-from audioretrieval.files import written_atomically
+from audioretrieval.files import HDF5Output
 
 
 def write_oracle_targets(
@@ -25,7 +24,7 @@ def write_oracle_targets(
     it describes. file_names and captions are the training split's clips and caption table."""
     identities = identities_of(file_names, captions)
     truth = truth_matrix(identities, correspondences)
-    with written_atomically(out_h5) as tmp, h5py.File(tmp, "w") as f:
+    with HDF5Output(out_h5) as f:
         f.create_dataset("audio", data=np.eye(truth.shape[1], dtype=np.float32))
         f.create_dataset("text", data=truth.astype(np.float32))
         write_identities(f, identities)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from audioretrieval.files import written_atomically
+from audioretrieval.files import HDF5Output
 
 _STR = h5py.string_dtype("utf-8")
 
@@ -70,7 +70,7 @@ def first_difference(reference: dict, other: dict) -> str | None:
 def write_embeddings(
     path: str | os.PathLike, audio: np.ndarray, text: np.ndarray, file_names: list[str], captions: pd.DataFrame, **attrs
 ) -> None:
-    with written_atomically(path) as tmp, h5py.File(tmp, "w") as f:
+    with HDF5Output(path) as f:
         f["audio"] = np.asarray(audio, dtype=np.float32)
         f["text"] = np.asarray(text, dtype=np.float32)
         write_identities(f, identities_of(file_names, captions))

@@ -30,7 +30,7 @@ import hdf5plugin  # registers the Blosc2 filter of "zstd" storage with HDF5, fo
 import numpy as np
 import soundfile
 
-from audioretrieval.files import partial_path
+from audioretrieval.files import HDF5Output
 
 FORMAT_VERSION = 1
 SAMPLE_FORMATS = ("int16", "float32", "zstd", "flac")
@@ -45,7 +45,8 @@ _INDEX_KEYS = ("audio", "offset", "length", "duration", "file_name")
 
 
 class AudioH5Writer:
-    """Appends clips to a new HDF5 file that appears under its final name only when complete."""
+    """Appends clips to a new HDF5 file that appears under its final name only when complete (files.HDF5Output:
+    whatever fails, no partial file remains)."""
 
     def __init__(self, path: str | os.PathLike, sample_rate: int, sample_format: str = "int16"):
         if sample_format not in SAMPLE_FORMATS:
@@ -63,19 +64,23 @@ class AudioH5Writer:
         self._file: h5py.File | None = None
 
     def __enter__(self) -> AudioH5Writer:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = h5py.File(partial_path(self.path), "w")
-        self._file.attrs.update(
-            format_version=FORMAT_VERSION, sample_rate=self.sample_rate, sample_format=self.sample_format
-        )
-        self._audio = self._file.create_dataset(
-            "audio",
-            shape=(0,),
-            maxshape=(None,),
-            dtype=STORED_DTYPES[self.sample_format],
-            chunks=(CHUNK_SAMPLES,),
-            **(_FILTERS[self.sample_format]() if self.sample_format in _FILTERS else {}),
-        )
+        self._output = HDF5Output(self.path)
+        self._file = self._output.__enter__()
+        try:
+            self._file.attrs.update(
+                format_version=FORMAT_VERSION, sample_rate=self.sample_rate, sample_format=self.sample_format
+            )
+            self._audio = self._file.create_dataset(
+                "audio",
+                shape=(0,),
+                maxshape=(None,),
+                dtype=STORED_DTYPES[self.sample_format],
+                chunks=(CHUNK_SAMPLES,),
+                **(_FILTERS[self.sample_format]() if self.sample_format in _FILTERS else {}),
+            )
+        except BaseException as error:
+            self._output.__exit__(type(error), error, error.__traceback__)
+            raise
         return self
 
     def encode(self, waveform: np.ndarray) -> np.ndarray:
@@ -119,27 +124,30 @@ class AudioH5Writer:
         self._audio[self._written :] = block
         self._written += block.size
         self._pending, self._pending_samples = [], 0
+        self._output.check()  # a full disk stops the writing here (WriteFailed naming the file)
+
+    def _write_index(self) -> None:
+        self._flush()
+        lengths = np.asarray(self._lengths, dtype=np.int64)
+        self._file.create_dataset("length", data=lengths)
+        self._file.create_dataset("offset", data=_starts(lengths))
+        if self.sample_format == "flac":
+            encoded = np.asarray(self._encoded_lengths, dtype=np.int64)
+            self._file.create_dataset("encoded_length", data=encoded)
+            self._file.create_dataset("encoded_offset", data=_starts(encoded))
+        self._file.create_dataset("duration", data=np.asarray(self._durations, dtype=np.float64))
+        self._file.create_dataset("file_name", data=self._names, dtype=h5py.string_dtype("utf-8"))
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        tmp = partial_path(self.path)
-        try:
-            if exc_type is None:
-                self._flush()
-                lengths = np.asarray(self._lengths, dtype=np.int64)
-                self._file.create_dataset("length", data=lengths)
-                self._file.create_dataset("offset", data=_starts(lengths))
-                if self.sample_format == "flac":
-                    encoded = np.asarray(self._encoded_lengths, dtype=np.int64)
-                    self._file.create_dataset("encoded_length", data=encoded)
-                    self._file.create_dataset("encoded_offset", data=_starts(encoded))
-                self._file.create_dataset("duration", data=np.asarray(self._durations, dtype=np.float64))
-                self._file.create_dataset("file_name", data=self._names, dtype=h5py.string_dtype("utf-8"))
-        finally:
-            self._file.close()
+        """Complete the file and rename it into place; on any failure remove the partial file (a write
+        that failed for want of room: files.WriteFailed, naming the file)."""
         if exc_type is None:
-            os.replace(tmp, self.path)
-        else:
-            tmp.unlink(missing_ok=True)
+            try:
+                self._write_index()
+            except BaseException as error:
+                self._output.__exit__(type(error), error, error.__traceback__)
+                raise
+        self._output.__exit__(exc_type, exc, tb)
 
 
 def _decode_flac(data: bytes, start: int, out: np.ndarray) -> int:

@@ -19,7 +19,10 @@ these two names are allowed (torch.serialization.safe_globals), bound to functio
 that return the plain dict / list: sacred is neither needed nor imported. Anything else fails,
 naming the global.
 
-The model is rebuilt from hyper_parameters (see model_config_from and UNSUPPORTED); the state_dict
+The model is rebuilt from hyper_parameters (see model_config_from): a setting that changes what the model
+computes at inference and that this project cannot rebuild is refused, naming it (UNSUPPORTED); settings that
+act only in training are recorded in the result's source.training_only (TRAINING_ONLY); the temperature is
+the parameter tau the model used, trained or not (inference_tau). The state_dict
 is mapped key by key with key_rules (every key of the seed's model is either mapped or dropped
 for a stated reason; any other key, a key the project's model needs that nothing provides, or a
 tensor of another shape fails, naming the keys and shapes).
@@ -131,16 +134,14 @@ ROBERTA_LARGE = dict(
 # The seed's ClothoV2 clips are padded or cut to 30 s (ex_dcase24.get_data_set: set_fixed_length(30)).
 SEED_SEGMENT_S = 30.0
 
-# Settings this project cannot rebuild: (hyper-parameter, the only value accepted, why).
+# Settings this project cannot rebuild, each of which changes what the model computes at inference:
+# (hyper-parameter, the only value accepted, why).
 UNSUPPORTED = [
     ("audio_features.use_local_model", False, "the seed itself asserts it is off"),
     ("audio_features.sequence_model.num_layers", 0, "this project has no transformer over the windows"),
     ("audio_features.adopt_n_layers", 0, "this project's audio head is one Linear layer"),
     ("audio_features.aggregate", "mean", "this project averages the windows' embeddings"),
-    ("audio_features.frozen", False, "this project always trains the audio encoder"),
     ("audio_features.model_config.return_sequence", False, "this project uses PaSST's token outputs, not its sequence"),
-    ("audio_features.model_config.freqm", 0, "this project's mel front end has no frequency masking"),
-    ("audio_features.model_config.timem", 0, "this project's mel front end has no time masking"),
     (
         "sentence_features.use_first_token",
         True,
@@ -148,7 +149,21 @@ UNSUPPORTED = [
     ),
     ("sentence_features.remove_punctuation", True, "this project always lower-cases and deletes punctuation"),
     ("normalize", True, "this project always compares L2-normalised embeddings"),
-    ("projection_dropout", 0.0, "this project has no dropout before the projections"),
+    (
+        "projection_dropout",
+        0.0,
+        "the seed drops features before the projections at inference too (functional dropout); this project never",
+    ),
+]
+
+# Settings that act only in training (the converted model computes the same either way): recorded in
+# the converted checkpoint's source.training_only, as the file has them (a key it lacks is left out).
+TRAINING_ONLY = [
+    "audio_features.model_config.freqm",  # SpecAugment masking: AugmentMelSTFT masks only in training mode
+    "audio_features.model_config.timem",
+    "audio_features.frozen",  # whether the audio encoder was trained
+    "initial_tau",  # the temperature training started from; the model's is the parameter tau
+    "freeze_tau",  # whether tau was trained
 ]
 
 
@@ -188,14 +203,41 @@ def check_supported(hp: dict) -> None:
         )
 
 
-def model_config_from(hp: dict, text_model: str, passt_size: dict | None = None) -> dict:
-    """This project's `model` section for the seed's hyper_parameters (checked by check_supported).
-    text_model becomes model.text.name: the tokenizer is loaded from it (a hub name or a local directory)."""
+def training_only_settings(hp: dict) -> dict:
+    """The TRAINING_ONLY settings the checkpoint's hyper_parameters hold (get_passt's defaults for
+    masking it does not set)."""
+    settings = {}
+    for dotted in TRAINING_ONLY:
+        try:
+            settings[dotted] = hyper_parameter(hp, dotted)
+        except SeedCheckpointError:  # absent: nothing to record
+            pass
+    return settings
+
+
+def inference_tau(state_dict: dict, hp: dict) -> float:
+    """The temperature the seed's model divides its similarities by: |tau| of its state_dict, trained or
+    not (exactly initial_tau where it still equals it in float32)."""
+    if "tau" not in state_dict:
+        raise SeedCheckpointError("the seed's state_dict has no 'tau' (the AudioRetrievalModel always has one)")
+    found = abs(float(state_dict["tau"].reshape(-1)[0]))
+    if not (math.isfinite(found) and found > 0):
+        raise SeedCheckpointError(
+            f"parameter tau is {found:g}: the model divides its similarities by |tau|, which must be a positive number"
+        )
+    initial = hp.get("initial_tau")
+    return float(initial) if isinstance(initial, float) and math.isclose(found, initial, rel_tol=1e-5) else found
+
+
+def model_config_from(hp: dict, text_model: str, tau: float, passt_size: dict | None = None) -> dict:
+    """This project's `model` section for the seed's hyper_parameters (checked by check_supported) and
+    its temperature (inference_tau). text_model becomes model.text.name: the tokenizer is loaded from it
+    (a hub name or a local directory)."""
     check_supported(hp)
     adopt = int(hyper_parameter(hp, "sentence_features.adopt_n_layers"))
     return {
         "embed_dim": int(hyper_parameter(hp, "shared_representation_size")),
-        "tau": float(hyper_parameter(hp, "initial_tau")),
+        "tau": tau,
         "audio": {
             "arch": PASST_ARCH,
             "pretrained": True,
@@ -283,7 +325,7 @@ def key_rules(head_layers: int = 1) -> list[KeyRule]:
             r"sentence_embedding_model\.((?:embeddings|encoder)\..+)", r"text.encoder.\1", "text encoder (no pooler)"
         ),
         text_head,
-        KeyRule(r"tau", None, "the temperature: model_config.tau (checked to equal |tau| = initial_tau)"),
+        KeyRule(r"tau", None, "the temperature: model_config.tau = |tau| (inference_tau)"),
         KeyRule(r"timing_tau", None, "temperature of the seed's timing loss: unused"),
         KeyRule(r"audio_token", None, "token of the seed's sequence model over windows: unused (num_layers 0)"),
         KeyRule(
@@ -365,16 +407,8 @@ def check_fit(mapped: dict[str, str], state_dict: dict, expected: dict[str, tupl
         )
 
 
-def check_dropped(state_dict: dict, dropped: dict[str, KeyRule], tau: float) -> None:
-    """The dropped tensors that carry a value this project keeps elsewhere hold what it keeps."""
-    if "tau" not in state_dict:
-        raise SeedCheckpointError("the seed's state_dict has no 'tau' (the AudioRetrievalModel always has one)")
-    found = abs(float(state_dict["tau"].reshape(-1)[0]))
-    if not math.isclose(found, tau, rel_tol=1e-5):
-        raise SeedCheckpointError(
-            f"parameter tau is {found:g} but hyper-parameter initial_tau is {tau:g}: a trained "
-            "temperature is not imported (this project's tau is fixed)"
-        )
+def check_dropped(state_dict: dict, dropped: dict[str, KeyRule]) -> None:
+    """The dropped tensors that carry a value this project rebuilds hold what it rebuilds (tau: inference_tau)."""
     key = "sentence_embedding_model.embeddings.position_ids"
     if key in dropped and not torch.equal(state_dict[key].reshape(-1), torch.arange(state_dict[key].numel())):
         raise SeedCheckpointError(f"{key} is not 0, 1, 2, ...: the text encoder's positions cannot be rebuilt")
@@ -385,7 +419,7 @@ def convert_state_dict(
 ) -> dict[str, torch.Tensor]:
     """The project's state_dict from the seed's (keys mapped by key_rules, everything checked)."""
     mapped, dropped = map_keys(state_dict, key_rules(model_config["text"]["head_layers"]))
-    check_dropped(state_dict, dropped, model_config["tau"])
+    check_dropped(state_dict, dropped)
     check_fit(mapped, state_dict, project_shapes(model_config, segment_s, hf_config), text_source)
     return {key: state_dict[seed_key].detach().clone() for key, seed_key in sorted(mapped.items())}
 
@@ -415,7 +449,7 @@ def convert_seed_checkpoint(
     checkpoint = read_seed_checkpoint(seed_path)
     hp = checkpoint["hyper_parameters"]
     text_model = text_model or str(hyper_parameter(hp, "sentence_features.model"))
-    model_config = model_config_from(hp, text_model, passt_size)
+    model_config = model_config_from(hp, text_model, inference_tau(checkpoint["state_dict"], hp), passt_size)
     hf_config = text_hf_config(text_model)
     state_dict = convert_state_dict(checkpoint["state_dict"], model_config, segment_s, hf_config, text_model)
     converted = {
@@ -432,6 +466,7 @@ def convert_seed_checkpoint(
             "md5": md5sum(seed_path),
             "global_step": int(checkpoint.get("global_step", -1)),
             "pytorch-lightning_version": str(checkpoint.get("pytorch-lightning_version", "")),
+            "training_only": training_only_settings(hp),
         },
     }
     save_torch_atomically(converted, out_path)

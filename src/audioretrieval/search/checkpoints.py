@@ -28,7 +28,20 @@ def load_search_model(path: str | os.PathLike, device: torch.device) -> tuple[Du
             f"{path}: not a usable checkpoint of this pipeline ({type(exc).__name__}: {exc}); "
             f"expected a best.pt or last.pt written by training"
         ) from exc
+    check_finite_weights(path, checkpoint["state_dict"])
     return model.eval(), checkpoint
+
+
+def check_finite_weights(path: str | os.PathLike, state_dict: dict[str, torch.Tensor]) -> None:
+    """Refuse a checkpoint with a NaN or inf weight: every score of its model would be NaN."""
+    bad = [key for key, value in state_dict.items() if value.is_floating_point() and not value.isfinite().all()]
+    if bad:
+        raise SearchError(
+            f"{path}: weight {bad[0]}"
+            + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+            + " holds NaN or inf values (numbers that are not numbers): its model cannot score anything; "
+            "use another checkpoint"
+        )
 
 
 def check_same_checkpoint(

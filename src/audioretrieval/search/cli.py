@@ -7,10 +7,11 @@ import signal
 import sys
 
 from audioretrieval.evaluation.relevance import RelevanceMismatch
-from audioretrieval.files import write_text_atomically
+from audioretrieval.files import WriteFailed, write_text_atomically
+from audioretrieval.pipeline.workflow import DEBUG_VARIABLE, debugging, error_sentence
 from audioretrieval.search.indexing import UpdateSummary, update_index
 from audioretrieval.search.query import format_hits, gather_queries, mark_relevance, search
-from audioretrieval.search.store import SearchError, read_index
+from audioretrieval.search.store import SearchError, read_index, shown
 
 PROG = "audioretrieval-search"
 
@@ -27,7 +28,9 @@ def summary_line(index: str, summary: UpdateSummary) -> str:
 
 def run_index(args: argparse.Namespace) -> None:
     try:
-        summary = update_index(args.folder, args.checkpoint, args.index, args.batch_size, args.device, args.save_every)
+        summary = update_index(
+            args.folder, args.checkpoint, args.index, args.batch_size, args.device, args.save_every, args.read_timeout
+        )
     except KeyboardInterrupt:
         print(
             f"{PROG}: interrupted; {args.index} holds every file embedded so far: run the same command again to "
@@ -56,19 +59,27 @@ def run_info(args: argparse.Namespace) -> None:
     segments = sum(len(entry.starts_s) for entry in index.files.values())
     minutes = sum(entry.duration_s for entry in index.files.values()) / 60
     print(
-        f"{args.index}: {len(index.files)} files, {segments} segments of {index.segment_s:g} s, {minutes:.1f} min "
-        f"of audio, from {index.folder}\ncheckpoint {index.checkpoint} (sha256 {index.checkpoint_sha256})"
+        shown(
+            f"{args.index}: {len(index.files)} files, {segments} segments of {index.segment_s:g} s, {minutes:.1f} "
+            f"min of audio, from {index.folder}\ncheckpoint {index.checkpoint} (sha256 {index.checkpoint_sha256})"
+        )
     )
     if index.skipped:
         print(f"skipped ({len(index.skipped)}):")
         for path, entry in index.skipped.items():
-            print(f"  {path}: {entry.reason}")
+            print(f"  {shown(path)}: {entry.reason}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Find sounds by text with a trained dual encoder.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", help=f"show an error's traceback (also: {DEBUG_VARIABLE}=1 in the environment)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    index = commands.add_parser("index", help="embed every audio file below a folder into an index (or update it)")
+    index = commands.add_parser(
+        "index", parents=[common], help="embed every audio file below a folder into an index (or update it)"
+    )
     index.add_argument("folder", help="folder of audio files (.wav .flac .ogg .mp3, searched recursively)")
     index.add_argument("--checkpoint", required=True, help="a best.pt or last.pt written by training")
     index.add_argument("--index", required=True, help="index file (HDF5) to create or update")
@@ -81,8 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="write the progress to the index this often (60)",
     )
+    index.add_argument(
+        "--read-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="skip a file whose read makes no progress for this long, e.g. on a hung mount (60)",
+    )
     index.set_defaults(run=run_index)
-    query = commands.add_parser("query", help="the best-matching segments of an index for text queries")
+    query = commands.add_parser(
+        "query", parents=[common], help="the best-matching segments of an index for text queries"
+    )
     query.add_argument("index", help="index file written by `index`")
     query.add_argument("queries", nargs="*", help="query texts")
     query.add_argument("--checkpoint", required=True, help="the checkpoint the index was built with")
@@ -100,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     query.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
     query.set_defaults(run=run_query)
-    info = commands.add_parser("info", help="what an index holds, and the files it skipped and why")
+    info = commands.add_parser("info", parents=[common], help="what an index holds, and the files it skipped and why")
     info.add_argument("index")
     info.set_defaults(run=run_info)
     return parser
@@ -111,12 +131,18 @@ def _interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run a command; an error ends it with one line naming the file and the cause (the traceback
+    only with --debug or AUDIORETRIEVAL_DEBUG=1)."""
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a kill saves progress as Ctrl-C does
     try:
         args.run(args)
-    except (SearchError, RelevanceMismatch) as exc:
-        sys.exit(f"{PROG}: error: {exc}")
+    except Exception as exc:
+        if args.debug or debugging():
+            raise
+        if isinstance(exc, (SearchError, RelevanceMismatch, WriteFailed)):  # the input's fault: said in full
+            sys.exit(f"{PROG}: error: {shown(str(exc))}")
+        sys.exit(f"{PROG}: error: {shown(error_sentence(exc))} (--debug shows the traceback)")
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -5,18 +5,22 @@ into consecutive segments of the checkpoint's `segment_s` seconds, the last zero
 fraction of real signal set so the model masks the padding windows; each segment is embedded.
 Re-indexing keeps files whose size and modification time are unchanged, embeds new and changed ones,
 and drops the entries of files that are gone. A file that cannot be decoded is listed with the
-reason and retried only once it changes. The index is written whole, atomically, every
-`save_every_s` seconds and at the end (also on Ctrl-C or an error), so an interrupted run loses at
-most the files embedded since the last save, and a rerun embeds only what is missing.
+reason and retried only once it changes. Files are read on daemon threads: a FIFO, device or socket
+is skipped without being read, a read that makes no progress for the stall limit is skipped (and
+tried again next run), and nothing waits for a blocked read, so Ctrl-C and SIGTERM always stop.
+The index is written whole, atomically, every `save_every_s` seconds and at the end (also on Ctrl-C
+or an error), so an interrupted run loses at most the files embedded since the last save, and a
+rerun embeds only what is missing.
 """
 
 from __future__ import annotations
 
 import os
+import stat
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from itertools import islice
@@ -31,9 +35,19 @@ from audioretrieval.device import autocast_for, resolve_precision
 from audioretrieval.model.audio import SAMPLE_RATE
 from audioretrieval.model.dual_encoder import DualEncoder
 from audioretrieval.search.checkpoints import check_same_checkpoint, checkpoint_digest, load_search_model, pick_device
-from audioretrieval.search.store import FileEntry, SearchError, SearchIndex, SkippedEntry, read_index, write_index
+from audioretrieval.search.store import (
+    RETRY_STAT,
+    FileEntry,
+    SearchError,
+    SearchIndex,
+    SkippedEntry,
+    read_index,
+    shown,
+    write_index,
+)
 
 Stat = tuple[int, int]  # (size in bytes, modification time in ns); (-1, -1) where stat failed
+READ_BLOCK = 1 << 20
 
 
 @dataclass
@@ -53,10 +67,12 @@ class UpdateSummary:
 @dataclass(frozen=True)
 class Embedder:
     model: DualEncoder
+    checkpoint: Path
     device: torch.device
     precision: str
     batch_size: int
     segment: int  # samples per segment
+    stall_s: float  # a read without progress for this long is given up (ReadStalled)
 
 
 def scan_folder(folder: Path) -> dict[str, Stat]:
@@ -69,8 +85,8 @@ def scan_folder(folder: Path) -> dict[str, Stat]:
         for name in sorted(filter(is_audio_name, names)):
             path = Path(root) / name
             try:
-                stat = path.stat()
-                found[path.relative_to(folder).as_posix()] = (stat.st_size, stat.st_mtime_ns)
+                info = path.stat()
+                found[path.relative_to(folder).as_posix()] = (info.st_size, info.st_mtime_ns)
             except OSError:  # e.g. a broken link: listed as skipped when decoding fails
                 found[path.relative_to(folder).as_posix()] = (-1, -1)
     if not found:
@@ -99,12 +115,80 @@ def plan_update(index: SearchIndex, found: dict[str, Stat]) -> tuple[list[str], 
     return to_embed, summary
 
 
-def decode_file(path: Path) -> np.ndarray:
-    """The file's audio as the pipeline decodes it: mono float32 at 32 kHz."""
-    waveform, _ = load_mono(path.read_bytes(), SAMPLE_RATE)
+class NotRegularFile(OSError):
+    """A FIFO, device or socket with an audio file's name: reading it could block for ever."""
+
+
+class ReadStalled(TimeoutError):
+    """A read that made no progress for the stall limit (a blocked file, a hung network mount)."""
+
+
+FILE_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a folder",
+}
+
+
+def decode_bytes(data: bytes) -> np.ndarray:
+    """A file's audio as the pipeline decodes it: mono float32 at 32 kHz."""
+    waveform, _ = load_mono(data, SAMPLE_RATE)
     if not np.isfinite(waveform).all():
         raise ValueError("the decoded samples are not all finite (NaN or inf)")
     return waveform
+
+
+class FileDecoding:
+    """One file read and decoded on a daemon thread, so that a read that blocks for ever cannot keep
+    the process from stopping; `wait` gives up on a read that makes no progress for `stall_s`."""
+
+    def __init__(self, name: str, path: Path, decode_slots: threading.Semaphore):
+        self.name, self.path = name, path
+        self.reading, self.progress_at = True, time.monotonic()
+        self.result: np.ndarray | Exception | None = None
+        self.done = threading.Event()
+        threading.Thread(target=self._run, args=(decode_slots,), daemon=True, name=f"decode {name}").start()
+
+    def _run(self, decode_slots: threading.Semaphore) -> None:
+        try:
+            data = self._read()
+            self.reading = False
+            with decode_slots:  # decoding takes the CPU: `threads` at a time
+                self.result = decode_bytes(data)
+        except Exception as exc:
+            self.result = exc
+        finally:
+            self.done.set()
+
+    def _read(self) -> bytes:
+        """The file's bytes; a non-regular file is refused before any read (O_NONBLOCK: opening a FIFO
+        does not wait for a writer)."""
+        fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                kind = FILE_KINDS.get(stat.S_IFMT(mode), "not a file")
+                raise NotRegularFile(f"not a regular file ({kind}): not read, as reading it could block for ever")
+            chunks = []
+            while chunk := os.read(fd, READ_BLOCK):
+                chunks.append(chunk)
+                self.progress_at = time.monotonic()
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+    def wait(self, stall_s: float) -> np.ndarray | Exception:
+        """The waveform or the error; ReadStalled once the read has made no progress for `stall_s`
+        (the thread is left to its blocked read)."""
+        while not self.done.wait(timeout=min(1.0, stall_s)):
+            if self.reading and time.monotonic() - self.progress_at > stall_s:
+                return ReadStalled(
+                    f"reading stalled: no data for {stall_s:g} s (a blocked file or a hung mount); tried again "
+                    f"on the next run"
+                )
+        return self.result
 
 
 def reason_of(exc: Exception) -> str:
@@ -112,24 +196,21 @@ def reason_of(exc: Exception) -> str:
     return f"{type(exc).__name__}: {message}"
 
 
-def decoded_files(folder: Path, paths: list[str], threads: int = 2) -> Iterator[tuple[str, np.ndarray | Exception]]:
-    """(path, waveform or the decoding error) for each path in order, decoded ahead on `threads` threads."""
-    pool = ThreadPoolExecutor(threads)
+def decoded_files(
+    folder: Path, paths: list[str], stall_s: float, threads: int = 2
+) -> Iterator[tuple[str, np.ndarray | Exception]]:
+    """(path, waveform or the reason it could not be had) for each path in order; read and decoded
+    ahead, `threads` files decoding at a time. Nothing waits for a blocked read, on an interruption
+    neither."""
+    slots = threading.BoundedSemaphore(threads)
     remaining = iter(paths)
-    pending = deque((p, pool.submit(decode_file, folder / p)) for p in islice(remaining, 2 * threads))
-    try:
-        while pending:
-            path, future = pending.popleft()
-            following = next(remaining, None)
-            if following is not None:
-                pending.append((following, pool.submit(decode_file, folder / following)))
-            try:
-                result = future.result()
-            except Exception as exc:
-                result = exc
-            yield path, result
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    pending = deque(FileDecoding(p, folder / p, slots) for p in islice(remaining, 2 * threads))
+    while pending:
+        decoding = pending.popleft()
+        following = next(remaining, None)
+        if following is not None:
+            pending.append(FileDecoding(following, folder / following, slots))
+        yield decoding.name, decoding.wait(stall_s)
 
 
 def segment_count(samples: int, segment: int) -> int:
@@ -167,6 +248,11 @@ def add_files(
     embeddings = embed_segments(embedder, np.concatenate([c[0] for c in cuts]), np.concatenate([c[1] for c in cuts]))
     bounds = np.cumsum([len(c[2]) for c in cuts])[:-1]
     for (path, waveform), cut, rows in zip(group, cuts, np.split(embeddings, bounds)):
+        if not np.isfinite(rows).all():
+            raise SearchError(
+                f"{embedder.checkpoint}: its model embeds {shown(path)} as NaN or inf (numbers that are not numbers), "
+                f"so it cannot be searched; the index holds the files embedded before it"
+            )
         size, mtime_ns = found[path]
         index.files[path] = FileEntry(size, mtime_ns, len(waveform) / SAMPLE_RATE, cut[2] / SAMPLE_RATE, rows)
 
@@ -188,11 +274,12 @@ class PeriodicSaver:
 
 
 def record_skip(
-    index: SearchIndex, path: str, stat: Stat, error: Exception, folder: Path, summary: UpdateSummary
+    index: SearchIndex, path: str, file_stat: Stat, error: Exception, folder: Path, summary: UpdateSummary
 ) -> None:
-    index.skipped[path] = SkippedEntry(*stat, reason_of(error))
+    """List a file that could not be had, with the reason; a stalled read is tried again on every run."""
+    index.skipped[path] = SkippedEntry(*(RETRY_STAT if isinstance(error, ReadStalled) else file_stat), reason_of(error))
     summary.skipped_now.append((path, reason_of(error)))
-    tqdm.write(f"skipped {folder / path}: {reason_of(error)}")
+    tqdm.write(f"skipped {shown(str(folder / path))}: {shown(reason_of(error))}")
 
 
 def embed_files(
@@ -215,7 +302,7 @@ def embed_files(
 
     with (
         tqdm(total=len(paths), unit="file", desc="indexing", dynamic_ncols=True) as progress,
-        closing(decoded_files(folder, paths)) as decoded,
+        closing(decoded_files(folder, paths, embedder.stall_s)) as decoded,
     ):
         for path, result in decoded:
             if isinstance(result, Exception):
@@ -248,11 +335,15 @@ def update_index(
     batch_size: int = 16,
     device: str | None = None,
     save_every_s: float = 60.0,
+    stall_s: float = 60.0,
 ) -> UpdateSummary:
-    """Create or update the index of `folder` at `index_path` with the model of `checkpoint`."""
+    """Create or update the index of `folder` at `index_path` with the model of `checkpoint`; a file
+    whose read makes no progress for `stall_s` seconds is skipped (and tried again next time)."""
     folder, checkpoint, index_path = Path(folder), Path(checkpoint), Path(index_path)
     if batch_size < 1:
         raise SearchError(f"--batch-size {batch_size}: expected a positive number of segments")
+    if not stall_s > 0:
+        raise SearchError(f"--read-timeout {stall_s:g}: expected a positive number of seconds")
     found = scan_folder(folder)
     digest = checkpoint_digest(checkpoint)
     index = existing_index(index_path, checkpoint, digest)
@@ -274,10 +365,12 @@ def update_index(
         index.folder = str(folder.resolve())
         embedder = Embedder(
             model,
+            checkpoint,
             torch_device,
             resolve_precision("auto", torch_device),
             batch_size,
             int(round(index.segment_s * SAMPLE_RATE)),
+            stall_s,
         )
         saver = PeriodicSaver(index_path, save_every_s)
         try:

@@ -8,6 +8,7 @@ with `per_file` only each file's best segment counts.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path, PurePosixPath
@@ -19,7 +20,7 @@ import torch
 from audioretrieval.evaluation.relevance import nfc, read_relevance
 from audioretrieval.model.dual_encoder import DualEncoder
 from audioretrieval.search.checkpoints import check_same_checkpoint, checkpoint_digest, load_search_model, pick_device
-from audioretrieval.search.store import SearchError, SegmentTable, read_identity, read_segments
+from audioretrieval.search.store import SearchError, SegmentTable, read_identity, read_segments, shown
 
 QUERY_COLUMNS = ("query", "caption")
 QUERY_BLOCK = 256  # queries scored at once: bounds the [queries, segments] matrix
@@ -34,17 +35,29 @@ def read_queries_file(path: str | os.PathLike) -> list[str]:
             f"{path}: no such queries file; expected one query per line, or a CSV/Parquet table "
             f"with a {' or '.join(QUERY_COLUMNS)} column"
         )
-    if path.suffix.lower() not in (".csv", ".parquet"):
-        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    table = (
-        pd.read_parquet(path)
-        if path.suffix.lower() == ".parquet"
-        else pd.read_csv(path, dtype=str, keep_default_na=False)
-    )
+    if path.suffix.lower() == ".parquet":
+        table = pd.read_parquet(path)
+    else:
+        text = read_utf8(path)
+        if path.suffix.lower() != ".csv":
+            return [line.strip() for line in text.splitlines() if line.strip()]
+        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     column = next((c for c in QUERY_COLUMNS if c in table.columns), None)
     if column is None:
         raise SearchError(f"{path}: expected a {' or '.join(QUERY_COLUMNS)} column, found {list(table.columns)}")
     return [str(q).strip() for q in table[column] if str(q).strip()]
+
+
+def read_utf8(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SearchError(
+            f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); "
+            f"expected the queries as UTF-8, e.g. converted with `iconv -f LATIN1 -t UTF-8`"
+        ) from exc
 
 
 def gather_queries(texts: list[str], queries_file: str | os.PathLike | None) -> list[str]:
@@ -103,9 +116,9 @@ def hits_table(queries: list[str], table: SegmentTable, scores: np.ndarray, rows
     flat = rows.reshape(-1)
     return pd.DataFrame(
         {
-            "query": np.repeat(np.asarray(queries, dtype=object), top),
+            "query": np.repeat(np.asarray([shown(q) for q in queries], dtype=object), top),
             "rank": np.tile(np.arange(1, top + 1), len(queries)),
-            "file": np.asarray(table.paths, dtype=object)[table.file_of_segment[flat]],
+            "file": np.asarray([shown(p) for p in table.paths], dtype=object)[table.file_of_segment[flat]],
             "start_s": table.starts_s[flat],
             "score": scores.reshape(-1).astype(np.float64),
         }
@@ -156,7 +169,14 @@ def search(
         raise SearchError(f"--top {top}: expected a positive number of hits")
     table = load_segments_for(index_path, checkpoint)
     model, _ = load_search_model(checkpoint, pick_device(device))
-    scores, rows = rank_segments(embed_queries(model, queries), table, top, per_file)
+    embedded = embed_queries(model, queries)
+    bad = (~embedded.isfinite().all(dim=1)).nonzero().flatten().tolist()
+    if bad:
+        raise SearchError(
+            f"{checkpoint}: its model embeds the query {queries[bad[0]]!r} as NaN or inf (numbers that are not "
+            f"numbers), so it cannot be scored"
+        )
+    scores, rows = rank_segments(embedded, table, top, per_file)
     return hits_table(queries, table, scores, rows)
 
 
