@@ -1,10 +1,10 @@
-"""Decoding a 7z archive of 30 s, 44.1 kHz clips to 32 kHz HDF5: this pipeline against the seed's way.
+"""Decoding a 7z archive of 30 s, 44.1 kHz clips to 32 kHz HDF5: this pipeline against the reference code's way.
 
     python benchmarks/decode_benchmark.py [--clips 60] [--workdir /tmp/decode-bench] [--quick]
 
 Variants, each in its own process (peak memory: PSS summed over its process tree):
   pipeline   this pipeline's decode rule (audioretrieval.data.decode.decode_archive), 2 threads
-  seed       the seed's approach: extract with the 7z program, librosa.load(path, sr=32000) per
+  seed       the reference code's approach: extract with the 7z program, librosa.load(path, sr=32000) per
              file in a 2-process pool, all clips held in memory until one HDF5 write
   decompress the unavoidable part 1: decompressing the archive (py7zr, as the pipeline does)
   decode     the unavoidable part 2: decoding + resampling the already decompressed bytes, 1 thread
@@ -13,7 +13,7 @@ Runs on N and 2N clips, and prints ratios: pipeline / seed time (target <= 1), p
 A solid 7z archive is one LZMA stream that only one thread can decompress, so no decoder can
 beat max(decompress, (decompress + decode) / cores); the ratio to that bound is printed too.
 --quick: 2 and 4 clips of 5 s (a check that the benchmark runs, not a measurement); without the
-7z program the seed variant is then left out.
+7z program the reference code's variant is then left out.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def main() -> None:
     variants = list(VARIANTS)
     if shutil.which("7z") is None:
         if not args.quick:
-            sys.exit("the seed variant needs the 7z program (Debian/Ubuntu: apt-get install p7zip-full)")
+            sys.exit("the reference code's variant needs the 7z program (Debian/Ubuntu: apt-get install p7zip-full)")
         print("seed variant left out: no 7z program here")
         variants.remove("seed")
     clips, seconds = (2, 5.0) if args.quick else (args.clips, 30.0)

@@ -1,7 +1,7 @@
 # The authors' released checkpoint (seed README, "Test our pre-trained model on the ClothoV2
 # benchmark"): its parts are downloaded from the JKU cloud (resumable and retried; no checksums are
 # published), joined in order, converted into this project's checkpoint format
-# (audioretrieval.model.seed_checkpoint) and then scored by evaluate_model like every model trained
+# (audioretrieval.model.released_checkpoint) and then scored by evaluate_model like every model trained
 # here ({out_dir}/released/passt_roberta/evaluation/best/). Only with a `released` section.
 
 
@@ -13,7 +13,7 @@ if "released" in config:
 
     rule download_released_part:
         output:
-            temp(RELEASED_PART),  # removed once joined, as the seed's script does
+            temp(RELEASED_PART),  # removed once joined, as the reference code's script does
         log:
             log_file("download_released_part", "{part}"),
         benchmark:

@@ -1,8 +1,8 @@
-from audioretrieval.model.seed_checkpoint import convert_seed_checkpoint
+from audioretrieval.model.released_checkpoint import convert_released_checkpoint
 from audioretrieval.pipeline.workflow import logged_to
 
 with logged_to(snakemake.log[0]) as log:
-    converted = convert_seed_checkpoint(
+    converted = convert_released_checkpoint(
         snakemake.input[0], snakemake.output[0], snakemake.params.text_model, snakemake.params.segment_s
     )
     log.info("source %s (no published checksum to compare with)", converted["source"])

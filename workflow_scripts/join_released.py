@@ -1,6 +1,6 @@
 import os
 
-from audioretrieval.model.seed_checkpoint import join_parts
+from audioretrieval.model.released_checkpoint import join_parts
 from audioretrieval.pipeline.workflow import logged_to
 
 with logged_to(snakemake.log[0]) as log:

@@ -72,7 +72,7 @@ def test_structured_patchout_only_while_training():
 
 
 def seed_caption_preprocessing(caption: str) -> str:
-    """Transcribed from the seed (salsa experiments/ex_dcase24.py, forward_sentence)."""
+    """Transcribed from the reference code (salsa experiments/ex_dcase24.py, forward_sentence)."""
     return caption.lower().translate(str.maketrans("", "", string.punctuation))
 
 
@@ -92,8 +92,8 @@ def test_captions_are_preprocessed_as_the_reference_code_does(caption):
 
 
 def seed_front_end() -> AugmentMelSTFT:
-    """Built with the arguments of the seed (salsa models/audio/passt.py, get_passt) and of the DCASE 2025
-    baseline (d25_t6/passt.py), with freqm = timem = 0 as in the seed's default configuration."""
+    """Built with the arguments of the reference code (salsa models/audio/passt.py, get_passt) and of the DCASE 2025
+    baseline (d25_t6/passt.py), with freqm = timem = 0 as in the reference code's default configuration."""
     return AugmentMelSTFT(
         n_mels=128,
         sr=32000,
@@ -164,11 +164,13 @@ def test_checkpoints_rebuild_the_model_and_refuse_another_architecture(tmp_path,
     from audioretrieval.model.checkpoint import load_state
 
     with pytest.raises(
-        CheckpointMismatch, match="model.pt: checkpoint does not fit the model architecture: .*missing .*blocks.1"
+        CheckpointMismatch, match="model.pt: checkpoint does not fit the model architecture: .*missing: .*blocks.1"
     ):
         load_state(DualEncoder(deeper, 2.0), checkpoint["state_dict"], str(tmp_path / "model.pt"))
     wider = {**cfg, "embed_dim": 24}
-    with pytest.raises(CheckpointMismatch, match=r"differ in shape \(e.g. .*projection"):
+    with pytest.raises(
+        CheckpointMismatch, match=r"of another shape: audio\.projection\.bias: \(16,\) in the checkpoint"
+    ):
         load_state(DualEncoder(wider, 2.0), checkpoint["state_dict"], "other.pt")
 
 

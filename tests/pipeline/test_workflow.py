@@ -310,7 +310,7 @@ def test_the_paper_config_switches_on_the_full_setting_with_train_on(tmp_path):
         assert "data/wavcaps/FreeSound/audio.h5" in block and "data/audiocaps/train/audio.h5" in block
     for block in rule_blocks(result, "train_stage2"):
         assert "wavcaps" not in block and "audiocaps" not in block
-    assert "json_files/FreeSound/fsd_final_2s.json" in result.stdout  # the seed's caption file
+    assert "json_files/FreeSound/fsd_final_2s.json" in result.stdout  # the reference code's caption file
     config["wavcaps"]["caption_files"] = {"FreeSound": "fsd_final.json"}
     other = run_snakemake("-n", "--configfile", write_config(tmp_path, config), "--cores", 1, cwd=tmp_path)
     assert "json_files/FreeSound/fsd_final.json" in other.stdout and "fsd_final_2s" not in other.stdout

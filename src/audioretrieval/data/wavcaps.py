@@ -22,7 +22,7 @@ from audioretrieval.files import write_text_atomically
 
 log = logging.getLogger(__name__)
 
-# The caption file the seed reads per source (salsa data/datasets/wavcaps.py); for FreeSound it reads
+# The caption file the reference code reads per source (salsa data/datasets/wavcaps.py); for FreeSound it reads
 # fsd_final_2s.json, where the DCASE 2025 baseline reads fsd_final.json (config wavcaps.caption_files).
 SOURCES = {
     "AudioSet_SL": "as_final.json",

@@ -20,7 +20,7 @@ passt_module.first_RUN = False  # PaSST prints tensor shapes on its first forwar
 SAMPLE_RATE = 32000
 HOP = 320
 N_MELS = 128
-# The seed's (and the DCASE 2025 baseline's) AugmentMelSTFT arguments: band edges fmin = 0 and
+# The reference code's (and the DCASE 2025 baseline's) AugmentMelSTFT arguments: band edges fmin = 0 and
 # fmax = 16000 - 2000 / 2 = 15000 Hz at evaluation; in training fmin + U{0..9} and fmax + 1000 - U{0..1999}.
 MEL_ARGUMENTS = dict(
     n_mels=N_MELS,
@@ -72,7 +72,7 @@ def fetch_passt_weights(arch: str, weights: str | None) -> dict:
 
 
 class MelFrontEnd(AugmentMelSTFT):
-    """hear21passt's AugmentMelSTFT built with the seed's arguments (MEL_ARGUMENTS), with the same
+    """hear21passt's AugmentMelSTFT built with the reference code's arguments (MEL_ARGUMENTS), with the same
     output computed about twice as fast on a CPU.
 
     The pre-emphasis filter is applied by slicing instead of a 1-channel conv1d and the STFT is

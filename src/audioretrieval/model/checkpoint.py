@@ -47,25 +47,34 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return checkpoint
 
 
+def listed(items: list[str], limit: int = 10) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def fit_problems(expected: dict[str, tuple], found: dict[str, tuple], names: dict[str, str] | None = None) -> list[str]:
+    """Why tensors `found` (key -> shape) do not load into a model holding `expected` ones: the keys it
+    needs that are missing, the keys it does not have, the tensors of another shape; empty when they
+    fit. `names`: how to show a found key (e.g. where it came from beside it)."""
+    shown = (names or {}).get
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(shown(k, k) for k in set(found) - set(expected))
+    reshaped = sorted(
+        f"{shown(k, k)}: {found[k]} in the checkpoint, {expected[k]} in the model"
+        for k in set(expected) & set(found)
+        if tuple(found[k]) != tuple(expected[k])
+    )
+    problems = [f"{len(missing)} tensor(s) the model needs are missing: {listed(missing)}"] if missing else []
+    problems += [f"{len(extra)} tensor(s) the model does not have: {listed(extra)}"] if extra else []
+    return problems + ([f"{len(reshaped)} tensor(s) of another shape: {listed(reshaped)}"] if reshaped else [])
+
+
 def load_state(model: torch.nn.Module, state_dict: dict, source: str) -> None:
     """Load parameters, failing with a readable message when the architectures differ."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in state_dict.items()}
-    missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
-    reshaped = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
-    if missing or unexpected or reshaped:
-        details = []
-        if reshaped:
-            k = reshaped[0]
-            details.append(
-                f"{len(reshaped)} tensors differ in shape "
-                f"(e.g. {k}: {found[k]} in the checkpoint, {expected[k]} in the model)"
-            )
-        if missing:
-            details.append(f"{len(missing)} tensors missing (e.g. {missing[0]})")
-        if unexpected:
-            details.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
-        raise CheckpointMismatch(f"{source}: checkpoint does not fit the model architecture: " + "; ".join(details))
+    problems = fit_problems(expected, {k: tuple(v.shape) for k, v in state_dict.items()})
+    if problems:
+        raise CheckpointMismatch(f"{source}: checkpoint does not fit the model architecture: " + "; ".join(problems))
     model.load_state_dict(state_dict)
 
 

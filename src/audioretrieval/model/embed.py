@@ -65,7 +65,7 @@ def embed_checkpoint(
 ) -> None:
     """Embed every clip and caption of a split with a checkpoint (evaluation mode: no patchout, no
     random crop) into an embeddings file, under autocast of `precision` on a GPU (train.precision;
-    the seed embeds in fp16), reading the audio with `num_workers` DataLoader workers."""
+    the reference code embeds in fp16), reading the audio with `num_workers` DataLoader workers."""
     device = torch.device(device)
     model, meta = load_model(checkpoint, device)
     embeddings = embed_split(

@@ -1,5 +1,5 @@
 """The text branch: a Hugging Face encoder's token states pooled to one vector (the first token's, as
-the seed does, or their mean), then a projection head into the shared space."""
+the reference code does, or their mean), then a projection head into the shared space."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ _DELETE_PUNCTUATION = str.maketrans("", "", string.punctuation)
 
 
 def normalize_caption(text: str) -> str:
-    """The seed's caption preprocessing: lower-cased, ASCII punctuation deleted ("man's" -> "mans",
+    """The reference code's caption preprocessing: lower-cased, ASCII punctuation deleted ("man's" -> "mans",
     "a - b" -> "a  b"); nothing else changes."""
     return text.lower().translate(_DELETE_PUNCTUATION)
 
@@ -43,7 +43,7 @@ POOLINGS = ("first", "mean")
 
 def projection_head(in_dim: int, out_dim: int, layers: int, hidden: int) -> nn.Module:
     """One Linear layer, or `layers` Linear layers of width `hidden` with ReLU between them (the
-    seed's project_sentence with adopt_n_layers = layers - 1)."""
+    reference code's project_sentence with adopt_n_layers = layers - 1)."""
     if layers == 1:
         return nn.Linear(in_dim, out_dim)
     sizes = [in_dim] + [hidden] * (layers - 1) + [out_dim]

@@ -17,7 +17,7 @@ METRICS = {
 }
 
 
-RELEASED_NOTES = "the authors' released weights, converted (audioretrieval.model.seed_checkpoint)"
+RELEASED_NOTES = "the authors' released weights, converted (audioretrieval.model.released_checkpoint)"
 
 
 def read_metrics(path: str | os.PathLike) -> dict:
@@ -93,7 +93,7 @@ def summary_table(
     model name -> metrics dict, of the best and of the last weights of each run; the rows of each
     come with mean and standard deviation rows over seeds (see _model_rows), then the rows of the
     authors' released checkpoint(s) (group "released" of `best`: the one set of weights released,
-    converted by audioretrieval.model.seed_checkpoint), then the reference rows
+    converted by audioretrieval.model.released_checkpoint), then the reference rows
     (already in %; `compare_with` names the row of this table to hold each against). stage2_jobs
     (pipeline.study.stage2_jobs) describes the stage-2 models. Columns: model, weights, kind, notes, the
     metrics, and for mean rows their standard deviations ('<metric> sd')."""
@@ -147,7 +147,8 @@ def summary_text(table: pd.DataFrame, quality: pd.DataFrame | None = None, mass:
     quality of the estimated correspondences and where the targets' mass goes."""
     text = (
         "## Text-to-audio retrieval on the evaluation split (%)\n\nweights: each run's best epoch by validation "
-        "mAP@10, or its last epoch (the seed tests the weights after the last epoch)\n\n" + summary_markdown(table)
+        "mAP@10, or its last epoch (the reference code tests the weights after the last epoch)\n\n"
+        + summary_markdown(table)
     )
     if quality is not None:
         text += (

@@ -1,9 +1,9 @@
-"""Import the authors' released checkpoint: a Lightning checkpoint of the seed's AudioRetrievalModel
+"""Import the authors' released checkpoint: a Lightning checkpoint of the reference code's AudioRetrievalModel
 (OptimusPrimus/salsa, experiments/ex_dcase24.py) converted into this project's checkpoint format
 (audioretrieval.model.checkpoint), so that `load_model` rebuilds it and the evaluation scores it.
 
-    python -m audioretrieval.model.seed_checkpoint join passt_roberta.1.ckpt ... passt_roberta.5.ckpt passt_roberta.ckpt
-    python -m audioretrieval.model.seed_checkpoint convert passt_roberta.ckpt best.pt [--text-model roberta-large|DIR]
+    python -m audioretrieval.model.released_checkpoint join passt_roberta.{1..5}.ckpt passt_roberta.ckpt
+    python -m audioretrieval.model.released_checkpoint convert passt_roberta.ckpt best.pt [--text-model DIR]
 
 The release is one file cut into five parts (scripts/download_checkpoint.sh: passt_roberta.1.ckpt ...
 .5.ckpt from the JKU cloud, joined with `cat`); no checksums of the parts or of the whole are published.
@@ -12,7 +12,7 @@ Reading. The file is read with torch.load(weights_only=True): tensors and plain 
 arbitrary unpickling. A Lightning 2.x checkpoint holds state_dict, hyper_parameters, epoch,
 global_step, pytorch-lightning_version, optimizer_states, lr_schedulers, loops, callbacks (the
 ModelCheckpoint state: strings and tensors) and the mixed-precision scaler state: all plain. The one
-exception is hyper_parameters: the seed passes its sacred configuration to save_hyperparameters, so
+exception is hyper_parameters: the reference code passes its sacred configuration to save_hyperparameters, so
 the nested sections are sacred's read-only containers, pickled as calls of
 `sacred.config.custom_containers.ReadOnlyDict` / `ReadOnlyList` on a plain dict / list. Exactly
 these two names are allowed (torch.serialization.safe_globals), bound to functions of this module
@@ -23,7 +23,7 @@ The model is rebuilt from hyper_parameters (see model_config_from): a setting th
 computes at inference and that this project cannot rebuild is refused, naming it (UNSUPPORTED); settings that
 act only in training are recorded in the result's source.training_only (TRAINING_ONLY); the temperature is
 the parameter tau the model used, trained or not (inference_tau). The state_dict
-is mapped key by key with key_rules (every key of the seed's model is either mapped or dropped
+is mapped key by key with key_rules (every key of the reference code's model is either mapped or dropped
 for a stated reason; any other key, a key the project's model needs that nothing provides, or a
 tensor of another shape fails, naming the keys and shapes).
 """
@@ -43,16 +43,15 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModel, RobertaConfig
 
-from audioretrieval.data.download import md5sum
-from audioretrieval.files import save_torch_atomically, written_atomically
+from audioretrieval.files import file_digest, save_torch_atomically, written_atomically
 from audioretrieval.model.audio import PasstAudioEncoder
-from audioretrieval.model.checkpoint import FORMAT_VERSION
+from audioretrieval.model.checkpoint import FORMAT_VERSION, fit_problems, listed
 from audioretrieval.model.text import projection_head
 from audioretrieval.resources import resolve_name
 
 
-class SeedCheckpointError(ValueError):
-    """The seed checkpoint cannot be read or rebuilt by this project; the message says which key or value."""
+class ReleasedCheckpointError(ValueError):
+    """The released checkpoint cannot be read or rebuilt by this project; the message says which key or value."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -75,7 +74,7 @@ ALLOWED_GLOBALS = [
 ]
 
 
-def read_seed_checkpoint(path: str | os.PathLike) -> dict:
+def read_released_checkpoint(path: str | os.PathLike) -> dict:
     """The Lightning checkpoint as a dict (tensors memory-mapped from the file), read with
     weights_only=True and only ALLOWED_GLOBALS besides tensors and plain containers."""
     try:
@@ -84,12 +83,12 @@ def read_seed_checkpoint(path: str | os.PathLike) -> dict:
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL (\S+)", str(exc))
         what = found.group(1) if found else str(exc).splitlines()[0]
-        raise SeedCheckpointError(
+        raise ReleasedCheckpointError(
             f"{path}: holds {what}, which is not allowed when unpickling without arbitrary code (allowed besides "
             f"tensors and plain containers: {[name for _, name in ALLOWED_GLOBALS]})"
         ) from exc
     except (RuntimeError, OSError) as exc:
-        raise SeedCheckpointError(
+        raise ReleasedCheckpointError(
             f"{path}: not a readable torch checkpoint ({exc}). A file joined from parts must hold every part, "
             f"complete and in order (passt_roberta.1.ckpt ... .5.ckpt)."
         ) from exc
@@ -98,7 +97,7 @@ def read_seed_checkpoint(path: str | os.PathLike) -> dict:
     ]
     if missing:
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise SeedCheckpointError(f"{path}: not a Lightning checkpoint: no {missing} (found {found})")
+        raise ReleasedCheckpointError(f"{path}: not a Lightning checkpoint: no {missing} (found {found})")
     return checkpoint
 
 
@@ -106,7 +105,7 @@ def read_seed_checkpoint(path: str | os.PathLike) -> dict:
 # Hyper-parameters -> model_config
 
 PASST_ARCH = "passt_s_p16_s16_128_ap468"
-# The sizes of PaSST-S (hear21passt's passt_s_p16_s16_128_ap468): the seed's get_passt always builds it.
+# The sizes of PaSST-S (hear21passt's passt_s_p16_s16_128_ap468): the reference code's get_passt always builds it.
 PASST_S = {"embed_dim": 768, "depth": 12, "num_heads": 12}
 # models/audio/passt.py: get_passt names other PaSSTs; every other name starting with "passt" is PASST_ARCH.
 OTHER_PASSTS = {"passt_s": "passt_s_kd_p16_128_ap486", "passt_20": "passt_20sec", "passt_l": "passt_l_kd_p16_128_ap47"}
@@ -114,7 +113,7 @@ OTHER_PASSTS = {"passt_s": "passt_s_kd_p16_128_ap486", "passt_20": "passt_20sec"
 PASST_DEFAULTS = {"s_patchout_t": 0, "s_patchout_f": 0, "freqm": 48, "timem": 192, "return_sequence": False}
 # models/text/sentence_embedding_models.py:
 # from_pretrained(..., hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.2)
-SEED_TEXT_DROPOUT = 0.2
+REFERENCE_TEXT_DROPOUT = 0.2
 # roberta-large's config.json (the Hugging Face hub), so that no download is needed.
 ROBERTA_LARGE = dict(
     vocab_size=50265,
@@ -131,13 +130,13 @@ ROBERTA_LARGE = dict(
     hidden_act="gelu",
     initializer_range=0.02,
 )
-# The seed's ClothoV2 clips are padded or cut to 30 s (ex_dcase24.get_data_set: set_fixed_length(30)).
-SEED_SEGMENT_S = 30.0
+# The reference code's ClothoV2 clips are padded or cut to 30 s (ex_dcase24.get_data_set: set_fixed_length(30)).
+REFERENCE_SEGMENT_S = 30.0
 
 # Settings this project cannot rebuild, each of which changes what the model computes at inference:
 # (hyper-parameter, the only value accepted, why).
 UNSUPPORTED = [
-    ("audio_features.use_local_model", False, "the seed itself asserts it is off"),
+    ("audio_features.use_local_model", False, "the reference code itself asserts it is off"),
     ("audio_features.sequence_model.num_layers", 0, "this project has no transformer over the windows"),
     ("audio_features.adopt_n_layers", 0, "this project's audio head is one Linear layer"),
     ("audio_features.aggregate", "mean", "this project averages the windows' embeddings"),
@@ -152,7 +151,8 @@ UNSUPPORTED = [
     (
         "projection_dropout",
         0.0,
-        "the seed drops features before the projections at inference too (functional dropout); this project never",
+        "the reference code drops features before the projections at inference too (functional dropout); "
+        "this project never",
     ),
 ]
 
@@ -169,7 +169,7 @@ TRAINING_ONLY = [
 
 def hyper_parameter(hp: dict, dotted: str):
     """hyper_parameters[a][b]... for "a.b..."; keys of audio_features.model_config absent from the
-    checkpoint take get_passt's defaults, as in the seed."""
+    checkpoint take get_passt's defaults, as in the reference code."""
     value = hp
     parts = dotted.split(".")
     for i, part in enumerate(parts):
@@ -178,7 +178,7 @@ def hyper_parameter(hp: dict, dotted: str):
         elif parts[:i] == ["audio_features", "model_config"] and part in PASST_DEFAULTS:
             return PASST_DEFAULTS[part]
         else:
-            raise SeedCheckpointError(f"hyper-parameter {dotted} is missing from the checkpoint's hyper_parameters")
+            raise ReleasedCheckpointError(f"hyper-parameter {dotted} is missing from the checkpoint's hyper_parameters")
     return value
 
 
@@ -187,18 +187,18 @@ def check_supported(hp: dict) -> None:
     model = hyper_parameter(hp, "audio_features.model")
     if not str(model).startswith("passt") or model in OTHER_PASSTS:
         built = OTHER_PASSTS.get(model, "no PaSST")
-        raise SeedCheckpointError(
-            f"hyper-parameter audio_features.model is {model!r} (the seed builds {built} for it): "
-            f"this project rebuilds only {PASST_ARCH} (the seed's name 'passt')"
+        raise ReleasedCheckpointError(
+            f"hyper-parameter audio_features.model is {model!r} (the reference code builds {built} for it): "
+            f"this project rebuilds only {PASST_ARCH} (the reference code's name 'passt')"
         )
     for dotted, accepted, why in UNSUPPORTED:
         value = hyper_parameter(hp, dotted)
         if value != accepted:
-            raise SeedCheckpointError(f"hyper-parameter {dotted} is {value!r}, expected {accepted!r}: {why}")
+            raise ReleasedCheckpointError(f"hyper-parameter {dotted} is {value!r}, expected {accepted!r}: {why}")
     text = hyper_parameter(hp, "sentence_features.model")
     if "clip" in str(text):
-        raise SeedCheckpointError(
-            f"hyper-parameter sentence_features.model is {text!r}: the seed's CLIP text models "
+        raise ReleasedCheckpointError(
+            f"hyper-parameter sentence_features.model is {text!r}: the reference code's CLIP text models "
             "have another layout and pooling; only encoders without pooler (RoBERTa, BERT) are imported"
         )
 
@@ -210,19 +210,21 @@ def training_only_settings(hp: dict) -> dict:
     for dotted in TRAINING_ONLY:
         try:
             settings[dotted] = hyper_parameter(hp, dotted)
-        except SeedCheckpointError:  # absent: nothing to record
+        except ReleasedCheckpointError:  # absent: nothing to record
             pass
     return settings
 
 
 def inference_tau(state_dict: dict, hp: dict) -> float:
-    """The temperature the seed's model divides its similarities by: |tau| of its state_dict, trained or
+    """The temperature the reference code's model divides its similarities by: |tau| of its state_dict, trained or
     not (exactly initial_tau where it still equals it in float32)."""
     if "tau" not in state_dict:
-        raise SeedCheckpointError("the seed's state_dict has no 'tau' (the AudioRetrievalModel always has one)")
+        raise ReleasedCheckpointError(
+            "the reference code's state_dict has no 'tau' (the AudioRetrievalModel always has one)"
+        )
     found = abs(float(state_dict["tau"].reshape(-1)[0]))
     if not (math.isfinite(found) and found > 0):
-        raise SeedCheckpointError(
+        raise ReleasedCheckpointError(
             f"parameter tau is {found:g}: the model divides its similarities by |tau|, which must be a positive number"
         )
     initial = hp.get("initial_tau")
@@ -230,7 +232,7 @@ def inference_tau(state_dict: dict, hp: dict) -> float:
 
 
 def model_config_from(hp: dict, text_model: str, tau: float, passt_size: dict | None = None) -> dict:
-    """This project's `model` section for the seed's hyper_parameters (checked by check_supported) and
+    """This project's `model` section for the reference code's hyper_parameters (checked by check_supported) and
     its temperature (inference_tau). text_model becomes model.text.name: the tokenizer is loaded from it
     (a hub name or a local directory)."""
     check_supported(hp)
@@ -253,7 +255,7 @@ def model_config_from(hp: dict, text_model: str, tau: float, passt_size: dict | 
             "name": text_model,
             "tokenizer": None,
             "freeze": bool(hyper_parameter(hp, "sentence_features.frozen")),
-            "dropout": SEED_TEXT_DROPOUT,
+            "dropout": REFERENCE_TEXT_DROPOUT,
             "max_tokens": int(hyper_parameter(hp, "sentence_features.max_sentence_tokens")),
             "pooling": "first",
             "head_layers": 1 + adopt,
@@ -263,15 +265,17 @@ def model_config_from(hp: dict, text_model: str, tau: float, passt_size: dict | 
 
 
 def text_hf_config(text_model: str) -> dict:
-    """The text encoder's Hugging Face config with the seed's dropout: roberta-large's sizes written
+    """The text encoder's Hugging Face config with the reference code's dropout: roberta-large's sizes written
     out (no download), or read from `text_model` (a local directory, or another hub name)."""
-    dropout = {"hidden_dropout_prob": SEED_TEXT_DROPOUT, "attention_probs_dropout_prob": SEED_TEXT_DROPOUT}
+    dropout = {"hidden_dropout_prob": REFERENCE_TEXT_DROPOUT, "attention_probs_dropout_prob": REFERENCE_TEXT_DROPOUT}
     if text_model == "roberta-large":
         return RobertaConfig(**ROBERTA_LARGE, **dropout).to_dict()
     try:
         return AutoConfig.from_pretrained(resolve_name(text_model), **dropout).to_dict()
     except OSError as exc:
-        raise SeedCheckpointError(f"--text-model {text_model!r}: no Hugging Face config found there ({exc})") from exc
+        raise ReleasedCheckpointError(
+            f"--text-model {text_model!r}: no Hugging Face config found there ({exc})"
+        ) from exc
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -280,7 +284,7 @@ def text_hf_config(text_model: str) -> dict:
 
 @dataclass(frozen=True)
 class KeyRule:
-    """Seed keys matching `pattern` (a full match) become `target` (a re.expand template), or are
+    """Reference keys matching `pattern` (a full match) become `target` (a re.expand template), or are
     dropped when target is None; `why` documents it."""
 
     pattern: str
@@ -292,8 +296,8 @@ _PASST = r"audio_embedding_model\.model\.model\."  # WindowedPrediction.model = 
 
 
 def key_rules(head_layers: int = 1) -> list[KeyRule]:
-    """The seed -> project table (first matching rule wins). head_layers: the text head's Linear
-    layers (1 + sentence_features.adopt_n_layers); the seed's Sequential and this project's head share
+    """The reference -> project table (first matching rule wins). head_layers: the text head's Linear
+    layers (1 + sentence_features.adopt_n_layers); the reference code's Sequential and this project's head share
     their indices when there are several."""
     text_head = (
         KeyRule(r"project_sentence\.0\.(weight|bias)", r"text.projection.\1", "text projection: one Linear")
@@ -326,8 +330,10 @@ def key_rules(head_layers: int = 1) -> list[KeyRule]:
         ),
         text_head,
         KeyRule(r"tau", None, "the temperature: model_config.tau = |tau| (inference_tau)"),
-        KeyRule(r"timing_tau", None, "temperature of the seed's timing loss: unused"),
-        KeyRule(r"audio_token", None, "token of the seed's sequence model over windows: unused (num_layers 0)"),
+        KeyRule(r"timing_tau", None, "temperature of the reference code's timing loss: unused"),
+        KeyRule(
+            r"audio_token", None, "token of the reference code's sequence model over windows: unused (num_layers 0)"
+        ),
         KeyRule(
             r"posencode\.(?:pe|w|project\.weight|project\.bias)",
             None,
@@ -337,13 +343,8 @@ def key_rules(head_layers: int = 1) -> list[KeyRule]:
     ]
 
 
-def _listed(items: list[str], limit: int = 10) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
-
-
 def map_keys(state_dict: dict, rules: list[KeyRule]) -> tuple[dict[str, str], dict[str, KeyRule]]:
-    """(project key -> seed key, dropped seed key -> its rule); fails naming every unknown seed key."""
+    """(project key -> reference key, dropped reference key -> its rule); fails naming every unknown reference key."""
     mapped: dict[str, str] = {}
     dropped: dict[str, KeyRule] = {}
     unknown = []
@@ -356,8 +357,9 @@ def map_keys(state_dict: dict, rules: list[KeyRule]) -> tuple[dict[str, str], di
         else:
             mapped[re.fullmatch(rule.pattern, key).expand(rule.target)] = key
     if unknown:
-        raise SeedCheckpointError(
-            f"{len(unknown)} key(s) of the seed's state_dict that the mapping does not know: {_listed(unknown)}"
+        raise ReleasedCheckpointError(
+            f"{len(unknown)} key(s) of the reference code's state_dict that the mapping does not know: "
+            f"{listed(unknown)}"
         )
     return mapped, dropped
 
@@ -383,26 +385,12 @@ def project_shapes(model_config: dict, segment_s: float, hf_config: dict) -> dic
 
 def check_fit(mapped: dict[str, str], state_dict: dict, expected: dict[str, tuple], text_source: str) -> None:
     """Fail naming the keys the project needs that nothing provides, mapped keys it does not have, and
-    tensors of another shape (both shapes)."""
-    missing = sorted(set(expected) - set(mapped))
-    extra = sorted(f"{mapped[k]} -> {k}" for k in set(mapped) - set(expected))
-    reshaped = sorted(
-        f"{mapped[k]} {tuple(state_dict[mapped[k]].shape)} -> {k} {expected[k]}"
-        for k in set(mapped) & set(expected)
-        if tuple(state_dict[mapped[k]].shape) != expected[k]
-    )
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} tensor(s) the project's model needs are missing: {_listed(missing)}")
-    if extra:
-        problems.append(f"{len(extra)} mapped tensor(s) the project's model does not have: {_listed(extra)}")
-    if reshaped:
-        problems.append(
-            f"{len(reshaped)} tensor(s) of another shape (seed shape -> project shape): {_listed(reshaped)}"
-        )
+    tensors of another shape (both shapes), each shown as `reference key -> project key`."""
+    found = {key: tuple(state_dict[reference].shape) for key, reference in mapped.items()}
+    problems = fit_problems(expected, found, {key: f"{reference} -> {key}" for key, reference in mapped.items()})
     if problems:
-        raise SeedCheckpointError(
-            "the seed's state_dict does not fit the model rebuilt from its hyper_parameters "
+        raise ReleasedCheckpointError(
+            "the reference code's state_dict does not fit the model rebuilt from its hyper_parameters "
             f"(text encoder config from {text_source}): " + "; ".join(problems)
         )
 
@@ -411,42 +399,43 @@ def check_dropped(state_dict: dict, dropped: dict[str, KeyRule]) -> None:
     """The dropped tensors that carry a value this project rebuilds hold what it rebuilds (tau: inference_tau)."""
     key = "sentence_embedding_model.embeddings.position_ids"
     if key in dropped and not torch.equal(state_dict[key].reshape(-1), torch.arange(state_dict[key].numel())):
-        raise SeedCheckpointError(f"{key} is not 0, 1, 2, ...: the text encoder's positions cannot be rebuilt")
+        raise ReleasedCheckpointError(f"{key} is not 0, 1, 2, ...: the text encoder's positions cannot be rebuilt")
 
 
 def convert_state_dict(
     state_dict: dict, model_config: dict, segment_s: float, hf_config: dict, text_source: str
 ) -> dict[str, torch.Tensor]:
-    """The project's state_dict from the seed's (keys mapped by key_rules, everything checked)."""
+    """The project's state_dict from the reference code's (keys mapped by key_rules, everything checked)."""
     mapped, dropped = map_keys(state_dict, key_rules(model_config["text"]["head_layers"]))
     check_dropped(state_dict, dropped)
     check_fit(mapped, state_dict, project_shapes(model_config, segment_s, hf_config), text_source)
-    return {key: state_dict[seed_key].detach().clone() for key, seed_key in sorted(mapped.items())}
+    return {key: state_dict[reference_key].detach().clone() for key, reference_key in sorted(mapped.items())}
 
 
 # ---------------------------------------------------------------------------------------------------
 # The whole conversion, and joining the parts
 
 
-def run_seed(hp: dict) -> int:
-    """The seed's run seed (sacred puts `seed` into the configuration); -1 when absent (the format needs an int)."""
+def training_seed(hp: dict) -> int:
+    """The random seed the released run trained with (sacred puts `seed` into the configuration); -1 when
+    absent (the format needs an int)."""
     seed = hp.get("seed")
     return int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else -1
 
 
-def convert_seed_checkpoint(
-    seed_path: str | os.PathLike,
+def convert_released_checkpoint(
+    released_path: str | os.PathLike,
     out_path: str | os.PathLike,
     text_model: str | None = None,
-    segment_s: float = SEED_SEGMENT_S,
+    segment_s: float = REFERENCE_SEGMENT_S,
     passt_size: dict | None = None,
 ) -> dict:
-    """Convert the seed's Lightning checkpoint at `seed_path` into this project's checkpoint at
+    """Convert the reference code's Lightning checkpoint at `released_path` into this project's checkpoint at
     `out_path` (written atomically) and return it. text_model: model.text.name of the result, where
     the tokenizer (and, unless it is "roberta-large", the text config) comes from; default: the
-    seed's sentence_features.model. segment_s: the audio segment length the model is used with.
+    reference code's sentence_features.model. segment_s: the audio segment length the model is used with.
     passt_size: PaSST width/depth/heads (default PaSST-S's; smaller ones for tests)."""
-    checkpoint = read_seed_checkpoint(seed_path)
+    checkpoint = read_released_checkpoint(released_path)
     hp = checkpoint["hyper_parameters"]
     text_model = text_model or str(hyper_parameter(hp, "sentence_features.model"))
     model_config = model_config_from(hp, text_model, inference_tau(checkpoint["state_dict"], hp), passt_size)
@@ -460,10 +449,10 @@ def convert_seed_checkpoint(
         "state_dict": state_dict,
         "epoch": int(checkpoint.get("epoch", -1)),
         "metrics": {},
-        "seed": run_seed(hp),
+        "seed": training_seed(hp),
         "source": {
-            "seed_checkpoint": Path(seed_path).name,
-            "md5": md5sum(seed_path),
+            "released_checkpoint": Path(released_path).name,
+            "md5": file_digest(released_path, "md5"),
             "global_step": int(checkpoint.get("global_step", -1)),
             "pytorch-lightning_version": str(checkpoint.get("pytorch-lightning_version", "")),
             "training_only": training_only_settings(hp),
@@ -474,7 +463,7 @@ def convert_seed_checkpoint(
 
 
 def join_parts(parts: list[str | os.PathLike], out_path: str | os.PathLike) -> Path:
-    """Concatenate `parts` in the given order into `out_path` (written atomically), as the seed's
+    """Concatenate `parts` in the given order into `out_path` (written atomically), as the reference code's
     `cat passt_roberta.*.ckpt > passt_roberta.ckpt`; every part must exist and be non-empty."""
     if not parts:
         raise ValueError("no parts to join")
@@ -490,17 +479,21 @@ def join_parts(parts: list[str | os.PathLike], out_path: str | os.PathLike) -> P
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Import the authors' released checkpoint (seed Lightning .ckpt).")
+    parser = argparse.ArgumentParser(
+        description="Import the authors' released checkpoint (the reference code's Lightning .ckpt)."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    convert = commands.add_parser("convert", help="convert a seed .ckpt into this project's checkpoint")
-    convert.add_argument("seed_checkpoint", help="the seed's Lightning checkpoint (e.g. passt_roberta.ckpt)")
+    convert = commands.add_parser("convert", help="convert a released .ckpt into this project's checkpoint")
+    convert.add_argument("checkpoint", help="the reference code's Lightning checkpoint (e.g. passt_roberta.ckpt)")
     convert.add_argument("out", help="the checkpoint to write (e.g. best.pt)")
     convert.add_argument(
         "--text-model",
         default=None,
-        help="model.text.name of the result: roberta-large (default: the seed's) or a local directory",
+        help="model.text.name of the result: roberta-large (default: the reference code's) or a local directory",
     )
-    convert.add_argument("--segment-s", type=float, default=SEED_SEGMENT_S, help="audio segment length in seconds (30)")
+    convert.add_argument(
+        "--segment-s", type=float, default=REFERENCE_SEGMENT_S, help="audio segment length in seconds (30)"
+    )
     join = commands.add_parser("join", help="concatenate the downloaded parts, in the order given")
     join.add_argument("parts", nargs="+", help="passt_roberta.1.ckpt ... passt_roberta.5.ckpt")
     join.add_argument("out", help="the joined file (e.g. passt_roberta.ckpt)")
@@ -509,12 +502,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "join":
             print(join_parts(args.parts, args.out))
         else:
-            converted = convert_seed_checkpoint(args.seed_checkpoint, args.out, args.text_model, args.segment_s)
+            converted = convert_released_checkpoint(args.checkpoint, args.out, args.text_model, args.segment_s)
             print(
                 f"{args.out}: {len(converted['state_dict'])} tensors, "
                 f"epoch {converted['epoch']}, seed {converted['seed']}"
             )
-    except (SeedCheckpointError, FileNotFoundError) as exc:
+    except (ReleasedCheckpointError, FileNotFoundError) as exc:
         sys.exit(f"error: {exc}")
 
 

@@ -1,6 +1,7 @@
-"""Importing the authors' released checkpoint: a Lightning checkpoint of the seed's AudioRetrievalModel
+"""Importing the authors' released checkpoint: a Lightning checkpoint of the reference code's AudioRetrievalModel
 (experiments/ex_dcase24.py), written here at the demo's small sizes from module trees named as the
-seed's, converted, and compared with a direct computation on the seed's modules."""
+reference code names them, converted, and compared with a direct computation on the reference code's
+modules."""
 
 import copy
 import math
@@ -25,16 +26,16 @@ from transformers import AutoTokenizer, RobertaConfig, RobertaModel
 
 from audioretrieval.data.download import md5sum
 from audioretrieval.model.checkpoint import load_model, read_checkpoint
-from audioretrieval.model.seed_checkpoint import (
+from audioretrieval.model.released_checkpoint import (
     PASST_ARCH,
     ROBERTA_LARGE,
-    SeedCheckpointError,
-    convert_seed_checkpoint,
+    ReleasedCheckpointError,
+    convert_released_checkpoint,
     join_parts,
     key_rules,
     main,
     project_shapes,
-    read_seed_checkpoint,
+    read_released_checkpoint,
     text_hf_config,
 )
 from audioretrieval.report.summary import summary_table
@@ -46,7 +47,7 @@ TEXT = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "in
 WINDOW_S, SEGMENT_S, MAX_TOKENS = 1.0, 2.0, 16
 
 
-# --- the seed's modules, named as in the seed (their attribute names make the state_dict keys) -----
+# --- the reference code's modules, named as there (their attribute names make the state_dict keys) ---
 
 
 class Wrapper(nn.Module):  # models/audio/passt.py, get_passt's Wrapper
@@ -69,8 +70,8 @@ class PositionalEncoding(nn.Module):  # experiments/ex_dcase24.py, posencode_ini
         self.pe = nn.Parameter(torch.randn(1, max_len, d_model), requires_grad=False)
 
 
-def seed_projection(sizes):
-    """The seed's project_audio / project_sentence: Linear, ReLU, ..., the last ReLU popped."""
+def reference_projection(sizes):
+    """The reference code's project_audio / project_sentence: Linear, ReLU, ..., the last ReLU popped."""
     layers = []
     for size_in, size_out in zip(sizes[:-1], sizes[1:]):
         layers += [nn.Linear(size_in, size_out), nn.ReLU()]
@@ -116,8 +117,8 @@ class AudioRetrievalModel(nn.Module):  # experiments/ex_dcase24.py, the modules 
         self.audio_embedding_model = WindowedPrediction(Wrapper(passt), audio["segment_length"], audio["hop_length"])
         self.sentence_embedding_model = RobertaModel(text_config, add_pooling_layer=False)
         width = SMALL_PASST["embed_dim"]
-        self.project_audio = seed_projection([width, hp["shared_representation_size"]])
-        self.project_sentence = seed_projection(
+        self.project_audio = reference_projection([width, hp["shared_representation_size"]])
+        self.project_sentence = reference_projection(
             [text_config.hidden_size]
             + [sentence["adopt_layer_size"]] * sentence["adopt_n_layers"]
             + [hp["shared_representation_size"]]
@@ -130,8 +131,8 @@ class AudioRetrievalModel(nn.Module):  # experiments/ex_dcase24.py, the modules 
         self.timing_tau = nn.Parameter(torch.zeros(1) + hp["initial_tau"], requires_grad=False)
 
 
-def seed_hyper_parameters(adopt_n_layers=0) -> dict:
-    """The seed's default_config with the README's overrides, at the demo's small window."""
+def reference_hyper_parameters(adopt_n_layers=0) -> dict:
+    """The reference code's default_config with the README's overrides, at the demo's small window."""
     return {
         "audio_features": {
             "model": "passt",
@@ -267,7 +268,7 @@ def lightning_checkpoint(model: nn.Module, hp: dict, sacred) -> dict:
     }
 
 
-def write_seed_checkpoint(path, model, hp) -> None:
+def write_released_checkpoint(path, model, hp) -> None:
     with pytest.MonkeyPatch.context() as mp:
         torch.save(lightning_checkpoint(model, hp, fake_sacred(mp)), path)
     assert "sacred" not in sys.modules  # reading must not need it
@@ -290,7 +291,7 @@ def text_dir(tmp_path_factory, tiny_tokenizer):
     return directory
 
 
-def seed_model(hp, text_dir) -> AudioRetrievalModel:
+def reference_model(hp, text_dir) -> AudioRetrievalModel:
     torch.manual_seed(0)
     model = AudioRetrievalModel(hp, RobertaConfig.from_pretrained(text_dir))
     with torch.no_grad():  # every tensor distinct, so that a swapped mapping shows
@@ -301,25 +302,25 @@ def seed_model(hp, text_dir) -> AudioRetrievalModel:
 
 
 @pytest.fixture
-def seed(tmp_path, text_dir):
-    """(the seed's model, its hyper-parameters, its checkpoint file)."""
-    hp = seed_hyper_parameters()
-    model = seed_model(hp, text_dir)
+def released(tmp_path, text_dir):
+    """(the reference code's model, its hyper-parameters, its checkpoint file)."""
+    hp = reference_hyper_parameters()
+    model = reference_model(hp, text_dir)
     path = tmp_path / "passt_roberta.ckpt"
-    write_seed_checkpoint(path, model, hp)
+    write_released_checkpoint(path, model, hp)
     return model, hp, path
 
 
-def convert(seed_path, out_path, text_dir):
-    return convert_seed_checkpoint(seed_path, out_path, str(text_dir), SEGMENT_S, SMALL_PASST)
+def convert(released_path, out_path, text_dir):
+    return convert_released_checkpoint(released_path, out_path, str(text_dir), SEGMENT_S, SMALL_PASST)
 
 
-# --- the seed's computation, transcribed ------------------------------------------------------------
+# --- the reference code's computation, transcribed ------------------------------------------------------------
 
 
-def seed_audio_embeddings(model, waveform, fraction):
+def reference_audio_embeddings(model, waveform, fraction):
     """forward_audio: windows (split_audio), PaSST's (cls + dist) / 2 per window (Wrapper: forward()[-2]),
-    windows masked as the seed masks them (the first ceil(fraction * windows)), mean, project_audio, L2."""
+    windows masked as the reference code masks them (the first ceil(fraction * windows)), mean, project_audio, L2."""
     window = int(model.audio_embedding_model.segment_length * SR)
     windows = waveform.unfold(1, window, int(model.audio_embedding_model.hop_size * SR)).reshape(-1, window)
     passt = model.audio_embedding_model.model.model
@@ -332,7 +333,7 @@ def seed_audio_embeddings(model, waveform, fraction):
     return nn.functional.normalize(model.project_audio(pooled), dim=-1)
 
 
-def seed_text_embeddings(model, tokenizer, captions, max_tokens):
+def reference_text_embeddings(model, tokenizer, captions, max_tokens):
     """forward_sentence: lower-cased, punctuation deleted, padded to max_length; first token; project_sentence; L2."""
     texts = [c.lower().translate(str.maketrans("", "", string.punctuation)) for c in captions]
     tokens = tokenizer(
@@ -350,8 +351,8 @@ def seed_text_embeddings(model, tokenizer, captions, max_tokens):
 CAPTIONS = ["A dog's bark, LOUD & clear!", "Rain falls; thunder rumbles in the distance...", "high tone"]
 
 
-def assert_embeds_as_the_seed(converted_path, model, text_dir) -> dict:
-    """The converted checkpoint's model embeds audio and text as the seed's modules do; its contents."""
+def assert_embeds_as_the_reference(converted_path, model, text_dir) -> dict:
+    """The converted checkpoint's model embeds audio and text as the reference code's modules do; its contents."""
     converted, checkpoint = load_model(converted_path)
     converted.eval()
     torch.manual_seed(1)
@@ -359,22 +360,22 @@ def assert_embeds_as_the_seed(converted_path, model, text_dir) -> dict:
     with torch.no_grad():
         torch.testing.assert_close(
             converted.embed_audio(waveform, fraction),
-            seed_audio_embeddings(model, waveform, fraction),
+            reference_audio_embeddings(model, waveform, fraction),
             rtol=1e-4,
             atol=1e-5,
         )
-        expected = seed_text_embeddings(model, AutoTokenizer.from_pretrained(text_dir), CAPTIONS, MAX_TOKENS)
+        expected = reference_text_embeddings(model, AutoTokenizer.from_pretrained(text_dir), CAPTIONS, MAX_TOKENS)
         torch.testing.assert_close(converted.embed_text(CAPTIONS), expected, rtol=1e-4, atol=1e-5)
     return checkpoint
 
 
 @pytest.mark.parametrize("adopt_n_layers", [0, 1])
-def test_the_converted_checkpoint_embeds_as_the_seeds_modules_do(tmp_path, text_dir, adopt_n_layers):
-    hp = seed_hyper_parameters(adopt_n_layers)
-    model = seed_model(hp, text_dir)
-    write_seed_checkpoint(tmp_path / "passt_roberta.ckpt", model, hp)
+def test_the_converted_checkpoint_embeds_as_the_reference_modules_do(tmp_path, text_dir, adopt_n_layers):
+    hp = reference_hyper_parameters(adopt_n_layers)
+    model = reference_model(hp, text_dir)
+    write_released_checkpoint(tmp_path / "passt_roberta.ckpt", model, hp)
     convert(tmp_path / "passt_roberta.ckpt", tmp_path / "best.pt", text_dir)
-    checkpoint = assert_embeds_as_the_seed(tmp_path / "best.pt", model, text_dir)
+    checkpoint = assert_embeds_as_the_reference(tmp_path / "best.pt", model, text_dir)
 
     config = checkpoint["model_config"]
     assert config["audio"] == {
@@ -401,7 +402,7 @@ def test_the_converted_checkpoint_embeds_as_the_seeds_modules_do(tmp_path, text_
     assert (config["embed_dim"], config["tau"], checkpoint["segment_s"]) == (16, 0.05, SEGMENT_S)
     assert (checkpoint["epoch"], checkpoint["seed"], checkpoint["metrics"]) == (13, 523528930, {})
     assert checkpoint["source"] == {
-        "seed_checkpoint": "passt_roberta.ckpt",
+        "released_checkpoint": "passt_roberta.ckpt",
         "md5": md5sum(tmp_path / "passt_roberta.ckpt"),
         "global_step": 4242,
         "pytorch-lightning_version": "2.2.2",
@@ -418,18 +419,18 @@ def test_the_converted_checkpoint_embeds_as_the_seeds_modules_do(tmp_path, text_
 
 def test_settings_that_act_only_in_training_convert_exactly_and_are_recorded(tmp_path, text_dir):
     # SpecAugment masking (get_passt's defaults: absent from model_config), a frozen audio encoder, a trained tau
-    hp = seed_hyper_parameters()
+    hp = reference_hyper_parameters()
     del hp["audio_features"]["model_config"]["freqm"], hp["audio_features"]["model_config"]["timem"]
     hp["audio_features"]["frozen"] = True
     hp["freeze_tau"] = False
-    model = seed_model(hp, text_dir)
+    model = reference_model(hp, text_dir)
     assert type(model.audio_embedding_model.model.model.mel.freqm).__name__ == "FrequencyMasking"  # masks in training
     with torch.no_grad():
-        model.tau.fill_(-0.07)  # trained: the seed divides its similarities by |tau|
-    write_seed_checkpoint(tmp_path / "passt_roberta.ckpt", model, hp)
+        model.tau.fill_(-0.07)  # trained: the reference code divides its similarities by |tau|
+    write_released_checkpoint(tmp_path / "passt_roberta.ckpt", model, hp)
     convert(tmp_path / "passt_roberta.ckpt", tmp_path / "best.pt", text_dir)
 
-    checkpoint = assert_embeds_as_the_seed(tmp_path / "best.pt", model, text_dir)
+    checkpoint = assert_embeds_as_the_reference(tmp_path / "best.pt", model, text_dir)
     assert checkpoint["model_config"]["tau"] == pytest.approx(0.07)
     assert checkpoint["source"]["training_only"] == {
         "audio_features.model_config.freqm": 48,
@@ -440,8 +441,8 @@ def test_settings_that_act_only_in_training_convert_exactly_and_are_recorded(tmp
     }
 
 
-def test_every_seed_key_is_mapped_or_dropped_by_a_named_rule(seed):
-    model, hp, _ = seed
+def test_every_reference_key_is_mapped_or_dropped_by_a_named_rule(released):
+    model, hp, _ = released
     rules = key_rules()
     rule_of = {key: next(r for r in rules if re.fullmatch(r.pattern, key)) for key in model.state_dict()}
     dropped = sorted(key for key, rule in rule_of.items() if rule.target is None)
@@ -465,8 +466,8 @@ def test_every_seed_key_is_mapped_or_dropped_by_a_named_rule(seed):
 
 
 def edited_checkpoint(path, edit):
-    """A copy of the seed file at `path` with its state_dict edited by `edit`."""
-    checkpoint = read_seed_checkpoint(path)
+    """A copy of the reference-layout file at `path` with its state_dict edited by `edit`."""
+    checkpoint = read_released_checkpoint(path)
     state = {k: v.clone() for k, v in checkpoint["state_dict"].items()}
     edit(state)
     edited = path.with_name("edited.ckpt")
@@ -484,29 +485,31 @@ PASST_KEY = "audio_embedding_model.model.model."
             lambda s: s.update(
                 {PASST_KEY + "pre_logits.fc.weight": torch.zeros(2, 2), "metadata_embedding_model.w": torch.zeros(1)}
             ),
-            r"2 key\(s\) of the seed's state_dict that the mapping does not know: "
+            r"2 key\(s\) of the reference code's state_dict that the mapping does not know: "
             r"audio_embedding_model\.model\.model\.pre_logits\.fc\.weight, metadata_embedding_model\.w",
         ),
         (
             lambda s: s.pop("project_audio.0.weight"),
-            r"1 tensor\(s\) the project's model needs are missing: audio\.projection\.weight",
+            r"1 tensor\(s\) the model needs are missing: audio\.projection\.weight",
         ),
         (
             lambda s: s.update({"sentence_embedding_model.encoder.layer.0.output.dense.weight": torch.zeros(32, 65)}),
-            r"sentence_embedding_model\.encoder\.layer\.0\.output\.dense\.weight \(32, 65\) -> "
-            r"text\.encoder\.encoder\.layer\.0\.output\.dense\.weight \(32, 64\)",
+            r"sentence_embedding_model\.encoder\.layer\.0\.output\.dense\.weight -> "
+            r"text\.encoder\.encoder\.layer\.0\.output\.dense\.weight: "
+            r"\(32, 65\) in the checkpoint, \(32, 64\) in the model",
         ),
         (
             lambda s: s.update(
                 {"project_sentence.2.weight": torch.zeros(16, 24)}
             ),  # a second head layer: adopt_n_layers says 0
-            r"1 key\(s\) of the seed's state_dict that the mapping does not know: project_sentence\.2\.weight",
+            r"1 key\(s\) of the reference code's state_dict that the mapping does not know: "
+            r"project_sentence\.2\.weight",
         ),
         (
             lambda s: s.update(
                 {PASST_KEY + "blocks.1.norm1.weight": torch.zeros(32)}
             ),  # a deeper PaSST than the one rebuilt
-            r"1 mapped tensor\(s\) the project's model does not have: "
+            r"1 tensor\(s\) the model does not have: "
             r"audio_embedding_model\.model\.model\.blocks\.1\.norm1\.weight -> audio\.passt\.blocks\.1\.norm1\.weight",
         ),
         (
@@ -515,9 +518,9 @@ PASST_KEY = "audio_embedding_model.model.model."
         ),
     ],
 )
-def test_unknown_missing_and_misshaped_keys_fail_naming_them(tmp_path, seed, text_dir, edit, message):
-    path = edited_checkpoint(seed[2], edit)
-    with pytest.raises(SeedCheckpointError, match=message):
+def test_unknown_missing_and_misshaped_keys_fail_naming_them(tmp_path, released, text_dir, edit, message):
+    path = edited_checkpoint(released[2], edit)
+    with pytest.raises(ReleasedCheckpointError, match=message):
         convert(path, tmp_path / "best.pt", text_dir)
     assert not (tmp_path / "best.pt").exists()
 
@@ -536,13 +539,14 @@ def test_unknown_missing_and_misshaped_keys_fail_naming_them(tmp_path, seed, tex
             "audio_features",
             "model",
             "passt_l",
-            "hyper-parameter audio_features.model is 'passt_l' (the seed builds passt_l_kd_p16_128_ap47 for it)",
+            "hyper-parameter audio_features.model is 'passt_l' "
+            "(the reference code builds passt_l_kd_p16_128_ap47 for it)",
         ),
         (
             "audio_features",
             "model",
             "atst",
-            "hyper-parameter audio_features.model is 'atst' (the seed builds no PaSST for it)",
+            "hyper-parameter audio_features.model is 'atst' (the reference code builds no PaSST for it)",
         ),
         ("audio_features", "adopt_n_layers", 1, "hyper-parameter audio_features.adopt_n_layers is 1, expected 0"),
         (
@@ -572,8 +576,8 @@ def test_unknown_missing_and_misshaped_keys_fail_naming_them(tmp_path, seed, tex
     ],
 )
 def test_an_unsupported_hyper_parameter_fails_naming_it(tmp_path, text_dir, section, key, value, message):
-    hp = seed_hyper_parameters()
-    model = seed_model(hp, text_dir)
+    hp = reference_hyper_parameters()
+    model = reference_model(hp, text_dir)
     edited = copy.deepcopy(hp)
     target = edited
     for part in section.split("."):
@@ -582,23 +586,23 @@ def test_an_unsupported_hyper_parameter_fails_naming_it(tmp_path, text_dir, sect
         del target[key]
     else:
         target[key] = value
-    write_seed_checkpoint(tmp_path / "seed.ckpt", model, edited)
-    with pytest.raises(SeedCheckpointError, match=re.escape(message)):
-        convert(tmp_path / "seed.ckpt", tmp_path / "best.pt", text_dir)
+    write_released_checkpoint(tmp_path / "released.ckpt", model, edited)
+    with pytest.raises(ReleasedCheckpointError, match=re.escape(message)):
+        convert(tmp_path / "released.ckpt", tmp_path / "best.pt", text_dir)
 
 
-def test_only_sacreds_read_only_containers_are_allowed_when_unpickling(tmp_path, seed, text_dir):
-    _, hp, _ = seed
+def test_only_sacreds_read_only_containers_are_allowed_when_unpickling(tmp_path, released, text_dir):
+    _, hp, _ = released
     torch.save(
         {"state_dict": {}, "hyper_parameters": hp, "callbacks": {"x": types.SimpleNamespace(a=1)}},
         tmp_path / "odd.ckpt",
     )
     with pytest.raises(
-        SeedCheckpointError, match=r"odd\.ckpt: holds types\.SimpleNamespace, which is not allowed when unpickling"
+        ReleasedCheckpointError, match=r"odd\.ckpt: holds types\.SimpleNamespace, which is not allowed when unpickling"
     ):
         convert(tmp_path / "odd.ckpt", tmp_path / "best.pt", text_dir)
-    (tmp_path / "cut.ckpt").write_bytes(seed[2].read_bytes()[:100_000])
-    with pytest.raises(SeedCheckpointError, match=r"cut\.ckpt: not a readable torch checkpoint .* every part"):
+    (tmp_path / "cut.ckpt").write_bytes(released[2].read_bytes()[:100_000])
+    with pytest.raises(ReleasedCheckpointError, match=r"cut\.ckpt: not a readable torch checkpoint .* every part"):
         convert(tmp_path / "cut.ckpt", tmp_path / "best.pt", text_dir)
 
 
@@ -640,15 +644,15 @@ def test_the_parts_join_in_order_and_a_missing_part_fails_naming_it(tmp_path):
     assert not (tmp_path / "other.ckpt").exists()
 
 
-def test_the_command_line_converts(tmp_path, seed, text_dir):
+def test_the_command_line_converts(tmp_path, released, text_dir):
     # The CLI has no option for PaSST sizes (the release is PaSST-S): a small PaSST must fail on its shapes.
     result = subprocess.run(
         [
             sys.executable,
             "-m",
-            "audioretrieval.model.seed_checkpoint",
+            "audioretrieval.model.released_checkpoint",
             "convert",
-            str(seed[2]),
+            str(released[2]),
             str(tmp_path / "best.pt"),
             "--text-model",
             str(text_dir),
@@ -660,14 +664,12 @@ def test_the_command_line_converts(tmp_path, seed, text_dir):
         env={**os.environ, "PYTHONPATH": str(REPO / "src")},
     )
     assert result.returncode != 0
-    assert "error: the seed's state_dict does not fit" in result.stderr
+    assert "error: the reference code's state_dict does not fit" in result.stderr
     assert f"text encoder config from {text_dir}" in result.stderr
+    assert "132 tensor(s) the model needs are missing: audio.passt.blocks.1." in result.stderr  # depth 1, not 12
     assert (
-        "132 tensor(s) the project's model needs are missing: audio.passt.blocks.1." in result.stderr
-    )  # depth 1, not 12
-    assert (
-        "audio_embedding_model.model.model.blocks.0.norm1.weight (32,) -> audio.passt.blocks.0.norm1.weight (768,)"
-        in result.stderr
+        "audio_embedding_model.model.model.blocks.0.norm1.weight -> audio.passt.blocks.0.norm1.weight: "
+        "(32,) in the checkpoint, (768,) in the model" in result.stderr
     )
     assert not (tmp_path / "best.pt").exists()
 
@@ -721,20 +723,24 @@ def test_the_parts_are_downloaded_from_the_configured_urls_and_joined(tmp_path):
         joined = tmp_path / "released" / "passt_roberta.ckpt"
         run_snakemake(joined, "--cores", 2, "--configfile", write_config(tmp_path, config), cwd=tmp_path)
     assert joined.read_bytes() == b"".join(parts.values())
-    assert not list((tmp_path / "released").glob("passt_roberta.?.ckpt"))  # temporary, as in the seed's script
+    assert not list(
+        (tmp_path / "released").glob("passt_roberta.?.ckpt")
+    )  # temporary, as in the reference code's script
     for n, url in enumerate(config["released"]["urls"], 1):
         log = (tmp_path / "results" / "logs" / "download_released_part" / f"{n}.log").read_text()
         assert f"downloaded {url}" in log and "no MD5 to verify against" in log
 
 
 @pytest.mark.snakemake
-def test_the_conversion_rule_reads_a_copy_put_into_raw_dir_and_fails_naming_what_does_not_fit(tmp_path, seed, text_dir):
-    # The rule converts at PaSST-S's size (the release's); the small seed file here must fail on its shapes,
+def test_the_conversion_rule_reads_a_copy_put_into_raw_dir_and_fails_naming_what_does_not_fit(
+    tmp_path, released, text_dir
+):
+    # The rule converts at PaSST-S's size (the release's); the small file here must fail on its shapes,
     # which shows the rule's wiring (input, text model, segment length) down to the library's message.
     config = paper_config(tmp_path)
     config["released"]["text_model"] = str(text_dir)
     (tmp_path / "released").mkdir()
-    shutil.copy(seed[2], tmp_path / "released" / "passt_roberta.ckpt")  # a copy you have: nothing is downloaded
+    shutil.copy(released[2], tmp_path / "released" / "passt_roberta.ckpt")  # a copy you have: nothing is downloaded
     target = tmp_path / "results" / "released" / "passt_roberta" / "best.pt"
     result = run_snakemake(
         target, "--cores", 1, "--configfile", write_config(tmp_path, config), cwd=tmp_path, check=False
@@ -743,7 +749,7 @@ def test_the_conversion_rule_reads_a_copy_put_into_raw_dir_and_fails_naming_what
     assert planned(result, "download_released_part") == planned(result, "join_released") == 0
     log = (tmp_path / "results" / "logs" / "convert_released.log").read_text()
     assert (
-        f"the seed's state_dict does not fit the model rebuilt from its hyper_parameters "
+        f"the reference code's state_dict does not fit the model rebuilt from its hyper_parameters "
         f"(text encoder config from {text_dir})" in log
     )
     assert not target.exists()
