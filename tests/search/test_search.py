@@ -3,12 +3,15 @@
 import hashlib
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import h5py
 import numpy as np
@@ -16,7 +19,9 @@ import pandas as pd
 import pytest
 import soundfile
 import torch
+from browser import rendered_dom
 from conftest import REPO, limit_file_size
+from system_packages import Unavailable
 from tiny import tiny_model_config
 
 from audioretrieval.data.audio_io import load_mono
@@ -328,6 +333,42 @@ def test_csv_and_json_hold_the_same_hits(small_index, checkpoint, capsys):
     assert [a["query"] for a in answers] == ["a loud tone", "some clicking"]
     flat = [(a["query"], h["rank"], h["file"], h["start_s"]) for a in answers for h in a["hits"]]
     assert flat == list(table[["query", "rank", "file", "start_s"]].itertuples(index=False, name=None))
+
+
+def test_a_query_finds_the_checkpoint_the_index_recorded_and_says_what_to_do_once_it_moved(
+    tmp_path, checkpoint, small_index, capsys
+):
+    query(small_index, checkpoint, "a loud tone", "--top", "3", "--format", "csv")
+    with_checkpoint = capsys.readouterr().out
+    main(["query", str(small_index), "a loud tone", "--top", "3", "--format", "csv", "--device", "cpu"])
+    assert capsys.readouterr().out == with_checkpoint  # the same hits, the checkpoint found by its recorded path
+    moved = tmp_path / "index.h5"
+    shutil.copy(small_index, moved)
+    with h5py.File(moved, "a") as f:  # as if the checkpoint had been at another path when indexing
+        f.attrs["checkpoint"] = np.bytes_(str(tmp_path / "gone" / "best.pt").encode())
+    message = error_of("query", str(moved), "a loud tone")
+    assert f"{moved} was built with checkpoint {tmp_path / 'gone' / 'best.pt'}, which is no longer there" in message
+    assert "pass --checkpoint with its new path" in message
+    main(["query", str(moved), "a loud tone", "--top", "3", "--format", "csv", "--checkpoint", str(checkpoint)])
+    assert capsys.readouterr().out == with_checkpoint
+
+
+def test_the_html_format_is_a_page_with_a_player_for_every_hit_that_a_browser_plays(small_index, checkpoint, tmp_path):
+    page = tmp_path / "pages" / "hits.html"
+    query(
+        small_index, checkpoint, "a loud tone", "some clicking", "--top", "3", "--format", "html", "--output", str(page)
+    )
+    text = page.read_text()
+    sources = re.findall(r'<audio [^>]*src="([^"]+)"', text)
+    assert len(sources) == 6 and all(s.startswith("../") for s in sources)  # relative to the page
+    assert any("#t=" in s for s in sources)  # b.wav's later segments start where the segment does
+    for source in sources:
+        assert (page.parent / unquote(source.split("#")[0])).is_file()
+    try:
+        dom = rendered_dom(page)
+    except Unavailable as exc:
+        pytest.skip(f"no headless browser here: {exc}")
+    assert dom.count('data-state="loaded"') == 6
 
 
 def test_a_queries_file_answers_every_query_as_csv(small_index, checkpoint, tmp_path, capsys):

@@ -57,6 +57,18 @@ def check_same_checkpoint(
         )
 
 
+def recorded_checkpoint(index_path: str | os.PathLike, identity: dict) -> Path:
+    """The checkpoint an index was built with, found by the path the index recorded; its digest is
+    checked by check_same_checkpoint."""
+    path = Path(identity["checkpoint"])
+    if not path.is_file():
+        raise SearchError(
+            f"{index_path} was built with checkpoint {identity['checkpoint']}, which is no longer there (moved or "
+            f"deleted): pass --checkpoint with its new path (its sha256 must be {identity['checkpoint_sha256'][:12]}…)"
+        )
+    return path
+
+
 def pick_device(name: str | None) -> torch.device:
     if name is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

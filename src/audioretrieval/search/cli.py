@@ -11,7 +11,7 @@ from audioretrieval.files import WriteFailed, write_text_atomically
 from audioretrieval.pipeline.workflow import DEBUG_VARIABLE, debugging, error_sentence
 from audioretrieval.search.indexing import UpdateSummary, update_index
 from audioretrieval.search.query import format_hits, gather_queries, mark_relevance, search
-from audioretrieval.search.store import SearchError, read_index, shown
+from audioretrieval.search.store import SearchError, read_identity, read_index, shown
 
 PROG = "audioretrieval-search"
 
@@ -47,7 +47,7 @@ def run_query(args: argparse.Namespace) -> None:
     if args.relevance:
         hits = mark_relevance(hits, args.relevance)
     fmt = args.format or ("csv" if args.queries_file else "table")
-    text = format_hits(hits, fmt)
+    text = format_hits(hits, fmt, read_identity(args.index)["folder"], args.output)
     if args.output:
         write_text_atomically(text, args.output)
     else:
@@ -105,13 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     query.add_argument("index", help="index file written by `index`")
     query.add_argument("queries", nargs="*", help="query texts")
-    query.add_argument("--checkpoint", required=True, help="the checkpoint the index was built with")
+    query.add_argument(
+        "--checkpoint", help="the checkpoint the index was built with (default: found where the index recorded it)"
+    )
     query.add_argument(
         "--queries-file", help="more queries: one per line, or a CSV/Parquet table with a query or caption column"
     )
     query.add_argument("--top", type=int, default=10, help="hits per query (10)")
     query.add_argument("--per-file", action="store_true", help="one hit per file: its best segment")
-    query.add_argument("--format", choices=("table", "csv", "json"), help="default: table, or csv with --queries-file")
+    query.add_argument(
+        "--format",
+        choices=("table", "csv", "json", "html"),
+        help="default: table, or csv with --queries-file; html: a page with a player for every hit",
+    )
     query.add_argument("--output", help="write the results to this file instead of standard output")
     query.add_argument(
         "--relevance",

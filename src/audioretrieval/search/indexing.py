@@ -361,8 +361,8 @@ def update_index(
         torch_device = pick_device(device)
         model, contents = load_search_model(checkpoint, torch_device)
         if index is None:
-            index = SearchIndex(digest, str(checkpoint), float(contents["segment_s"]), SAMPLE_RATE, "")
-        index.folder = str(folder.resolve())
+            index = SearchIndex(digest, "", float(contents["segment_s"]), SAMPLE_RATE, "")
+        index.checkpoint, index.folder = str(checkpoint.resolve()), str(folder.resolve())  # found again by query
         embedder = Embedder(
             model,
             checkpoint,

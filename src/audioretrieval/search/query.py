@@ -12,6 +12,7 @@ import io
 import json
 import os
 from pathlib import Path, PurePosixPath
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,14 @@ import torch
 
 from audioretrieval.evaluation.relevance import nfc, read_relevance
 from audioretrieval.model.dual_encoder import DualEncoder
-from audioretrieval.search.checkpoints import check_same_checkpoint, checkpoint_digest, load_search_model, pick_device
+from audioretrieval.report.listening import Hit, page
+from audioretrieval.search.checkpoints import (
+    check_same_checkpoint,
+    checkpoint_digest,
+    load_search_model,
+    pick_device,
+    recorded_checkpoint,
+)
 from audioretrieval.search.store import SearchError, SegmentTable, read_identity, read_segments, shown
 
 QUERY_COLUMNS = ("query", "caption")
@@ -158,15 +166,17 @@ def load_segments_for(index_path: str | os.PathLike, checkpoint: str | os.PathLi
 
 def search(
     index_path: str | os.PathLike,
-    checkpoint: str | os.PathLike,
+    checkpoint: str | os.PathLike | None,
     queries: list[str],
     top: int = 10,
     per_file: bool = False,
     device: str | None = None,
 ) -> pd.DataFrame:
-    """The top hits of each query in the index, as a table (hits_table's columns)."""
+    """The top hits of each query in the index, as a table (hits_table's columns); `checkpoint` None:
+    the one the index was built with."""
     if top < 1:
         raise SearchError(f"--top {top}: expected a positive number of hits")
+    checkpoint = checkpoint or recorded_checkpoint(index_path, read_identity(index_path))
     table = load_segments_for(index_path, checkpoint)
     model, _ = load_search_model(checkpoint, pick_device(device))
     embedded = embed_queries(model, queries)
@@ -201,9 +211,31 @@ def format_json(hits: pd.DataFrame) -> str:
     return json.dumps(answers, indent=1, ensure_ascii=False) + "\n"
 
 
-def format_hits(hits: pd.DataFrame, fmt: str) -> str:
+def format_html(hits: pd.DataFrame, folder: str, output: str | os.PathLike | None) -> str:
+    """A page to look and listen: every hit with a player that plays its file from the hit's start,
+    marked by the relevance table where one was given. The players link to the files themselves:
+    relative to `output` when the page is written there, else by absolute file URLs."""
+    base = Path(output).resolve().parent if output else None
+    marks = {True: "relevant", False: "irrelevant", None: "unknown"}
+    sections = []
+    for query, group in hits.groupby("query", sort=False):
+        found = []
+        for hit in group.itertuples():
+            file = Path(folder) / hit.file
+            source = quote(Path(os.path.relpath(file, base)).as_posix()) if base else file.as_uri()
+            found.append(Hit(hit.rank, hit.score, hit.file, source, marks[getattr(hit, "relevant", None)], hit.start_s))
+        sections.append((query, [(f"the index's {len(found)} best segments", found)]))
+    intro = f"Hits in {folder}: each player starts at its segment." + (
+        " Marks from the relevance table." if "relevant" in hits else " No relevance table: ❔ is unknown."
+    )
+    return page("Search results", intro, sections)
+
+
+def format_hits(hits: pd.DataFrame, fmt: str, folder: str = "", output: str | os.PathLike | None = None) -> str:
     if fmt == "table":
         return format_table(hits)
     if fmt == "json":
         return format_json(hits)
+    if fmt == "html":
+        return format_html(hits, folder, output)
     return hits.to_csv(index=False)
