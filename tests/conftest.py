@@ -83,3 +83,10 @@ def tiny_tokenizer(tmp_path_factory):
     from tiny import make_tokenizer
 
     return make_tokenizer(tmp_path_factory.mktemp("tokenizer"))
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that runs Snakemake or SLURM belongs to the slow tier."""
+    for item in items:
+        if item.get_closest_marker("snakemake") or item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.slow)

@@ -48,6 +48,7 @@ def test_file_names_are_as_awkward_as_the_real_ones(demo):
     assert any(any(ord(c) > 127 for c in n) for n in names)
 
 
+@pytest.mark.slow
 def test_same_seed_same_dataset_other_seed_other_dataset(demo, tmp_path):
     generate_demo(tmp_path / "again", DemoSpec(seed=7, **SMALL), workers=2)  # splits in parallel: the same files
     generate_demo(tmp_path / "other", DemoSpec(seed=8, **SMALL))

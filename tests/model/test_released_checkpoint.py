@@ -644,6 +644,7 @@ def test_the_parts_join_in_order_and_a_missing_part_fails_naming_it(tmp_path):
     assert not (tmp_path / "other.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_the_command_line_converts(tmp_path, released, text_dir):
     # The CLI has no option for PaSST sizes (the release is PaSST-S): a small PaSST must fail on its shapes.
     result = subprocess.run(

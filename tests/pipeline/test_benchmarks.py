@@ -1,5 +1,6 @@
 """Every benchmark runs at its quick size, so that a change that breaks one fails here (the figures
-in benchmarks/README.md come from their full sizes, run by hand)."""
+in benchmarks/README.md come from their full sizes, run by hand). The ones gpu_check.sh runs are
+checked through it, so that none runs twice."""
 
 import subprocess
 import sys
@@ -21,13 +22,24 @@ PRINTS = {
     "stage1_job_benchmark.py": "(3) train_stage1 through Snakemake, 20 captions, 1 epoch: job",
     "gpu_check.sh": "(3) train_stage1 through Snakemake",
 }
+# run by gpu_check.sh --quick; what each prints there (its loader reads int16 and zstd)
+IN_GPU_CHECK = {
+    "train_step_benchmark.py": PRINTS["train_step_benchmark.py"],
+    "loader_benchmark.py": "zstd / int16 on 2 workers:",
+    "stage1_job_benchmark.py": PRINTS["stage1_job_benchmark.py"],
+}
+
+pytestmark = pytest.mark.slow
 
 
 def test_every_benchmark_is_checked_here():
     assert BENCHMARKS == sorted(PRINTS)
+    assert set(IN_GPU_CHECK) <= set(BENCHMARKS)
+    for script in IN_GPU_CHECK:
+        assert f"benchmarks/{script}" in (REPO / "benchmarks" / "gpu_check.sh").read_text()
 
 
-@pytest.mark.parametrize("script", BENCHMARKS)
+@pytest.mark.parametrize("script", [name for name in BENCHMARKS if name not in IN_GPU_CHECK])
 def test_the_benchmark_runs_at_its_quick_size(script, tmp_path):
     runner = ["bash"] if script.endswith(".sh") else [sys.executable]
     command = [*runner, str(REPO / "benchmarks" / script), "--quick"]
@@ -35,4 +47,5 @@ def test_the_benchmark_runs_at_its_quick_size(script, tmp_path):
         command += ["--workdir", str(tmp_path)]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert PRINTS[script] in result.stdout, result.stdout
+    for printed in [PRINTS[script]] + (list(IN_GPU_CHECK.values()) if script == "gpu_check.sh" else []):
+        assert printed in result.stdout, result.stdout

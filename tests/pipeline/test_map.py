@@ -110,6 +110,7 @@ def planned_names(result, rule, wildcard="name") -> list[str]:
     return [re.search(rf"wildcards: .*?{wildcard}=([^,\s]+)", b).group(1) for b in blocks if f"rule {rule}:" in b]
 
 
+@pytest.mark.snakemake
 def test_the_demo_map_plans_every_stage1_run_and_every_control_once(tmp_path):
     result = run_snakemake(
         "-n", "--cores", 2, "--configfile", REPO / "config" / "demo.yaml", REPO / "config" / "map.yaml", cwd=tmp_path
@@ -126,6 +127,7 @@ def test_the_demo_map_plans_every_stage1_run_and_every_control_once(tmp_path):
     assert counts["map"] == 1
 
 
+@pytest.mark.snakemake
 def test_the_paper_configuration_plans_its_clothov2_ablation_with_the_same_harness(tmp_path):
     result = run_snakemake(
         "-n",

@@ -60,6 +60,7 @@ def test_every_hit_is_marked_by_the_annotations_and_plays_its_own_clip(tmp_path,
     assert {mark for mark, _ in marks((tmp_path / "plain.html").read_text())} <= {"own", "unknown"}
 
 
+@pytest.mark.slow
 def test_a_browser_plays_every_clip_and_the_page_flags_one_it_cannot_load(tmp_path, split):
     models, audio = split
     retrieval_examples(models, audio, None, tmp_path / "listen.html", queries=2, top_k=3)

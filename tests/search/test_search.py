@@ -228,6 +228,7 @@ main(sys.argv[1:])
 """
 
 
+@pytest.mark.slow
 def test_a_killed_run_keeps_what_its_periodic_saves_wrote(tmp_path, checkpoint, capsys):
     folder = sounds(tmp_path / "sounds", {f"clip {k}.wav": 1.0 for k in range(6)})
     command = [
@@ -353,6 +354,7 @@ def test_a_query_finds_the_checkpoint_the_index_recorded_and_says_what_to_do_onc
     assert capsys.readouterr().out == with_checkpoint
 
 
+@pytest.mark.slow
 def test_the_html_format_is_a_page_with_a_player_for_every_hit_that_a_browser_plays(small_index, checkpoint, tmp_path):
     page = tmp_path / "pages" / "hits.html"
     query(
@@ -467,6 +469,7 @@ def search_cli(*args, timeout: float = 120, max_file_size: int | None = None) ->
     )
 
 
+@pytest.mark.slow
 def test_a_file_name_that_is_not_utf8_is_indexed_kept_and_shown_with_its_bytes(tmp_path, checkpoint):
     folder = sounds(tmp_path / "sounds", {"plain.wav": 1.0})
     (folder / "plain.wav").rename(os.fsdecode(bytes(folder) + b"/caf\xe9.wav"))
@@ -485,6 +488,7 @@ def test_a_file_name_that_is_not_utf8_is_indexed_kept_and_shown_with_its_bytes(t
     assert "caf\\xe9.wav" in search_cli("query", index, "a tone", "--checkpoint", checkpoint, "--device", "cpu").stdout
 
 
+@pytest.mark.slow
 def test_a_fifo_with_an_audio_name_is_skipped_at_once_and_never_read(tmp_path, checkpoint):
     folder = sounds(tmp_path / "sounds", {"a.wav": 1.0})
     os.mkfifo(folder / "p.wav")  # nobody writes to it: opening it to read would wait for ever
@@ -528,6 +532,7 @@ def stall_reads_of(monkeypatch, name: str) -> threading.Event:
     return release
 
 
+@pytest.mark.slow
 def test_a_read_that_stalls_is_skipped_with_its_reason_and_tried_again_next_run(
     tmp_path, checkpoint, monkeypatch, capsys
 ):
@@ -546,6 +551,7 @@ def test_a_read_that_stalls_is_skipped_with_its_reason_and_tried_again_next_run(
     assert "1 previously skipped (1 embedded, 0 skipped), 2 unchanged" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_run_whose_read_is_blocked_and_saves_what_it_embedded(tmp_path, checkpoint):
     folder = sounds(tmp_path / "sounds", {"a.wav": 1.0, "b.wav": 1.0})
     index = tmp_path / "index.h5"
@@ -579,6 +585,7 @@ def nan_checkpoint(checkpoint: Path, path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_checkpoint_with_a_nan_weight_is_refused_naming_it_and_the_weight(tmp_path, checkpoint):
     folder = sounds(tmp_path / "sounds", {"a.wav": 1.0, "b.wav": 1.0})
     broken = nan_checkpoint(checkpoint, tmp_path / "broken.pt")
@@ -617,6 +624,7 @@ def test_an_index_whose_embeddings_are_not_numbers_is_refused_naming_the_file(tm
     )
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_saving_is_one_line_naming_the_index_and_leaves_no_partial_file(tmp_path, checkpoint):
     folder = sounds(tmp_path / "sounds", {"a.wav": 1.0})
     index = tmp_path / "index.h5"

@@ -18,6 +18,8 @@ from audioretrieval.model.dual_encoder import DualEncoder
 from audioretrieval.training.loop import DistillationTargets, batch_loss
 from audioretrieval.training.spec import RunSpec
 
+pytestmark = pytest.mark.slow  # two processes of torch.distributed
+
 BATCH = 8
 
 

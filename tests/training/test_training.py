@@ -25,6 +25,8 @@ from audioretrieval.training.loop import NonFiniteLoss, train
 from audioretrieval.training.schedule import learning_rate
 from audioretrieval.training.spec import RunSpec
 
+pytestmark = pytest.mark.slow  # every test here trains or resumes a model
+
 TRAIN = {
     "segment_s": 2.0,
     "batch_size": 8,
