@@ -3,10 +3,13 @@ rows, and every default resolved once (audioretrieval.pipeline.study), and the c
 configuration that its schema cannot express."""
 
 import copy
+import re
 
 import pytest
 import yaml
 from conftest import REPO
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
 
 from audioretrieval.pipeline import study
 from audioretrieval.pipeline.config import ConfigError, check_config
@@ -193,3 +196,54 @@ def test_ensembles_of_one_member_are_not_scored_on_their_own_and_the_figure_show
     assert rows == ["seed4", "captions"]
     assert study.example_ensemble(config) == "seed409194"  # the first stage-2 run's
     assert study.example_ensemble(study_config()) == "all"
+
+
+FULL_DEMO = yaml.safe_load((REPO / "config" / "demo_full.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["data"].update(decode_thread=2), "'decode_thread' was unexpected"),
+        (lambda c: c["data"].update(sample_rate=44100), "32000 was expected"),  # PaSST's rate, no other
+        (lambda c: c["demo"]["clips"].pop("evaluation"), "'evaluation' is a required property"),
+        (lambda c: c["demo"].update(min_duration_s=9.0), "demo.min_duration_s (9.0) must not exceed"),
+        (lambda c: c.pop("demo"), "'demo' is a required property"),
+        (
+            lambda c: c["stage1"].update(train_on="all"),
+            "stage1.train_on is all, but neither audiocaps nor wavcaps is configured",
+        ),
+        (
+            lambda c: c.update(audiocaps={**FULL_DEMO["audiocaps"], "file_name": "{video}.wav"}),
+            "audiocaps.file_name '{video}.wav': expected a file name (no folder: set audiocaps.audio_dir) "
+            "using {youtube_id}",
+        ),
+        (
+            lambda c: (
+                c.update(audiocaps=FULL_DEMO["audiocaps"], wavcaps=FULL_DEMO["wavcaps"]),
+                c["demo"].update(extra=FULL_DEMO["demo"]["extra"]),
+                c["stage1"].update(train_on="all"),
+                c["data"].update(sample_format="float32"),
+            ),
+            "the sets stage 1 trains on together must all be float32 or none",
+        ),
+        (
+            lambda c: c.update(wavcaps={**FULL_DEMO["wavcaps"], "sources": ["FreeSound"]}),
+            "demo.extra must give the stand-ins' sizes",
+        ),
+        (
+            lambda c: (
+                c.update(wavcaps={**FULL_DEMO["wavcaps"], "sources": ["FreeSound"]}),
+                c["demo"].update(extra=FULL_DEMO["demo"]["extra"]),
+            ),
+            "wavcaps.sources ['FreeSound'] must be the sources "
+            "demo.extra.wavcaps_clips generates ['FreeSound', 'SoundBible']",
+        ),
+    ],
+)
+def test_config_mistakes_are_refused_at_load_naming_the_key(tiny_demo_config, edit, message):
+    """What the Snakefile runs when it loads: the schema, then pipeline.config's checks."""
+    edit(tiny_demo_config)
+    with pytest.raises((ConfigError, WorkflowError), match=re.escape(message)):
+        validate(tiny_demo_config, str(REPO / "config" / "schema.yaml"))
+        check_config(tiny_demo_config)
