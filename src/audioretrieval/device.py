@@ -19,7 +19,7 @@ def choose_device(requested: str | None = None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(requested)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailable(f"device {requested!r}: no CUDA device is available here; use cpu")
+        raise DeviceUnavailable(f"device {requested!r}: no CUDA device is available here; use the cpu")
     return device
 
 

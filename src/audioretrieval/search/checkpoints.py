@@ -67,11 +67,3 @@ def recorded_checkpoint(index_path: str | os.PathLike, identity: dict) -> Path:
             f"deleted): pass --checkpoint with its new path (its sha256 must be {identity['checkpoint_sha256'][:12]}…)"
         )
     return path
-
-
-def pick_device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SearchError("--device cuda: no CUDA device is available here; use --device cpu")
-    return torch.device(name)

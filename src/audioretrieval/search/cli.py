@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 
+from audioretrieval.device import DeviceUnavailable
 from audioretrieval.evaluation.relevance import RelevanceMismatch
 from audioretrieval.files import WriteFailed, write_text_atomically
 from audioretrieval.pipeline.workflow import DEBUG_VARIABLE, debugging, error_sentence
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if args.debug or debugging():
             raise
-        if isinstance(exc, (SearchError, RelevanceMismatch, WriteFailed)):  # the input's fault: said in full
+        if isinstance(exc, (SearchError, RelevanceMismatch, WriteFailed, DeviceUnavailable)):  # said in full
             sys.exit(f"{PROG}: error: {shown(str(exc))}")
         sys.exit(f"{PROG}: error: {shown(error_sentence(exc))} (--debug shows the traceback)")
     finally:

@@ -31,10 +31,10 @@ import torch
 from tqdm import tqdm
 
 from audioretrieval.data.audio_io import AUDIO_EXTENSIONS, is_audio_name, load_mono
-from audioretrieval.device import autocast_for, resolve_precision
+from audioretrieval.device import autocast_for, choose_device, resolve_precision
 from audioretrieval.model.audio import SAMPLE_RATE
 from audioretrieval.model.dual_encoder import DualEncoder
-from audioretrieval.search.checkpoints import check_same_checkpoint, checkpoint_digest, load_search_model, pick_device
+from audioretrieval.search.checkpoints import check_same_checkpoint, checkpoint_digest, load_search_model
 from audioretrieval.search.store import (
     RETRY_STAT,
     FileEntry,
@@ -358,7 +358,7 @@ def update_index(
         to_embed, summary = plan_update(index, found)
     up_to_date = index is not None and not to_embed and not summary.removed
     if not up_to_date:
-        torch_device = pick_device(device)
+        torch_device = choose_device(device)
         model, contents = load_search_model(checkpoint, torch_device)
         if index is None:
             index = SearchIndex(digest, "", float(contents["segment_s"]), SAMPLE_RATE, "")

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from audioretrieval.device import choose_device
 from audioretrieval.evaluation.relevance import nfc, read_relevance
 from audioretrieval.model.dual_encoder import DualEncoder
 from audioretrieval.report.listening import Hit, page
@@ -25,7 +26,6 @@ from audioretrieval.search.checkpoints import (
     check_same_checkpoint,
     checkpoint_digest,
     load_search_model,
-    pick_device,
     recorded_checkpoint,
 )
 from audioretrieval.search.store import SearchError, SegmentTable, read_identity, read_segments, shown
@@ -178,7 +178,7 @@ def search(
         raise SearchError(f"--top {top}: expected a positive number of hits")
     checkpoint = checkpoint or recorded_checkpoint(index_path, read_identity(index_path))
     table = load_segments_for(index_path, checkpoint)
-    model, _ = load_search_model(checkpoint, pick_device(device))
+    model, _ = load_search_model(checkpoint, choose_device(device))
     embedded = embed_queries(model, queries)
     bad = (~embedded.isfinite().all(dim=1)).nonzero().flatten().tolist()
     if bad:
