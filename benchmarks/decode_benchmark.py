@@ -4,11 +4,11 @@
 
 Variants, each in its own process (peak memory: PSS summed over its process tree):
   pipeline   this pipeline's decode rule (audioretrieval.data.decode.decode_archive), 2 threads
-  seed       the reference code's approach: extract with the 7z program, librosa.load(path, sr=32000) per
+  reference  the reference code's approach: extract with the 7z program, librosa.load(path, sr=32000) per
              file in a 2-process pool, all clips held in memory until one HDF5 write
   decompress the unavoidable part 1: decompressing the archive (py7zr, as the pipeline does)
   decode     the unavoidable part 2: decoding + resampling the already decompressed bytes, 1 thread
-Runs on N and 2N clips, and prints ratios: pipeline / seed time (target <= 1), pipeline /
+Runs on N and 2N clips, and prints ratios: pipeline / reference time (target <= 1), pipeline /
 ((decompress + decode) / 2 cores) (target <= 1.3), and peak memory growth from N to 2N clips.
 A solid 7z archive is one LZMA stream that only one thread can decompress, so no decoder can
 beat max(decompress, (decompress + decode) / cores); the ratio to that bound is printed too.
@@ -45,7 +45,7 @@ def _librosa_load(path: str):
     return librosa.load(path, sr=32000)[0]
 
 
-def variant_seed(archive: Path, work: Path) -> None:
+def variant_reference(archive: Path, work: Path) -> None:
     from multiprocessing import Pool
 
     import h5py
@@ -56,7 +56,7 @@ def variant_seed(archive: Path, work: Path) -> None:
     paths = sorted(str(p) for p in extracted.rglob("*.wav"))
     with Pool(CORES) as pool:
         clips = pool.map(_librosa_load, paths)
-    with h5py.File(work / "seed.h5", "w") as f:
+    with h5py.File(work / "reference.h5", "w") as f:
         f["audio"] = np.concatenate(clips)
         f["length"] = [c.size for c in clips]
 
@@ -83,7 +83,7 @@ def variant_decode(archive: Path, work: Path) -> dict:
 
 VARIANTS = {
     "pipeline": variant_pipeline,
-    "seed": variant_seed,
+    "reference": variant_reference,
     "decompress": variant_decompress,
     "decode": variant_decode,
 }
@@ -112,17 +112,17 @@ def main() -> None:
     if shutil.which("7z") is None:
         if not args.quick:
             sys.exit("the reference code's variant needs the 7z program (Debian/Ubuntu: apt-get install p7zip-full)")
-        print("seed variant left out: no 7z program here")
-        variants.remove("seed")
+        print("reference variant left out: no 7z program here")
+        variants.remove("reference")
     clips, seconds = (2, 5.0) if args.quick else (args.clips, 30.0)
     from common import make_clips_archive, run_measured
 
     args.workdir.mkdir(parents=True, exist_ok=True)
-    print(
-        f"{os.cpu_count()} CPUs; clips of {seconds:.0f} s at 44.1 kHz; {CORES} threads/processes for pipeline and seed"
-    )
-    if "seed" in variants:  # librosa's JIT cache
-        run_measured([__file__, "--child", "seed", str(make_clips_archive(args.workdir / "warmup.7z", 2, seconds))])
+    print(f"{os.cpu_count()} CPUs; clips of {seconds:.0f} s at 44.1 kHz; {CORES} threads/processes each")
+    if "reference" in variants:  # librosa's JIT cache
+        run_measured(
+            [__file__, "--child", "reference", str(make_clips_archive(args.workdir / "warmup.7z", 2, seconds))]
+        )
     print(f"{'variant':<11} {'clips':>5} {'seconds':>8} {'files/s':>8} {'peak MB':>8}")
     results = {}
     for count in (clips, 2 * clips):
@@ -135,13 +135,15 @@ def main() -> None:
         t = {name: results[name, count]["seconds"] for name in variants}
         ideal = (t["decompress"] + t["decode"]) / CORES
         bound = max(t["decompress"], ideal)
-        versus_seed = f"pipeline/seed time {t['pipeline'] / t['seed']:.2f} (target <= 1); " if "seed" in t else ""
+        versus = (
+            f"pipeline/reference time {t['pipeline'] / t['reference']:.2f} (target <= 1); " if "reference" in t else ""
+        )
         print(
-            f"N={count}: {versus_seed}"
+            f"N={count}: {versus}"
             f"pipeline/((decompress+decode)/{CORES}) {t['pipeline'] / ideal:.2f} (target <= 1.3); "
             f"pipeline/max(decompress, (decompress+decode)/{CORES}) {t['pipeline'] / bound:.2f}"
         )
-    for name in [v for v in ("pipeline", "seed") if v in variants]:
+    for name in [v for v in ("pipeline", "reference") if v in variants]:
         growth = results[name, 2 * clips]["peak_mb"] / results[name, clips]["peak_mb"]
         print(f"{name}: peak memory 2N/N {growth:.2f} (pipeline target: about 1, not growing with clips)")
 
