@@ -205,6 +205,32 @@ def ensemble_evaluation_members(wildcards):
     ]
 
 
+# ---- the map (rules/map.smk: MAP, its worlds loaded as modules) ---------------------------------------
+
+
+def world_output(world, rule_name):
+    """The declared outputs of a world's rule."""
+    return getattr(rules, f"{world}_{rule_name}").output
+
+
+def map_ranks():
+    """world -> run name -> the per-query table of its best weights, for every run the points pair."""
+    ranks = {}
+    for point in MAP["points"]:
+        pattern = str(world_output(point["world"], "evaluate_model").ranks)
+        runs = {name: ("stage2", name) for row in point["runs"] + point["controls"] for name in row}
+        runs |= {start: ("stage1", start) for start in point["starts"]}
+        ranks.setdefault(point["world"], {}).update(
+            {name: pattern.format(stage=stage, model=name, weights="best") for name, (stage, name) in runs.items()}
+        )
+    return ranks
+
+
+def map_world_tables(rule_name):
+    """world -> a demo world's table (correspondence quality or target mass); none beyond the demo."""
+    return {world: str(world_output(world, rule_name).table) for world in MAP["worlds"]} if DEMO else {}
+
+
 # ---- targets ---------------------------------------------------------------------------------------
 
 
