@@ -87,49 +87,64 @@ def expand(config: dict) -> dict:
     runs (per start, per seed: the stage-2 job), controls (the same shape), starts (stage-1 runs)."""
     design = config["map"]
     base = {key: value for key, value in config.items() if key not in ("map", "released")}
-    starts, seeds = design["starts"], design["seeds"]
-    defined = base["correspondences"]["ensembles"]
-    combinations = _combinations(design)
     by_world: dict[str, list[dict]] = {}
-    for point in combinations:
+    for point in _combinations(design):
         by_world.setdefault(world_name(design, point), []).append(point)
     worlds, points, raw_owners = {}, [], {}
     for world, members in by_world.items():
-        world_config = base
-        for axis, spec in design["world_axes"].items():
-            world_config = overlaid(world_config, spec["values"][members[0][axis]])
-        world_config = copy.deepcopy(world_config)
-        world_config["out_dir"] = f"{config['out_dir']}/{world}"
-        raw_key = _raw_key(design, members[0])
-        if raw_key is not None:
-            world_config["data"]["raw_dir"] = f"{config['out_dir']}/raw/{raw_key}"
-        owner = raw_owners.setdefault(world_config["data"]["raw_dir"], world)
+        world_config = _world_config(config["out_dir"], design, base, world, members[0])
         runs, ensembles = [], {}
-        for point in members:
-            run, variant = _run_of(design, point), variant_name(design, point)
-            for start in starts:
-                ensemble = _ensemble_of(run, start)
-                if ensemble != study.ORACLE:
-                    ensembles[ensemble] = [start] if run["ensemble"] == OWN else defined[ensemble]
-                runs.append(
-                    {
-                        **run,
-                        "name": f"{variant}_from{start}",
-                        "init": start,
-                        "ensemble": ensemble,
-                        "seeds": list(seeds),
-                        "control": True,
-                    }
-                )
-            points.append(_point(design, point, world, variant, run, world_config["model"]["tau"], ensembles))
-        world_config["stage1"]["seeds"] = sorted(
-            set(starts) | {s for m in ensembles.values() for s in study.member_seeds(m)}
-        )
-        world_config["correspondences"]["ensembles"] = ensembles or {f"seed{starts[0]}": [starts[0]]}
+        for labels in members:
+            run, variant = _run_of(design, labels), variant_name(design, labels)
+            runs += _runs_of(design, variant, run, base["correspondences"]["ensembles"], ensembles)
+            points.append(_point(design, labels, world, variant, run, world_config["model"]["tau"], ensembles))
+        needed = {seed for members_ in ensembles.values() for seed in study.member_seeds(members_)}
+        world_config["stage1"]["seeds"] = sorted(set(design["starts"]) | needed)
+        world_config["correspondences"]["ensembles"] = ensembles or {
+            f"seed{design['starts'][0]}": [design["starts"][0]]
+        }
         world_config["stage2"]["runs"] = runs
-        excluded = ["all"] + ([] if owner == world else list(SHARED_FILE_RULES))
-        worlds[world] = {"config": world_config, "excluded_rules": excluded}
+        owner = raw_owners.setdefault(world_config["data"]["raw_dir"], world)
+        worlds[world] = {
+            "config": world_config,
+            "excluded_rules": ["all"] + ([] if owner == world else list(SHARED_FILE_RULES)),
+        }
     return {"worlds": worlds, "points": points}
+
+
+def _world_config(out_dir: str, design: dict, base: dict, world: str, labels: dict) -> dict:
+    """The configuration of a world: the base with its world-axis values' overlays, writing below
+    out_dir/world, its release files shared by the worlds with the same data."""
+    world_config = base
+    for axis, spec in design["world_axes"].items():
+        world_config = overlaid(world_config, spec["values"][labels[axis]])
+    world_config = copy.deepcopy(world_config)
+    world_config["out_dir"] = f"{out_dir}/{world}"
+    raw_key = _raw_key(design, labels)
+    if raw_key is not None:
+        world_config["data"]["raw_dir"] = f"{out_dir}/raw/{raw_key}"
+    return world_config
+
+
+def _runs_of(design: dict, variant: str, run: dict, defined: dict, ensembles: dict) -> list[dict]:
+    """A variant's stage-2 runs, one per start (each with every seed and the shared control); adds
+    the ensembles they distil from to `ensembles`."""
+    runs = []
+    for start in design["starts"]:
+        ensemble = _ensemble_of(run, start)
+        if ensemble != study.ORACLE:
+            ensembles[ensemble] = [start] if run["ensemble"] == OWN else defined[ensemble]
+        runs.append(
+            {
+                **run,
+                "name": f"{variant}_from{start}",
+                "init": start,
+                "ensemble": ensemble,
+                "seeds": list(design["seeds"]),
+                "control": True,
+            }
+        )
+    return runs
 
 
 def _point(design: dict, labels: dict, world: str, variant: str, run: dict, tau: float, ensembles: dict) -> dict:
