@@ -86,6 +86,7 @@ def test_realised_share_of_the_oracle_gain():
         return comparisons_text(tables, groups, table, [("est", "control", "oracle")], resamples=10)
 
     assert "0.50 in mean ap@10\n" in text(tables)  # nothing to explain
+    assert "not the randomness of training" in text(tables) and "docs/map.md" in text(tables)
     assert "nan in mean ap@10 (nan: the oracle does not beat the control)" in text(worse)
     above = dict(tables, oracle=per_query(np.full(10, 0.22)))
     assert "2.50 in mean ap@10 (above 1: the estimated targets gain more than the oracle's)" in text(above)

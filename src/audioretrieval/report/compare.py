@@ -135,7 +135,9 @@ def comparisons_markdown(table: pd.DataFrame, resamples: int) -> str:
     )
     return (
         f"Paired differences of per-query scores in % points, 95 % intervals from a paired bootstrap over "
-        f"queries ({resamples} resamples).\n\n" + shown.to_markdown(index=False) + "\n"
+        f"queries ({resamples} resamples). They cover the sampling of queries, not the randomness of training "
+        f"(each run here is one start and its seeds averaged): another start or seed can move a run by more. "
+        f"The map (docs/map.md) has intervals that include it.\n\n" + shown.to_markdown(index=False) + "\n"
     )
 
 
