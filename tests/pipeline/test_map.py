@@ -37,7 +37,7 @@ def test_the_demo_map_is_its_centre_each_axis_one_at_a_time_the_interaction_and_
         "ensemble3_t01_dist",
         "ensemble3_t005_mixed",
     ]
-    assert sorted(v for w, v in points if w == "medium_e30") == sorted(
+    assert sorted(v for w, v in points if w == "medium_e24") == sorted(
         ["ensemble3_t005_dist", "captions_t005_dist", "oracle_t005_dist"]  # the interaction, and the ceiling
     )
     for world in ("low_e14", "high_e14"):
@@ -47,7 +47,7 @@ def test_the_demo_map_is_its_centre_each_axis_one_at_a_time_the_interaction_and_
 def test_each_world_trains_only_the_stage1_runs_its_points_need_and_shares_the_release_files_it_can():
     config = configuration("map.yaml")
     worlds = sweep.expand(config)["worlds"]
-    assert list(worlds) == ["medium_e14", "low_e14", "high_e14", "medium_e30"]
+    assert list(worlds) == ["medium_e14", "low_e14", "high_e14", "medium_e24"]
     for name, world in worlds.items():
         validate(copy.deepcopy(world["config"]), str(REPO / "config" / "schema.yaml"))
         check_config(world["config"])
@@ -57,14 +57,14 @@ def test_each_world_trains_only_the_stage1_runs_its_points_need_and_shares_the_r
         "medium_e14": [1, 2, 3, 4, 5],
         "low_e14": [1, 2, 3],
         "high_e14": [1, 2, 3],
-        "medium_e30": [1, 2, 3],
+        "medium_e24": [1, 2, 3],
     }
     raw = {name: world["config"]["data"]["raw_dir"] for name, world in worlds.items()}
-    assert raw["medium_e30"] == raw["medium_e14"] == "results/map/raw/medium" != raw["low_e14"]
-    assert "generate_demo_dataset" in worlds["medium_e30"]["excluded_rules"]  # medium_e14 generates them
+    assert raw["medium_e24"] == raw["medium_e14"] == "results/map/raw/medium" != raw["low_e14"]
+    assert "generate_demo_dataset" in worlds["medium_e24"]["excluded_rules"]  # medium_e14 generates them
     assert "generate_demo_dataset" not in worlds["low_e14"]["excluded_rules"]
     assert worlds["low_e14"]["config"]["demo"]["property_mention_prob"] == 0.9
-    assert worlds["medium_e30"]["config"]["train"]["epochs"] == 30
+    assert worlds["medium_e24"]["config"]["train"]["epochs"] == 24
     own = worlds["medium_e14"]["config"]["correspondences"]["ensembles"]
     assert {own[f"seed{s}"][0] for s in (1, 2, 3)} == {1, 2, 3} and own["all5"] == [1, 2, 3, 4, 5]
 
@@ -117,13 +117,13 @@ def test_the_demo_map_plans_every_stage1_run_and_every_control_once(tmp_path):
     )
     counts = job_counts(result)
     stage1 = {name.removesuffix("_train_stage1"): n for name, n in counts.items() if name.endswith("_train_stage1")}
-    assert stage1 == {"medium_e14": 5, "low_e14": 3, "high_e14": 3, "medium_e30": 3}
+    assert stage1 == {"medium_e14": 5, "low_e14": 3, "high_e14": 3, "medium_e24": 3}
     stage2 = {name.removesuffix("_train_stage2"): n for name, n in counts.items() if name.endswith("_train_stage2")}
-    assert stage2 == {"medium_e14": 9 * 6 + 6, "low_e14": 2 * 6 + 6, "high_e14": 2 * 6 + 6, "medium_e30": 3 * 6 + 6}
+    assert stage2 == {"medium_e14": 9 * 6 + 6, "low_e14": 2 * 6 + 6, "high_e14": 2 * 6 + 6, "medium_e24": 3 * 6 + 6}
     for world in stage2:
         controls = [n for n in planned_names(result, f"{world}_train_stage2") if n.startswith("control-")]
         assert len(controls) == len(set(controls)) == 6
-    assert counts["medium_e14_generate_demo_dataset"] == 1 and "medium_e30_generate_demo_dataset" not in counts
+    assert counts["medium_e14_generate_demo_dataset"] == 1 and "medium_e24_generate_demo_dataset" not in counts
     assert counts["map"] == 1
 
 
