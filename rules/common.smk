@@ -110,7 +110,7 @@ CAPTION_FILE = f"{OUT}/caption_estimator/embeddings/development.h5"
 
 def member_file(member):
     """What an ensemble member's estimates are read from: a stage-1 seed's embeddings, or the captions'."""
-    return CAPTION_FILE if member == study.CAPTIONS else embeddings_file(f"seed{member}")
+    return CAPTION_FILE if member == study.CAPTIONS else embeddings_file(study.stage1_run(member))
 
 
 def ensemble_dir(name):
@@ -183,7 +183,7 @@ def ensemble_members(wildcards):
 
 
 def stage2_init(wildcards):
-    return trained_files(model_dir("stage1", f"seed{STAGE2_JOBS[wildcards.name].init}"))["best"]
+    return trained_files(model_dir("stage1", study.stage1_run(STAGE2_JOBS[wildcards.name].init)))["best"]
 
 
 def stage2_targets(wildcards):
@@ -201,7 +201,8 @@ def relevance_input():
 
 def ensemble_evaluation_members(wildcards):
     return [
-        evaluation_file(model_dir("stage1", f"seed{seed}"), "embeddings.h5") for seed in ENSEMBLES[wildcards.ensemble]
+        evaluation_file(model_dir("stage1", study.stage1_run(seed)), "embeddings.h5")
+        for seed in ENSEMBLES[wildcards.ensemble]
     ]
 
 

@@ -66,13 +66,3 @@ def test_the_lock_pins_every_dependency_inside_the_ranges_of_pyproject():
         assert requirement.specifier.contains(version, prereleases=True), (requirement, version)
     for demo_or_test in readme_commands()[:2]:
         assert "-c envs/requirements.lock" in demo_or_test
-
-
-def test_every_test_the_readme_names_exists_where_it_says():
-    readme = (REPO / "README.md").read_text()
-    named = re.findall(r"`(tests/[\w/]+\.py)(?:::(test_\w+))?", readme)
-    assert named
-    for path, test in named:
-        assert (REPO / path).is_file(), path
-        if test:
-            assert re.search(rf"^def {test}\(", (REPO / path).read_text(), re.MULTILINE), f"{path}::{test}"

@@ -90,6 +90,10 @@ def test_a_point_runs_its_variant_from_every_start_with_every_seed_beside_the_sh
         (lambda m: m["every_world"].append({"estimator": "best"}), r"\['best'\] are not values of axis 'estimator'"),
         (lambda m: m["world_axes"]["stage1"]["values"].update(e2={"out_dir": "x"}), r"cannot set \['out_dir'\]"),
         (lambda m: m["run_axes"]["estimator"]["values"].update(x={"ensemble": "all7"}), "ensemble 'all7' is not in"),
+        (lambda m: m["every_world"].append({"stage1": "e24"}), "'stage1' is not a run axis"),
+        (lambda m: m["run_axes"]["loss"]["values"].update(sup={"dist_weight": 0.0}), "would be the control itself"),
+        (lambda m: m["world_axes"]["stage1"]["values"].update(all={"stage1": {"train_on": "all"}}), "train_on all"),
+        (lambda m: m["world_axes"]["stage1"]["values"].update(x={"wavcaps": {}}), r"cannot set \['wavcaps'\]"),
     ],
 )
 def test_map_mistakes_name_the_axis_and_value(edit, message):

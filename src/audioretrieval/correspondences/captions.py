@@ -21,10 +21,10 @@ import h5py
 import numpy as np
 import torch
 
+from audioretrieval.correspondences import CAPTIONS
 from audioretrieval.data.embeddings import identities_of, write_identities
 from audioretrieval.files import HDF5Output
 
-ESTIMATOR = "captions"  # the ensemble member that names this estimator (correspondences.ensembles)
 AGGREGATIONS = ("max", "mean")
 DATASET = "caption_text"
 
@@ -42,11 +42,11 @@ def write_caption_file(
     with HDF5Output(out_h5) as f:
         f[DATASET] = np.asarray(embeddings, dtype=np.float32)
         write_identities(f, identities)
-        f.attrs.update(estimator=ESTIMATOR, model=model, aggregation=aggregation)
+        f.attrs.update(estimator=CAPTIONS, model=model, aggregation=aggregation)
 
 
 def is_caption_file(f: h5py.File) -> bool:
-    return f.attrs.get("estimator") == ESTIMATOR
+    return f.attrs.get("estimator") == CAPTIONS
 
 
 class CaptionScores:

@@ -32,7 +32,7 @@ import h5py
 import numpy as np
 import torch
 
-from audioretrieval.correspondences.captions import DATASET as CAPTIONS
+from audioretrieval.correspondences.captions import DATASET as CAPTION_DATASET
 from audioretrieval.correspondences.captions import CaptionScores, is_caption_file
 from audioretrieval.data.embeddings import first_difference, identities_of, read_identities, write_identities
 from audioretrieval.files import HDF5Output
@@ -109,8 +109,10 @@ def score_spreads(handles: list[h5py.File], audio: list[int], caption: int) -> t
     members' scores, over the same fixed sample of (clip, caption) pairs (at most 1,000 x 4,000)."""
     rng = np.random.default_rng(0)
     clips = _sample_rows(handles[caption]["file_name"].shape[0], _SPREAD_CLIPS, rng)
-    captions = _sample_rows(handles[caption][CAPTIONS].shape[0], _SPREAD_CAPTIONS, rng)
+    captions = _sample_rows(handles[caption][CAPTION_DATASET].shape[0], _SPREAD_CAPTIONS, rng)
     caption_spread = float(CaptionScores.from_file(handles[caption]).block(clips, captions).numpy().std())
+    if not caption_spread > 0:
+        raise MemberMismatch("the caption member scores every sampled pair alike: its scores have no spread to scale")
     audio_spread = np.mean([float((handles[i]["audio"][clips] @ handles[i]["text"][captions].T).std()) for i in audio])
     return float(audio_spread), caption_spread
 
@@ -138,11 +140,11 @@ def build_targets(members: list[str], out_h5: str | os.PathLike) -> None:
                         _check_normalised(block, member, key, start)
                     target[start:stop] = np.concatenate(blocks, axis=1) * scale
             if caption is not None:
-                embeddings = handles[caption][CAPTIONS][:]
-                _check_normalised(embeddings, members[caption], CAPTIONS, 0)
+                embeddings = handles[caption][CAPTION_DATASET][:]
+                _check_normalised(embeddings, members[caption], CAPTION_DATASET, 0)
                 audio_spread, caption_spread = score_spreads(handles, audio, caption) if audio else (1.0, 1.0)
                 weights[caption] = audio_spread / caption_spread / len(members)
-                out[CAPTIONS] = embeddings
+                out[CAPTION_DATASET] = embeddings
                 out.attrs.update(caption_weight=weights[caption], aggregation=handles[caption].attrs["aggregation"])
             write_identities(out, identities)
             out.attrs["members"] = [str(m) for m in members]
@@ -182,6 +184,8 @@ class EnsembleTargets:
 
     def __init__(self, path: str | os.PathLike, in_memory: bool = True, device: str | torch.device = "cpu"):
         self.path, self.device = Path(path), torch.device(device)
+        if not in_memory and self.device.type != "cpu":
+            raise ValueError(f"{self.path}: memory-mapped targets are read on the CPU, not on {self.device}")
         with h5py.File(self.path, "r") as f:
             self.members = list(f.attrs.get("members", [str(self.path)]))
             self.clips, self.captions = len(f["file_name"]), len(f["caption"])
@@ -193,7 +197,7 @@ class EnsembleTargets:
                     self.audio, self.text = f["audio"][:], f["text"][:]
                 else:
                     self.audio, self.text = _memory_map(self.path, f["audio"]), _memory_map(self.path, f["text"])
-            self.caption_scores = CaptionScores.from_file(f, self.device) if CAPTIONS in f else None
+            self.caption_scores = CaptionScores.from_file(f, self.device) if CAPTION_DATASET in f else None
             self.caption_weight = float(f.attrs.get("caption_weight", 1.0))
 
     def block(self, clip_rows, caption_rows) -> torch.Tensor:
@@ -202,19 +206,19 @@ class EnsembleTargets:
         caption_rows = torch.as_tensor(caption_rows, device=self.device)
         scores = torch.zeros(len(clip_rows), len(caption_rows), device=self.device)
         if isinstance(self.audio, torch.Tensor):
-            scores += self.audio[clip_rows] @ self.text[caption_rows].T
+            scores = self.audio[clip_rows] @ self.text[caption_rows].T
         elif self.audio is not None:
             clips, captions = clip_rows.numpy(), caption_rows.numpy()
-            scores += torch.from_numpy(np.asarray(self.audio[clips]) @ np.asarray(self.text[captions]).T)
+            scores = torch.from_numpy(np.asarray(self.audio[clips]) @ np.asarray(self.text[captions]).T)
         if self.caption_scores is not None:
-            scores += self.caption_weight * self.caption_scores.block(clip_rows, caption_rows)
+            scores = scores + self.caption_weight * self.caption_scores.block(clip_rows, caption_rows)
         return scores
 
     def matrix(self, captions_per_block: int = 4096) -> np.ndarray:
         """The whole [clips, captions] matrix (for the demo's quality figures and the report's examples)."""
         clips = np.arange(self.clips)
         blocks = [
-            self.block(clips, np.arange(start, min(self.captions, start + captions_per_block))).numpy()
+            self.block(clips, np.arange(start, min(self.captions, start + captions_per_block))).cpu().numpy()
             for start in range(0, self.captions, captions_per_block)
         ]
         return np.concatenate(blocks, axis=1)

@@ -78,9 +78,14 @@ def write_embeddings(
 
 
 def read_similarity(path: str | os.PathLike) -> torch.Tensor:
-    """[captions, clips] cosine similarities of an embeddings file (an ensemble's targets file: the
-    mean cosine of its members)."""
+    """[captions, clips] cosine similarities of an embeddings file (or of an ensemble of embeddings
+    files: the mean cosine of its members)."""
     with h5py.File(path, "r") as f:
+        if "caption_text" in f:
+            raise ValueError(
+                f"{path}: holds caption estimates (correspondences.captions), which cannot score clips "
+                f"without their captions; expected an embeddings file of audio and text"
+            )
         for key in ("audio", "text"):
             if key not in f:
                 raise KeyError(f"{path}: no '{key}' dataset; expected an embeddings file of this pipeline")

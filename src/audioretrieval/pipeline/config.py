@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from audioretrieval.data import audiocaps
-from audioretrieval.pipeline.study import CAPTIONS, ORACLE, member_seeds, stage2_jobs, stage2_train, uses_captions
+from audioretrieval.pipeline.study import (
+    CAPTIONS,
+    ORACLE,
+    member_seeds,
+    stage1_run,
+    stage2_jobs,
+    stage2_train,
+    uses_captions,
+)
 
 
 class ConfigError(ValueError):
@@ -159,26 +167,66 @@ def _check_map(config: dict) -> None:
         _require(
             spec["centre"] in spec["values"], f"map axis {axis}: centre {spec['centre']!r} is not one of its values"
         )
-    for where, settings in [("map.interactions", crossed) for crossed in design["interactions"]] + [
-        ("map.every_world", extra) for extra in design["every_world"]
-    ]:
-        for axis, values in settings.items():
-            _require(axis in axes, f"{where}: {axis!r} is not an axis of the map")
-            unknown = sorted(set([values] if isinstance(values, str) else values) - set(axes[axis]["values"]))
-            _require(not unknown, f"{where}: {unknown} are not values of axis {axis!r}")
-    for axis, spec in world_axes.items():
+    for crossed in design["interactions"]:
+        _check_axis_values("map.interactions", crossed, axes)
+    for extra in design["every_world"]:
+        _check_axis_values("map.every_world", extra, run_axes)
+    _check_map_worlds(config)
+    _check_map_runs(config)
+
+
+def _check_axis_values(where: str, settings: dict, axes: dict) -> None:
+    for axis, values in settings.items():
+        _require(
+            axis in axes,
+            f"{where}: {axis!r} is not {'a run axis' if where.endswith('world') else 'an axis'} of the map",
+        )
+        unknown = sorted(set([values] if isinstance(values, str) else values) - set(axes[axis]["values"]))
+        _require(not unknown, f"{where}: {unknown} are not values of axis {axis!r}")
+
+
+def _check_map_worlds(config: dict) -> None:
+    """What a world may change: not where the map writes, and not the extra sets (whose files every
+    world would share and write)."""
+    _require(
+        config["stage1"]["train_on"] != "all",
+        "map: stage1.train_on all is not mapped (the extra sets' files would be shared by every world): "
+        "map stage 2 over stage 1 on clothov2",
+    )
+    for axis, spec in config["map"]["world_axes"].items():
         for value, overlay in spec["values"].items():
-            fixed = sorted(set(overlay) & {"out_dir", "map"})
+            fixed = sorted(set(overlay) & {"out_dir", "map", "audiocaps", "wavcaps"})
             _require(not fixed, f"map axis {axis}, value {value}: a world cannot set {fixed}")
-    ensembles = set(config["correspondences"]["ensembles"]) | {"own"} | ({ORACLE} if config.get("demo") else set())
-    runs = [("map.run", design["run"])] + [
+            _require(
+                overlay.get("stage1", {}).get("train_on", "clothov2") != "all",
+                f"map axis {axis}, value {value}: stage1.train_on all is not mapped",
+            )
+
+
+def _check_map_runs(config: dict) -> None:
+    """Every run variant names an estimator there is, and is not the control itself."""
+    design = config["map"]
+    defined = config["correspondences"]["ensembles"]
+    _require(
+        "own" not in defined, "correspondences.ensembles: 'own' is reserved for the map (each start's own estimates)"
+    )
+    ensembles = set(defined) | {"own"} | ({ORACLE} if config.get("demo") else set())
+    overlays = [
         (f"map axis {axis}, value {value}", overlay)
-        for axis, spec in run_axes.items()
+        for axis, spec in design["run_axes"].items()
         for value, overlay in spec["values"].items()
     ]
-    for where, run in runs:
+    for where, overlay in [("map.run", design["run"])] + overlays:
+        run = {**design["run"], **overlay}
         _require(
-            run.get("ensemble", "own") in ensembles,
-            f"{where}: ensemble {run.get('ensemble')!r} is not in correspondences.ensembles "
+            run["ensemble"] in ensembles,
+            f"{where}: ensemble {run['ensemble']!r} is not in correspondences.ensembles "
             "(or own, or oracle on the demo)",
+        )
+        _require(run["dist_weight"] > 0, f"{where}: dist_weight is 0: that run would be the control itself")
+    for start in design["starts"]:
+        own = defined.get(stage1_run(start), [start])
+        _require(
+            own == [start],
+            f"correspondences.ensembles.{stage1_run(start)} is {own}: the map names each start's own estimates so",
         )

@@ -7,14 +7,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from audioretrieval.correspondences.captions import ESTIMATOR as CAPTIONS
+from audioretrieval.correspondences import CAPTIONS
 
 ORACLE = "oracle"  # the ensemble name of the demo's ground-truth targets
 
 
+def stage1_run(seed: int) -> str:
+    """The name of the stage-1 run of a seed (and of the ensemble of that model alone)."""
+    return f"seed{seed}"
+
+
 def stage1_runs(config: dict) -> list[str]:
     """The stage-1 runs, one per seed: seed{N}."""
-    return [f"seed{seed}" for seed in config["stage1"]["seeds"]]
+    return [stage1_run(seed) for seed in config["stage1"]["seeds"]]
+
+
+def job_name(family: str, seed: int) -> str:
+    """A stage-2 job: its run (or control family) and seed."""
+    return f"{family}-seed{seed}"
+
+
+def target_tau(run: dict, tau: float) -> float:
+    """The temperature of a run's targets: its own, else the model's."""
+    return run["target_tau"] or tau
 
 
 def seed_of(run: str) -> int:
@@ -47,14 +62,14 @@ class Stage2Job:
 def _run_job(run: dict, seed: int, tau: float) -> Stage2Job:
     distils = bool(run["dist_weight"])
     return Stage2Job(
-        name=f"{run['name']}-seed{seed}",
+        name=job_name(run["name"], seed),
         family=run["name"],
         init=run["init"],
         seed=seed,
         ensemble=run["ensemble"] if distils else None,
         dist_weight=run["dist_weight"],
         sup_weight=run["sup_weight"],
-        target_tau=(run["target_tau"] or tau) if distils else None,
+        target_tau=target_tau(run, tau) if distils else None,
     )
 
 
@@ -72,7 +87,7 @@ def stage2_jobs(config: dict) -> list[Stage2Job]:
             served.setdefault((run["init"], seed), []).append(run["name"])
     controls = [
         Stage2Job(
-            name=f"{control_family(init)}-seed{seed}",
+            name=job_name(control_family(init), seed),
             family=control_family(init),
             init=init,
             seed=seed,
@@ -126,7 +141,7 @@ def quality_row(ensemble: str, members: list) -> str:
     own row for an ensemble of one (seed{N}, or the caption estimator's), else `ensemble {name}`."""
     if len(members) > 1:
         return f"ensemble {ensemble}"
-    return CAPTIONS if members[0] == CAPTIONS else f"seed{members[0]}"
+    return CAPTIONS if members[0] == CAPTIONS else stage1_run(members[0])
 
 
 def retrieval_ensembles(config: dict) -> list[str]:
@@ -150,7 +165,7 @@ def comparison_groups(config: dict, jobs: list[Stage2Job]) -> tuple[dict, list, 
     first: dict[str, Stage2Job] = {}
     for job in jobs:
         groups.setdefault(job.family, []).append(job.name)
-        groups.setdefault(f"stage 1 seed{job.init}", [f"seed{job.init}"])
+        groups.setdefault(f"stage 1 {stage1_run(job.init)}", [stage1_run(job.init)])
         first.setdefault(job.family, job)
     pairs, shares = [], []
     for family, job in first.items():

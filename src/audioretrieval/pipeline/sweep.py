@@ -25,7 +25,8 @@ from audioretrieval.pipeline import study
 from audioretrieval.pipeline.config import overlaid
 
 OWN = "own"  # map.run ensemble: each start's own estimates
-RAW_SECTIONS = ("data", "demo")  # world overlays touching these change the release files
+# the settings that change a world's release files (the demo generator's, or where ClothoV2 comes from)
+RAW_SETTINGS = {"demo": None, "download": None, "data": {"source", "raw_dir", "md5"}}
 # rules whose outputs lie outside out_dir (release files, downloads): one world runs them for all
 # worlds that share the files
 SHARED_FILE_RULES = ("generate_demo_dataset", "download_clotho", "download_relevance")
@@ -65,9 +66,15 @@ def _raw_key(design: dict, point: dict) -> str | None:
     axes = [
         axis
         for axis, spec in design["world_axes"].items()
-        if any(set(overlay) & set(RAW_SECTIONS) for overlay in spec["values"].values())
+        if any(_changes_release(overlay) for overlay in spec["values"].values())
     ]
     return "_".join(point[axis] for axis in axes) if axes else None
+
+
+def _changes_release(overlay: dict) -> bool:
+    return any(
+        section in overlay and (keys is None or set(overlay[section]) & keys) for section, keys in RAW_SETTINGS.items()
+    )
 
 
 def _run_of(design: dict, point: dict) -> dict:
@@ -78,7 +85,7 @@ def _run_of(design: dict, point: dict) -> dict:
 
 
 def _ensemble_of(run: dict, start: int) -> str:
-    return f"seed{start}" if run["ensemble"] == OWN else run["ensemble"]
+    return study.stage1_run(start) if run["ensemble"] == OWN else run["ensemble"]
 
 
 def expand(config: dict) -> dict:
@@ -101,7 +108,7 @@ def expand(config: dict) -> dict:
         needed = {seed for members_ in ensembles.values() for seed in study.member_seeds(members_)}
         world_config["stage1"]["seeds"] = sorted(set(design["starts"]) | needed)
         world_config["correspondences"]["ensembles"] = ensembles or {
-            f"seed{design['starts'][0]}": [design["starts"][0]]
+            study.stage1_run(design["starts"][0]): [design["starts"][0]]
         }
         world_config["stage2"]["runs"] = runs
         owner = raw_owners.setdefault(world_config["data"]["raw_dir"], world)
@@ -137,7 +144,7 @@ def _runs_of(design: dict, variant: str, run: dict, defined: dict, ensembles: di
         runs.append(
             {
                 **run,
-                "name": f"{variant}_from{start}",
+                "name": _run_name(variant, start),
                 "init": start,
                 "ensemble": ensemble,
                 "seeds": list(design["seeds"]),
@@ -145,6 +152,10 @@ def _runs_of(design: dict, variant: str, run: dict, defined: dict, ensembles: di
             }
         )
     return runs
+
+
+def _run_name(variant: str, start: int) -> str:
+    return f"{variant}_from{start}"
 
 
 def _point(design: dict, labels: dict, world: str, variant: str, run: dict, tau: float, ensembles: dict) -> dict:
@@ -156,9 +167,9 @@ def _point(design: dict, labels: dict, world: str, variant: str, run: dict, tau:
         "variant": variant,
         "ensembles": names,
         "quality_rows": [None if name == study.ORACLE else study.quality_row(name, ensembles[name]) for name in names],
-        "target_tau": run["target_tau"] or tau,
+        "target_tau": study.target_tau(run, tau),
         "weights": {"dist": run["dist_weight"], "sup": run["sup_weight"]},
-        "starts": [f"seed{start}" for start in starts],
-        "runs": [[f"{variant}_from{start}-seed{seed}" for seed in seeds] for start in starts],
-        "controls": [[f"{study.control_family(start)}-seed{seed}" for seed in seeds] for start in starts],
+        "starts": [study.stage1_run(start) for start in starts],
+        "runs": [[study.job_name(_run_name(variant, start), seed) for seed in seeds] for start in starts],
+        "controls": [[study.job_name(study.control_family(start), seed) for seed in seeds] for start in starts],
     }

@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from audioretrieval.report.compare import aligned_scores
+from audioretrieval.report.compare import COMPARED_METRICS, aligned_scores
 
-MAP_METRICS = ("ap@10", "dcase2025_ap@10")
+MAP_METRICS = COMPARED_METRICS
+ORACLE = "oracle"  # the ensemble of ground-truth targets (pipeline.study.ORACLE)
 CONTRASTS = {  # name -> (model, baseline) of the paired runs
     "stage2-control": ("runs", "controls"),
     "stage2-start": ("runs", "starts"),
@@ -125,12 +126,22 @@ def map_table(
         point_row(p, tables[p["world"]], qualities.get(p["world"]), masses.get(p["world"]), resamples) for p in points
     ]
     table = pd.DataFrame(rows)
-    oracle = np.array([p["ensembles"][0] == "oracle" for p in points])
+    ceilings = [_ceiling(point, points) for point in points]
     for metric in MAP_METRICS:
         column = f"{metric} stage2-control"
-        if column in table and oracle.any():
-            table[f"{metric} oracle-control"] = table["world"].map(table[oracle].set_index("world")[column])
+        if column in table:
+            table[f"{metric} oracle-control"] = [np.nan if c is None else table.loc[c, column] for c in ceilings]
     return table
+
+
+def _ceiling(point: dict, points: list[dict]) -> int | None:
+    """The row of the oracle point of `point`'s world whose labels agree with most of its own (the
+    ceiling at the same temperature, loss mix, ...), or None when the world has no oracle."""
+    oracles = [i for i, p in enumerate(points) if p["world"] == point["world"] and p["ensembles"][0] == ORACLE]
+    if not oracles:
+        return None
+    shared = [sum(points[i]["labels"][axis] == value for axis, value in point["labels"].items()) for i in oracles]
+    return oracles[int(np.argmax(shared))]
 
 
 PREDICTORS = {
