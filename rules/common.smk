@@ -219,10 +219,10 @@ def map_ranks():
     ranks = {}
     for point in MAP["points"]:
         pattern = str(world_output(point["world"], "evaluate_model").ranks)
-        runs = {name: ("stage2", name) for row in point["runs"] + point["controls"] for name in row}
-        runs |= {start: ("stage1", start) for start in point["starts"]}
+        stages = {name: "stage2" for row in point["runs"] + point["controls"] for name in row}
+        stages |= {start: "stage1" for start in point["starts"]}
         ranks.setdefault(point["world"], {}).update(
-            {name: pattern.format(stage=stage, model=name, weights="best") for name, (stage, name) in runs.items()}
+            {name: pattern.format(stage=stage, model=name, weights="best") for name, stage in stages.items()}
         )
     return ranks
 

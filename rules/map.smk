@@ -11,11 +11,15 @@ for world, spec in MAP["worlds"].items():
     )(lambda: None)
 
 
+MAP_RANKS = map_ranks()
+MAP_QUALITY, MAP_MASS = map_world_tables("correspondence_quality"), map_world_tables("target_mass")
+
+
 rule map:
     input:
-        ranks=[path for runs in map_ranks().values() for path in runs.values()],
-        quality=list(map_world_tables("correspondence_quality").values()),
-        mass=list(map_world_tables("target_mass").values()),
+        ranks=[path for runs in MAP_RANKS.values() for path in runs.values()],
+        quality=list(MAP_QUALITY.values()),
+        mass=list(MAP_MASS.values()),
     output:
         table=f"{OUT}/map/map.csv",
         markdown=f"{OUT}/map/map.md",
@@ -28,9 +32,9 @@ rule map:
         CONDA_ENV
     params:
         points=MAP["points"],
-        ranks=map_ranks(),
-        quality=map_world_tables("correspondence_quality"),
-        mass=map_world_tables("target_mass"),
+        ranks=MAP_RANKS,
+        quality=MAP_QUALITY,
+        mass=MAP_MASS,
         axes=[*config["map"]["world_axes"], *config["map"]["run_axes"]],
         resamples=config["map"]["bootstrap_resamples"],
         code=code_of("map"),

@@ -24,7 +24,7 @@ from http_server import FileServer
 from torch import nn
 from transformers import AutoTokenizer, RobertaConfig, RobertaModel
 
-from audioretrieval.data.download import md5sum
+from audioretrieval.files import file_digest
 from audioretrieval.model.checkpoint import load_model, read_checkpoint
 from audioretrieval.model.released_checkpoint import (
     PASST_ARCH,
@@ -403,7 +403,7 @@ def test_the_converted_checkpoint_embeds_as_the_reference_modules_do(tmp_path, t
     assert (checkpoint["epoch"], checkpoint["seed"], checkpoint["metrics"]) == (13, 523528930, {})
     assert checkpoint["source"] == {
         "released_checkpoint": "passt_roberta.ckpt",
-        "md5": md5sum(tmp_path / "passt_roberta.ckpt"),
+        "md5": file_digest(tmp_path / "passt_roberta.ckpt", "md5"),
         "global_step": 4242,
         "pytorch-lightning_version": "2.2.2",
         "training_only": {

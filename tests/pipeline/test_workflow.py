@@ -332,6 +332,7 @@ def test_the_paper_config_plans_the_clotho_download(tmp_path):
     assert result.stdout.count("rule evaluate_model:") == 13 and result.stdout.count("rule evaluate_ensemble:") == 1
     assert result.stdout.count("rule download_relevance:") == 1  # the DCASE 2025 annotations
     assert result.stdout.count("rule summary:") == 1 and result.stdout.count("rule plots:") == 1
+    assert result.stdout.count("rule listening_page:") == 1
     assert result.stdout.count("rule comparisons:") == 1
     for demo_only in (
         "generate_demo_dataset",

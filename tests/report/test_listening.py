@@ -2,12 +2,14 @@
 playing them (tests/browser.py: a headless Chromium, installed with apt-get where missing)."""
 
 import base64
+import io
 import json
 import re
 
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile
 from browser import rendered_dom, screenshot
 from embedding_files import CLIPS, caption_table, member
 from system_packages import Unavailable
@@ -58,6 +60,14 @@ def test_every_hit_is_marked_by_the_annotations_and_plays_its_own_clip(tmp_path,
     assert all(base64.b64decode(clip).startswith((b"ID3", b"\xff\xfb", b"\xff\xf3")) for clip in clips.values())  # MP3
     retrieval_examples(models, audio, None, tmp_path / "plain.html", queries=2, top_k=2)
     assert {mark for mark, _ in marks((tmp_path / "plain.html").read_text())} <= {"own", "unknown"}
+    retrieval_examples(models, audio, None, tmp_path / "few.html", queries=1, top_k=2)
+    few = (tmp_path / "few.html").read_text()
+    clips = json.loads(re.search(r'<script type="application/json" id="clips">(.*?)</script>', few).group(1))
+    assert len(clips) < len(CLIPS)
+    for clip, data in clips.items():  # each embedded clip is the named clip's audio: its tone
+        samples, rate = soundfile.read(io.BytesIO(base64.b64decode(data)))
+        peak = np.argmax(np.abs(np.fft.rfft(samples))) * rate / len(samples)
+        assert peak == pytest.approx(0.05 * (int(clip) + 1) * rate / (2 * np.pi), rel=0.03), clip
 
 
 @pytest.mark.slow

@@ -337,20 +337,23 @@ def test_csv_and_json_hold_the_same_hits(small_index, checkpoint, capsys):
 
 
 def test_a_query_finds_the_checkpoint_the_index_recorded_and_says_what_to_do_once_it_moved(
-    tmp_path, checkpoint, small_index, capsys
+    tmp_path, checkpoint, capsys
 ):
-    query(small_index, checkpoint, "a loud tone", "--top", "3", "--format", "csv")
+    folder = sounds(tmp_path / "sounds", {"a.wav": 1.0, "b.wav": 3.0})
+    moved = shutil.copy(checkpoint, tmp_path / "best.pt")
+    index_folder(folder, moved, tmp_path / "index.h5")
+    capsys.readouterr()
+    query(tmp_path / "index.h5", checkpoint, "a loud tone", "--top", "3", "--format", "csv")
     with_checkpoint = capsys.readouterr().out
-    main(["query", str(small_index), "a loud tone", "--top", "3", "--format", "csv", "--device", "cpu"])
+    main(["query", str(tmp_path / "index.h5"), "a loud tone", "--top", "3", "--format", "csv", "--device", "cpu"])
     assert capsys.readouterr().out == with_checkpoint  # the same hits, the checkpoint found by its recorded path
-    moved = tmp_path / "index.h5"
-    shutil.copy(small_index, moved)
-    with h5py.File(moved, "a") as f:  # as if the checkpoint had been at another path when indexing
-        f.attrs["checkpoint"] = np.bytes_(str(tmp_path / "gone" / "best.pt").encode())
-    message = error_of("query", str(moved), "a loud tone")
-    assert f"{moved} was built with checkpoint {tmp_path / 'gone' / 'best.pt'}, which is no longer there" in message
+    Path(moved).rename(tmp_path / "elsewhere.pt")
+    message = error_of("query", str(tmp_path / "index.h5"), "a loud tone")
+    assert f"{tmp_path / 'index.h5'} was built with checkpoint {moved}, which is no longer there" in message
     assert "pass --checkpoint with its new path" in message
-    main(["query", str(moved), "a loud tone", "--top", "3", "--format", "csv", "--checkpoint", str(checkpoint)])
+    index_folder(folder, tmp_path / "elsewhere.pt", tmp_path / "index.h5")  # nothing to embed: records the new path
+    assert "2 unchanged" in capsys.readouterr().out
+    main(["query", str(tmp_path / "index.h5"), "a loud tone", "--top", "3", "--format", "csv", "--device", "cpu"])
     assert capsys.readouterr().out == with_checkpoint
 
 

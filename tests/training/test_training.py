@@ -257,11 +257,15 @@ def test_half_precision_trains_under_autocast_with_a_gradient_scaler(tmp_path, t
     assert set(dtypes) == {torch.float16} and all(np.isfinite(losses))
 
 
-def test_a_non_finite_loss_stops_the_run_naming_the_step(tmp_path, tiny_data, tiny_tokenizer):
+@pytest.mark.parametrize("log_every, read_after", [(2, 2), (100, 5)], ids=["mid-epoch", "epoch-end"])
+def test_a_non_finite_loss_stops_the_run_naming_the_step(tmp_path, tiny_data, tiny_tokenizer, log_every, read_after):
     broken = nan_audio(tiny_data["development"][0], tmp_path / "nan.h5")
-    spec = spec_in(tmp_path / "run", tiny_data, tiny_tokenizer, train_audio=broken)
-    # read from the device every 2 steps (train.log_every): the first read names the first bad step
-    with pytest.raises(NonFiniteLoss, match=r"loss is nan at epoch 1, step 1 \(global step 1; read after step 2\)"):
+    spec = spec_in(
+        tmp_path / "run", tiny_data, tiny_tokenizer, train_audio=broken, train={**TRAIN, "log_every": log_every}
+    )
+    # read from the device every log_every steps and at the epoch's end (5 steps): the read names the first bad step
+    message = rf"loss is nan at epoch 1, step 1 \(global step 1; read after step {read_after}\)"
+    with pytest.raises(NonFiniteLoss, match=message):
         train(spec, progress=False)
     assert not Path(spec.best).exists() and not Path(spec.last).exists()
 

@@ -23,8 +23,8 @@ def sentence_model(name: str, device: str):
     except OSError as exc:
         raise OSError(
             f"correspondences.captions.model {name!r} could not be loaded ({exc}); on a machine without network, "
-            f"download it (e.g. `huggingface-cli download sentence-transformers/all-mpnet-base-v2 --local-dir DIR`) "
-            f"and set correspondences.captions.model to that directory"
+            f"download it (`huggingface-cli download {name} --local-dir DIR` where there is one) and set "
+            f"correspondences.captions.model to that directory"
         ) from exc
 
 

@@ -38,15 +38,11 @@ class UnverifiableDownload(RuntimeError):
     pass
 
 
-def md5sum(path: str | os.PathLike) -> str:
-    return file_digest(path, "md5")
-
-
 def verify_md5(path: str | os.PathLike, expected: str, hint: str = "") -> str:
     """The file's MD5, after checking it is `expected`; ChecksumError names the file, both MD5s, its
     size and `hint` (what to do about it)."""
     path = Path(path)
-    actual = md5sum(path)
+    actual = file_digest(path, "md5")
     if actual != expected.lower():
         raise ChecksumError(
             f"{path}: MD5 {actual} ({path.stat().st_size} bytes), expected {expected.lower()}"
@@ -180,7 +176,7 @@ def download(
         reraise=True,
     )
     announced = retrying(_transfer, url, part, timeout_s, progress)
-    actual, size = md5sum(part), part.stat().st_size
+    actual, size = file_digest(part, "md5"), part.stat().st_size
     if md5 is None:
         if not announced:
             part.unlink()

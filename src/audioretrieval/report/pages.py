@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from audioretrieval.files import write_text_atomically
 
 
@@ -15,3 +17,8 @@ def write_report_page(markdown: str, path: str | os.PathLike) -> None:
         f'<body><pre style="font-size: 13px">{body}</pre></body></html>\n',
         path,
     )
+
+
+def spread(rows: int, count: int) -> np.ndarray:
+    """`count` of `rows` rows spread evenly over them (deterministic)."""
+    return np.unique(np.linspace(0, rows - 1, min(count, rows)).round().astype(int))

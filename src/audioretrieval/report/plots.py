@@ -17,7 +17,7 @@ from audioretrieval.correspondences.ensemble import EnsembleTargets  # noqa: E40
 from audioretrieval.correspondences.quality import truth_matrix  # noqa: E402
 from audioretrieval.data.embeddings import read_identities  # noqa: E402
 from audioretrieval.files import written_atomically  # noqa: E402
-from audioretrieval.report.listening import spread  # noqa: E402
+from audioretrieval.report.pages import spread  # noqa: E402
 from audioretrieval.report.summary import METRICS  # noqa: E402
 
 COLORS = {"own": "#d95f02", "true": "#1b9e77", "other": "#bbbbbb"}

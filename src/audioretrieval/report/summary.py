@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from audioretrieval.pipeline.study import Stage2Job
 
 METRICS = {
     "map@10": "mAP@10",
@@ -48,7 +52,7 @@ def _mean_row(model: str, weights: str, kind: str, rows: list[dict], notes: str)
     }
 
 
-def _model_rows(groups: dict[str, dict[str, dict]], weights: str, stage2_jobs: list[dict]) -> list[dict]:
+def _model_rows(groups: dict[str, dict[str, dict]], weights: str, stage2_jobs: list[Stage2Job]) -> list[dict]:
     """The rows of one kind of weights: each stage-1 run and their mean, each ensemble, each stage-2
     job and the mean of every stage-2 run with several seeds."""
     stage1 = groups.get("stage1", {})
@@ -86,7 +90,7 @@ def _model_rows(groups: dict[str, dict[str, dict]], weights: str, stage2_jobs: l
 def summary_table(
     best: dict[str, dict[str, dict]],
     last: dict[str, dict[str, dict]] | None = None,
-    stage2_jobs: list[dict] | None = None,
+    stage2_jobs: list[Stage2Job] | None = None,
     reference: list[dict] | None = None,
 ) -> pd.DataFrame:
     """Every model's metrics in %: `best` and `last` map a group ("stage1", "ensembles", "stage2") to

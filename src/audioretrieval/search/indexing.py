@@ -357,6 +357,9 @@ def update_index(
     else:
         to_embed, summary = plan_update(index, found)
     up_to_date = index is not None and not to_embed and not summary.removed
+    if up_to_date and index.checkpoint != str(checkpoint.resolve()):  # the same checkpoint, moved
+        index.checkpoint = str(checkpoint.resolve())
+        write_index(index_path, index)
     if not up_to_date:
         torch_device = choose_device(device)
         model, contents = load_search_model(checkpoint, torch_device)

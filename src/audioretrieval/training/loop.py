@@ -223,7 +223,7 @@ def train_epoch(run: Run, epoch: int, progress: bool) -> list[float]:
         run.scaler.update()
         unread.append(loss.detach())
         if len(unread) == cfg["log_every"]:
-            losses += read_losses(run, epoch, step + 1 - len(unread), unread)
+            losses += read_losses(run, epoch, len(losses), unread)
             unread = []
             batches.set_postfix(loss=f"{losses[-1]:.3f}")
     return losses + read_losses(run, epoch, len(losses), unread)
