@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import textwrap
 from pathlib import Path
@@ -146,16 +147,13 @@ def map_figure(table: pd.DataFrame):
     """Stage 2 - control (AP@10, with its interval) at every point of the map, against the targets'
     false-clip mass and against what the same extra training gains by itself (control - start)."""
     column = "ap@10 stage2-control"
-    panels = [
-        (c, t)
-        for c, t in [
-            ("false_clips", "targets' mass on false clips"),
-            ("ap@10 control-start", "control − start, AP@10 (% points)"),
-        ]
-        if c in table and table[c].notna().any()
-    ]
+    candidates = [
+        ("false_clips", "targets' mass on false clips"),
+        ("ap@10 control-start", "control − start, AP@10 (% points)"),
+    ]  # the second is always there; the first needs the demo's truth
+    panels = [(c, title) for c, title in candidates if c in table and table[c].notna().any()]
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
-    colors = dict(zip(table["world"].unique(), plt.get_cmap("tab10").colors))
+    colors = dict(zip(table["world"].unique(), itertools.cycle(plt.get_cmap("tab10").colors)))
     errors = np.abs(table[[f"{column} low", f"{column} high"]].to_numpy().T - table[column].to_numpy())
     for ax, (x, title) in zip(axes[0], panels):
         for world, color in colors.items():
