@@ -35,7 +35,7 @@ from audioretrieval.files import save_torch_atomically
 from audioretrieval.model.checkpoint import checkpoint_of
 from audioretrieval.model.dual_encoder import DualEncoder
 from audioretrieval.search.checkpoints import checkpoint_digest, load_search_model
-from audioretrieval.search.indexing import cut_segments, decode_file, update_index
+from audioretrieval.search.indexing import cut_segments, decode_bytes, update_index
 from audioretrieval.search.query import embed_queries, hits_table, rank_segments, search
 from audioretrieval.search.store import FileEntry, SearchIndex, read_segments, write_index
 
@@ -79,7 +79,7 @@ def forward_alone(model: DualEncoder, waveforms: list[np.ndarray], segment: int,
 def indexing(tmp: Path, checkpoint: Path, files: int, seconds: float, batch: int) -> None:
     paths = write_clips(tmp / "clips", files, seconds)
     load, (model, contents) = timed(lambda: load_search_model(checkpoint, torch.device("cpu")))
-    decode, waveforms = timed(lambda: [decode_file(p) for p in paths])
+    decode, waveforms = timed(lambda: [decode_bytes(p.read_bytes()) for p in paths])
     segment = int(round(contents["segment_s"] * 32000))
     forward = forward_alone(model, waveforms, segment, batch)
     total, summary = timed(lambda: update_index(tmp / "clips", checkpoint, tmp / "clips.h5", batch, "cpu", 3600))
