@@ -231,3 +231,28 @@ def test_the_map_pairs_each_run_with_its_control_and_start_and_reads_the_targets
     assert (row["roc_auc"], row["false_clips"], row["true_clips_per_caption"]) == (0.9, 0.4, 4.0)
     assert np.isnan(table.iloc[1]["roc_auc"]) and table.iloc[1]["false_clips"] == 0.0
     assert "| ensemble" in map_markdown(table, ["estimator"], 300)
+
+
+def test_the_map_reads_what_goes_with_the_gain_from_estimated_targets_only():
+    def row(estimator, false_clips, roc_auc, gain):
+        cells = {"ap@10 start": 25.0}
+        for metric in ("ap@10", "dcase2025_ap@10"):
+            for contrast, value in [("stage2-control", gain), ("stage2-start", gain), ("control-start", 0.0)]:
+                column = f"{metric} {contrast}"
+                cells.update({column: value, f"{column} low": value - 1, f"{column} high": value + 1})
+                cells[f"{column} runs_sd"] = 0.5
+        targets = "oracle" if estimator == "oracle" else "estimated"
+        return {
+            "estimator": estimator,
+            "runs": "3 x 2",
+            "targets": targets,
+            "false_clips": false_clips,
+            "roc_auc": roc_auc,
+            **cells,
+        }
+
+    rows = [row("a", 0.5, 0.80, -1.0), row("b", 0.3, 0.85, 0.0), row("c", 0.1, 0.90, 1.0)]
+    rows.append(row("oracle", 5e-8, np.nan, -9.0))  # a batch's softmax leaves the oracle a trace of false mass
+    text = map_markdown(pd.DataFrame(rows), ["estimator"], 300)
+    assert "across the 3 points with estimated targets" in text
+    assert "| target mass on false clips | -1.00 | -1.00 |" in text and "| targets' ROC AUC | +1.00 | +1.00 |" in text

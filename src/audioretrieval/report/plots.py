@@ -20,6 +20,7 @@ from audioretrieval.data.embeddings import read_identities  # noqa: E402
 from audioretrieval.files import written_atomically  # noqa: E402
 from audioretrieval.report.pages import spread  # noqa: E402
 from audioretrieval.report.summary import METRICS  # noqa: E402
+from audioretrieval.report.sweep import MAP_METRIC_NAMES  # noqa: E402
 
 COLORS = {"own": "#d95f02", "true": "#1b9e77", "other": "#bbbbbb"}
 
@@ -144,35 +145,38 @@ def comparison_intervals(comparisons: pd.DataFrame):
 
 
 def map_figure(table: pd.DataFrame):
-    """Stage 2 - control (AP@10, with its interval) at every point of the map, against the targets'
-    false-clip mass and against what the same extra training gains by itself (control - start)."""
-    column = "ap@10 stage2-control"
+    """Stage 2 - control (with its interval) at every point of the map, against the targets'
+    false-clip mass and against what the same extra training gains by itself (control - start); a row
+    per metric: AP@10 of each caption's own clip, and the DCASE 2025 AP@10 where there are annotations."""
+    metrics = [(m, name) for m, name in MAP_METRIC_NAMES if f"{m} stage2-control" in table]
     candidates = [
         ("false_clips", "targets' mass on false clips"),
         ("ap@10 control-start", "control − start, AP@10 (% points)"),
     ]  # the second is always there; the first needs the demo's truth
     panels = [(c, title) for c, title in candidates if c in table and table[c].notna().any()]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
+    fig, axes = plt.subplots(len(metrics), len(panels), figsize=(6.5 * len(panels), 4.5 * len(metrics)), squeeze=False)
     colors = dict(zip(table["world"].unique(), itertools.cycle(plt.get_cmap("tab10").colors)))
-    errors = np.abs(table[[f"{column} low", f"{column} high"]].to_numpy().T - table[column].to_numpy())
-    for ax, (x, title) in zip(axes[0], panels):
-        for world, color in colors.items():
-            rows = (table["world"] == world).to_numpy()
-            ax.errorbar(
-                table.loc[rows, x],
-                table.loc[rows, column],
-                yerr=errors[:, rows],
-                fmt="o",
-                color=color,
-                capsize=3,
-                label=world,
-            )
-        for _, row in table.iterrows():
-            ax.annotate(
-                row["variant"], (row[x], row[column]), fontsize="x-small", xytext=(4, 3), textcoords="offset points"
-            )
-        ax.axhline(0, color="black", linewidth=0.8)
-        ax.set(xlabel=title, ylabel="stage 2 − control, AP@10 (% points)")
+    for ax_row, (metric, name) in zip(axes, metrics):
+        column = f"{metric} stage2-control"
+        errors = np.abs(table[[f"{column} low", f"{column} high"]].to_numpy().T - table[column].to_numpy())
+        for ax, (x, title) in zip(ax_row, panels):
+            for world, color in colors.items():
+                rows = (table["world"] == world).to_numpy()
+                ax.errorbar(
+                    table.loc[rows, x],
+                    table.loc[rows, column],
+                    yerr=errors[:, rows],
+                    fmt="o",
+                    color=color,
+                    capsize=3,
+                    label=world,
+                )
+            for _, row in table.iterrows():
+                ax.annotate(
+                    row["variant"], (row[x], row[column]), fontsize="x-small", xytext=(4, 3), textcoords="offset points"
+                )
+            ax.axhline(0, color="black", linewidth=0.8)
+            ax.set(xlabel=title, ylabel=f"stage 2 − control, {name} (% points)")
     axes[0, 0].legend(title="world", fontsize="small")
     fig.suptitle("When estimated correspondences beat the same extra training (95 % intervals: starts, seeds, queries)")
     fig.tight_layout()

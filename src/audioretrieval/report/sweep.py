@@ -16,6 +16,7 @@ import pandas as pd
 from audioretrieval.report.compare import COMPARED_METRICS, aligned_scores
 
 MAP_METRICS = COMPARED_METRICS
+MAP_METRIC_NAMES = [("ap@10", "AP@10"), ("dcase2025_ap@10", "DCASE25 AP@10")]  # as the table and figure name them
 ORACLE = "oracle"  # the ensemble of ground-truth targets (pipeline.study.ORACLE)
 CONTRASTS = {  # name -> (model, baseline) of the paired runs
     "stage2-control": ("runs", "controls"),
@@ -101,6 +102,7 @@ def point_row(
         "world": point["world"],
         "variant": point["variant"],
         "runs": f"{len(point['starts'])} x {len(point['runs'][0])}",
+        "targets": "oracle" if point["ensembles"][0] == ORACLE else "estimated",
     }
     if quality is not None:
         first = quality.iloc[0]
@@ -168,7 +170,7 @@ def map_markdown(table: pd.DataFrame, axes: list[str], resamples: int) -> str:
         if column in table:
             shown[title] = table[column].round(3)
     shown["start AP@10"] = table["ap@10 start"].round(2)
-    for metric, name in [("ap@10", "AP@10"), ("dcase2025_ap@10", "DCASE25 AP@10")]:
+    for metric, name in MAP_METRIC_NAMES:
         if f"{metric} stage2-control" not in table:
             continue
         shown[f"stage 2 − control, {name}"] = [_cell(r, f"{metric} stage2-control") for _, r in table.iterrows()]
@@ -185,16 +187,22 @@ def map_markdown(table: pd.DataFrame, axes: list[str], resamples: int) -> str:
         + shown.to_markdown(index=False)
         + "\n"
     )
-    estimated = table[table["false_clips"] > 0] if "false_clips" in table else table
+    estimated = table[table["targets"] == "estimated"]
+    metrics = [
+        (m, name)
+        for m, name in [("ap@10", "AP@10"), ("dcase2025_ap@10", "DCASE25 AP@10")]
+        if f"{m} stage2-control" in table
+    ]
     lines = []
     for column, title in PREDICTORS.items():
         if column in estimated and estimated[column].notna().sum() > 2 and estimated[column].std() > 0:
-            r = np.corrcoef(estimated[column], estimated["ap@10 stage2-control"])[0, 1]
-            lines.append(f"| {title} | {r:+.2f} |")
+            r = [np.corrcoef(estimated[column], estimated[f"{m} stage2-control"])[0, 1] for m, _ in metrics]
+            lines.append(f"| {title} | " + " | ".join(f"{v:+.2f}" for v in r) + " |")
     if lines:
         text += (
-            f"\nWhat goes with stage 2 − control (AP@10) across the {len(estimated)} points with estimated "
-            "targets (Pearson r; descriptive, the points are not independent):\n\n| quantity | r |\n|---|---|\n"
+            f"\nWhat goes with stage 2 − control across the {len(estimated)} points with estimated targets "
+            "(Pearson r; descriptive, the points are not independent):\n\n"
+            + f"| quantity | {' | '.join(name for _, name in metrics)} |\n|---|{'---|' * len(metrics)}\n"
             + "\n".join(lines)
             + "\n"
         )
