@@ -5,6 +5,7 @@ import yaml
 from conftest import REPO
 
 from audioretrieval.pipeline.study import stage2_jobs
+from audioretrieval.report import plots
 from audioretrieval.report.compare import comparisons_table, comparisons_text, paired_bootstrap, realised_share
 from audioretrieval.report.summary import summary_markdown, summary_table
 from audioretrieval.report.sweep import hierarchical_bootstrap, map_markdown, map_table
@@ -251,8 +252,27 @@ def test_the_map_reads_what_goes_with_the_gain_from_estimated_targets_only():
             **cells,
         }
 
-    rows = [row("a", 0.5, 0.80, -1.0), row("b", 0.3, 0.85, 0.0), row("c", 0.1, 0.90, 1.0)]
+    rows = [row("a", 0.5, 0.80, -1.0), row("b", 0.3, 0.85, 0.0), row("c", 0.1, 0.90, 1.0), row("d", 0.2, np.nan, 2.0)]
     rows.append(row("oracle", 5e-8, np.nan, -9.0))  # a batch's softmax leaves the oracle a trace of false mass
     text = map_markdown(pd.DataFrame(rows), ["estimator"], 300)
-    assert "across the 3 points with estimated targets" in text
-    assert "| target mass on false clips | -1.00 | -1.00 |" in text and "| targets' ROC AUC | +1.00 | +1.00 |" in text
+    assert "across the 4 points with estimated targets" in text
+    assert "| target mass on false clips | -0.83 | -0.83 |" in text  # the oracle's point left out
+    assert "| targets' ROC AUC | +1.00 | +1.00 |" in text  # over the 3 points whose ROC AUC is known
+    predictors = text.split("What goes with")[1]
+    assert "nan" not in predictors and "the start's score" not in predictors  # no spread: no r
+
+
+def test_the_map_figure_draws_what_a_map_without_ground_truth_or_dcase_annotations_has():
+    table = pd.DataFrame(
+        {
+            "world": ["w", "w"],
+            "variant": ["a", "b"],
+            "ap@10 stage2-control": [1.0, -1.0],
+            "ap@10 stage2-control low": [0.0, -2.0],
+            "ap@10 stage2-control high": [2.0, 0.0],
+            "ap@10 control-start": [0.5, 0.7],
+            "false_clips": [np.nan, np.nan],
+        }
+    )
+    fig = plots.map_figure(table)
+    assert len(fig.axes) == 1 and fig.axes[0].get_xlabel() == "control − start, AP@10 (% points)"

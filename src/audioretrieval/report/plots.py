@@ -151,15 +151,20 @@ def map_figure(table: pd.DataFrame):
     metrics = [(m, name) for m, name in MAP_METRIC_NAMES if f"{m} stage2-control" in table]
     candidates = [
         ("false_clips", "targets' mass on false clips"),
-        ("ap@10 control-start", "control − start, AP@10 (% points)"),
+        ("{metric} control-start", "control − start, {name} (% points)"),
     ]  # the second is always there; the first needs the demo's truth
-    panels = [(c, title) for c, title in candidates if c in table and table[c].notna().any()]
+    panels = [
+        (c, title)
+        for c, title in candidates
+        if c.format(metric="ap@10") in table and table[c.format(metric="ap@10")].notna().any()
+    ]
     fig, axes = plt.subplots(len(metrics), len(panels), figsize=(6.5 * len(panels), 4.5 * len(metrics)), squeeze=False)
     colors = dict(zip(table["world"].unique(), itertools.cycle(plt.get_cmap("tab10").colors)))
     for ax_row, (metric, name) in zip(axes, metrics):
         column = f"{metric} stage2-control"
         errors = np.abs(table[[f"{column} low", f"{column} high"]].to_numpy().T - table[column].to_numpy())
         for ax, (x, title) in zip(ax_row, panels):
+            x, title = x.format(metric=metric), title.format(name=name)
             for world, color in colors.items():
                 rows = (table["world"] == world).to_numpy()
                 ax.errorbar(

@@ -146,13 +146,21 @@ def _ceiling(point: dict, points: list[dict]) -> int | None:
     return oracles[int(np.argmax(shared))]
 
 
-PREDICTORS = {
+PREDICTORS = {  # {metric}: the metric whose stage 2 - control the quantity is set against
     "false_clips": "target mass on false clips",
     "roc_auc": "targets' ROC AUC",
     "true_clips_per_caption": "clips a caption truly describes",
-    "ap@10 start": "the start's AP@10",
-    "ap@10 control-start": "control - start (what plain extra training gains)",
+    "{metric} start": "the start's score",
+    "{metric} control-start": "control - start (what plain extra training gains)",
 }
+
+
+def _correlation(x: pd.Series, y: pd.Series) -> float:
+    """Pearson r over the points where both are known; NaN with fewer than 3 or no spread."""
+    known = x.notna() & y.notna()
+    if known.sum() < 3 or x[known].std() == 0 or y[known].std() == 0:
+        return np.nan
+    return float(np.corrcoef(x[known], y[known])[0, 1])
 
 
 def _cell(row: pd.Series, column: str) -> str:
@@ -167,7 +175,7 @@ def map_markdown(table: pd.DataFrame, axes: list[str], resamples: int) -> str:
     if "true_clips_per_caption" in table:
         shown["true clips / caption"] = table["true_clips_per_caption"].round(1)
     for column, title in [("false_clips", "false mass"), ("roc_auc", "ROC AUC")]:
-        if column in table:
+        if column in table and table[column].notna().any():  # unknown without a ground truth (ClothoV2)
             shown[title] = table[column].round(3)
     shown["start AP@10"] = table["ap@10 start"].round(2)
     for metric, name in MAP_METRIC_NAMES:
@@ -188,20 +196,22 @@ def map_markdown(table: pd.DataFrame, axes: list[str], resamples: int) -> str:
         + "\n"
     )
     estimated = table[table["targets"] == "estimated"]
-    metrics = [
-        (m, name)
-        for m, name in [("ap@10", "AP@10"), ("dcase2025_ap@10", "DCASE25 AP@10")]
-        if f"{m} stage2-control" in table
-    ]
+    metrics = [(m, name) for m, name in MAP_METRIC_NAMES if f"{m} stage2-control" in table]
     lines = []
     for column, title in PREDICTORS.items():
-        if column in estimated and estimated[column].notna().sum() > 2 and estimated[column].std() > 0:
-            r = [np.corrcoef(estimated[column], estimated[f"{m} stage2-control"])[0, 1] for m, _ in metrics]
-            lines.append(f"| {title} | " + " | ".join(f"{v:+.2f}" for v in r) + " |")
+        r = [
+            _correlation(estimated[column.format(metric=m)], estimated[f"{m} stage2-control"])
+            if column.format(metric=m) in estimated
+            else np.nan
+            for m, _ in metrics
+        ]
+        if not all(np.isnan(r)):
+            lines.append(f"| {title} | " + " | ".join("—" if np.isnan(v) else f"{v:+.2f}" for v in r) + " |")
     if lines:
         text += (
-            f"\nWhat goes with stage 2 − control across the {len(estimated)} points with estimated targets "
-            "(Pearson r; descriptive, the points are not independent):\n\n"
+            f"\nWhat goes with stage 2 − control across the {len(estimated)} points with estimated targets, "
+            "each quantity in the same metric as the difference where it has one (Pearson r; descriptive, "
+            "the points are not independent):\n\n"
             + f"| quantity | {' | '.join(name for _, name in metrics)} |\n|---|{'---|' * len(metrics)}\n"
             + "\n".join(lines)
             + "\n"
