@@ -652,7 +652,7 @@ def test_a_queries_file_that_is_not_utf8_is_refused_naming_it(small_index, check
         )
 
 
-def test_any_other_error_is_one_line_and_its_traceback_comes_with_debug(small_index, checkpoint, tmp_path):
+def test_any_other_error_is_one_line_and_its_traceback_comes_with_debug(small_index, checkpoint, tmp_path, monkeypatch):
     blocked = tmp_path / "file"
     blocked.write_text("a file, not a folder")
     argv = ["query", str(small_index), "a tone", "--checkpoint", str(checkpoint), "--output", str(blocked / "hits.csv")]
@@ -662,3 +662,6 @@ def test_any_other_error_is_one_line_and_its_traceback_comes_with_debug(small_in
     )
     with pytest.raises(FileExistsError):
         main([*argv, "--debug"])
+    monkeypatch.setenv("AUDIORETRIEVAL_DEBUG", "1")  # the same through the environment, as for the rules' scripts
+    with pytest.raises(FileExistsError):
+        main(argv)
