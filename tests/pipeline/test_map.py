@@ -80,6 +80,8 @@ def test_a_point_runs_its_variant_from_every_start_with_every_seed_beside_the_sh
     assert mixed["controls"] == own["controls"]  # one control per start and seed serves every variant
     combined = next(p for p in expanded["points"] if p["variant"] == "ensemble3captions_t005_dist")
     assert combined["quality_rows"] == ["ensemble all_captions"] * 3
+    oracle = next(p for p in expanded["points"] if p["variant"] == "oracle_t005_dist")
+    assert (oracle["targets"], own["targets"], combined["targets"]) == ("oracle", "estimated", "estimated")
 
 
 @pytest.mark.parametrize(

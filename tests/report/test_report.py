@@ -196,6 +196,7 @@ def test_the_map_pairs_each_run_with_its_control_and_start_and_reads_the_targets
         "world": "w",
         "variant": "d",
         "ensembles": ["all", "all"],
+        "targets": "estimated",
         "quality_rows": ["ensemble all", "ensemble all"],
         "target_tau": 0.05,
         "weights": {"dist": 1.0, "sup": 0.0},
@@ -203,7 +204,13 @@ def test_the_map_pairs_each_run_with_its_control_and_start_and_reads_the_targets
         "runs": [[f"d-seed{s}-seed{k}" for k in (7, 8)] for s in (1, 2)],
         "controls": [[f"c-seed{s}-seed{k}" for k in (7, 8)] for s in (1, 2)],
     }
-    oracle = {**point, "variant": "o", "labels": {"estimator": "oracle"}, "ensembles": ["oracle"] * 2}
+    oracle = {
+        **point,
+        "variant": "o",
+        "labels": {"estimator": "oracle"},
+        "ensembles": ["oracle"] * 2,
+        "targets": "oracle",
+    }
     oracle.update(quality_rows=[None, None], runs=[[f"o-seed{s}-seed{k}" for k in (7, 8)] for s in (1, 2)])
     quality = pd.DataFrame(
         {

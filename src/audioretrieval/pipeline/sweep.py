@@ -90,8 +90,9 @@ def _ensemble_of(run: dict, start: int) -> str:
 
 def expand(config: dict) -> dict:
     """The map of `config`: {"worlds": name -> {config, excluded_rules}, "points": [...]}. A point:
-    labels (axis -> value), world, variant, ensembles (one per start), target_tau (resolved), weights,
-    runs (per start, per seed: the stage-2 job), controls (the same shape), starts (stage-1 runs)."""
+    labels (axis -> value), world, variant, ensembles (one per start), targets (oracle or estimated),
+    quality_rows, target_tau (resolved), weights, runs (per start, per seed: the stage-2 job), controls
+    (the same shape), starts (stage-1 runs)."""
     design = config["map"]
     base = {key: value for key, value in config.items() if key not in ("map", "released")}
     by_world: dict[str, list[dict]] = {}
@@ -166,6 +167,7 @@ def _point(design: dict, labels: dict, world: str, variant: str, run: dict, tau:
         "world": world,
         "variant": variant,
         "ensembles": names,
+        "targets": "oracle" if run["ensemble"] == study.ORACLE else "estimated",
         "quality_rows": [None if name == study.ORACLE else study.quality_row(name, ensembles[name]) for name in names],
         "target_tau": study.target_tau(run, tau),
         "weights": {"dist": run["dist_weight"], "sup": run["sup_weight"]},

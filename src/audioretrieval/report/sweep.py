@@ -17,7 +17,6 @@ from audioretrieval.report.compare import COMPARED_METRICS, aligned_scores
 
 MAP_METRICS = COMPARED_METRICS
 MAP_METRIC_NAMES = [("ap@10", "AP@10"), ("dcase2025_ap@10", "DCASE25 AP@10")]  # as the table and figure name them
-ORACLE = "oracle"  # the ensemble of ground-truth targets (pipeline.study.ORACLE)
 CONTRASTS = {  # name -> (model, baseline) of the paired runs
     "stage2-control": ("runs", "controls"),
     "stage2-start": ("runs", "starts"),
@@ -102,7 +101,7 @@ def point_row(
         "world": point["world"],
         "variant": point["variant"],
         "runs": f"{len(point['starts'])} x {len(point['runs'][0])}",
-        "targets": "oracle" if point["ensembles"][0] == ORACLE else "estimated",
+        "targets": point["targets"],
     }
     if quality is not None:
         first = quality.iloc[0]
@@ -139,7 +138,7 @@ def map_table(
 def _ceiling(point: dict, points: list[dict]) -> int | None:
     """The row of the oracle point of `point`'s world whose labels agree with most of its own (the
     ceiling at the same temperature, loss mix, ...), or None when the world has no oracle."""
-    oracles = [i for i, p in enumerate(points) if p["world"] == point["world"] and p["ensembles"][0] == ORACLE]
+    oracles = [i for i, p in enumerate(points) if p["world"] == point["world"] and p["targets"] == "oracle"]
     if not oracles:
         return None
     shared = [sum(points[i]["labels"][axis] == value for axis, value in point["labels"].items()) for i in oracles]
