@@ -7,6 +7,7 @@ only the rules that run it): Snakemake itself tracks only a script's modificatio
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 from pathlib import Path
 
@@ -22,8 +23,16 @@ def _module_file(package_dir: Path, dotted: str) -> Path | None:
     return None
 
 
-def _imported(path: Path, package_dir: Path) -> set[Path]:
+def _imported(path: Path, package_dir: Path) -> frozenset[Path]:
     """Library files a source file imports directly (absolute or relative imports, at any depth)."""
+    stat = path.stat()
+    return _imported_by_version(path, package_dir, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=None)
+def _imported_by_version(path: Path, package_dir: Path, mtime_ns: int, size: int) -> frozenset[Path]:
+    """_imported, parsed once per version of the file: a workflow asks for the same modules for
+    every rule (and, in a map, every world)."""
     here = path.parent.relative_to(package_dir).parts if path.is_relative_to(package_dir) else None
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -42,7 +51,7 @@ def _imported(path: Path, package_dir: Path) -> set[Path]:
                 file = _module_file(package_dir, name[len(PACKAGE) + 1 :])
                 if file:
                     found.add(file)
-    return found
+    return frozenset(found)
 
 
 def code_files(script: Path, package_dir: Path) -> list[Path]:
