@@ -166,6 +166,20 @@ def settings_without(section, key):
     return {k: v for k, v in config[section].items() if k != key}
 
 
+def text_states_file(split):
+    """A frozen text encoder's pooled states of a split's captions (model.text_states)."""
+    return f"{OUT}/text_states/{split}.h5"
+
+
+# A frozen pretrained text encoder gives every job the same states of a caption: computed once per split
+# (a random-init encoder differs between runs, a trained one after every step)
+TEXT_STATES = bool(config["model"]["text"]["freeze"] and config["model"]["text"]["name"])
+
+
+def text_states_input(*splits):
+    return [text_states_file(split) for split in splits] if TEXT_STATES else []
+
+
 def tokenizer_input():
     """The tokenizer a random-init text encoder needs from the pipeline (none for a hub model)."""
     text = config["model"]["text"]

@@ -7,6 +7,7 @@ rule export_embeddings:
         checkpoint=rules.train_stage1.output.best,
         audio=data_file("development", "audio.h5"),
         captions=data_file("development", "captions.parquet"),
+        text_states=text_states_input("development"),
     output:
         embeddings_file("{run}"),
     log:

@@ -29,6 +29,7 @@ rule evaluate_model:
         audio=data_file("evaluation", "audio.h5"),
         captions=data_file("evaluation", "captions.parquet"),
         relevance=relevance_input(),
+        text_states=lambda wildcards: [] if wildcards.stage == "released" else text_states_input("evaluation"),
     output:
         **{
             key: evaluation_file(model_dir("{stage}", "{model}"), name, "{weights}")

@@ -28,6 +28,30 @@ rule build_tokenizer:
         "../workflow_scripts/build_tokenizer.py"
 
 
+if TEXT_STATES:
+
+    rule text_states:
+        input:
+            captions=data_file("{split}", "captions.parquet"),
+        output:
+            text_states_file("{split}"),
+        log:
+            log_file("text_states", "{split}"),
+        benchmark:
+            benchmark_file("text_states", "{split}")
+        priority: 4  # stage 1 waits for them
+        conda:
+            CONDA_ENV
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        params:
+            text=config["model"]["text"],
+            code=code_of("text_states"),
+        script:
+            "../workflow_scripts/text_states.py"
+
+
 rule train_stage1:
     input:
         train_audio=[files["audio"] for files in TRAIN_SETS],
@@ -35,6 +59,7 @@ rule train_stage1:
         val_audio=data_file("validation", "audio.h5"),
         val_captions=data_file("validation", "captions.parquet"),
         tokenizer=tokenizer_input(),
+        text_states=text_states_input("development", "validation"),
     output:
         **trained_files(model_dir("stage1", "{run}")),
     log:
@@ -43,7 +68,7 @@ rule train_stage1:
         benchmark_file("train_stage1", "{run}")
     wildcard_constraints:
         run=r"seed\d+",
-    priority: 3  # the chain waits for stage 1: start it before evaluations when a core frees up
+    priority: 4  # the chain waits for stage 1: start it before exports and evaluations when a core frees up
     conda:
         CONDA_ENV
     threads: config["train"]["num_workers"] + 1

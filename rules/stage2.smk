@@ -9,6 +9,7 @@ rule train_stage2:
         val_audio=data_file("validation", "audio.h5"),
         val_captions=data_file("validation", "captions.parquet"),
         tokenizer=tokenizer_input(),
+        text_states=text_states_input("development", "validation"),
         init=stage2_init,
         targets=stage2_targets,
     output:

@@ -16,4 +16,5 @@ with logged_to(snakemake.log[0]):
         device,
         snakemake.params.precision,
         num_workers=snakemake.threads - 1,
+        text_states=list(snakemake.input.text_states),
     )

@@ -17,6 +17,7 @@ with logged_to(snakemake.log[0]) as log:
         device,
         snakemake.params.precision,
         num_workers=snakemake.threads - 1,
+        text_states=list(snakemake.input.text_states),
     )
     metrics, per_query = score_file(snakemake.output.embeddings, next(iter(snakemake.input.relevance), None))
     write_scores(metrics, per_query, snakemake.output.metrics, snakemake.output.ranks)

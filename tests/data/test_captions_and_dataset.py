@@ -86,6 +86,21 @@ def test_evaluation_crops_from_the_start_and_pads_short_clips(dataset_files):
     assert long["caption"].startswith("long.wav") and long["caption_index"] == 1 and long["clip_index"] == 2
 
 
+def test_a_clip_whose_spectrogram_is_held_is_not_read_and_keeps_its_fraction(dataset_files, monkeypatch):
+    dataset = CaptionedAudio(*dataset_files, segment_s=4.0, train=True)
+    read = item_of_clip(dataset, "short, it's.wav")
+    dataset.unread = {0}  # the short clip's row
+    reads, read_into = [], AudioH5.read_into
+    monkeypatch.setattr(
+        AudioH5, "read_into", lambda self, clip, *args: reads.append(clip) or read_into(self, clip, *args)
+    )
+    held = item_of_clip(dataset, "short, it's.wav")
+    assert reads == [] and torch.all(held["audio"] == 0) and held["audio"].shape == read["audio"].shape
+    assert held["fraction"] == read["fraction"] and held["caption"] == read["caption"]
+    item_of_clip(dataset, "long.wav")
+    assert reads == [2]  # every other clip is still read
+
+
 def test_training_crops_are_random_contiguous_windows(dataset_files):
     dataset = CaptionedAudio(*dataset_files, segment_s=4.0, train=True)
     torch.manual_seed(0)

@@ -130,6 +130,7 @@ def test_the_demo_map_plans_every_stage1_run_and_every_control_once(tmp_path):
         controls = [n for n in planned_names(result, f"{world}_train_stage2") if n.startswith("control-")]
         assert len(controls) == len(set(controls)) == 6
     assert counts["medium_e14_generate_demo_dataset"] == 1 and "medium_e24_generate_demo_dataset" not in counts
+    assert counts["medium_e14_text_states"] == 3  # the demo's frozen MiniLM: each split's captions once per world
     assert counts["map"] == 1
 
 
@@ -147,6 +148,7 @@ def test_the_paper_configuration_plans_its_clothov2_ablation_with_the_same_harne
     counts = job_counts(result)
     assert counts["centre_train_stage1"] == 5 and counts["centre_train_stage2"] == 8 * 6 + 6
     assert counts["centre_embed_captions"] == 1 and counts["map"] == 1
+    assert not any(name.endswith("text_states") for name in counts)  # RoBERTa is trained: no states to share
     stage1 = planned_names(result, "centre_train_stage1", "run")
     assert sorted(stage1) == [f"seed{s}" for s in range(409194, 409199)]
     controls = [n for n in planned_names(result, "centre_train_stage2") if n.startswith("control-")]

@@ -142,6 +142,20 @@ def test_every_speed_option_trains_the_same_model(tmp_path, tiny_data, tiny_toke
             assert torch.allclose(value, weights(fast.last)[key], atol=1e-4), key
 
 
+def test_a_run_that_holds_its_spectrograms_and_skips_reading_their_audio_trains_the_same_model(
+    tmp_path, tiny_data, tiny_tokenizer
+):
+    plain = spec_in(tmp_path / "plain", tiny_data, tiny_tokenizer)
+    cached = spec_in(tmp_path / "cached", tiny_data, tiny_tokenizer, train={**TRAIN, "cache_spectrograms": True})
+    train(plain, progress=False)
+    train(cached, progress=False)  # no DataLoader workers: a held clip's audio is not read again
+    pd.testing.assert_frame_equal(
+        pd.read_csv(plain.log_table).drop(columns="seconds"), pd.read_csv(cached.log_table).drop(columns="seconds")
+    )
+    for key, value in weights(plain.last).items():
+        assert torch.equal(value, weights(cached.last)[key]), key
+
+
 def test_a_compiled_model_computes_the_same_step():
     from audioretrieval.model.dual_encoder import DualEncoder
     from audioretrieval.training.losses import contrastive_loss

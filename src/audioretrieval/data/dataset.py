@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_right
+from collections.abc import Container
 
 import numpy as np
 import pandas as pd
@@ -30,16 +31,20 @@ class Segments:
         self.audio = AudioH5(audio_h5)
         self.segment = int(round(segment_s * self.audio.sample_rate))
 
-    def crop(self, clip_index: int, random_offset: bool, crop_seed: int | None = None) -> tuple[torch.Tensor, float]:
+    def crop(
+        self, clip_index: int, random_offset: bool, crop_seed: int | None = None, read: bool = True
+    ) -> tuple[torch.Tensor, float]:
         """The clip's segment (zero-padded at the end) and its fraction of real signal; a random
-        offset is drawn from `crop_seed` when given (CropSeeds), else from torch's generator."""
+        offset is drawn from `crop_seed` when given (CropSeeds), else from torch's generator.
+        `read=False`: the same fraction with a silent segment, for a caller that holds the segment's
+        spectrogram already."""
         length = int(self.audio.lengths[clip_index])
         start = 0
         if random_offset and length > self.segment:
             generator = None if crop_seed is None else torch.Generator().manual_seed(crop_seed)
             start = int(torch.randint(0, length - self.segment + 1, (), generator=generator).item())
         segment = torch.from_numpy(np.zeros(self.segment, dtype=self.audio.sample_dtype))
-        copied = self.audio.read_into(clip_index, start, segment.numpy())
+        copied = self.audio.read_into(clip_index, start, segment.numpy()) if read else min(length - start, self.segment)
         return segment, copied / self.segment
 
 
@@ -55,6 +60,8 @@ class CaptionedAudio(Dataset):
       caption     the caption text as published
       clip_index  the clip's row in the HDF5 file; file_name; caption_index (1-5)
       caption_row the caption's row in the caption table
+    `unread`: clips whose audio is not read (silence instead), as their segments' spectrograms are
+    held (a SpectrogramCache's stored clips, in a process without DataLoader workers).
     """
 
     def __init__(self, audio_h5: str | os.PathLike, captions: str | os.PathLike, segment_s: float, train: bool):
@@ -62,6 +69,7 @@ class CaptionedAudio(Dataset):
         self.audio = self.segments.audio
         self.captions = read_caption_table(captions, len(self.audio), audio_h5)
         self.train = train
+        self.unread: Container[int] = ()
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -76,7 +84,7 @@ class CaptionedAudio(Dataset):
         index, crop_seed = item if isinstance(item, tuple) else (item, None)
         row = self.captions.iloc[index]
         clip_index = int(row["clip_index"])
-        audio, fraction = self.segments.crop(clip_index, self.train, crop_seed)
+        audio, fraction = self.segments.crop(clip_index, self.train, crop_seed, read=clip_index not in self.unread)
         return {
             "audio": audio,
             "fraction": torch.tensor(fraction, dtype=torch.float32),
@@ -89,16 +97,18 @@ class CaptionedAudio(Dataset):
 
 
 class ClipAudio(Dataset):
-    """One item per clip, in file order, cropped from the start (for embedding a whole split)."""
+    """One item per clip, in file order, cropped from the start (for embedding a whole split);
+    `unread` as CaptionedAudio's."""
 
     def __init__(self, audio_h5: str | os.PathLike, segment_s: float):
         self.segments = Segments(audio_h5, segment_s)
+        self.unread: Container[int] = ()
 
     def __len__(self) -> int:
         return len(self.segments.audio)
 
     def __getitem__(self, clip_index: int) -> dict:
-        audio, fraction = self.segments.crop(clip_index, random_offset=False)
+        audio, fraction = self.segments.crop(clip_index, random_offset=False, read=clip_index not in self.unread)
         return {"audio": audio, "fraction": torch.tensor(fraction, dtype=torch.float32), "clip_index": clip_index}
 
 

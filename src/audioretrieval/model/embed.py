@@ -14,6 +14,7 @@ from audioretrieval.device import autocast_for, resolve_precision
 from audioretrieval.model.audio import SpectrogramCache
 from audioretrieval.model.checkpoint import load_model
 from audioretrieval.model.dual_encoder import DualEncoder
+from audioretrieval.model.text_states import preload as preload_text_states
 
 
 @torch.no_grad()
@@ -33,6 +34,8 @@ def embed_split(
     was_training = model.training
     model.eval()
     clips = ClipAudio(audio_h5, segment_s)
+    if cache is not None and num_workers == 0:
+        clips.unread = cache.stored
     table = read_caption_table(captions, len(clips), audio_h5)
     audio, text = [], []
     with autocast_for(device, precision):
@@ -62,12 +65,16 @@ def embed_checkpoint(
     device: str = "cpu",
     precision: str = "auto",
     num_workers: int = 0,
+    text_states: tuple[str | os.PathLike, ...] = (),
 ) -> None:
     """Embed every clip and caption of a split with a checkpoint (evaluation mode: no patchout, no
     random crop) into an embeddings file, under autocast of `precision` on a GPU (train.precision;
-    the reference code embeds in fp16), reading the audio with `num_workers` DataLoader workers."""
+    the reference code embeds in fp16), reading the audio with `num_workers` DataLoader workers;
+    `text_states`: files of its frozen text encoder's states of the captions (model.text_states)."""
     device = torch.device(device)
     model, meta = load_model(checkpoint, device)
+    if text_states:
+        preload_text_states(model.text, *text_states)
     embeddings = embed_split(
         model,
         audio_h5,

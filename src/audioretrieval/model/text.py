@@ -3,6 +3,8 @@ the reference code does, or their mean), then a projection head into the shared 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import string
 
 import torch
@@ -124,7 +126,29 @@ class TextEncoder(nn.Module):
         if missing:
             with torch.no_grad():
                 self._cache.update(zip(missing, self._pooled(missing, device).float()))
-        return torch.stack([self._cache[t] for t in texts])
+        return torch.stack([self._cache[t].to(device) for t in texts])
 
     def forward(self, captions: list[str]) -> torch.Tensor:
         return self.projection(self.pooled_states(captions))
+
+    def state_key(self) -> dict:
+        """What a frozen encoder's pooled states depend on: its weights (a digest), its tokenizer, the
+        token limit and the pooling. States computed under the same key are the same numbers."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.encoder.state_dict().items()):
+            digest.update(name.encode() + b"\0")
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        vocabulary = json.dumps(sorted(self.tokenizer.get_vocab().items())).encode()
+        return {
+            "encoder": digest.hexdigest()[:16],
+            "tokenizer": hashlib.sha256(vocabulary).hexdigest()[:16],
+            "max_tokens": self.max_tokens,
+            "pooling": self.pooling,
+        }
+
+    def remember(self, states: dict[str, torch.Tensor]) -> None:
+        """Take pooled states computed elsewhere (by model.text_states) for these normalised captions;
+        captions not among them are still computed when first seen."""
+        if not self.frozen:
+            raise ValueError("pooled states computed elsewhere stand in only for a frozen encoder (model.text.freeze)")
+        self._cache.update(states)

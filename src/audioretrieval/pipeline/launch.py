@@ -40,7 +40,8 @@ def run_training(spec: RunSpec, gpus: int, threads: int) -> None:
 def training_spec(inputs: dict, outputs: dict, model: dict, train_settings: dict, run: dict) -> RunSpec:
     """The RunSpec of a training job: `inputs` (train_audio, train_captions: one file or one per set;
     val_audio, val_captions; tokenizer: the files of a tokenizer the pipeline built, if any; init
-    and targets: stage 2's starting checkpoint and its targets, if any), `outputs` (best, last,
+    and targets: stage 2's starting checkpoint and its targets, if any; text_states: a frozen text
+    encoder's states of the training and validation captions, if any), `outputs` (best, last,
     log_table), the model and train settings, and `run`: the seed and, in stage 2, the loss weights
     and the targets' temperature (pipeline.study.training_params)."""
     if inputs.get("tokenizer"):
@@ -57,5 +58,6 @@ def training_spec(inputs: dict, outputs: dict, model: dict, train_settings: dict
         log_table=outputs["log_table"],
         init_checkpoint=inputs.get("init") or None,
         targets=next(iter(inputs.get("targets") or []), None),
+        text_states=list(inputs.get("text_states") or []),
         **run,
     )

@@ -29,7 +29,7 @@ def _imported(path: Path, package_dir: Path) -> frozenset[Path]:
     return _imported_by_version(path, package_dir, stat.st_mtime_ns, stat.st_size)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _imported_by_version(path: Path, package_dir: Path, mtime_ns: int, size: int) -> frozenset[Path]:
     """_imported, parsed once per version of the file: a workflow asks for the same modules for
     every rule (and, in a map, every world)."""

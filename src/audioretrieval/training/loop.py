@@ -32,6 +32,7 @@ from audioretrieval.model.audio import SpectrogramCache
 from audioretrieval.model.checkpoint import checkpoint_of, load_state, read_checkpoint
 from audioretrieval.model.dual_encoder import PARAMETER_GROUPS, DualEncoder
 from audioretrieval.model.embed import embed_split
+from audioretrieval.model.text_states import preload as preload_text_states
 from audioretrieval.training import distributed
 from audioretrieval.training.losses import contrastive_loss, distillation_loss
 from audioretrieval.training.schedule import learning_rate
@@ -105,6 +106,8 @@ def start(spec: RunSpec) -> Run:
     if spec.init_checkpoint:
         load_state(model, read_checkpoint(spec.init_checkpoint)["state_dict"], spec.init_checkpoint)
     model.to(device)
+    if spec.text_states:
+        preload_text_states(model.text, *spec.text_states)
     if cfg["compile"]:
         model.compile_encoders()
     precision = resolve_precision(cfg["precision"], device)
@@ -129,6 +132,8 @@ def start(spec: RunSpec) -> Run:
         if cfg["cache_spectrograms"]
         else (None, None)
     )
+    if caches[0] and cfg["num_workers"] == 0 and isinstance(dataset, CaptionedAudio):
+        dataset.unread = caches[0].stored  # read live: a clip is skipped once its spectrogram is held
     sampler = DistributedSampler(
         dataset, num_replicas=world, rank=distributed.rank(), shuffle=True, seed=spec.seed, drop_last=True
     )

@@ -29,6 +29,7 @@ class RunSpec:
     targets: str | None = None
     target_tau: float | None = None  # temperature of the targets (set wherever targets are)
     loss_weights: dict = field(default_factory=lambda: {"sup": 1.0, "dist": 0.0})
+    text_states: list[str] = field(default_factory=list)  # a frozen text encoder's states (model.text_states)
 
     @property
     def run_dir(self) -> Path:
@@ -46,6 +47,7 @@ class RunSpec:
             self.val_captions,
             self.init_checkpoint,
             self.targets,
+            self.text_states,
         ]
         return [path for item in files if item for path in ([item] if isinstance(item, str) else item)]
 
