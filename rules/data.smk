@@ -81,6 +81,7 @@ rule decode_audio:
         log_file("decode_audio", "{split}"),
     benchmark:
         benchmark_file("decode_audio", "{split}")
+    priority: 4  # stage 1 waits for the data
     conda:
         CONDA_ENV
     threads: config["data"]["decode_threads"]
@@ -108,6 +109,7 @@ rule caption_table:
         log_file("caption_table", "{split}"),
     benchmark:
         benchmark_file("caption_table", "{split}")
+    priority: 4
     conda:
         CONDA_ENV
     params:

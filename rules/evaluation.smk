@@ -43,6 +43,7 @@ rule evaluate_model:
         stage="stage1|stage2|released",
         model=r"[^/]+",
         weights="best|last",
+    priority: 1  # before the demo's quality tables: the report waits for the last evaluation
     conda:
         CONDA_ENV
     threads: config["train"]["num_workers"] + 1  # DataLoader workers and the main process

@@ -9,6 +9,7 @@ import numpy as np
 import py7zr
 import pytest
 import soundfile
+import yaml
 
 from audioretrieval.pipeline.config import overlaid
 
@@ -61,8 +62,6 @@ def run_snakemake(*args, cwd=REPO, check=True, snakefile=REPO / "Snakefile", max
 
 def tiny_config(out_dir: Path) -> dict:
     """config/demo.yaml with tests/config/tiny.yaml over it, writing below `out_dir`."""
-    import yaml
-
     config = overlaid(
         yaml.safe_load((REPO / "config" / "demo.yaml").read_text()),
         yaml.safe_load((REPO / "tests" / "config" / "tiny.yaml").read_text()),
@@ -90,3 +89,23 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if item.get_closest_marker("snakemake") or item.get_closest_marker("slurm"):
             item.add_marker(pytest.mark.slow)
+
+
+def write_config(folder: Path, config: dict) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    return str(path)
+
+
+def planned_rules(result) -> set[str]:
+    text = result.stdout + result.stderr
+    return {
+        line.split()[-1].rstrip(":") for line in text.splitlines() if line.strip().startswith(("rule ", "localrule "))
+    }
+
+
+def rule_blocks(result, rule):
+    """The dry-run/run printout of each job of `rule` (its input, output, wildcards lines)."""
+    text = result.stdout + result.stderr
+    return [block.split("\n\n")[0] for block in text.split(f"rule {rule}:")[1:]]
