@@ -84,11 +84,29 @@ def tiny_tokenizer(tmp_path_factory):
     return make_tokenizer(tmp_path_factory.mktemp("tokenizer"))
 
 
+# The modules that take longest, longest first (measured with --durations): run first, so that with
+# `-n auto --dist loadfile` no worker draws one of them last and runs it alone while the others idle.
+LONGEST_FIRST = (
+    "pipeline/test_chain.py",
+    "pipeline/test_map.py",
+    "pipeline/test_workflow.py",
+    "pipeline/test_benchmarks.py",
+    "search/test_search.py",
+    "pipeline/test_slurm.py",
+)
+
+
 def pytest_collection_modifyitems(items):
-    """Every test that runs Snakemake or SLURM belongs to the slow tier."""
+    """Every test that runs Snakemake or SLURM belongs to the slow tier; the longest modules go first."""
     for item in items:
         if item.get_closest_marker("snakemake") or item.get_closest_marker("slurm"):
             item.add_marker(pytest.mark.slow)
+
+    def rank(item) -> int:
+        module = item.path.relative_to(REPO / "tests").as_posix()
+        return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a module, and among the rest, stays
 
 
 def write_config(folder: Path, config: dict) -> str:
