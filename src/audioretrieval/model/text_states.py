@@ -34,7 +34,7 @@ def write_text_states(
     `text_cfg` (model.text) with its pretrained weights; the number of captions written."""
     encoder = TextEncoder(text_cfg, out_dim=1).eval()  # the projection head plays no part
     texts = sorted({normalize_caption(c) for c in pd.read_parquet(captions, columns=["caption"])["caption"]})
-    texts.sort(key=len)  # batches of similar lengths: little padding (the states do not depend on it)
+    texts.sort(key=len)  # batches of similar lengths, little padding; padding moves a state by float rounding only
     with torch.no_grad():
         states = [encoder.pooled_states(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
     with HDF5Output(out) as f:
