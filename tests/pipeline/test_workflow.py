@@ -18,6 +18,8 @@ from http_server import FileServer
 
 from audioretrieval.data import clotho
 from audioretrieval.data.h5audio import AudioH5
+from audioretrieval.model.text import TextEncoder, normalize_caption
+from audioretrieval.model.text_states import preload
 from audioretrieval.pipeline.lock import LOCK_NAME
 
 pytestmark = pytest.mark.snakemake
@@ -29,8 +31,12 @@ def data_targets(config):
 
 
 def test_demo_data_targets_are_built_offline_and_then_up_to_date(tmp_path, tiny_demo_config):
+    # with the demo's frozen MiniLM: its states of a split's captions are a target too (model.text_states)
+    tiny_demo_config["model"]["text"] = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())["model"]["text"]
+    states = tmp_path / "results" / "text_states" / "validation.h5"
+    targets = [*data_targets(tiny_demo_config), states]
     configfile = write_config(tmp_path, tiny_demo_config)
-    run_snakemake(*data_targets(tiny_demo_config), "--cores", 2, "--configfile", configfile, cwd=tmp_path)
+    run_snakemake(*targets, "--cores", 2, "--configfile", configfile, cwd=tmp_path)
     for split, count in tiny_demo_config["demo"]["clips"].items():
         folder = tmp_path / "results" / "data" / "clothov2" / split
         audio = AudioH5(folder / "audio.h5")
@@ -40,7 +46,10 @@ def test_demo_data_targets_are_built_offline_and_then_up_to_date(tmp_path, tiny_
         assert set(captions["file_name"]) == set(audio.file_names)
         published = pd.read_csv(tmp_path / "results" / "raw" / clotho.captions_csv(split), dtype=str)
         assert set(captions["caption"]) == set(published[clotho.CAPTION_COLUMNS].to_numpy().ravel())
-    again = run_snakemake(*data_targets(tiny_demo_config), "--cores", 2, "--configfile", configfile, cwd=tmp_path)
+    captions = pd.read_parquet(tmp_path / "results" / "data" / "clothov2" / "validation" / "captions.parquet")
+    encoder = TextEncoder(tiny_demo_config["model"]["text"], 8)
+    assert preload(encoder, states) == len({normalize_caption(c) for c in captions["caption"]})
+    again = run_snakemake(*targets, "--cores", 2, "--configfile", configfile, cwd=tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
