@@ -89,10 +89,11 @@ def tiny_tokenizer(tmp_path_factory):
 LONGEST_FIRST = (
     "pipeline/test_chain.py",
     "pipeline/test_map.py",
-    "pipeline/test_workflow.py",
-    "pipeline/test_benchmarks.py",
-    "search/test_search.py",
     "pipeline/test_slurm.py",
+    "pipeline/test_benchmarks.py",
+    "pipeline/test_workflow.py",
+    "model/test_released_checkpoint.py",
+    "search/test_search.py",
 )
 
 
