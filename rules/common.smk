@@ -82,6 +82,11 @@ def wavcaps_file(name):
 TOKENIZER_FILES = [f"{OUT}/tokenizer/tokenizer.json", f"{OUT}/tokenizer/tokenizer_config.json"]
 
 
+def text_states_file(split):
+    """A frozen text encoder's pooled states of a split's captions (model.text_states)."""
+    return f"{OUT}/text_states/{split}.h5"
+
+
 def model_dir(stage, name):
     """The folder of a trained model (stage1/seed{N}, stage2/{job}, released/{name})."""
     return f"{OUT}/{stage}/{name}"
@@ -164,11 +169,6 @@ def verification_of(name):
 def settings_without(section, key):
     """A configuration section without one key (so that editing that key reruns nothing here)."""
     return {k: v for k, v in config[section].items() if k != key}
-
-
-def text_states_file(split):
-    """A frozen text encoder's pooled states of a split's captions (model.text_states)."""
-    return f"{OUT}/text_states/{split}.h5"
 
 
 # A frozen pretrained text encoder gives every job the same states of a caption: computed once per split

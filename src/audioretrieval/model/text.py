@@ -126,7 +126,7 @@ class TextEncoder(nn.Module):
         if missing:
             with torch.no_grad():
                 self._cache.update(zip(missing, self._pooled(missing, device).float()))
-        return torch.stack([self._cache[t].to(device) for t in texts])
+        return torch.stack([self._cache[t] for t in texts])
 
     def forward(self, captions: list[str]) -> torch.Tensor:
         return self.projection(self.pooled_states(captions))
@@ -147,8 +147,10 @@ class TextEncoder(nn.Module):
         }
 
     def remember(self, states: dict[str, torch.Tensor]) -> None:
-        """Take pooled states computed elsewhere (by model.text_states) for these normalised captions;
-        captions not among them are still computed when first seen."""
+        """Take pooled states computed elsewhere (by model.text_states) for these normalised captions,
+        onto this encoder's device as its own are; captions not among them are still computed when
+        first seen."""
         if not self.frozen:
             raise ValueError("pooled states computed elsewhere stand in only for a frozen encoder (model.text.freeze)")
-        self._cache.update(states)
+        device = next(self.projection.parameters()).device
+        self._cache.update((text, state.to(device)) for text, state in states.items())

@@ -33,8 +33,9 @@ def write_text_states(
     """The pooled states of every distinct caption of a caption table, by the frozen encoder of
     `text_cfg` (model.text) with its pretrained weights; the number of captions written."""
     encoder = TextEncoder(text_cfg, out_dim=1).eval()  # the projection head plays no part
-    texts = sorted({normalize_caption(c) for c in pd.read_parquet(captions, columns=["caption"])["caption"]})
-    texts.sort(key=len)  # batches of similar lengths, little padding; padding moves a state by float rounding only
+    published = pd.read_parquet(captions, columns=["caption"])["caption"]
+    # batches of similar lengths, little padding (padding moves a state by float rounding only)
+    texts = sorted({normalize_caption(c) for c in published}, key=lambda t: (len(t), t))
     with torch.no_grad():
         states = [encoder.pooled_states(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
     with HDF5Output(out) as f:
