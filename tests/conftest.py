@@ -1,3 +1,4 @@
+import copy
 import io
 import resource
 import signal
@@ -11,7 +12,7 @@ import pytest
 import soundfile
 import yaml
 
-from audioretrieval.pipeline.config import overlaid
+from audioretrieval.pipeline.config import check_config, overlaid
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,6 +59,17 @@ def run_snakemake(*args, cwd=REPO, check=True, snakefile=REPO / "Snakefile", max
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def check_at_load(config: dict) -> None:
+    """In this process, what the Snakefile checks when it loads a configuration: the schema (which
+    also fills in defaults), then pipeline.config. test_workflow shows a real Snakemake stopping on
+    such a mistake; the mistakes themselves need no Snakemake run."""
+    from snakemake.utils import validate
+
+    config = copy.deepcopy(config)
+    validate(config, str(REPO / "config" / "schema.yaml"))
+    check_config(config)
 
 
 def tiny_config(out_dir: Path) -> dict:

@@ -1,7 +1,7 @@
 """Inputs that lie, through the real Snakemake CLI: release files that differ from what is expected,
-damaged archive members, captions that are wrong in ways a reader cannot see, settings that are
-checked at load time. Each failure names the file, member or key and the expectation, and leaves
-nothing that looks finished."""
+damaged archive members, captions that are wrong in ways a reader cannot see. Each failure names
+the file, member or key and the expectation, and leaves nothing that looks finished. (Settings
+checked at load time: tests/pipeline/test_study.py.)"""
 
 import hashlib
 import shutil
@@ -149,32 +149,3 @@ def test_caption_file_names_in_another_unicode_form_still_find_their_clips(tmp_p
     build(configfile, tmp_path / "again", split_output(tmp_path / "again", "captions.parquet"), check=True)
     written = pd.read_parquet(split_output(tmp_path / "again", "captions.parquet"))
     assert len(written) == 15 and all(unicodedata.is_normalized("NFC", n) for n in written["file_name"])
-
-
-@pytest.mark.parametrize(
-    "edit, messages",
-    [
-        (
-            lambda c: c["stage2"]["train"].update(epochs="abc"),
-            ["'abc' is not of type 'integer'", "['stage2']['train']['epochs']"],
-        ),
-        (lambda c: c["stage2"]["train"].update(lr=5), ["5 is not of type 'object'", "['stage2']['train']['lr']"]),
-        (lambda c: c["stage2"]["train"].update(epoch=3), ["'epoch' was unexpected"]),
-        (
-            lambda c: c["stage2"]["train"].update(rampdown_stop=0.5),
-            ["stage2.train over train: expected warmup_epochs (1) <= rampdown_start (1) <= rampdown_stop (0.5)"],
-        ),
-        (
-            lambda c: c["data"].update(md5={"clotho_audio_development.7z": "not an md5"}),
-            ["'not an md5' does not match"],
-        ),
-    ],
-)
-def test_stage2_training_settings_and_md5s_are_checked_at_load_time(tmp_path, edit, messages):
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    edit(config)
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    result = run_snakemake("-n", "--configfile", tmp_path / "config.yaml", cwd=tmp_path, check=False)
-    assert result.returncode != 0
-    for message in messages:
-        assert message in result.stdout + result.stderr

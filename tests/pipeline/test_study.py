@@ -7,9 +7,8 @@ import re
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, check_at_load
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 from audioretrieval.pipeline import study
 from audioretrieval.pipeline.config import ConfigError, check_config
@@ -242,8 +241,34 @@ FULL_DEMO = yaml.safe_load((REPO / "config" / "demo_full.yaml").read_text())
     ],
 )
 def test_config_mistakes_are_refused_at_load_naming_the_key(tiny_demo_config, edit, message):
-    """What the Snakefile runs when it loads: the schema, then pipeline.config's checks."""
     edit(tiny_demo_config)
     with pytest.raises((ConfigError, WorkflowError), match=re.escape(message)):
-        validate(tiny_demo_config, str(REPO / "config" / "schema.yaml"))
-        check_config(tiny_demo_config)
+        check_at_load(tiny_demo_config)
+
+
+@pytest.mark.parametrize(
+    "edit, messages",
+    [
+        (
+            lambda c: c["stage2"]["train"].update(epochs="abc"),
+            ["'abc' is not of type 'integer'", "['stage2']['train']['epochs']"],
+        ),
+        (lambda c: c["stage2"]["train"].update(lr=5), ["5 is not of type 'object'", "['stage2']['train']['lr']"]),
+        (lambda c: c["stage2"]["train"].update(epoch=3), ["'epoch' was unexpected"]),
+        (
+            lambda c: c["stage2"]["train"].update(rampdown_stop=0.5),
+            ["stage2.train over train: expected warmup_epochs (1) <= rampdown_start (1) <= rampdown_stop (0.5)"],
+        ),
+        (
+            lambda c: c["data"].update(md5={"clotho_audio_development.7z": "not an md5"}),
+            ["'not an md5' does not match"],
+        ),
+    ],
+)
+def test_the_paper_configs_stage2_settings_and_md5s_are_checked_at_load(edit, messages):
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    edit(config)
+    with pytest.raises((WorkflowError, ConfigError)) as raised:
+        check_at_load(config)
+    for message in messages:
+        assert message in str(raised.value)
