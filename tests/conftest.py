@@ -1,5 +1,6 @@
 import copy
 import io
+import os
 import resource
 import signal
 import subprocess
@@ -107,6 +108,14 @@ LONGEST_FIRST = (
     "model/test_released_checkpoint.py",
     "search/test_search.py",
 )
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto`: one worker more than this process may use CPUs, because a fifth of the suite's time
+    is spent waiting (on SLURM's status checks, on killed and stalled processes, on a browser), which
+    a worker fewer would leave the CPUs idle for (measured: 183 % of 2 CPUs busy with 3 workers, 171 %
+    with 2)."""
+    return len(os.sched_getaffinity(0)) + 1
 
 
 def pytest_collection_modifyitems(items):
