@@ -97,9 +97,12 @@ def checkpoint_file(folder, weights):
     return f"{folder}/{weights}.pt"
 
 
+TRAINED_WEIGHTS = ("best", "last")  # what a training run keeps; a converted checkpoint has only best
+
+
 def trained_files(folder):
     """What a training run writes: best and last checkpoints and its log."""
-    return {weights: checkpoint_file(folder, weights) for weights in ("best", "last")} | {
+    return {weights: checkpoint_file(folder, weights) for weights in TRAINED_WEIGHTS} | {
         "log_table": f"{folder}/log.csv"
     }
 
@@ -132,6 +135,11 @@ EVALUATION_FILES = {"embeddings": "embeddings.h5", "metrics": "metrics.json", "r
 def evaluation_file(folder, name, weights="best"):
     """An evaluation product (EVALUATION_FILES) of a model's best or last weights, or of an ensemble."""
     return f"{folder}/evaluation/{weights}/{name}"
+
+
+def model_evaluation_files(folder, weights):
+    """The evaluation products of a model's checkpoints, keyed {weights}_{product}, e.g. best_metrics."""
+    return {f"{w}_{key}": evaluation_file(folder, name, w) for w in weights for key, name in EVALUATION_FILES.items()}
 
 
 RELEVANCE_FILE = raw_file("dcase2025_task6_metadata_eval.csv")
@@ -232,11 +240,11 @@ def map_ranks():
     """world -> run name -> the per-query table of its best weights, for every run the points pair."""
     ranks = {}
     for point in MAP["points"]:
-        pattern = str(world_output(point["world"], "evaluate_model").ranks)
+        pattern = str(world_output(point["world"], "evaluate_model").best_ranks)
         stages = {name: "stage2" for row in point["runs"] + point["controls"] for name in row}
         stages |= {start: "stage1" for start in point["starts"]}
         ranks.setdefault(point["world"], {}).update(
-            {name: pattern.format(stage=stage, model=name, weights="best") for name, stage in stages.items()}
+            {name: pattern.format(stage=stage, model=name) for name, stage in stages.items()}
         )
     return ranks
 

@@ -1,4 +1,5 @@
-# Evaluation: every model embeds the evaluation split with its best and with its last weights, every
+# Evaluation: every training run embeds the evaluation split with its best and with its last weights
+# (one job: one start-up and one read of the split), the released checkpoint with its best, every
 # ensemble of several members (used directly) is scored from its members' best, each from those
 # embeddings; the DCASE 2025 multi-positive mAP where a relevance table exists.
 
@@ -23,26 +24,22 @@ if not DEMO and config["evaluation"]["relevance_url"]:
             "../workflow_scripts/download_file.py"
 
 
-rule evaluate_model:
+rule evaluate_model:  # a training run: its best and its last weights, in one job
     input:
-        checkpoint=checkpoint_file(model_dir("{stage}", "{model}"), "{weights}"),
+        checkpoints=[checkpoint_file(model_dir("{stage}", "{model}"), weights) for weights in TRAINED_WEIGHTS],
         audio=data_file("evaluation", "audio.h5"),
         captions=data_file("evaluation", "captions.parquet"),
         relevance=relevance_input(),
-        text_states=lambda wildcards: [] if wildcards.stage == "released" else text_states_input("evaluation"),
+        text_states=text_states_input("evaluation"),
     output:
-        **{
-            key: evaluation_file(model_dir("{stage}", "{model}"), name, "{weights}")
-            for key, name in EVALUATION_FILES.items()
-        },
+        **model_evaluation_files(model_dir("{stage}", "{model}"), TRAINED_WEIGHTS),
     log:
-        log_file("evaluate_model", "{stage}", "{model}", "{weights}"),
+        log_file("evaluate_model", "{stage}", "{model}"),
     benchmark:
-        benchmark_file("evaluate_model", "{stage}", "{model}", "{weights}")
+        benchmark_file("evaluate_model", "{stage}", "{model}")
     wildcard_constraints:
-        stage="stage1|stage2|released",
+        stage="stage1|stage2",
         model=r"[^/]+",
-        weights="best|last",
     priority: 1  # before the demo's quality tables: the report waits for the last evaluation
     conda:
         CONDA_ENV
@@ -52,12 +49,36 @@ rule evaluate_model:
         mem_mb=8000,
         runtime=30,
     params:
+        weights=TRAINED_WEIGHTS,
         batch_size=config["train"]["eval_batch_size"],
         precision=config["train"]["precision"],
         gpus=min(1, GPUS),
         code=code_of("evaluate_model"),
     script:
         "../workflow_scripts/evaluate_model.py"
+
+
+use rule evaluate_model as evaluate_released with:  # a converted checkpoint: best only, no shared text states
+    input:
+        checkpoints=[checkpoint_file(model_dir("released", "{model}"), "best")],
+        audio=data_file("evaluation", "audio.h5"),
+        captions=data_file("evaluation", "captions.parquet"),
+        relevance=relevance_input(),
+        text_states=[],
+    output:
+        **model_evaluation_files(model_dir("released", "{model}"), ["best"]),
+    log:
+        log_file("evaluate_released", "{model}"),
+    benchmark:
+        benchmark_file("evaluate_released", "{model}")
+    wildcard_constraints:
+        model=r"[^/]+",
+    params:
+        weights=["best"],
+        batch_size=config["train"]["eval_batch_size"],
+        precision=config["train"]["precision"],
+        gpus=min(1, GPUS),
+        code=code_of("evaluate_model"),
 
 
 rule evaluate_ensemble:

@@ -1,7 +1,7 @@
 # The authors' released checkpoint (the reference code's README, "Test our pre-trained model on the ClothoV2
 # benchmark"): its parts are downloaded from the JKU cloud (resumable and retried; no checksums are
 # published), joined in order, converted into this project's checkpoint format
-# (audioretrieval.model.released_checkpoint) and then scored by evaluate_model like every model trained
+# (audioretrieval.model.released_checkpoint) and then scored by evaluate_released as every model trained
 # here ({out_dir}/released/passt_roberta/evaluation/best/). Only with a `released` section.
 
 

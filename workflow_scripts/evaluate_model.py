@@ -8,17 +8,20 @@ from audioretrieval.pipeline.workflow import logged_to
 with logged_to(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
     device = job_device(snakemake.params.gpus)
-    embed_checkpoint(
-        snakemake.input.checkpoint,
-        snakemake.input.audio,
-        snakemake.input.captions,
-        snakemake.output.embeddings,
-        snakemake.params.batch_size,
-        device,
-        snakemake.params.precision,
-        num_workers=snakemake.threads - 1,
-        text_states=list(snakemake.input.text_states),
-    )
-    metrics, per_query = score_file(snakemake.output.embeddings, next(iter(snakemake.input.relevance), None))
-    write_scores(metrics, per_query, snakemake.output.metrics, snakemake.output.ranks)
-    log.info("%s", metrics)
+    relevance = next(iter(snakemake.input.relevance), None)
+    for weights, checkpoint in zip(snakemake.params.weights, snakemake.input.checkpoints, strict=True):
+        output = {key: snakemake.output[f"{weights}_{key}"] for key in ("embeddings", "metrics", "ranks")}
+        embed_checkpoint(
+            checkpoint,
+            snakemake.input.audio,
+            snakemake.input.captions,
+            output["embeddings"],
+            snakemake.params.batch_size,
+            device,
+            snakemake.params.precision,
+            num_workers=snakemake.threads - 1,
+            text_states=list(snakemake.input.text_states),
+        )
+        metrics, per_query = score_file(output["embeddings"], relevance)
+        write_scores(metrics, per_query, output["metrics"], output["ranks"])
+        log.info("%s weights: %s", weights, metrics)
