@@ -111,10 +111,9 @@ LONGEST_FIRST = (
 
 
 def pytest_xdist_auto_num_workers(config) -> int:
-    """`-n auto`: one worker more than this process may use CPUs, because a fifth of the suite's time
-    is spent waiting (on SLURM's status checks, on killed and stalled processes, on a browser), which
-    a worker fewer would leave the CPUs idle for (measured: 183 % of 2 CPUs busy with 3 workers, 171 %
-    with 2)."""
+    """`-n auto`: one worker more than this process may use CPUs, as part of the suite waits (on SLURM's
+    status checks, on killed and stalled processes, on a browser) and would leave a CPU idle (measured
+    on 2 CPUs: 183 % busy with 3 workers, 171 % with 2, and no better with 4)."""
     return len(os.sched_getaffinity(0)) + 1
 
 
