@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import re
 
 import pytest
 import yaml
@@ -61,3 +62,18 @@ def test_training_and_evaluation_run_as_slurm_jobs_with_their_gpu_requests(tmp_p
     assert len(jobs) - len(gpu_jobs) == 1  # the tokenizer, on the CPU partition
     train = next(job for job in gpu_jobs if job["TimeLimit"] == "04:00:00")  # train_stage1: runtime 240
     assert train["NumCPUs"] == "1"  # train.num_workers + 1 with the tiny config's 0 workers
+
+
+def test_every_job_that_requests_a_gpu_goes_to_the_gpu_partition(tmp_path):
+    """The paper's setting planned through the profile users submit with: a GPU request sent to the
+    CPU partition would be refused by sbatch."""
+    result = run_snakemake(
+        "-n", "--profile", REPO / "profiles" / "slurm", "--configfile", REPO / "config" / "config.yaml", cwd=tmp_path
+    )
+    jobs = [block for block in result.stdout.split("\n\n") if re.search(r"^(local)?rule \w+:", block, re.M)]
+    gpu = {re.search(r"rule (\w+):", job).group(1) for job in jobs if re.search(r"resources:.*\bgpu=1\b", job)}
+    assert {"train_stage1", "train_stage2", "export_embeddings", "embed_captions", "evaluate_model"} <= gpu
+    assert "evaluate_released" in gpu
+    for job in jobs:
+        if re.search(r"resources:.*\bgpu=1\b", job):
+            assert "slurm_partition=gpu" in job, job
