@@ -142,6 +142,17 @@ def model_evaluation_files(folder, weights):
     return {f"{w}_{key}": evaluation_file(folder, name, w) for w in weights for key, name in EVALUATION_FILES.items()}
 
 
+def evaluation_inputs(checkpoints, text_states):
+    """What an evaluation job reads: checkpoints named {weights}.pt, the evaluation split, the relevance table."""
+    return {
+        "checkpoints": checkpoints,
+        "audio": data_file("evaluation", "audio.h5"),
+        "captions": data_file("evaluation", "captions.parquet"),
+        "relevance": relevance_input(),
+        "text_states": text_states,
+    }
+
+
 RELEVANCE_FILE = raw_file("dcase2025_task6_metadata_eval.csv")
 
 

@@ -1,5 +1,6 @@
 # Evaluation: every training run embeds the evaluation split with its best and with its last weights
-# (one job: one start-up and one read of the split), the released checkpoint with its best, every
+# (one job, so one start-up; the split is read once per checkpoint), the released checkpoint with its
+# best, every
 # ensemble of several members (used directly) is scored from its members' best, each from those
 # embeddings; the DCASE 2025 multi-positive mAP where a relevance table exists.
 
@@ -24,13 +25,12 @@ if not DEMO and config["evaluation"]["relevance_url"]:
             "../workflow_scripts/download_file.py"
 
 
-rule evaluate_model:  # a training run: its best and its last weights, in one job
+rule evaluate_model:  # a training run: its best and its last weights, in one job (one start-up)
     input:
-        checkpoints=[checkpoint_file(model_dir("{stage}", "{model}"), weights) for weights in TRAINED_WEIGHTS],
-        audio=data_file("evaluation", "audio.h5"),
-        captions=data_file("evaluation", "captions.parquet"),
-        relevance=relevance_input(),
-        text_states=text_states_input("evaluation"),
+        **evaluation_inputs(
+            [checkpoint_file(model_dir("{stage}", "{model}"), weights) for weights in TRAINED_WEIGHTS],
+            text_states_input("evaluation"),
+        ),
     output:
         **model_evaluation_files(model_dir("{stage}", "{model}"), TRAINED_WEIGHTS),
     log:
@@ -49,7 +49,6 @@ rule evaluate_model:  # a training run: its best and its last weights, in one jo
         mem_mb=8000,
         runtime=30,
     params:
-        weights=TRAINED_WEIGHTS,
         batch_size=config["train"]["eval_batch_size"],
         precision=config["train"]["precision"],
         gpus=min(1, GPUS),
@@ -60,25 +59,13 @@ rule evaluate_model:  # a training run: its best and its last weights, in one jo
 
 use rule evaluate_model as evaluate_released with:  # a converted checkpoint: best only, no shared text states
     input:
-        checkpoints=[checkpoint_file(model_dir("released", "{model}"), "best")],
-        audio=data_file("evaluation", "audio.h5"),
-        captions=data_file("evaluation", "captions.parquet"),
-        relevance=relevance_input(),
-        text_states=[],
+        **evaluation_inputs([checkpoint_file(model_dir("released", "{model}"), "best")], []),
     output:
         **model_evaluation_files(model_dir("released", "{model}"), ["best"]),
     log:
         log_file("evaluate_released", "{model}"),
     benchmark:
         benchmark_file("evaluate_released", "{model}")
-    wildcard_constraints:
-        model=r"[^/]+",
-    params:
-        weights=["best"],
-        batch_size=config["train"]["eval_batch_size"],
-        precision=config["train"]["precision"],
-        gpus=min(1, GPUS),
-        code=code_of("evaluate_model"),
 
 
 rule evaluate_ensemble:

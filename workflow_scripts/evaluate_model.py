@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import torch
 
 from audioretrieval.device import job_device
@@ -9,7 +11,8 @@ with logged_to(snakemake.log[0]) as log:
     torch.set_num_threads(snakemake.threads)
     device = job_device(snakemake.params.gpus)
     relevance = next(iter(snakemake.input.relevance), None)
-    for weights, checkpoint in zip(snakemake.params.weights, snakemake.input.checkpoints, strict=True):
+    for checkpoint in snakemake.input.checkpoints:
+        weights = Path(checkpoint).stem  # best or last (rules/common.smk: checkpoint_file)
         output = {key: snakemake.output[f"{weights}_{key}"] for key in ("embeddings", "metrics", "ranks")}
         embed_checkpoint(
             checkpoint,
