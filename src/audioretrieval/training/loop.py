@@ -86,6 +86,10 @@ def train(spec: RunSpec, progress: bool = True) -> None:
         if distributed.rank() == 0:
             keep_if_best(run, epoch, metrics, done)
         save_progress(spec, epoch, done, run.model, run.optimizer, run.scaler)
+        if distributed.rank() == 0:  # logged once saved: a run killed after this line resumes after this epoch
+            log.info(
+                "epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in done.rows[-1].items() if k != "epoch")
+            )
         distributed.barrier()
     if distributed.rank() == 0:
         write_outputs(run, done)
@@ -316,7 +320,6 @@ def validate(run: Run, epoch: int) -> dict[str, float]:
 
 
 def keep_if_best(run: Run, epoch: int, metrics: dict, done: Progress) -> None:
-    log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in done.rows[-1].items() if k != "epoch"))
     if metrics["map@10"] > done.best_map:
         done.best_map = metrics["map@10"]
         checkpoint = checkpoint_of(

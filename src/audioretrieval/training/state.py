@@ -70,7 +70,7 @@ def resume(spec: RunSpec, model, optimizer, scaler) -> Progress:
     scaler.load_state_dict(state["scaler"])
     rank = distributed.rank()
     set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
-    log.info("resuming %s after epoch %d", spec.run_dir, state["epoch"])
+    log.info("resuming %s after epoch %d", spec.run_dir, state["epoch"] + 1)
     return Progress(state["epoch"] + 1, state["log"], state["best_map"])
 
 
