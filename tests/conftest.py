@@ -1,10 +1,6 @@
 import copy
 import io
 import os
-import resource
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +8,7 @@ import py7zr
 import pytest
 import soundfile
 import yaml
+from snakemake_cli import snakemake
 
 from audioretrieval.pipeline.config import check_config, overlaid
 
@@ -44,21 +41,13 @@ def make_archive(path: Path, members: dict) -> Path:
     return path
 
 
-def limit_file_size(size: int) -> None:
-    """In a child process (preexec_fn): a write beyond `size` bytes fails with EFBIG, as one on a full disk
-    fails with ENOSPC (the signal a write past the limit sends is ignored, in the children too)."""
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
-
-
 def run_snakemake(*args, cwd=REPO, check=True, snakefile=REPO / "Snakefile", max_file_size=None):
     """The real Snakemake CLI on this repository's Snakefile (or another copy of the workflow);
     max_file_size: no file it or its jobs write may grow beyond that many bytes (as on a full disk)."""
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), *map(str, args)]
-    limit = None if max_file_size is None else lambda: limit_file_size(max_file_size)
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, preexec_fn=limit)
+    argv = ["--snakefile", str(snakefile), *map(str, args)]
+    result = snakemake(argv, cwd, max_file_size)
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(f"snakemake {' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}")
     return result
 
 

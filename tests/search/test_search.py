@@ -20,7 +20,8 @@ import pytest
 import soundfile
 import torch
 from browser import rendered_dom
-from conftest import REPO, limit_file_size
+from conftest import REPO
+from snakemake_cli import limit_file_size
 from system_packages import Unavailable
 from tiny import tiny_model_config
 
