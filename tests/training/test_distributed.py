@@ -21,6 +21,7 @@ from audioretrieval.training.spec import RunSpec
 pytestmark = pytest.mark.slow  # two processes of torch.distributed
 
 BATCH = 8
+LOSSES = {"stage1": {"sup": 1.0, "dist": 0.0}, "stage2": {"sup": 0.5, "dist": 1.0}}  # one process group checks both
 
 
 def make_batch():
@@ -81,27 +82,28 @@ def make_targets(directory):
     return str(directory / "targets.h5")
 
 
-def worker(rank, world, port, tokenizer, weights, targets, queue):
+def worker(rank, world, port, tokenizer, losses, targets, queue):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.set_num_threads(1)
-    model, cfg = make_model(tokenizer)
-    model.eval()  # no patchout or dropout: both sides see the same computation
-    ddp = torch.nn.parallel.DistributedDataParallel(model)
-    batch = make_batch()
     half = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
-    local = {k: v[half] for k, v in batch.items()}
-    loss = batch_loss(
-        ddp,
-        local,
-        torch.device("cpu"),
-        "fp32",
-        spec_for(cfg, weights),
-        DistillationTargets(EnsembleTargets(targets), cfg["tau"]),
-    )
-    loss.backward()
-    if rank == 0:
-        queue.put((loss.item(), {n: p.grad.numpy().copy() for n, p in model.named_parameters() if p.grad is not None}))
+    for weights in losses:
+        model, cfg = make_model(tokenizer)
+        model.eval()  # no patchout or dropout: both sides see the same computation
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        local = {k: v[half] for k, v in make_batch().items()}
+        loss = batch_loss(
+            ddp,
+            local,
+            torch.device("cpu"),
+            "fp32",
+            spec_for(cfg, weights),
+            DistillationTargets(EnsembleTargets(targets), cfg["tau"]),
+        )
+        loss.backward()
+        if rank == 0:
+            grads = {n: p.grad.numpy().copy() for n, p in model.named_parameters() if p.grad is not None}
+            queue.put((loss.item(), grads))
     dist.barrier()
     dist.destroy_process_group()
 
@@ -112,35 +114,34 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("weights", [{"sup": 1.0, "dist": 0.0}, {"sup": 0.5, "dist": 1.0}], ids=["stage1", "stage2"])
-def test_two_processes_match_one_process_on_the_global_batch(tiny_tokenizer, tmp_path, weights):
+def test_two_processes_match_one_process_on_the_global_batch(tiny_tokenizer, tmp_path):
     targets = make_targets(tmp_path)
-    model, cfg = make_model(tiny_tokenizer)
-    model.eval()
-    loss = batch_loss(
-        model,
-        make_batch(),
-        torch.device("cpu"),
-        "fp32",
-        spec_for(cfg, weights),
-        DistillationTargets(EnsembleTargets(targets), cfg["tau"]),
-    )
-    loss.backward()
-    expected = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
-
     context = mp.get_context("spawn")
     queue = context.SimpleQueue()
     processes = mp.start_processes(
         worker,
-        args=(2, free_port(), str(tiny_tokenizer), weights, targets, queue),
+        args=(2, free_port(), str(tiny_tokenizer), list(LOSSES.values()), targets, queue),
         nprocs=2,
         join=False,
         start_method="spawn",
     )
-    distributed_loss, gradients = queue.get()  # before joining: the worker blocks until this is read
+    distributed = [queue.get() for _ in LOSSES]  # before joining: the worker blocks until these are read
     while not processes.join():
         pass
-    assert distributed_loss == pytest.approx(loss.item(), rel=1e-5)
-    assert set(gradients) == set(expected)
-    for name, grad in expected.items():
-        assert torch.allclose(torch.from_numpy(gradients[name]), grad, rtol=1e-4, atol=1e-6), name
+    for (name, weights), (distributed_loss, gradients) in zip(LOSSES.items(), distributed):
+        model, cfg = make_model(tiny_tokenizer)
+        model.eval()
+        loss = batch_loss(
+            model,
+            make_batch(),
+            torch.device("cpu"),
+            "fp32",
+            spec_for(cfg, weights),
+            DistillationTargets(EnsembleTargets(targets), cfg["tau"]),
+        )
+        loss.backward()
+        expected = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        assert distributed_loss == pytest.approx(loss.item(), rel=1e-5), name
+        assert set(gradients) == set(expected), name
+        for parameter, grad in expected.items():
+            assert torch.allclose(torch.from_numpy(gradients[parameter]), grad, rtol=1e-4, atol=1e-6), (name, parameter)
