@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU paths in one command, on a machine with one GPU and nothing downloaded (under 8 minutes):
 #   bash benchmarks/gpu_check.sh [--quick]   (--quick: every part at its quick size, as the test suite runs it)
+#   WORKDIR=DIR keeps (3)'s data and results in DIR; by default in a temporary folder removed at the end.
 # (1) full-size training steps at batch 64, fp16 and bf16, with and without the fused attention and
 #     torch.compile, with peak GPU memory, and the projected ClothoV2 stage-1 run and share of the
 #     GPU's peak (benchmarks/train_step_benchmark.py);
@@ -11,6 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=""
 workers="${WORKERS:-8}"   # train.num_workers of config/config.yaml
+if [[ -z "${WORKDIR-}" ]]; then
+    WORKDIR="$(mktemp -d)"
+    trap 'rm -rf "$WORKDIR"' EXIT
+fi
 case "${1-}" in
     "") ;;
     --quick) quick="--quick"; workers=2 ;;
@@ -21,4 +26,4 @@ python benchmarks/train_step_benchmark.py $quick
 echo "== (2) loader, 30 s clips, $workers workers"
 python benchmarks/loader_benchmark.py --clips 64 --batches 10 --workers "$workers" --formats int16 zstd $quick
 echo "== (3) a stage-1 job through Snakemake"
-python benchmarks/stage1_job_benchmark.py $quick
+python benchmarks/stage1_job_benchmark.py --workdir "$WORKDIR" $quick
