@@ -1,8 +1,7 @@
 # Evaluation: every training run embeds the evaluation split with its best and with its last weights
 # (one job, so one start-up; the split is read once per checkpoint), the released checkpoint with its
-# best, every
-# ensemble of several members (used directly) is scored from its members' best, each from those
-# embeddings; the DCASE 2025 multi-positive mAP where a relevance table exists.
+# best; every ensemble of several members (used directly) is scored from its members' best, each from
+# those embeddings; the DCASE 2025 multi-positive mAP where a relevance table exists.
 
 
 if not DEMO and config["evaluation"]["relevance_url"]:
