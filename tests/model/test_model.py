@@ -17,7 +17,8 @@ from audioretrieval.model.audio import (
 )
 from audioretrieval.model.checkpoint import CheckpointMismatch, checkpoint_of, load_model
 from audioretrieval.model.dual_encoder import DualEncoder
-from audioretrieval.model.text import TextEncoder, normalize_caption
+from audioretrieval.model.text import TextEncoder
+from audioretrieval.model.tokenizer import normalize_caption
 
 
 def test_windows_of_padding_only_are_masked():

@@ -18,8 +18,9 @@ from http_server import FileServer
 
 from audioretrieval.data import clotho
 from audioretrieval.data.h5audio import AudioH5
-from audioretrieval.model.text import TextEncoder, normalize_caption
+from audioretrieval.model.text import TextEncoder
 from audioretrieval.model.text_states import preload
+from audioretrieval.model.tokenizer import normalize_caption
 from audioretrieval.pipeline.lock import LOCK_NAME
 
 pytestmark = pytest.mark.snakemake

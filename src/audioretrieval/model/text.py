@@ -5,21 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import string
 
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, RobertaConfig
 
+from audioretrieval.model.tokenizer import normalize_caption
 from audioretrieval.resources import resolve_name
-
-_DELETE_PUNCTUATION = str.maketrans("", "", string.punctuation)
-
-
-def normalize_caption(text: str) -> str:
-    """The reference code's caption preprocessing: lower-cased, ASCII punctuation deleted ("man's" -> "mans",
-    "a - b" -> "a  b"); nothing else changes."""
-    return text.lower().translate(_DELETE_PUNCTUATION)
 
 
 def encoder_config(cfg: dict, vocab_size: int, pad_token_id: int) -> dict:

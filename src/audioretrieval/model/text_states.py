@@ -4,7 +4,7 @@ export and evaluation. Only the projection head learns on top of a frozen encode
 are all its jobs ever take from it; on the demo they were a tenth of a training run's time.
 
 States file (HDF5):
-  /caption  utf-8 [n]           the distinct normalised captions (text.normalize_caption)
+  /caption  utf-8 [n]           the distinct normalised captions (tokenizer.normalize_caption)
   /state    float32 [n, hidden] their pooled encoder states, computed in fp32
   attrs: encoder, tokenizer, max_tokens, pooling   (TextEncoder.state_key of the encoder that wrote them)
 
@@ -22,7 +22,8 @@ import pandas as pd
 import torch
 
 from audioretrieval.files import HDF5Output
-from audioretrieval.model.text import TextEncoder, normalize_caption
+from audioretrieval.model.text import TextEncoder
+from audioretrieval.model.tokenizer import normalize_caption
 
 _STR = h5py.string_dtype("utf-8")
 

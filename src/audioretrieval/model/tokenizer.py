@@ -1,16 +1,24 @@
-"""A RoBERTa-style byte-level BPE tokenizer trained offline on a caption table (for random-init text encoders)."""
+"""Caption text as the text encoder reads it: the reference code's normalisation, and a RoBERTa-style
+byte-level BPE tokenizer trained offline on a caption table (for random-init text encoders)."""
 
 from __future__ import annotations
 
 import os
+import string
 
 import pandas as pd
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import RobertaTokenizerFast
 
-from audioretrieval.model.text import normalize_caption
-
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+
+_DELETE_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def normalize_caption(text: str) -> str:
+    """The reference code's caption preprocessing: lower-cased, ASCII punctuation deleted ("man's" -> "mans",
+    "a - b" -> "a  b"); nothing else changes."""
+    return text.lower().translate(_DELETE_PUNCTUATION)
 
 
 def build_tokenizer(captions: str | os.PathLike, out_dir: str | os.PathLike, vocab_size: int) -> int:
