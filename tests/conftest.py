@@ -8,7 +8,7 @@ import py7zr
 import pytest
 import soundfile
 import yaml
-from snakemake_cli import snakemake
+from forked import snakemake
 
 from audioretrieval.pipeline.config import check_config, overlaid
 

@@ -5,14 +5,13 @@ modules."""
 
 import copy
 import math
-import os
 import re
 import shutil
 import string
-import subprocess
 import sys
 import types
 
+import forked
 import hear21passt.models.passt as passt_module
 import pytest
 import torch
@@ -647,9 +646,8 @@ def test_the_parts_join_in_order_and_a_missing_part_fails_naming_it(tmp_path):
 @pytest.mark.slow
 def test_the_command_line_converts(tmp_path, released, text_dir):
     # The CLI has no option for PaSST sizes (the release is PaSST-S): a small PaSST must fail on its shapes.
-    result = subprocess.run(
+    result = forked.run(
         [
-            sys.executable,
             "-m",
             "audioretrieval.model.released_checkpoint",
             "convert",
@@ -660,9 +658,6 @@ def test_the_command_line_converts(tmp_path, released, text_dir):
             "--segment-s",
             str(SEGMENT_S),
         ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
     )
     assert result.returncode != 0
     assert "error: the reference code's state_dict does not fit" in result.stderr

@@ -7,12 +7,12 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from urllib.parse import unquote
 
+import forked
 import h5py
 import numpy as np
 import pandas as pd
@@ -20,8 +20,6 @@ import pytest
 import soundfile
 import torch
 from browser import rendered_dom
-from conftest import REPO
-from snakemake_cli import limit_file_size
 from system_packages import Unavailable
 from tiny import tiny_model_config
 
@@ -233,7 +231,6 @@ main(sys.argv[1:])
 def test_a_killed_run_keeps_what_its_periodic_saves_wrote(tmp_path, checkpoint, capsys):
     folder = sounds(tmp_path / "sounds", {f"clip {k}.wav": 1.0 for k in range(6)})
     command = [
-        sys.executable,
         "-c",
         KILLED_RUN,
         "index",
@@ -249,9 +246,7 @@ def test_a_killed_run_keeps_what_its_periodic_saves_wrote(tmp_path, checkpoint, 
         "--device",
         "cpu",
     ]
-    result = subprocess.run(
-        command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")}
-    )
+    result = forked.run(command)
     assert result.returncode == -signal.SIGKILL, result.stderr
     assert len(read_index(tmp_path / "index.h5").files) == 3  # saved after each of the three embedded files
 
@@ -463,14 +458,7 @@ def test_bad_input_is_refused_naming_the_path_and_what_was_expected(tmp_path, ch
 def search_cli(*args, timeout: float = 120, max_file_size: int | None = None) -> subprocess.CompletedProcess:
     """The `audioretrieval-search` command in a process of its own (its real standard output and signals);
     max_file_size: writes beyond that many bytes fail (EFBIG), as on a full disk."""
-    return subprocess.run(
-        [sys.executable, "-m", "audioretrieval.search", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
-        preexec_fn=None if max_file_size is None else lambda: limit_file_size(max_file_size),
-    )
+    return forked.run(["-m", "audioretrieval.search", *map(str, args)], timeout=timeout, max_file_size=max_file_size)
 
 
 @pytest.mark.slow
@@ -559,15 +547,9 @@ def test_a_read_that_stalls_is_skipped_with_its_reason_and_tried_again_next_run(
 def test_sigterm_stops_a_run_whose_read_is_blocked_and_saves_what_it_embedded(tmp_path, checkpoint):
     folder = sounds(tmp_path / "sounds", {"a.wav": 1.0, "b.wav": 1.0})
     index = tmp_path / "index.h5"
-    command = [sys.executable, "-c", STALLED_READ.format(name="b.wav"), "index", str(folder)]
+    command = ["-c", STALLED_READ.format(name="b.wav"), "index", str(folder)]
     command += ["--checkpoint", str(checkpoint), "--index", str(index), "--device", "cpu", "--batch-size", "1"]
-    process = subprocess.Popen(
-        [*command, "--save-every", "0"],  # the default --read-timeout (60 s) outlasts the test
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
-    )
+    process = forked.Process([*command, "--save-every", "0"])  # the default --read-timeout (60 s) outlasts the test
     try:
         deadline = time.monotonic() + 120
         while not (index.exists() and read_index(index).files):  # a.wav embedded and saved; b.wav's read blocks

@@ -1,13 +1,12 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import forked
 import numpy as np
 import pandas as pd
 import pytest
@@ -190,8 +189,8 @@ def test_a_killed_run_resumes_from_its_last_epoch_to_the_same_weights(tmp_path, 
     interrupted = spec_in(tmp_path / "interrupted", tiny_data, tiny_tokenizer, train={**TRAIN, "epochs": 4})
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps(asdict(interrupted)))
-    command = [sys.executable, "-m", "audioretrieval.training.loop", str(spec_file)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = ["-m", "audioretrieval.training.loop", str(spec_file)]
+    process = forked.Process(command)
     state = Path(interrupted.best).parent / "resume" / "state.pt"
     deadline = time.time() + 120
     while not state.exists() and time.time() < deadline and process.poll() is None:
@@ -202,7 +201,7 @@ def test_a_killed_run_resumes_from_its_last_epoch_to_the_same_weights(tmp_path, 
     killed_after = torch.load(state, weights_only=True)["epoch"]
     assert killed_after < 3
 
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = forked.run(command)
     assert result.returncode == 0, result.stderr
     assert f"after epoch {killed_after + 1}" in result.stderr  # resumed (1-based, as the log counts), not restarted
     assert pd.read_csv(interrupted.log_table)["epoch"].tolist() == [1, 2, 3, 4]
