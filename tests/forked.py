@@ -1,4 +1,5 @@
-"""Command lines as the tests run them: `snakemake ARGS`, `python -m MODULE ARGS` and `python -c CODE ARGS`,
+"""Command lines as the tests run them: `snakemake ARGS`, and `python -m MODULE ARGS`, `python -c CODE ARGS`
+or `python SCRIPT ARGS`,
 each in a process of its own, forked from a server that imported Snakemake, torch and the model libraries
 once, instead of a new interpreter that imports them again (two of a Snakemake dry run's three
 CPU-seconds; five of the six a search or training command spends before its first line of work).
@@ -37,7 +38,8 @@ def limit_file_size(size: int) -> None:
 
 
 def _command_line(args: list[str], cwd: str, env: dict, stdout: str, stderr: str, max_file_size) -> None:
-    """The child: `args` as a command line (["snakemake", ...], ["-m", module, ...] or ["-c", code, ...])."""
+    """The child: `args` as a command line: ["snakemake", ...], or what follows `python`: ["-m", module, ...],
+    ["-c", code, ...] or [script.py, ...]."""
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
@@ -59,6 +61,10 @@ def _command_line(args: list[str], cwd: str, env: dict, stdout: str, stderr: str
         elif args[0] == "-c":
             sys.argv = ["-c", *args[2:]]
             exec(compile(args[1], "<string>", "exec"), {"__name__": "__main__"})
+        elif args[0].endswith(".py"):
+            sys.argv = list(args)
+            sys.path.insert(0, str(Path(args[0]).resolve().parent))  # as `python SCRIPT` puts its folder first
+            runpy.run_path(args[0], run_name="__main__")
         else:
             raise ValueError(f"not a command line these tests run: {args[:2]}")
     finally:
