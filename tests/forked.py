@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-_SERVER = multiprocessing.get_context("forkserver")
-_SERVER.set_forkserver_preload(
+SERVER = multiprocessing.get_context("forkserver")
+SERVER.set_forkserver_preload(
     ["snakemake.cli", "torch", "hear21passt.models.passt", "transformers.models.roberta.modeling_roberta"]
 )
 
@@ -80,7 +80,7 @@ class Process:
         self._out, self._err = Path(self._scratch.name) / "stdout", Path(self._scratch.name) / "stderr"
         self._out.touch()
         self._err.touch()
-        self._process = _SERVER.Process(
+        self._process = SERVER.Process(
             target=_command_line,
             args=(args, str(cwd or os.getcwd()), dict(os.environ if env is None else env), *self._files, max_file_size),
         )

@@ -4,6 +4,7 @@ for the stage-1 loss and for the stage-2 loss whose targets must cover the gathe
 import os
 import socket
 
+import forked
 import numpy as np
 import pandas as pd
 import pytest
@@ -116,14 +117,14 @@ def free_port():
 
 def test_two_processes_match_one_process_on_the_global_batch(tiny_tokenizer, tmp_path):
     targets = make_targets(tmp_path)
-    context = mp.get_context("spawn")
-    queue = context.SimpleQueue()
+    # forked from the tests' server, which imported torch and the models' libraries once (tests/forked.py)
+    queue = forked.SERVER.SimpleQueue()
     processes = mp.start_processes(
         worker,
         args=(2, free_port(), str(tiny_tokenizer), list(LOSSES.values()), targets, queue),
         nprocs=2,
         join=False,
-        start_method="spawn",
+        start_method="forkserver",
     )
     distributed = [queue.get() for _ in LOSSES]  # before joining: the worker blocks until these are read
     while not processes.join():
