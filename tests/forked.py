@@ -80,16 +80,13 @@ class Process:
         self._out, self._err = Path(self._scratch.name) / "stdout", Path(self._scratch.name) / "stderr"
         self._out.touch()
         self._err.touch()
+        environment = dict(os.environ if env is None else env)
         self._process = SERVER.Process(
             target=_command_line,
-            args=(args, str(cwd or os.getcwd()), dict(os.environ if env is None else env), *self._files, max_file_size),
+            args=(args, str(cwd or os.getcwd()), environment, str(self._out), str(self._err), max_file_size),
         )
         self._process.start()
         self.pid = self._process.pid
-
-    @property
-    def _files(self) -> tuple[str, str]:
-        return str(self._out), str(self._err)
 
     @property
     def returncode(self) -> int | None:
