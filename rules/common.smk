@@ -9,6 +9,7 @@ SRC = str(Path(workflow.basedir) / "src")
 # then needs only the dependencies): src/ goes first on the path of this process and of every job.
 sys.path.insert(0, SRC)
 
+from audioretrieval.correspondences import is_caption_member
 from audioretrieval.data import clotho, wavcaps
 from audioretrieval.pipeline import lock, study, sweep
 from audioretrieval.pipeline.config import check_config
@@ -118,7 +119,7 @@ CAPTION_FILE = f"{OUT}/caption_estimator/embeddings/development.h5"
 
 def member_file(member):
     """What an ensemble member's estimates are read from: a stage-1 seed's embeddings, or the captions'."""
-    return CAPTION_FILE if member == study.CAPTIONS else embeddings_file(study.stage1_run(member))
+    return CAPTION_FILE if is_caption_member(member) else embeddings_file(study.stage1_run(member))
 
 
 def ensemble_dir(name):
@@ -223,6 +224,21 @@ def stage2_targets(wildcards):
     """The targets a stage-2 job distils from (none for a control: it has no distillation term)."""
     job = STAGE2_JOBS[wildcards.name]
     return [targets_file(job.ensemble)] if job.ensemble else []
+
+
+def rule_target_files(ensembles):
+    """The inputs rule_<setting> of the ensembles a target rule's settings name (launch.RULE_INPUT)."""
+    return {f"rule_{setting}": targets_file(ensemble) for setting, ensemble in ensembles.items()}
+
+
+def stage2_rule_targets(wildcards):
+    return rule_target_files(STAGE2_JOBS[wildcards.name].rule_ensembles)
+
+
+def validation_relevance_input(settings):
+    """The validation split's relevance table where a run selects its epoch by the multi-positive
+    metric (train.select_by; the demo's truth, the only validation split with one)."""
+    return [truth_file("validation")] if settings["select_by"] != "map@10" else []
 
 
 def relevance_input():

@@ -78,6 +78,7 @@ rule ensemble_targets:
     resources:
         mem_mb=4000,
     params:
+        caption_aggregation=lambda wildcards: study.caption_aggregation(ENSEMBLES[wildcards.ensemble]),
         code=code_of("ensemble_targets"),
     script:
         "../workflow_scripts/ensemble_targets.py"
@@ -103,11 +104,14 @@ if study.uses_oracle(STAGE2_JOBS.values()):
 
 
 if DEMO:
-    TARGET_MASS_ROWS = study.target_mass_rows(config, STAGE2_JOBS.values())
+    TARGET_MASS_ROWS = [
+        {**row, "files": {"targets": targets_file(row["ensemble"]), **rule_target_files(row["rule_ensembles"])}}
+        for row in study.target_mass_rows(config, STAGE2_JOBS.values())
+    ]
 
     rule target_mass:
         input:
-            targets=[targets_file(row["ensemble"]) for row in TARGET_MASS_ROWS],
+            targets=sorted({path for row in TARGET_MASS_ROWS for path in row["files"].values()}),
             truth=truth_file("development"),
         output:
             table=f"{OUT}/correspondences/target_mass.csv",
@@ -125,7 +129,7 @@ if DEMO:
 
     # every estimator's row: the stage-1 models, the caption estimator, the ensembles of several members
     QUALITY_SOURCES = {run: embeddings_file(run) for run in STAGE1_RUNS}
-    QUALITY_SOURCES |= {study.CAPTIONS: CAPTION_FILE} if study.uses_captions(config) else {}
+    QUALITY_SOURCES |= {study.CAPTIONS: CAPTION_FILE} if study.uses_captions(config) else {}  # as configured
     QUALITY_SOURCES |= {
         study.quality_row(name, ENSEMBLES[name]): targets_file(name)
         for name in study.multi_member_ensembles(config)

@@ -60,6 +60,7 @@ rule train_stage1:
         val_captions=data_file("validation", "captions.parquet"),
         tokenizer=tokenizer_input(),
         text_states=text_states_input("development", "validation"),
+        val_relevance=validation_relevance_input(config["train"]),
     output:
         **trained_files(model_dir("stage1", "{run}")),
     log:

@@ -4,6 +4,7 @@
 
 rule train_stage2:
     input:
+        unpack(stage2_rule_targets),  # rule_<setting>: an ensemble the target rule reads beside its own
         train_audio=data_file("development", "audio.h5"),
         train_captions=data_file("development", "captions.parquet"),
         val_audio=data_file("validation", "audio.h5"),
@@ -12,6 +13,7 @@ rule train_stage2:
         text_states=text_states_input("development", "validation"),
         init=stage2_init,
         targets=stage2_targets,
+        val_relevance=validation_relevance_input(study.stage2_train(config)),
     output:
         **trained_files(model_dir("stage2", "{name}")),
     log:

@@ -15,6 +15,7 @@ from audioretrieval.correspondences.quality import (
     truth_matrix,
 )
 from audioretrieval.correspondences.sentences import embed_captions
+from audioretrieval.correspondences.target_rules import TargetRule
 from audioretrieval.correspondences.truth import target_mass, write_oracle_targets
 from audioretrieval.data.embeddings import write_embeddings
 
@@ -120,9 +121,12 @@ def test_oracle_targets_are_the_truth_and_put_all_mass_on_true_clips(tmp_path):
     for j, c in own + [(0, 3), (5, 1)]:
         expected[c, j] = 1
     assert torch.equal(block, expected)
-    mass = target_mass(tmp_path / "oracle.h5", truth, batch_size=8, tau=0.05, batches=50)
+    mass = target_mass(tmp_path / "oracle.h5", truth, batch_size=8, rule=TargetRule.of(None, 0.05), batches=50)
     assert mass["false_clips"] < 1e-6 and mass["own_clip"] + mass["other_true_clips"] == pytest.approx(1.0)
-    assert mass["other_true_clips"] > 0
+    assert mass["other_true_clips"] > 0 and mass["off_own_precision"] == pytest.approx(1.0)
+    mixed = target_mass(tmp_path / "oracle.h5", truth, 8, TargetRule.of(None, 0.05), (0.5, 0.5), batches=50)
+    assert mixed["other_true_clips"] == pytest.approx(mass["other_true_clips"] / 2)  # the loss's target: half one-hot
+    assert mixed["own_clip"] == pytest.approx(0.5 + mass["own_clip"] / 2)
 
 
 def caption_file(path, clips=CLIPS, captions=None, aggregation="max", seed=7, dim=6):
@@ -158,6 +162,26 @@ def test_caption_scores_are_each_captions_cosines_with_the_clips_own_captions(tm
     truth = pd.DataFrame(own + [(CLIPS[0], 1, CLIPS[3])], columns=["file_name", "caption_index", "relevant_file_name"])
     quality = quality_table({"captions": str(tmp_path / "captions.h5")}, truth)
     assert quality.loc[0, "true_pairs"] == 1
+
+
+def test_the_paired_caption_estimator_scores_a_batch_by_the_caption_each_audio_was_drawn_with(tmp_path):
+    """Xie et al.'s: audio i of a batch scores caption j by cos(c_i, c_j), c_i the caption it came with;
+    an ensemble names that aggregation (captions:paired) over the same caption file."""
+    vectors, captions = caption_file(tmp_path / "captions.h5")
+    build_targets([str(tmp_path / "captions.h5")], tmp_path / "xie.h5", caption_aggregation="paired")
+    caption_rows = np.array([0, 1, 7, 4])  # clip 0 twice (its captions 0 and 1), clips 3 and 2
+    clip_rows = captions["clip_index"].to_numpy()[caption_rows]
+    paired = EnsembleTargets(tmp_path / "xie.h5").block(clip_rows, caption_rows, caption_rows).numpy()
+    np.testing.assert_allclose(paired, vectors[caption_rows] @ vectors[caption_rows].T, rtol=1e-5, atol=1e-6)
+    assert paired[0, 1] < 0.999  # the other caption of the same clip: not 1, unlike max
+    whole = EnsembleTargets(tmp_path / "xie.h5").block(clip_rows, caption_rows).numpy()  # no batch: the mean
+    mean = [
+        [np.mean([vectors[k] @ vectors[j] for k in np.flatnonzero(captions["clip_index"] == i)]) for j in caption_rows]
+        for i in clip_rows
+    ]
+    np.testing.assert_allclose(whole, mean, rtol=1e-5, atol=1e-6)
+    with h5py.File(tmp_path / "xie.h5") as f:
+        assert f.attrs["aggregation"] == "paired"
 
 
 def test_a_caption_member_weighs_as_one_member_at_the_audio_members_spread(tmp_path):

@@ -118,22 +118,24 @@ def test_stage1_runs_are_one_per_seed():
     assert [study.seed_of(run) for run in study.stage1_runs(config)] == config["stage1"]["seeds"]
 
 
-def test_the_targets_temperature_defaults_to_the_models_once_and_controls_have_none():
+def test_the_targets_temperature_and_rule_default_to_the_papers_once_and_controls_have_none():
     config = study_config()
-    config["stage2"]["runs"][2]["target_tau"] = 0.02
+    config["stage2"]["runs"][2].update(target_tau=0.02, target_rule={"name": "topk", "k": 3})
     jobs = {job.name: job for job in stage2_jobs(config)}
     assert jobs["distill-seed11"].target_tau == config["model"]["tau"]  # null in the configuration
-    assert jobs["oracle-seed11"].target_tau == 0.02
+    assert jobs["oracle-seed11"].target_tau == 0.02 and jobs["oracle-seed11"].target_rule == {"name": "topk", "k": 3}
     assert jobs["control-from-seed1-seed11"].target_tau is None
     assert study.training_params(jobs["control-from-seed1-seed11"]) == {
         "seed": 11,
         "loss_weights": {"dist": 0.0, "sup": 1.0},
         "target_tau": None,
+        "target_rule": None,
     }
     assert study.training_params(jobs["distill-seed12"]) == {
         "seed": 12,
         "loss_weights": {"dist": 1.0, "sup": 0.0},
         "target_tau": config["model"]["tau"],
+        "target_rule": {"name": "softmax"},  # absent in the configuration: the paper's
     }
 
 
@@ -172,18 +174,31 @@ def test_comparisons_pair_each_run_with_its_control_its_start_and_stage1_and_sta
     assert ("stage 2 - control", "distill", "control-from-seed1") not in pairs
 
 
-def test_target_mass_rows_are_every_ensemble_and_each_temperature_a_run_distils_at():
+def test_target_mass_rows_are_every_ensemble_and_each_target_a_runs_loss_trains_towards():
     config = study_config()
-    config["stage2"]["runs"].append(
-        {**config["stage2"]["runs"][0], "name": "sharp", "target_tau": 0.02, "control": False}
-    )
-    tau = config["model"]["tau"]
-    assert study.target_mass_rows(config, stage2_jobs(config)) == [
-        {"ensemble": "all", "tau": 0.02},
-        {"ensemble": "all", "tau": tau},
-        {"ensemble": "oracle", "tau": tau},
-        {"ensemble": "seed1", "tau": tau},
+    config["correspondences"]["ensembles"]["captions"] = ["captions"]
+    config["stage2"]["runs"] += [
+        {**config["stage2"]["runs"][0], "name": "sharp", "target_tau": 0.02, "control": False},
+        {**config["stage2"]["runs"][0], "name": "mixed", "dist_weight": 0.5, "sup_weight": 0.5, "control": False},
+        {
+            **config["stage2"]["runs"][0],
+            "name": "gated",
+            "target_rule": {"name": "agreement", "agree_with": "captions", "k": 8},
+            "control": False,
+        },
     ]
+    tau = config["model"]["tau"]
+    rows = study.target_mass_rows(config, stage2_jobs(config))
+    assert [(r["ensemble"], r["tau"], r["rule"], r["dist_weight"], r["sup_weight"]) for r in rows] == [
+        ("all", 0.02, "softmax", 1.0, 0.0),
+        ("all", tau, "agreement(agree_with=captions, k=8)", 1.0, 0.0),
+        ("all", tau, "softmax", 0.5, 0.5),
+        ("all", tau, "softmax", 1.0, 0.0),
+        ("captions", tau, "softmax", 1.0, 0.0),
+        ("oracle", tau, "softmax", 1.0, 0.0),
+        ("seed1", tau, "softmax", 1.0, 0.0),
+    ]
+    assert rows[1]["rule_ensembles"] == {"agree_with": "captions"} and rows[0]["rule_ensembles"] == {}
 
 
 def test_ensembles_of_one_member_are_not_scored_on_their_own_and_the_figure_shows_the_first_estimated():

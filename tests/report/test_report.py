@@ -3,12 +3,13 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import REPO
+from scipy import stats
 
 from audioretrieval.pipeline.study import stage2_jobs
 from audioretrieval.report import plots
 from audioretrieval.report.compare import comparisons_table, comparisons_text, paired_bootstrap, realised_share
 from audioretrieval.report.summary import summary_markdown, summary_table
-from audioretrieval.report.sweep import hierarchical_bootstrap, map_markdown, map_table
+from audioretrieval.report.sweep import hierarchical_bootstrap, map_markdown, map_table, start_interval
 
 
 def test_identical_models_give_a_zero_interval():
@@ -199,7 +200,9 @@ def test_the_map_pairs_each_run_with_its_control_and_start_and_reads_the_targets
         "targets": "estimated",
         "quality_rows": ["ensemble all", "ensemble all"],
         "target_tau": 0.05,
+        "rule": "softmax",
         "weights": {"dist": 1.0, "sup": 0.0},
+        "select_by": "map@10",
         "starts": ["seed1", "seed2"],
         "runs": [[f"d-seed{s}-seed{k}" for k in (7, 8)] for s in (1, 2)],
         "controls": [[f"c-seed{s}-seed{k}" for k in (7, 8)] for s in (1, 2)],
@@ -224,11 +227,15 @@ def test_the_map_pairs_each_run_with_its_control_and_start_and_reads_the_targets
     )
     mass = pd.DataFrame(
         {
-            "ensemble": ["all", "oracle"],
-            "tau": [0.05, 0.05],
-            "own_clip": [0.3, 0.4],
-            "other_true_clips": [0.3, 0.6],
-            "false_clips": [0.4, 0.0],
+            "ensemble": ["all", "all", "oracle"],
+            "tau": [0.05, 0.05, 0.05],
+            "rule": ["softmax", "topk(k=3)", "softmax"],
+            "dist_weight": [1.0, 1.0, 1.0],
+            "sup_weight": [0.0, 0.0, 0.0],
+            "own_clip": [0.3, 0.5, 0.4],
+            "other_true_clips": [0.3, 0.4, 0.6],
+            "false_clips": [0.4, 0.1, 0.0],
+            "off_own_precision": [0.43, 0.8, 1.0],
         }
     )
     table = map_table([point, oracle], {"w": tables}, {"w": quality}, {"w": mass}, resamples=300)
@@ -236,22 +243,47 @@ def test_the_map_pairs_each_run_with_its_control_and_start_and_reads_the_targets
     assert row["ap@10 stage2-control"] == pytest.approx(2.0) and row["ap@10 stage2-start"] == pytest.approx(3.0)
     assert row["ap@10 control-start"] == pytest.approx(1.0) and row["ap@10 stage2-control runs_sd"] == pytest.approx(0)
     assert row["ap@10 oracle-control"] == pytest.approx(4.0) and row["runs"] == "2 x 2"
-    assert (row["roc_auc"], row["false_clips"], row["true_clips_per_caption"]) == (0.9, 0.4, 4.0)
+    assert (row["roc_auc"], row["false_clips"], row["true_clips_per_caption"]) == (0.9, 0.4, 4.0)  # its rule's row
+    assert row["off_own_precision"] == 0.43 and (row["starts"], row["seeds"], row["rule"]) == (2, 2, "softmax")
+    assert row["ap@10 stage2-control start_low"] == pytest.approx(2.0)  # every start gains alike: no spread
+    assert row["ap@10 stage2-control starts_sd"] == pytest.approx(0, abs=1e-12)
     assert np.isnan(table.iloc[1]["roc_auc"]) and table.iloc[1]["false_clips"] == 0.0
     assert "| ensemble" in map_markdown(table, ["estimator"], 300)
 
 
+def test_the_start_level_interval_is_the_t_interval_over_the_per_start_means():
+    diff = np.zeros((4, 2, 10))
+    diff += np.array([1.0, 2.0, 4.0, 5.0])[:, None, None]  # the starts' means
+    diff[:, 1] += 0.5  # a seed effect within each start, and query noise that averages out
+    diff += np.random.default_rng(0).standard_normal(10) - np.random.default_rng(0).standard_normal(10).mean()
+    result = start_interval(diff)
+    means = np.array([1.25, 2.25, 4.25, 5.25])
+    half = stats.t.ppf(0.975, 3) * means.std(ddof=1) / 2
+    assert result["start_low"] == pytest.approx(means.mean() - half) and result["start_high"] == pytest.approx(
+        means.mean() + half
+    )
+    assert result["starts_sd"] == pytest.approx(means.std(ddof=1))
+    assert np.isnan(start_interval(diff[:1])["start_low"])  # one start: no interval at that level
+    wider = hierarchical_bootstrap(diff, 2000)
+    assert wider["high"] - wider["low"] < result["start_high"] - result["start_low"]  # the bootstrap's is narrower
+
+
 def test_the_map_reads_what_goes_with_the_gain_from_estimated_targets_only():
-    def row(estimator, false_clips, roc_auc, gain):
+    def row(estimator, false_clips, roc_auc, gain, world="w"):
         cells = {"ap@10 start": 25.0}
-        for metric in ("ap@10", "dcase2025_ap@10"):
+        for metric in ("ap@10", "dcase2025_ap@16"):
             for contrast, value in [("stage2-control", gain), ("stage2-start", gain), ("control-start", 0.0)]:
                 column = f"{metric} {contrast}"
                 cells.update({column: value, f"{column} low": value - 1, f"{column} high": value + 1})
                 cells[f"{column} runs_sd"] = 0.5
+                cells.update({f"{column} start_low": value - 2, f"{column} start_high": value + 2})
+                cells[f"{column} starts_sd"] = 0.7
         targets = "oracle" if estimator == "oracle" else "estimated"
         return {
             "estimator": estimator,
+            "world": world,
+            "rule": "softmax",
+            "select_by": "dcase2025_map@16",
             "runs": "3 x 2",
             "targets": targets,
             "false_clips": false_clips,
@@ -262,11 +294,21 @@ def test_the_map_reads_what_goes_with_the_gain_from_estimated_targets_only():
     rows = [row("a", 0.5, 0.80, -1.0), row("b", 0.3, 0.85, 0.0), row("c", 0.1, 0.90, 1.0), row("d", 0.2, np.nan, 2.0)]
     rows.append(row("oracle", 5e-8, np.nan, -9.0))  # a batch's softmax leaves the oracle a trace of false mass
     text = map_markdown(pd.DataFrame(rows), ["estimator"], 300)
-    assert "across the 4 points with estimated targets" in text
-    assert "| target mass on false clips | -0.83 | -0.83 |" in text  # the oracle's point left out
-    assert "| targets' ROC AUC | +1.00 | +1.00 |" in text  # over the 3 points whose ROC AUC is known
+    assert "across the 4 points with estimated targets" in text and "within worlds" not in text  # one world
+    assert "| target's share on false clips | -0.83 | -0.83 |" in text  # the oracle's point left out
+    assert "| estimates' ROC AUC | +1.00 | +1.00 |" in text  # over the 3 points whose ROC AUC is known
+    assert "+1.00 [-1.00, +3.00]" in text and "[+0.00, +2.00]" in text  # the start-level and bootstrap intervals
+    assert "best validation dcase2025_map@16" in text
     predictors = text.split("What goes with")[1]
     assert "nan" not in predictors and "the start's score" not in predictors  # no spread: no r
+    # within worlds: a second world whose gains are the first's shifted up by 5 changes r across, not within
+    shifted = [{**r, "world": "v", "false_clips": r["false_clips"] + 1} for r in rows[:4]]
+    for r in shifted:
+        for metric in ("ap@10", "dcase2025_ap@16"):
+            r[f"{metric} stage2-control"] += 5
+    text = map_markdown(pd.DataFrame(rows + shifted), ["estimator"], 300)
+    within = text.split("within worlds")[1]
+    assert "| target's share on false clips | -0.83 | -0.83 |" in within
 
 
 def test_the_map_figure_draws_what_a_map_without_ground_truth_or_dcase_annotations_has():

@@ -3,10 +3,15 @@ Räsänen, Virtanen, "Text-based Audio Retrieval by Learning from Similarities b
 Captions", arXiv 2412.01356): caption j describes clip i as far as it resembles the captions written
 for clip i. A sentence-embedding model embeds every training caption (L2-normalised); clip i's score
 for caption j aggregates the cosines of caption j with clip i's own captions: their maximum (the
-default, measured best against the demo's truth) or their mean.
+default, measured best against the demo's truth) or their mean. Or, as Xie et al.'s code does,
+`paired`: in a batch, audio i is scored by the cosine of caption j with the one caption audio i was
+drawn with (their caption-caption matrix); where no batch pairs a caption with each clip (the
+quality table's whole matrix), that is the mean over the clip's captions, what a batch's draw gives
+on average.
 
-A caption is in its own clip's list, so the own clip scores the maximum cosine, 1, by construction:
-the dataset's pairing says it describes that clip. Quality figures leave own-clip pairs out.
+With max, a caption is in its own clip's list, so the own clip scores the maximum cosine, 1, by
+construction: the dataset's pairing says it describes that clip. Quality figures leave own-clip
+pairs out.
 
 Caption file (HDF5, like an embeddings file without audio): /caption_text float32 [captions, D]
 (normalised), the split's identities (data.embeddings), attrs estimator "captions", model,
@@ -25,7 +30,7 @@ from audioretrieval.correspondences import CAPTIONS
 from audioretrieval.data.embeddings import identities_of, write_identities
 from audioretrieval.files import HDF5Output
 
-AGGREGATIONS = ("max", "mean")
+AGGREGATIONS = ("max", "mean", "paired")
 DATASET = "caption_text"
 
 
@@ -51,7 +56,8 @@ def is_caption_file(f: h5py.File) -> bool:
 
 class CaptionScores:
     """Blocks [clips, captions] of the caption estimator: for each clip, the maximum (or mean) cosine
-    of each caption with the clip's own captions. Nothing of size clips x captions is held."""
+    of each caption with the clip's own captions, or (paired) with the caption each clip row of a
+    batch was drawn with. Nothing of size clips x captions is held."""
 
     def __init__(self, embeddings: np.ndarray, clip_of_caption: np.ndarray, clips: int, aggregation: str, device="cpu"):
         if aggregation not in AGGREGATIONS:
@@ -67,12 +73,18 @@ class CaptionScores:
         self.index, self.valid = torch.from_numpy(index).to(device), torch.from_numpy(valid).to(device)
 
     @classmethod
-    def from_file(cls, f: h5py.File, device="cpu") -> CaptionScores:
-        return cls(f[DATASET][:], f["clip_of_caption"][:], len(f["file_name"]), str(f.attrs["aggregation"]), device)
+    def from_file(cls, f: h5py.File, device="cpu", aggregation: str | None = None) -> CaptionScores:
+        """The file's scores, aggregated as it says or as `aggregation` overrides."""
+        aggregation = aggregation or str(f.attrs["aggregation"])
+        return cls(f[DATASET][:], f["clip_of_caption"][:], len(f["file_name"]), aggregation, device)
 
-    def block(self, clip_rows, caption_rows) -> torch.Tensor:
+    def block(self, clip_rows, caption_rows, paired_rows=None) -> torch.Tensor:
+        """paired_rows: the caption each clip row was drawn with (a batch's); only `paired` reads it."""
         clip_rows = torch.as_tensor(clip_rows, device=self.embeddings.device)
         caption_rows = torch.as_tensor(caption_rows, device=self.embeddings.device)
+        if self.aggregation == "paired" and paired_rows is not None:
+            paired_rows = torch.as_tensor(paired_rows, device=self.embeddings.device)
+            return self.embeddings[paired_rows] @ self.embeddings[caption_rows].T
         own = self.embeddings[self.index[clip_rows]]  # [clips, K, D]: each clip's captions
         cosines = torch.einsum("ckd,jd->ckj", own, self.embeddings[caption_rows])
         valid = self.valid[clip_rows].unsqueeze(-1)

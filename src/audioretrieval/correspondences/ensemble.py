@@ -5,7 +5,8 @@ audio-text member (a stage-1 model's embeddings file) scores the cosine <a_i^m, 
 these members' normalised embeddings, each scaled by 1/sqrt(M), turns their part of the mean into one
 dot product: <A_i, C_j> with A_i = [a_i^1 .. a_i^K] / sqrt(M) (likewise C_j). A caption member
 (correspondences.captions: caption j's cosines with clip i's own captions, aggregated) adds
-w_c * score_c(i, j); any batch's block S[clips, captions] is exact.
+w_c * score_c(i, j); any batch's block S[clips, captions] is exact. A caption member aggregates as
+its caption file says unless the ensemble names another aggregation (`captions:paired`).
 
 Scales: the members' scores are averaged as they are, except a caption member beside audio-text
 members, whose scores are first scaled to the audio-text members' spread (the mean standard deviation
@@ -104,22 +105,26 @@ def _sample_rows(rows: int, size: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(rows, min(rows, size), replace=False))
 
 
-def score_spreads(handles: list[h5py.File], audio: list[int], caption: int) -> tuple[float, float]:
+def score_spreads(
+    handles: list[h5py.File], audio: list[int], caption: int, aggregation: str | None = None
+) -> tuple[float, float]:
     """The standard deviation of the caption member's scores and the mean one of the audio-text
     members' scores, over the same fixed sample of (clip, caption) pairs (at most 1,000 x 4,000)."""
     rng = np.random.default_rng(0)
     clips = _sample_rows(handles[caption]["file_name"].shape[0], _SPREAD_CLIPS, rng)
     captions = _sample_rows(handles[caption][CAPTION_DATASET].shape[0], _SPREAD_CAPTIONS, rng)
-    caption_spread = float(CaptionScores.from_file(handles[caption]).block(clips, captions).numpy().std())
+    scores = CaptionScores.from_file(handles[caption], aggregation=aggregation).block(clips, captions)
+    caption_spread = float(scores.numpy().std())
     if not caption_spread > 0:
         raise MemberMismatch("the caption member scores every sampled pair alike: its scores have no spread to scale")
     audio_spread = np.mean([float((handles[i]["audio"][clips] @ handles[i]["text"][captions].T).std()) for i in audio])
     return float(audio_spread), caption_spread
 
 
-def build_targets(members: list[str], out_h5: str | os.PathLike) -> None:
+def build_targets(members: list[str], out_h5: str | os.PathLike, caption_aggregation: str | None = None) -> None:
     """Write the scaled concatenation of the audio-text members' embeddings, streaming rows in chunks,
-    and a caption member's embeddings with its weight."""
+    and a caption member's embeddings with its weight and its aggregation (the caption file's, or
+    `caption_aggregation`)."""
     identities = check_members_agree(members)
     scale = np.float32(1 / math.sqrt(len(members)))
     handles = [h5py.File(m, "r") for m in members]
@@ -142,10 +147,11 @@ def build_targets(members: list[str], out_h5: str | os.PathLike) -> None:
             if caption is not None:
                 embeddings = handles[caption][CAPTION_DATASET][:]
                 _check_normalised(embeddings, members[caption], CAPTION_DATASET, 0)
-                audio_spread, caption_spread = score_spreads(handles, audio, caption) if audio else (1.0, 1.0)
-                weights[caption] = audio_spread / caption_spread / len(members)
+                aggregation = caption_aggregation or str(handles[caption].attrs["aggregation"])
+                spreads = score_spreads(handles, audio, caption, aggregation) if audio else (1.0, 1.0)
+                weights[caption] = spreads[0] / spreads[1] / len(members)
                 out[CAPTION_DATASET] = embeddings
-                out.attrs.update(caption_weight=weights[caption], aggregation=handles[caption].attrs["aggregation"])
+                out.attrs.update(caption_weight=weights[caption], aggregation=aggregation)
             write_identities(out, identities)
             out.attrs["members"] = [str(m) for m in members]
             out.attrs["member_weights"] = weights
@@ -200,8 +206,9 @@ class EnsembleTargets:
             self.caption_scores = CaptionScores.from_file(f, self.device) if CAPTION_DATASET in f else None
             self.caption_weight = float(f.attrs.get("caption_weight", 1.0))
 
-    def block(self, clip_rows, caption_rows) -> torch.Tensor:
-        """[len(clip_rows), len(caption_rows)] mean score of the members, on the targets' device."""
+    def block(self, clip_rows, caption_rows, paired_rows=None) -> torch.Tensor:
+        """[len(clip_rows), len(caption_rows)] mean score of the members, on the targets' device;
+        paired_rows: the caption each clip row was drawn with (a batch's, for a `paired` caption member)."""
         clip_rows = torch.as_tensor(clip_rows, device=self.device)
         caption_rows = torch.as_tensor(caption_rows, device=self.device)
         scores = torch.zeros(len(clip_rows), len(caption_rows), device=self.device)
@@ -211,7 +218,7 @@ class EnsembleTargets:
             clips, captions = clip_rows.numpy(), caption_rows.numpy()
             scores = torch.from_numpy(np.asarray(self.audio[clips]) @ np.asarray(self.text[captions]).T)
         if self.caption_scores is not None:
-            scores = scores + self.caption_weight * self.caption_scores.block(clip_rows, caption_rows)
+            scores = scores + self.caption_weight * self.caption_scores.block(clip_rows, caption_rows, paired_rows)
         return scores
 
     def matrix(self, captions_per_block: int = 4096) -> np.ndarray:

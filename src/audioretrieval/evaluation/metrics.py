@@ -86,7 +86,16 @@ def multi_positive_aps(similarity: torch.Tensor, relevant: torch.Tensor, ks: tup
     return {k: (terms[:, : min(k, depth)].sum(1) / counts).numpy() for k in ks}
 
 
-def embedding_metrics(embeddings: dict) -> dict[str, float]:
-    """mAP@10 and R@k of embed_split's output (each caption's own clip)."""
+MULTI_POSITIVE_AT = 16  # DCASE 2025 Task 6 ranks systems by mAP@16
+
+
+def embedding_metrics(embeddings: dict, relevance: tuple | None = None) -> dict[str, float]:
+    """mAP@10 and R@k of embed_split's output (each caption's own clip); given a relevance table's
+    (caption rows, relevant [queries, clips]) (relevance.match_queries), also its dcase2025_map@16."""
     similarity = embeddings["text"] @ embeddings["audio"].T
-    return retrieval_metrics(own_clip_ranks(similarity, embeddings["clip_of_caption"]))
+    metrics = retrieval_metrics(own_clip_ranks(similarity, embeddings["clip_of_caption"]))
+    if relevance is not None:
+        rows, relevant = relevance
+        aps = multi_positive_ap(similarity[torch.as_tensor(rows)], relevant, MULTI_POSITIVE_AT)
+        metrics[f"dcase2025_map@{MULTI_POSITIVE_AT}"] = float(aps.mean())
+    return metrics

@@ -6,7 +6,9 @@ from audioretrieval.data import audiocaps
 from audioretrieval.pipeline.study import (
     CAPTIONS,
     ORACLE,
+    OTHERS,
     member_seeds,
+    rule_ensembles,
     stage1_run,
     stage2_jobs,
     stage2_train,
@@ -81,6 +83,12 @@ def _check_model_and_training(config: dict) -> None:
         f"train.batch_size ({train['batch_size']}) must be divisible by stage1.gpus ({gpus})",
     )
 
+    for where, settings in (("train", train), ("stage2.train", stage2_train(config))):
+        _require(
+            settings["select_by"] == "map@10" or config["data"]["source"] == "demo",
+            f"{where}.select_by {settings['select_by']!r} needs relevance annotations of the validation split, "
+            "which only the demo has (ClothoV2's DCASE 2025 file annotates the evaluation split): use map@10",
+        )
     _require(
         not (config["data"]["source"] == "demo" and config["evaluation"]["relevance_url"]),
         "evaluation.relevance_url is set, but the demo scores multi-positive mAP against its own ground truth: "
@@ -119,6 +127,15 @@ def _check_ensembles_and_runs(config: dict) -> None:
                 f"(or {ORACLE!r} on the demo)",
             )
         _require(run["dist_weight"] + run["sup_weight"] > 0, f"{where}: dist_weight and sup_weight are both 0")
+        _check_rule_ensembles(f"{where}.target_rule", run.get("target_rule"), config["correspondences"]["ensembles"])
+
+
+def _check_rule_ensembles(where: str, rule: dict | None, ensembles: dict) -> None:
+    for setting, ensemble in rule_ensembles(rule).items():
+        _require(
+            ensemble in ensembles,
+            f"{where}.{setting}: {ensemble!r} is not in correspondences.ensembles",
+        )
 
 
 def _check_extra_sets(config: dict) -> None:
@@ -210,7 +227,11 @@ def _check_map_runs(config: dict) -> None:
     _require(
         "own" not in defined, "correspondences.ensembles: 'own' is reserved for the map (each start's own estimates)"
     )
-    ensembles = set(defined) | {"own"} | ({ORACLE} if config.get("demo") else set())
+    _require(
+        OTHERS not in defined,
+        f"correspondences.ensembles: {OTHERS!r} is reserved for the map (each start's ensemble of the other starts)",
+    )
+    ensembles = set(defined) | {"own", OTHERS} | ({ORACLE} if config.get("demo") else set())
     overlays = [
         (f"map axis {axis}, value {value}", overlay)
         for axis, spec in design["run_axes"].items()
@@ -224,6 +245,11 @@ def _check_map_runs(config: dict) -> None:
             "(or own, or oracle on the demo)",
         )
         _require(run["dist_weight"] > 0, f"{where}: dist_weight is 0: that run would be the control itself")
+        _check_rule_ensembles(f"{where}: target_rule", run.get("target_rule"), defined)
+    _require(
+        len(design["starts"]) > 1 or not any(o.get("ensemble") == OTHERS for _, o in overlays),
+        f"map: ensemble {OTHERS!r} needs at least two starts",
+    )
     for start in design["starts"]:
         own = defined.get(stage1_run(start), [start])
         _require(

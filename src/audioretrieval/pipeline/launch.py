@@ -14,6 +14,8 @@ import torch
 from audioretrieval.training.loop import train
 from audioretrieval.training.spec import RunSpec
 
+RULE_INPUT = "rule_"  # a training job's input rule_<setting>: the targets of the ensemble a target rule's setting names
+
 
 def run_training(spec: RunSpec, gpus: int, threads: int) -> None:
     """One training run: in this process (CPU or one GPU), or one torchrun process per GPU."""
@@ -40,10 +42,12 @@ def run_training(spec: RunSpec, gpus: int, threads: int) -> None:
 def training_spec(inputs: dict, outputs: dict, model: dict, train_settings: dict, run: dict) -> RunSpec:
     """The RunSpec of a training job: `inputs` (train_audio, train_captions: one file or one per set;
     val_audio, val_captions; tokenizer: the files of a tokenizer the pipeline built, if any; init
-    and targets: stage 2's starting checkpoint and its targets, if any; text_states: a frozen text
-    encoder's states of the training and validation captions, if any), `outputs` (best, last,
-    log_table), the model and train settings, and `run`: the seed and, in stage 2, the loss weights
-    and the targets' temperature (pipeline.study.training_params)."""
+    and targets: stage 2's starting checkpoint and its targets, if any; rule_<setting>: the targets of
+    an ensemble its target rule reads; text_states: a frozen text encoder's states of the training and
+    validation captions, if any; val_relevance: the validation split's relevance table, if the epoch is
+    selected by it), `outputs` (best, last, log_table), the model and train settings, and `run`: the
+    seed and, in stage 2, the loss weights, the targets' temperature and their rule
+    (pipeline.study.training_params)."""
     if inputs.get("tokenizer"):
         model = {**model, "text": {**model["text"], "tokenizer": os.path.dirname(inputs["tokenizer"][0])}}
     return RunSpec(
@@ -58,6 +62,8 @@ def training_spec(inputs: dict, outputs: dict, model: dict, train_settings: dict
         log_table=outputs["log_table"],
         init_checkpoint=inputs.get("init") or None,
         targets=next(iter(inputs.get("targets") or []), None),
+        rule_targets={key.removeprefix(RULE_INPUT): path for key, path in inputs.items() if key.startswith(RULE_INPUT)},
+        val_relevance=next(iter(inputs.get("val_relevance") or []), None),
         text_states=list(inputs.get("text_states") or []),
         **run,
     )

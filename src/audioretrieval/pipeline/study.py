@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from audioretrieval.correspondences import CAPTIONS
+from audioretrieval.correspondences import CAPTIONS, is_caption_member, member_aggregation, target_rules
 
 ORACLE = "oracle"  # the ensemble name of the demo's ground-truth targets
+OTHERS = "others"  # map.run ensemble: each start's ensemble of the map's other starts (not containing it)
 
 
 def stage1_run(seed: int) -> str:
@@ -45,8 +46,9 @@ def control_family(init: int) -> str:
 class Stage2Job:
     """One stage-2 training job: `name` ({run}-seed{N}, or a control's), `family` (its run, or its
     control family), `init` (the stage-1 seed it starts from), `seed`, `control_of` (the runs a control
-    serves), `ensemble` (None without distillation), the loss weights, and `target_tau` (the targets'
-    temperature: the run's, else model.tau; None without distillation)."""
+    serves), `ensemble` (None without distillation), the loss weights, `target_tau` (the targets'
+    temperature: the run's, else model.tau; None without distillation) and `target_rule` (how scores
+    become targets, correspondences.target_rules: the run's, else softmax; None without distillation)."""
 
     name: str
     family: str
@@ -56,7 +58,13 @@ class Stage2Job:
     dist_weight: float
     sup_weight: float
     target_tau: float | None
+    target_rule: dict | None = None
     control_of: tuple[str, ...] = ()
+
+    @property
+    def rule_ensembles(self) -> dict[str, str]:
+        """The ensembles the job's target rule reads beside its own: setting -> ensemble."""
+        return rule_ensembles(self.target_rule)
 
 
 def _run_job(run: dict, seed: int, tau: float) -> Stage2Job:
@@ -70,7 +78,15 @@ def _run_job(run: dict, seed: int, tau: float) -> Stage2Job:
         dist_weight=run["dist_weight"],
         sup_weight=run["sup_weight"],
         target_tau=target_tau(run, tau) if distils else None,
+        target_rule=dict(run.get("target_rule") or target_rules.DEFAULT) if distils else None,
     )
+
+
+def rule_ensembles(rule: dict | None) -> dict[str, str]:
+    """The ensembles a target rule's settings name: setting -> ensemble (none for most rules)."""
+    if not rule:
+        return {}
+    return {key: rule[key] for key in target_rules.RULES[rule["name"]].estimators}
 
 
 def stage2_jobs(config: dict) -> list[Stage2Job]:
@@ -109,6 +125,7 @@ def training_params(job: Stage2Job) -> dict:
         "seed": job.seed,
         "loss_weights": {"dist": job.dist_weight, "sup": job.sup_weight},
         "target_tau": job.target_tau,
+        "target_rule": job.target_rule,
     }
 
 
@@ -123,23 +140,35 @@ def uses_oracle(jobs: list[Stage2Job]) -> bool:
 
 def member_seeds(members: list) -> list[int]:
     """The stage-1 seeds among an ensemble's members (the others name the caption estimator)."""
-    return [m for m in members if m != CAPTIONS]
+    return [m for m in members if not is_caption_member(m)]
 
 
 def uses_captions(config: dict) -> bool:
     """Whether an ensemble takes the caption estimator (correspondences.captions) as a member."""
-    return any(CAPTIONS in members for members in config["correspondences"]["ensembles"].values())
+    return any(is_caption_member(m) for members in config["correspondences"]["ensembles"].values() for m in members)
+
+
+def caption_aggregation(members: list) -> str | None:
+    """The aggregation an ensemble's caption member names (`captions:paired`), if it names one."""
+    return next((member_aggregation(m) for m in members if member_aggregation(m)), None)
+
+
+def has_own_row(members: list) -> bool:
+    """Whether an ensemble's estimates differ from those of its one member's own file: several
+    members, or a caption member with an aggregation of its own."""
+    return len(members) > 1 or caption_aggregation(members) is not None
 
 
 def multi_member_ensembles(config: dict) -> list[str]:
-    """The ensembles of several members, shown in the quality table (an ensemble of one is its member)."""
-    return [name for name, members in config["correspondences"]["ensembles"].items() if len(members) > 1]
+    """The ensembles shown in the quality table by their own row (has_own_row; an ensemble of one
+    plain member is that member)."""
+    return [name for name, members in config["correspondences"]["ensembles"].items() if has_own_row(members)]
 
 
 def quality_row(ensemble: str, members: list) -> str:
     """The row of the correspondence quality table that shows an ensemble's estimates: its member's
     own row for an ensemble of one (seed{N}, or the caption estimator's), else `ensemble {name}`."""
-    if len(members) > 1:
+    if has_own_row(members):
         return f"ensemble {ensemble}"
     return CAPTIONS if members[0] == CAPTIONS else stage1_run(members[0])
 
@@ -148,7 +177,7 @@ def retrieval_ensembles(config: dict) -> list[str]:
     """The ensembles scored as retrieval models on the evaluation split: several stage-1 models and
     nothing else (the caption estimator needs the captions of the clips it scores)."""
     ensembles = config["correspondences"]["ensembles"]
-    return [name for name in multi_member_ensembles(config) if CAPTIONS not in ensembles[name]]
+    return [name for name in multi_member_ensembles(config) if not any(is_caption_member(m) for m in ensembles[name])]
 
 
 def example_ensemble(config: dict) -> str:
@@ -183,10 +212,31 @@ def comparison_groups(config: dict, jobs: list[Stage2Job]) -> tuple[dict, list, 
 
 
 def target_mass_rows(config: dict, jobs: list[Stage2Job]) -> list[dict]:
-    """The targets whose mass the demo's anatomy table breaks down: every ensemble at the model's
-    temperature, and each (ensemble, target temperature) a stage-2 job distils from (the oracle's
-    included)."""
+    """The targets whose mass the demo's anatomy table breaks down: every ensemble as the paper's
+    rule makes it at the model's temperature (L_dist alone), and each target that a stage-2 job's loss
+    trains towards (its ensemble, temperature, rule and loss weights; the oracle's included). A row:
+    ensemble, tau, rule (target_rules.label), dist_weight, sup_weight, rule_ensembles."""
     tau = config["model"]["tau"]
-    rows = {(name, tau) for name in config["correspondences"]["ensembles"]}
-    rows |= {(job.ensemble, job.target_tau) for job in jobs if job.dist_weight}
-    return [{"ensemble": name, "tau": t} for name, t in sorted(rows)]
+    rows = [
+        mass_row(name, tau, dict(target_rules.DEFAULT), 1.0, 0.0) for name in config["correspondences"]["ensembles"]
+    ]
+    rows += [
+        mass_row(job.ensemble, job.target_tau, job.target_rule, job.dist_weight, job.sup_weight)
+        for job in jobs
+        if job.dist_weight
+    ]
+    unique = {(r["ensemble"], r["tau"], r["rule"], r["dist_weight"], r["sup_weight"]): r for r in rows}
+    return [unique[key] for key in sorted(unique)]
+
+
+def mass_row(ensemble: str, tau: float, rule: dict, dist_weight: float, sup_weight: float) -> dict:
+    """One row of the target-mass table: what the loss of a run with these settings trains towards."""
+    return {
+        "ensemble": ensemble,
+        "tau": tau,
+        "rule": target_rules.label(rule),
+        "dist_weight": dist_weight,
+        "sup_weight": sup_weight,
+        "rule_settings": rule,
+        "rule_ensembles": rule_ensembles(rule),
+    }

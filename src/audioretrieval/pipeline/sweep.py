@@ -4,7 +4,7 @@
 Axes come in two kinds. A world axis changes what stage 2 starts from (the data, stage 1): each of
 its values is an overlay of the configuration, and every distinct combination of world-axis values
 is a world, one full configuration trained by its own copy of the pipeline (rules/map.smk). A run
-axis changes only the stage-2 run (its `ensemble`, `target_tau`, loss weights): its values are
+axis changes only the stage-2 run (its `ensemble`, `target_tau`, `target_rule`, loss weights): its values are
 overlays of `map.run`, and all the run variants of one world share that world's stage-1 runs and
 controls. Every point trains its variant from each of `map.starts` (stage-1 seeds) with each of
 `map.seeds`, so that its intervals can include the randomness of training.
@@ -13,7 +13,9 @@ The design is the centre (every axis at its `centre` value), each other value of
 rest at the centre (one factor at a time), the full cross of the values each `interactions` entry
 lists (the rest at the centre), and in every world the run settings `every_world` lists (e.g. the
 oracle's targets, the ceiling). An `ensemble` of `own` means each start's own estimates (the paper's
-self-distillation): the ensemble `seed{N}` of the start alone.
+self-distillation): the ensemble `seed{N}` of the start alone; `others` means each start's ensemble
+of the map's other starts, `without{N}` (targets from runs that do not contain the start, so that the
+points' intervals speak of the method rather than of one ensemble).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import copy
 import itertools
 
+from audioretrieval.correspondences import target_rules
 from audioretrieval.pipeline import study
 from audioretrieval.pipeline.config import overlaid
 
@@ -85,14 +88,26 @@ def _run_of(design: dict, point: dict) -> dict:
 
 
 def _ensemble_of(run: dict, start: int) -> str:
-    return study.stage1_run(start) if run["ensemble"] == OWN else run["ensemble"]
+    if run["ensemble"] == OWN:
+        return study.stage1_run(start)
+    return f"without{start}" if run["ensemble"] == study.OTHERS else run["ensemble"]
+
+
+def _members_of(run: dict, start: int, starts: list[int], defined: dict) -> list:
+    """The members of the ensemble a run distils from when it starts from `start`."""
+    if run["ensemble"] == OWN:
+        return [start]
+    if run["ensemble"] == study.OTHERS:
+        return [s for s in starts if s != start]
+    return defined[run["ensemble"]]
 
 
 def expand(config: dict) -> dict:
     """The map of `config`: {"worlds": name -> {config, excluded_rules}, "points": [...]}. A point:
     labels (axis -> value), world, variant, ensembles (one per start), targets (oracle or estimated),
-    quality_rows, target_tau (resolved), weights, runs (per start, per seed: the stage-2 job), controls
-    (the same shape), starts (stage-1 runs)."""
+    quality_rows, target_tau (resolved), rule (target_rules.label), weights, select_by (stage 2's epoch
+    selection), runs (per start, per seed: the stage-2 job), controls (the same shape), starts
+    (stage-1 runs)."""
     design = config["map"]
     base = {key: value for key, value in config.items() if key not in ("map", "released")}
     by_world: dict[str, list[dict]] = {}
@@ -105,7 +120,7 @@ def expand(config: dict) -> dict:
         for labels in members:
             run, variant = _run_of(design, labels), variant_name(design, labels)
             runs += _runs_of(design, variant, run, base["correspondences"]["ensembles"], ensembles)
-            points.append(_point(design, labels, world, variant, run, world_config["model"]["tau"], ensembles))
+            points.append(_point(design, labels, world, variant, run, world_config, ensembles))
         needed = {seed for members_ in ensembles.values() for seed in study.member_seeds(members_)}
         world_config["stage1"]["seeds"] = sorted(set(design["starts"]) | needed)
         world_config["correspondences"]["ensembles"] = ensembles or {
@@ -138,10 +153,12 @@ def _runs_of(design: dict, variant: str, run: dict, defined: dict, ensembles: di
     """A variant's stage-2 runs, one per start (each with every seed and the shared control); adds
     the ensembles they distil from to `ensembles`."""
     runs = []
+    for ensemble in study.rule_ensembles(run.get("target_rule")).values():
+        ensembles[ensemble] = defined[ensemble]
     for start in design["starts"]:
         ensemble = _ensemble_of(run, start)
         if ensemble != study.ORACLE:
-            ensembles[ensemble] = [start] if run["ensemble"] == OWN else defined[ensemble]
+            ensembles[ensemble] = _members_of(run, start, design["starts"], defined)
         runs.append(
             {
                 **run,
@@ -159,9 +176,10 @@ def _run_name(variant: str, start: int) -> str:
     return f"{variant}_from{start}"
 
 
-def _point(design: dict, labels: dict, world: str, variant: str, run: dict, tau: float, ensembles: dict) -> dict:
+def _point(design: dict, labels: dict, world: str, variant: str, run: dict, config: dict, ensembles: dict) -> dict:
     starts, seeds = design["starts"], design["seeds"]
     names = [_ensemble_of(run, start) for start in starts]
+    rule = run.get("target_rule") or target_rules.DEFAULT
     return {
         "labels": dict(labels),
         "world": world,
@@ -169,8 +187,10 @@ def _point(design: dict, labels: dict, world: str, variant: str, run: dict, tau:
         "ensembles": names,
         "targets": "oracle" if run["ensemble"] == study.ORACLE else "estimated",
         "quality_rows": [None if name == study.ORACLE else study.quality_row(name, ensembles[name]) for name in names],
-        "target_tau": study.target_tau(run, tau),
+        "target_tau": study.target_tau(run, config["model"]["tau"]),
+        "rule": target_rules.label(rule),
         "weights": {"dist": run["dist_weight"], "sup": run["sup_weight"]},
+        "select_by": study.stage2_train(config)["select_by"],
         "starts": [study.stage1_run(start) for start in starts],
         "runs": [[study.job_name(_run_name(variant, start), seed) for seed in seeds] for start in starts],
         "controls": [[study.job_name(study.control_family(start), seed) for seed in seeds] for start in starts],

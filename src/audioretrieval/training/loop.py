@@ -1,6 +1,7 @@
 """The training loop shared by stage 1 and stage 2: one run, resumable, on CPU, one GPU or several.
 
-Outputs (written when training ends): best.pt (best validation mAP@10), last.pt, and a per-epoch
+Outputs (written when training ends): best.pt (the best validation score of train.select_by:
+own-clip mAP@10, or the multi-positive mAP@16 where validation has relevance annotations), last.pt, and a per-epoch
 log table. While training, `<run_dir>/resume/` keeps the state of the last completed epoch and the
 best checkpoint so far (training.state), so a killed run continues from there; a finished run
 removes it.
@@ -13,7 +14,7 @@ import logging
 import math
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,19 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from audioretrieval.correspondences.ensemble import EnsembleTargets, check_targets_match
-from audioretrieval.data.dataset import CaptionedAudio, CaptionedAudioUnion, CropSeeds, as_float, training_set
+from audioretrieval.correspondences.target_rules import TargetRule
+from audioretrieval.data.dataset import (
+    CaptionedAudio,
+    CaptionedAudioUnion,
+    CropSeeds,
+    as_float,
+    read_caption_table,
+    training_set,
+)
 from audioretrieval.data.h5audio import AudioH5
 from audioretrieval.device import autocast_for, resolve_precision
-from audioretrieval.evaluation.metrics import NonFiniteSimilarity, embedding_metrics
+from audioretrieval.evaluation.metrics import MULTI_POSITIVE_AT, NonFiniteSimilarity, embedding_metrics
+from audioretrieval.evaluation.relevance import match_queries, read_relevance
 from audioretrieval.files import save_torch_atomically, write_table_atomically
 from audioretrieval.model.audio import SpectrogramCache
 from audioretrieval.model.checkpoint import checkpoint_of, load_state, read_checkpoint
@@ -34,12 +44,13 @@ from audioretrieval.model.dual_encoder import PARAMETER_GROUPS, DualEncoder
 from audioretrieval.model.embed import embed_split
 from audioretrieval.model.text_states import preload as preload_text_states
 from audioretrieval.training import distributed
-from audioretrieval.training.losses import contrastive_loss, distillation_loss
+from audioretrieval.training.losses import contrastive_loss, distillation_loss, positives
 from audioretrieval.training.schedule import learning_rate
 from audioretrieval.training.spec import RunSpec
 from audioretrieval.training.state import Progress, resume, save_progress, seed_everything
 
 log = logging.getLogger(__name__)
+SELECTION_CRITERIA = ("map@10", f"dcase2025_map@{MULTI_POSITIVE_AT}")  # train.select_by: own clip, or multi-positive
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -63,6 +74,7 @@ class Run:
     targets: DistillationTargets | None
     cache: SpectrogramCache | None
     val_cache: SpectrogramCache | None
+    val_relevance: tuple | None = None  # the validation queries' relevant clips (train.select_by multi-positive)
     ddp_model: torch.nn.Module | None = None
 
 
@@ -119,14 +131,7 @@ def start(spec: RunSpec) -> Run:
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     seed_everything(spec.seed + distributed.rank())
     dataset = training_set(spec.train_audio, spec.train_captions, cfg["segment_s"])
-    sets = dataset.parts if isinstance(dataset, CaptionedAudioUnion) else [dataset]
-    log.info(
-        "training on %d captions of %d clips from %d set(s): %s",
-        len(dataset),
-        sum(len(s.audio) for s in sets),
-        len(sets),
-        ", ".join(str(s.audio.path) for s in sets),
-    )
+    log_training_set(dataset)
     targets = distillation_targets(spec, dataset, device)
     caches = (
         (
@@ -157,19 +162,53 @@ def start(spec: RunSpec) -> Run:
         steps_per_epoch,
         targets,
         *caches,
+        validation_relevance(spec),
     )
+
+
+def log_training_set(dataset) -> None:
+    sets = dataset.parts if isinstance(dataset, CaptionedAudioUnion) else [dataset]
+    log.info(
+        "training on %d captions of %d clips from %d set(s): %s",
+        len(dataset),
+        sum(len(s.audio) for s in sets),
+        len(sets),
+        ", ".join(str(s.audio.path) for s in sets),
+    )
+
+
+def validation_relevance(spec: RunSpec) -> tuple | None:
+    """The validation queries' caption rows and relevant clips where the epoch is selected by a
+    multi-positive metric (train.select_by), else None."""
+    criterion = spec.train["select_by"]
+    if criterion not in SELECTION_CRITERIA:
+        raise ValueError(f"train.select_by {criterion!r}: expected one of {SELECTION_CRITERIA}")
+    if criterion == "map@10":
+        return None
+    if not spec.val_relevance:
+        raise ValueError(f"{spec.run_dir}: train.select_by is {criterion} but no validation relevance table is given")
+    file_names = AudioH5(spec.val_audio).file_names
+    captions = read_caption_table(spec.val_captions, len(file_names), spec.val_audio)["caption"].tolist()
+    return match_queries(read_relevance(spec.val_relevance), file_names, captions, spec.val_relevance)
 
 
 @dataclass(frozen=True)
 class DistillationTargets:
-    """The targets of L_dist: the estimates' block for a batch's clips and captions over their
-    temperature, both kept on the training device."""
+    """The targets of L_dist: the estimates' block for a batch's clips and captions, made into target
+    distributions by the run's rule (with the blocks of any ensemble the rule names), all kept on
+    the training device."""
 
     estimates: EnsembleTargets
-    tau: float
+    rule: TargetRule
+    rule_estimates: dict[str, EnsembleTargets] = field(default_factory=dict)
 
-    def logits(self, clip_rows: torch.Tensor, caption_rows: torch.Tensor) -> torch.Tensor:
-        return self.estimates.block(clip_rows, caption_rows) / self.tau
+    def distributions(self, clip_rows: torch.Tensor, caption_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(over the batch's audios, over its captions), for distillation_loss."""
+        blocks = {
+            key: source.block(clip_rows, caption_rows, caption_rows)
+            for key, source in {"scores": self.estimates, **self.rule_estimates}.items()
+        }
+        return self.rule.distributions(blocks.pop("scores"), positives(clip_rows), blocks)
 
 
 def distillation_targets(spec: RunSpec, dataset, device: torch.device) -> DistillationTargets | None:
@@ -183,8 +222,20 @@ def distillation_targets(spec: RunSpec, dataset, device: torch.device) -> Distil
         )
     if isinstance(dataset, CaptionedAudioUnion):
         raise ValueError(f"{spec.run_dir}: targets describe one training set, not the union of {spec.train_audio}")
-    check_targets_match(spec.targets, dataset.audio.file_names, dataset.captions)
-    return DistillationTargets(EnsembleTargets(spec.targets, device=device), spec.target_tau)
+    rule = TargetRule.of(spec.target_rule, spec.target_tau)
+    named = rule.estimators
+    if set(spec.rule_targets) != set(named):
+        raise ValueError(
+            f"{spec.run_dir}: target rule {rule.name!r} reads the targets of {named}, given files for "
+            f"{sorted(spec.rule_targets)}"
+        )
+    for path in [spec.targets, *spec.rule_targets.values()]:
+        check_targets_match(path, dataset.audio.file_names, dataset.captions)
+    return DistillationTargets(
+        EnsembleTargets(spec.targets, device=device),
+        rule,
+        {key: EnsembleTargets(path, device=device) for key, path in spec.rule_targets.items()},
+    )
 
 
 def build_optimizer(model: DualEncoder, cfg: dict) -> torch.optim.AdamW:
@@ -279,7 +330,7 @@ def batch_loss(
     cache: SpectrogramCache | None = None,
 ) -> torch.Tensor:
     """w_sup L_sup + w_dist L_dist on the global batch (embeddings gathered over processes); the
-    distillation targets are the ensemble's block for the batch's clips and captions / target_tau."""
+    distillation targets are the run's rule applied to the ensemble's block for the batch."""
     waveform = as_float(batch["audio"].to(device, non_blocking=True))
     spectrograms = cache(distributed.unwrapped(model).audio, waveform, batch["clip_index"]) if cache else None
     with autocast_for(device, precision):
@@ -293,12 +344,15 @@ def batch_loss(
         loss = loss + spec.loss_weights["sup"] * contrastive_loss(logits, clip_ids)
     if spec.loss_weights.get("dist", 0.0):
         caption_rows = distributed.gather(batch["caption_row"].to(device))
-        loss = loss + spec.loss_weights["dist"] * distillation_loss(logits, targets.logits(clip_ids, caption_rows))
+        loss = loss + spec.loss_weights["dist"] * distillation_loss(
+            logits, *targets.distributions(clip_ids, caption_rows)
+        )
     return loss
 
 
 def validate(run: Run, epoch: int) -> dict[str, float]:
-    """mAP@10 and R@k on the validation split; non-finite embeddings stop the run."""
+    """mAP@10 and R@k on the validation split (and the multi-positive mAP@16 where the epoch is
+    selected by it); non-finite embeddings stop the run."""
     spec, cfg = run.spec, run.spec.train
     embeddings = embed_split(
         run.model,
@@ -312,7 +366,7 @@ def validate(run: Run, epoch: int) -> dict[str, float]:
         run.val_cache,
     )
     try:
-        return embedding_metrics(embeddings)
+        return embedding_metrics(embeddings, run.val_relevance)
     except NonFiniteSimilarity as exc:
         raise NonFiniteLoss(
             f"{spec.run_dir}: validation after epoch {epoch + 1}: {exc}; the last good state is in {spec.resume_dir}"
@@ -320,8 +374,10 @@ def validate(run: Run, epoch: int) -> dict[str, float]:
 
 
 def keep_if_best(run: Run, epoch: int, metrics: dict, done: Progress) -> None:
-    if metrics["map@10"] > done.best_map:
-        done.best_map = metrics["map@10"]
+    """best.pt: the epoch with the best validation score of train.select_by so far."""
+    score = metrics[run.spec.train["select_by"]]
+    if score > done.best_score:
+        done.best_score = score
         checkpoint = checkpoint_of(
             run.model, run.spec.model, run.spec.train["segment_s"], epoch, metrics, run.spec.seed
         )

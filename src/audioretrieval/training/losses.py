@@ -23,12 +23,13 @@ def contrastive_loss(logits: torch.Tensor, clip_ids: torch.Tensor) -> torch.Tens
     return -(over_audios + over_captions) / 2
 
 
-def distillation_loss(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
+def distillation_loss(logits: torch.Tensor, over_audios: torch.Tensor, over_captions: torch.Tensor) -> torch.Tensor:
     """L_dist: soft-target cross-entropy in both retrieval directions.
 
-    1/2 (CE(rows of C, softmax over rows of T) + CE(rows of C^T, softmax over rows of T^T)), where
-    rows of C are audios (a distribution over the batch's captions) and rows of C^T captions.
+    1/2 (CE(rows of C, over_captions) + CE(columns of C, over_audios)): rows of C are audios (a
+    distribution over the batch's captions), columns captions. The targets come from a target rule
+    (correspondences.target_rules): over_audios sums to 1 down each column, over_captions along each row.
     """
-    audio_to_text = -(F.softmax(target_logits, dim=1) * F.log_softmax(logits, dim=1)).sum(1).mean()
-    text_to_audio = -(F.softmax(target_logits, dim=0) * F.log_softmax(logits, dim=0)).sum(0).mean()
+    audio_to_text = -(over_captions * F.log_softmax(logits, dim=1)).sum(1).mean()
+    text_to_audio = -(over_audios * F.log_softmax(logits, dim=0)).sum(0).mean()
     return (audio_to_text + text_to_audio) / 2

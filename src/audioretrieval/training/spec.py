@@ -13,7 +13,7 @@ from pathlib import Path
 @dataclass
 class RunSpec:
     """A training run: its seed, the `model` and `train` settings, its data and outputs, and for
-    stage 2 the initial checkpoint, the targets and their temperature, and the loss weights."""
+    stage 2 the initial checkpoint, the targets, their temperature and rule, and the loss weights."""
 
     seed: int
     model: dict
@@ -28,6 +28,9 @@ class RunSpec:
     init_checkpoint: str | None = None
     targets: str | None = None
     target_tau: float | None = None  # temperature of the targets (set wherever targets are)
+    target_rule: dict | None = None  # how scores become targets (correspondences.target_rules; None: softmax)
+    rule_targets: dict = field(default_factory=dict)  # a rule setting -> the targets file of the ensemble it names
+    val_relevance: str | None = None  # the validation split's relevance table (train.select_by multi-positive)
     loss_weights: dict = field(default_factory=lambda: {"sup": 1.0, "dist": 0.0})
     text_states: list[str] = field(default_factory=list)  # a frozen text encoder's states (model.text_states)
 
@@ -48,6 +51,8 @@ class RunSpec:
             self.init_checkpoint,
             self.targets,
             self.text_states,
+            list(self.rule_targets.values()),
+            self.val_relevance,
         ]
         return [path for item in files if item for path in ([item] if isinstance(item, str) else item)]
 

@@ -48,11 +48,12 @@ def set_rng_state(state: dict) -> None:
 
 @dataclass
 class Progress:
-    """Where a run stands: the first epoch still to train, the log rows so far, the best mAP@10."""
+    """Where a run stands: the first epoch still to train, the log rows so far, the best validation
+    score of train.select_by."""
 
     start_epoch: int = 0
     rows: list = field(default_factory=list)
-    best_map: float = -math.inf
+    best_score: float = -math.inf
 
 
 def resume(spec: RunSpec, model, optimizer, scaler) -> Progress:
@@ -71,7 +72,7 @@ def resume(spec: RunSpec, model, optimizer, scaler) -> Progress:
     rank = distributed.rank()
     set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
     log.info("resuming %s after epoch %d", spec.run_dir, state["epoch"] + 1)
-    return Progress(state["epoch"] + 1, state["log"], state["best_map"])
+    return Progress(state["epoch"] + 1, state["log"], state["best_score"])
 
 
 def save_progress(spec: RunSpec, epoch: int, progress: Progress, model, optimizer, scaler) -> None:
@@ -87,7 +88,7 @@ def save_progress(spec: RunSpec, epoch: int, progress: Progress, model, optimize
                 "scaler": scaler.state_dict(),
                 "rng": rng,
                 "log": progress.rows,
-                "best_map": progress.best_map,
+                "best_score": progress.best_score,
             },
             spec.resume_dir / "state.pt",
         )
