@@ -105,7 +105,13 @@ if study.uses_oracle(STAGE2_JOBS.values()):
 
 if DEMO:
     TARGET_MASS_ROWS = [
-        {**row, "files": {"targets": targets_file(row["ensemble"]), **rule_target_files(row["rule_ensembles"])}}
+        {
+            **row,
+            "files": {
+                "targets": targets_file(row["ensemble"]),
+                **{setting: targets_file(ensemble) for setting, ensemble in row["rule_ensembles"].items()},
+            },
+        }
         for row in study.target_mass_rows(config, STAGE2_JOBS.values())
     ]
 

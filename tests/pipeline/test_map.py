@@ -162,14 +162,24 @@ def test_a_tiny_map_runs_through_snakemake_and_writes_every_point_with_its_inter
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
     run_snakemake("--cores", 2, "--configfile", tmp_path / "config.yaml", cwd=tmp_path)
     table = pd.read_csv(tmp_path / "results" / "map" / "map.csv")
-    assert table["estimator"].tolist() == ["ensemble", "oracle"] and (table["runs"] == "1 x 1").all()
-    for metric in ("ap@10", "dcase2025_ap@10"):
+    assert table["estimator"].tolist() == ["heldout", "gated", "oracle"]
+    assert (table["runs"] == "2 x 1").all() and (table["starts"] == 2).all()
+    assert (table["select_by"] == "dcase2025_map@16").all()
+    assert table["rule"].tolist() == ["softmax", "agreement(agree_with=xie, k=2)", "softmax"]
+    for metric in ("dcase2025_ap@16", "ap@10", "dcase2025_ap@10"):
         for contrast in ("stage2-control", "stage2-start", "control-start"):
             column = f"{metric} {contrast}"
             assert (table[f"{column} low"] <= table[column]).all() and (table[column] <= table[f"{column} high"]).all()
-    assert table["false_clips"].iloc[1] == pytest.approx(0, abs=1e-6) and table["false_clips"].iloc[0] > 0
+            assert (table[f"{column} start_low"] <= table[column]).all() and table[f"{column} starts_sd"].notna().all()
+    assert table["false_clips"].iloc[2] == pytest.approx(0, abs=1e-6) and table["false_clips"].iloc[0] > 0
+    shares = table[["own_clip", "other_true_clips", "false_clips"]].sum(axis=1)
+    assert shares.to_numpy() == pytest.approx(1.0)  # of the target the loss trains towards
     oracle = table.set_index("estimator").loc["oracle"]
     assert (table["ap@10 oracle-control"] == oracle["ap@10 stage2-control"]).all()  # each point's ceiling
     markdown = (tmp_path / "results" / "map" / "map.md").read_text()
-    assert "hierarchical bootstrap" in markdown and "| oracle" in markdown
+    assert "t-interval over the per-start means" in markdown and "| oracle" in markdown
     assert (tmp_path / "results" / "map" / "map.png").stat().st_size > 0
+    world = tmp_path / "results" / "centre"
+    assert (world / "correspondences" / "without1" / "targets.h5").exists()  # start 1's targets: start 2 alone
+    log = pd.read_csv(world / "stage2" / "gated_from1-seed3" / "log.csv")
+    assert "val_dcase2025_map@16" in log  # the epoch chosen by it
