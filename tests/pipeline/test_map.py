@@ -19,80 +19,92 @@ def configuration(*names, base="demo.yaml"):
     return config
 
 
-def test_the_demo_map_is_its_centre_each_axis_one_at_a_time_and_the_interactions():
+TARGETS = [
+    "paper",
+    "heldout",
+    "captions",
+    "xie",
+    "split25",
+    "split75",
+    "captionssplit25",
+    "captionssplit75",
+    "top1",
+    "top3",
+    "top8",
+    "agree8",
+    "oracle",
+]
+
+
+def test_the_demo_map_crosses_every_target_with_both_stage1_worlds():
     expanded = sweep.expand(configuration("map.yaml"))
     points = [(p["world"], p["variant"]) for p in expanded["points"]]
-    assert len(points) == len(set(points)) == 14
-    centre = "medium_e14"
-    assert [v for w, v in points if w == centre] == [
-        "ensemble3_t005_dist",
-        "own_t005_dist",
-        "ensemble5_t005_dist",
-        "captions_t005_dist",
-        "ensemble3captions_t005_dist",
-        "oracle_t005_dist",
-        "ensemble3_t002_dist",
-        "ensemble3_t01_dist",
-        "ensemble3_t005_mixed",
-    ]
-    assert sorted(v for w, v in points if w == "medium_e24") == sorted(
-        ["ensemble3_t005_dist", "captions_t005_dist"]  # the interaction with stage 1
-    )
-    assert [v for w, v in points if w == "low_e14"] == ["ensemble3_t005_dist"]
-    assert [v for w, v in points if w == "high_e14"] == ["ensemble3_t005_dist", "oracle_t005_dist"]  # the ceiling
+    assert len(points) == len(set(points)) == 26
+    assert [v for w, v in points if w == "e14"] == [v for w, v in points if w == "e24"] == TARGETS
 
 
-def test_each_world_trains_only_the_stage1_runs_its_points_need_and_shares_the_release_files_it_can():
+def test_each_world_trains_five_starts_and_shares_the_release_files():
     config = configuration("map.yaml")
     worlds = sweep.expand(config)["worlds"]
-    assert list(worlds) == ["medium_e14", "low_e14", "high_e14", "medium_e24"]
+    assert list(worlds) == ["e14", "e24"]
     for name, world in worlds.items():
         check_at_load(world["config"])
         assert world["config"]["out_dir"] == f"results/map/{name}" and "map" not in world["config"]
-    seeds = {name: world["config"]["stage1"]["seeds"] for name, world in worlds.items()}
-    assert seeds == {
-        "medium_e14": [1, 2, 3, 4, 5],
-        "low_e14": [1, 2, 3],
-        "high_e14": [1, 2, 3],
-        "medium_e24": [1, 2, 3],
+        assert world["config"]["stage1"]["seeds"] == [1, 2, 3, 4, 5]
+        assert world["config"]["stage2"]["train"]["select_by"] == "dcase2025_map@16"  # both arms alike
+        assert world["config"]["train"]["select_by"] == "map@10"  # stage 1 is the quick demo's
+    assert "generate_demo_dataset" in worlds["e24"]["excluded_rules"]  # e14 generates them
+    assert worlds["e24"]["config"]["train"]["epochs"] == 24
+    ensembles = worlds["e14"]["config"]["correspondences"]["ensembles"]
+    assert {f"without{s}": ensembles[f"without{s}"] for s in (1, 5)} == {
+        "without1": [2, 3, 4, 5],
+        "without5": [1, 2, 3, 4],
     }
-    raw = {name: world["config"]["data"]["raw_dir"] for name, world in worlds.items()}
-    assert raw["medium_e24"] == raw["medium_e14"] == "results/map/raw/medium" != raw["low_e14"]
-    assert "generate_demo_dataset" in worlds["medium_e24"]["excluded_rules"]  # medium_e14 generates them
-    assert "generate_demo_dataset" not in worlds["low_e14"]["excluded_rules"]
-    assert worlds["low_e14"]["config"]["demo"]["property_mention_prob"] == 0.9
-    assert worlds["medium_e24"]["config"]["train"]["epochs"] == 24
-    own = worlds["medium_e14"]["config"]["correspondences"]["ensembles"]
-    assert {own[f"seed{s}"][0] for s in (1, 2, 3)} == {1, 2, 3} and own["all5"] == [1, 2, 3, 4, 5]
+    assert ensembles["xie"] == ["captions:paired"] and ensembles["all5"] == [1, 2, 3, 4, 5]
 
 
-def test_a_point_runs_its_variant_from_every_start_with_every_seed_beside_the_shared_controls():
+def test_a_point_runs_its_variant_from_every_start_beside_the_shared_controls_with_its_rule():
     expanded = sweep.expand(configuration("map.yaml"))
-    own = next(p for p in expanded["points"] if p["variant"] == "own_t005_dist")
-    assert own["ensembles"] == ["seed1", "seed2", "seed3"] and own["quality_rows"] == ["seed1", "seed2", "seed3"]
-    assert own["runs"][1] == ["own_t005_dist_from2-seed523528930", "own_t005_dist_from2-seed11"]
-    assert own["controls"][1] == ["control-from-seed2-seed523528930", "control-from-seed2-seed11"]
-    mixed = next(p for p in expanded["points"] if p["variant"] == "ensemble3_t005_mixed")
-    assert mixed["weights"] == {"dist": 0.5, "sup": 0.5} and mixed["target_tau"] == 0.05
-    assert mixed["controls"] == own["controls"]  # one control per start and seed serves every variant
-    combined = next(p for p in expanded["points"] if p["variant"] == "ensemble3captions_t005_dist")
-    assert combined["quality_rows"] == ["ensemble all_captions"] * 3
-    oracle = next(p for p in expanded["points"] if p["variant"] == "oracle_t005_dist")
-    assert (oracle["targets"], own["targets"], combined["targets"]) == ("oracle", "estimated", "estimated")
+    at = {(p["world"], p["variant"]): p for p in expanded["points"]}
+    heldout, paper = at["e14", "heldout"], at["e14", "paper"]
+    assert heldout["ensembles"] == [f"without{s}" for s in range(1, 6)]  # each start's targets without it
+    assert heldout["quality_rows"][0] == "ensemble without1"
+    assert heldout["runs"][1] == ["heldout_from2-seed523528930"]
+    assert heldout["controls"] == paper["controls"] == [[f"control-from-seed{s}-seed523528930"] for s in range(1, 6)]
+    assert at["e14", "split75"]["rule"] == "split(own_share=0.75)" and paper["rule"] == "softmax"
+    assert (
+        at["e14", "xie"]["rule"] == "logistic(alpha=25, beta=20)"
+        and at["e14", "xie"]["quality_rows"][0] == "ensemble xie"
+    )
+    assert at["e14", "agree8"]["ensembles"] == ["all5"] * 5
+    assert at["e14", "oracle"]["targets"] == "oracle" and paper["targets"] == "estimated"
+    assert paper["select_by"] == "dcase2025_map@16"
+    own = sweep.expand(overlaid(configuration("map.yaml"), {"map": {"run": {"ensemble": "own"}}}))["points"][0]
+    assert own["ensembles"] == [f"seed{s}" for s in range(1, 6)]  # the paper's self-distillation
 
 
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda m: m["run_axes"]["tau"].update(centre="t003"), "axis tau: centre 't003' is not one of its values"),
+        (
+            lambda m: m["run_axes"]["targets"].update(centre="best"),
+            "axis targets: centre 'best' is not one of its values",
+        ),
         (lambda m: m["interactions"].append({"stage1": ["e14"], "width": ["x"]}), "'width' is not an axis"),
-        (lambda m: m["every_world"].append({"estimator": "best"}), r"\['best'\] are not values of axis 'estimator'"),
+        (lambda m: m["every_world"].append({"targets": "best"}), r"\['best'\] are not values of axis 'targets'"),
         (lambda m: m["world_axes"]["stage1"]["values"].update(e2={"out_dir": "x"}), r"cannot set \['out_dir'\]"),
-        (lambda m: m["run_axes"]["estimator"]["values"].update(x={"ensemble": "all7"}), "ensemble 'all7' is not in"),
+        (lambda m: m["run_axes"]["targets"]["values"].update(x={"ensemble": "all7"}), "ensemble 'all7' is not in"),
         (lambda m: m["every_world"].append({"stage1": "e24"}), "'stage1' is not a run axis"),
-        (lambda m: m["run_axes"]["loss"]["values"].update(sup={"dist_weight": 0.0}), "would be the control itself"),
+        (lambda m: m["run_axes"]["targets"]["values"].update(sup={"dist_weight": 0.0}), "would be the control itself"),
         (lambda m: m["world_axes"]["stage1"]["values"].update(all={"stage1": {"train_on": "all"}}), "train_on all"),
         (lambda m: m["world_axes"]["stage1"]["values"].update(x={"wavcaps": {}}), r"cannot set \['wavcaps'\]"),
+        (
+            lambda m: m["run_axes"]["targets"]["values"].update(
+                x={"target_rule": {"name": "agreement", "agree_with": "all9", "k": 2}}
+            ),
+            "target_rule.agree_with: 'all9' is not in correspondences.ensembles",
+        ),
+        (lambda m: m.update(starts=[1]), "ensemble 'others' needs at least two starts"),
     ],
 )
 def test_map_mistakes_name_the_axis_and_value(edit, message):
@@ -120,14 +132,15 @@ def test_the_demo_map_plans_every_stage1_run_and_every_control_once(tmp_path):
     )
     counts = job_counts(result)
     stage1 = {name.removesuffix("_train_stage1"): n for name, n in counts.items() if name.endswith("_train_stage1")}
-    assert stage1 == {"medium_e14": 5, "low_e14": 3, "high_e14": 3, "medium_e24": 3}
+    assert stage1 == {"e14": 5, "e24": 5}
     stage2 = {name.removesuffix("_train_stage2"): n for name, n in counts.items() if name.endswith("_train_stage2")}
-    assert stage2 == {"medium_e14": 9 * 6 + 6, "low_e14": 1 * 6 + 6, "high_e14": 2 * 6 + 6, "medium_e24": 2 * 6 + 6}
+    assert stage2 == {"e14": 13 * 5 + 5, "e24": 13 * 5 + 5}
     for world in stage2:
         controls = [n for n in planned_names(result, f"{world}_train_stage2") if n.startswith("control-")]
-        assert len(controls) == len(set(controls)) == 6
-    assert counts["medium_e14_generate_demo_dataset"] == 1 and "medium_e24_generate_demo_dataset" not in counts
-    assert counts["medium_e14_text_states"] == 3  # the demo's frozen MiniLM: each split's captions once per world
+        assert len(controls) == len(set(controls)) == 5
+    assert counts["e14_generate_demo_dataset"] == 1 and "e24_generate_demo_dataset" not in counts
+    assert counts["e14_text_states"] == 3  # the demo's frozen MiniLM: each split's captions once per world
+    assert counts["e14_ensemble_targets"] == 8  # all5, captions, xie and each start's without{N}
     assert counts["map"] == 1
 
 

@@ -320,7 +320,7 @@ def test_the_map_figure_draws_what_a_map_without_ground_truth_or_dcase_annotatio
             "ap@10 stage2-control low": [0.0, -2.0],
             "ap@10 stage2-control high": [2.0, 0.0],
             "ap@10 control-start": [0.5, 0.7],
-            "false_clips": [np.nan, np.nan],
+            "own_clip": [np.nan, np.nan],
         }
     )
     fig = plots.map_figure(table)

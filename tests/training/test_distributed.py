@@ -14,6 +14,7 @@ import torch.multiprocessing as mp
 from tiny import tiny_model_config
 
 from audioretrieval.correspondences.ensemble import EnsembleTargets, build_targets
+from audioretrieval.correspondences.target_rules import TargetRule
 from audioretrieval.data.embeddings import write_embeddings
 from audioretrieval.model.dual_encoder import DualEncoder
 from audioretrieval.training.loop import DistillationTargets, batch_loss
@@ -99,7 +100,7 @@ def worker(rank, world, port, tokenizer, losses, targets, queue):
             torch.device("cpu"),
             "fp32",
             spec_for(cfg, weights),
-            DistillationTargets(EnsembleTargets(targets), cfg["tau"]),
+            DistillationTargets(EnsembleTargets(targets), TargetRule.of(None, cfg["tau"])),
         )
         loss.backward()
         if rank == 0:
@@ -126,7 +127,12 @@ def test_two_processes_match_one_process_on_the_global_batch(tiny_tokenizer, tmp
         join=False,
         start_method="forkserver",
     )
-    distributed = [queue.get() for _ in LOSSES]  # before joining: the worker blocks until these are read
+    distributed = []  # read before joining: the worker blocks until these are read
+    while len(distributed) < len(LOSSES):
+        if not queue.empty():
+            distributed.append(queue.get())
+        elif processes.join(timeout=0.5):  # raises with the worker's traceback where one failed
+            pytest.fail(f"the workers exited after sending {len(distributed)} of {len(LOSSES)} results")
     while not processes.join():
         pass
     for (name, weights), (distributed_loss, gradients) in zip(LOSSES.items(), distributed):
@@ -138,7 +144,7 @@ def test_two_processes_match_one_process_on_the_global_batch(tiny_tokenizer, tmp
             torch.device("cpu"),
             "fp32",
             spec_for(cfg, weights),
-            DistillationTargets(EnsembleTargets(targets), cfg["tau"]),
+            DistillationTargets(EnsembleTargets(targets), TargetRule.of(None, cfg["tau"])),
         )
         loss.backward()
         expected = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}

@@ -44,6 +44,7 @@ TRAIN = {
     "cache_spectrograms": False,
     "num_workers": 0,
     "log_every": 2,
+    "select_by": "map@10",
 }
 
 
