@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 import re
 import resource
 import sys
@@ -189,25 +190,47 @@ def gpu_full_size(steps: int, batch: int) -> None:
     best = None
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = offline_tokenizer(Path(tmp))
-        for precision, fused, compiled in variants:
+
+        def full_size(precision, fused, compiled):
             config = full_size_model_config(tokenizer)
             config["audio"]["fused_attention"] = fused
             torch.manual_seed(0)
             model = DualEncoder(config, paper["train"]["segment_s"])
             if compiled:
                 model.compile_encoders()
-            rates = measure(model, paper["train"], batch, device, precision, steps)
-            report(
+            return measure(model, paper["train"], batch, device, precision, steps), flop_per_sample(model)
+
+        for (precision, fused, compiled), result in each_fitting(variants, full_size):
+            name = (
                 f"(b) full size, {precision}, batch {batch}"
                 + (", fused attention" if fused else "")
-                + (", compiled" if compiled else ""),
-                *rates,
+                + (", compiled" if compiled else "")
             )
+            if result is None:
+                print(f"{name:<52} does not fit in GPU memory")
+                continue
+            rates, flop = result
+            report(name, *rates)
             if best is None or rates[0] > best[0]:
-                best = (*rates[:2], flop_per_sample(model))
-            del model
-            torch.cuda.empty_cache()
+                best = (*rates[:2], flop)
+    if best is None:
+        print("projected ClothoV2 stage-1 run: no variant fits in this GPU's memory at batch", batch)
+        return
     project(*best)
+
+
+def each_fitting(variants, run):
+    """(variant, run(*variant)) for each variant, None where it ran out of GPU memory: one that does
+    not fit frees what it held and the next one runs."""
+    for variant in variants:
+        try:
+            result = run(*variant)
+        except torch.cuda.OutOfMemoryError:
+            result = None
+        gc.collect()  # the failed variant's model and activations, held by its traceback's frames
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        yield variant, result
 
 
 def main() -> None:

@@ -110,11 +110,21 @@ def train(spec: RunSpec, progress: bool = True) -> None:
         shutil.rmtree(spec.resume_dir)  # finished: a later rerun of this job trains again
 
 
+def check_device_settings(cfg: dict, device: torch.device) -> None:
+    """Refuse settings that would exhaust a GPU machine's host memory before the first step."""
+    if cfg["cache_spectrograms"] and device.type == "cuda":
+        raise ValueError(
+            f"train.cache_spectrograms is true on {device}: it keeps every clip's spectrogram in host "
+            f"memory (about 24 GB for ClothoV2) to save CPU time a GPU run does not spend; set it to false"
+        )
+
+
 def start(spec: RunSpec) -> Run:
     """The model (from the initial checkpoint in stage 2), its optimizer and scaler, the training
     data and targets; every process seeded as a fresh run would be."""
     device = distributed.setup()
     world, cfg = distributed.world_size(), spec.train
+    check_device_settings(cfg, device)
     if cfg["batch_size"] % world:
         raise ValueError(f"train.batch_size ({cfg['batch_size']}) must be divisible by the {world} processes")
     seed_everything(spec.seed)
