@@ -3,6 +3,7 @@ for the stage-1 loss and for the stage-2 loss whose targets must cover the gathe
 
 import os
 import socket
+from datetime import timedelta
 
 import forked
 import numpy as np
@@ -17,6 +18,7 @@ from audioretrieval.correspondences.ensemble import EnsembleTargets, build_targe
 from audioretrieval.correspondences.target_rules import TargetRule
 from audioretrieval.data.embeddings import write_embeddings
 from audioretrieval.model.dual_encoder import DualEncoder
+from audioretrieval.training import distributed
 from audioretrieval.training.loop import DistillationTargets, batch_loss
 from audioretrieval.training.spec import RunSpec
 
@@ -85,8 +87,16 @@ def make_targets(directory):
 
 
 def worker(rank, world, port, tokenizer, losses, targets, queue):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    os.environ.update(  # as torchrun sets them, and the timeout a cluster's job may set
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        **{distributed.TIMEOUT_VARIABLE: "90"},
+    )
+    distributed.setup()
+    if rank == 0:
+        queue.put(dist.distributed_c10d._get_default_group()._get_backend(torch.device("cpu")).options._timeout)
     torch.set_num_threads(1)
     half = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
     for weights in losses:
@@ -127,15 +137,17 @@ def test_two_processes_match_one_process_on_the_global_batch(tiny_tokenizer, tmp
         join=False,
         start_method="forkserver",
     )
-    distributed = []  # read before joining: the worker blocks until these are read
-    while len(distributed) < len(LOSSES):
+    results = []  # read before joining: the worker blocks until these are read
+    while len(results) < 1 + len(LOSSES):
         if not queue.empty():
-            distributed.append(queue.get())
+            results.append(queue.get())
         elif processes.join(timeout=0.5):  # raises with the worker's traceback where one failed
-            pytest.fail(f"the workers exited after sending {len(distributed)} of {len(LOSSES)} results")
+            pytest.fail(f"the workers exited after sending {len(results)} of {1 + len(LOSSES)} results")
     while not processes.join():
         pass
-    for (name, weights), (distributed_loss, gradients) in zip(LOSSES.items(), distributed):
+    timeout, *results = results
+    assert timeout == timedelta(minutes=90)  # the process group waits as long as the job said
+    for (name, weights), (distributed_loss, gradients) in zip(LOSSES.items(), results):
         model, cfg = make_model(tiny_tokenizer)
         model.eval()
         loss = batch_loss(

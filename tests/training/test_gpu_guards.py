@@ -1,14 +1,17 @@
 """What keeps a first GPU run from crashing, checked on the CPU: resume state mapped from its file
-rather than copied into every process, host-memory caches refused on a GPU, and a benchmark variant
-that runs out of GPU memory not ending the others."""
+rather than copied into every process, host-memory caches refused on a GPU, a process group that
+outwaits the first rank's checkpoint writes, and a benchmark variant that runs out of GPU memory not
+ending the others."""
 
 import importlib.util
+from datetime import timedelta
 
 import pytest
 import torch
 from conftest import REPO
 
 from audioretrieval.files import save_torch_atomically
+from audioretrieval.training import distributed
 from audioretrieval.training.loop import check_device_settings
 from audioretrieval.training.state import read_state
 
@@ -52,3 +55,14 @@ def test_a_benchmark_variant_that_runs_out_of_gpu_memory_leaves_the_others_runni
 
     with pytest.raises(RuntimeError, match="not a memory error"):  # only running out of memory is survived
         list(benchmark.each_fitting(variants, broken))
+
+
+def test_the_process_group_waits_an_hour_unless_the_job_says_otherwise(monkeypatch):
+    monkeypatch.delenv(distributed.TIMEOUT_VARIABLE, raising=False)
+    assert distributed.process_group_timeout() == timedelta(hours=1)  # not NCCL's 10 minutes
+    monkeypatch.setenv(distributed.TIMEOUT_VARIABLE, "120")
+    assert distributed.process_group_timeout() == timedelta(hours=2)
+    for bad in ("0", "-5", "soon", "inf"):
+        monkeypatch.setenv(distributed.TIMEOUT_VARIABLE, bad)
+        with pytest.raises(ValueError, match=rf"AUDIORETRIEVAL_PROCESS_GROUP_TIMEOUT_MIN='{bad}': expected a positive"):
+            distributed.process_group_timeout()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -16,10 +18,27 @@ def rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 
 
+TIMEOUT_VARIABLE = "AUDIORETRIEVAL_PROCESS_GROUP_TIMEOUT_MIN"
+DEFAULT_TIMEOUT_MIN = 60.0  # not NCCL's 10: the other ranks wait while the first validates and writes checkpoints
+
+
+def process_group_timeout() -> timedelta:
+    """How long a rank waits for the others at a collective: $AUDIORETRIEVAL_PROCESS_GROUP_TIMEOUT_MIN
+    minutes, or an hour."""
+    value = os.environ.get(TIMEOUT_VARIABLE, "")
+    try:
+        minutes = float(value) if value else DEFAULT_TIMEOUT_MIN
+    except ValueError:
+        minutes = math.nan
+    if not minutes > 0 or math.isinf(minutes):
+        raise ValueError(f"{TIMEOUT_VARIABLE}={value!r}: expected a positive number of minutes")
+    return timedelta(minutes=minutes)
+
+
 def setup() -> torch.device:
     """Join the process group when started by torchrun; returns this process's device."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", timeout=process_group_timeout())
     if torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
