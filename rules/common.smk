@@ -26,6 +26,7 @@ ENSEMBLES = config["correspondences"]["ensembles"]
 STAGE1_RUNS = study.stage1_runs(config)
 STAGE2_JOBS = {job.name: job for job in study.stage2_jobs(config)}
 GPUS = config["stage1"]["gpus"]
+TRAINING_THREADS = max(1, GPUS) * (config["train"]["num_workers"] + 1)  # per GPU: its process and DataLoader workers
 CONDA_ENV = "../envs/pipeline.yaml"
 
 

@@ -72,7 +72,7 @@ rule train_stage1:
     priority: 4  # the chain waits for stage 1: start it before exports and evaluations when a core frees up
     conda:
         CONDA_ENV
-    threads: config["train"]["num_workers"] + 1
+    threads: TRAINING_THREADS
     resources:
         **gpu_resources(GPUS),
         mem_mb=16000,

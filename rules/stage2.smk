@@ -25,7 +25,7 @@ rule train_stage2:
     priority: 2
     conda:
         CONDA_ENV
-    threads: config["train"]["num_workers"] + 1
+    threads: TRAINING_THREADS
     resources:
         **gpu_resources(GPUS),
         mem_mb=16000,

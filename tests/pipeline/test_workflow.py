@@ -54,6 +54,16 @@ def test_demo_data_targets_are_built_offline_and_then_up_to_date(tmp_path, tiny_
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+def test_a_multi_gpu_training_job_asks_for_a_process_and_its_loader_workers_per_gpu(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["stage1"]["gpus"] = 2
+    result = run_snakemake("-n", "--configfile", write_config(tmp_path, config), "--cores", 64, cwd=tmp_path)
+    workers = config["train"]["num_workers"]
+    for rule in ("train_stage1", "train_stage2"):
+        blocks = rule_blocks(result, rule)
+        assert blocks and all(f"threads: {2 * (workers + 1)}" in b and "gpu=2" in b for b in blocks), rule
+
+
 def test_the_paper_config_switches_on_the_full_setting_with_train_on(tmp_path):
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["stage1"]["train_on"] = "all"

@@ -44,7 +44,8 @@ def embed_split(
         ):
             waveform = as_float(batch["audio"].to(device, non_blocking=True))
             spectrograms = cache(model.audio, waveform, batch["clip_index"]) if cache else None
-            audio.append(model.embed_audio(waveform, batch["fraction"].to(device), spectrograms).float())
+            fraction = batch["fraction"].to(device, non_blocking=True)
+            audio.append(model.embed_audio(waveform, fraction, spectrograms).float())
         texts = table["caption"].tolist()
         for start in range(0, len(texts), batch_size):
             text.append(model.embed_text(texts[start : start + batch_size]).float())

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, RobertaConfig
 
+from audioretrieval.device import to_device
 from audioretrieval.model.tokenizer import normalize_caption
 from audioretrieval.resources import resolve_name
 
@@ -98,7 +99,7 @@ class TextEncoder(nn.Module):
             max_length=self.max_tokens,
             return_tensors="pt",
         )
-        return {k: v.to(device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
+        return {k: to_device(v, device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
 
     def _pooled(self, texts: list[str], device: torch.device) -> torch.Tensor:
         tokens = self.tokenize(texts, device)

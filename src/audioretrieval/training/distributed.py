@@ -42,6 +42,8 @@ def setup() -> torch.device:
     if torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
+        torch.backends.cuda.matmul.allow_tf32 = True  # what fp32 matmuls remain outside autocast, on tensor cores
+        torch.backends.cudnn.allow_tf32 = True
         return torch.device("cuda", local)
     return torch.device("cpu")
 

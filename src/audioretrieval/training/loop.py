@@ -347,13 +347,13 @@ def batch_loss(
         audio, text = model(waveform, batch["fraction"].to(device, non_blocking=True), batch["caption"], spectrograms)
     audio = distributed.gather_with_grad(audio.float())
     text = distributed.gather_with_grad(text.float())
-    clip_ids = distributed.gather(batch["clip_index"].to(device))
+    clip_ids = distributed.gather(batch["clip_index"].to(device, non_blocking=True))
     logits = distributed.unwrapped(model).logits(audio, text)
     loss = torch.zeros((), device=device)
     if spec.loss_weights.get("sup", 0.0):
         loss = loss + spec.loss_weights["sup"] * contrastive_loss(logits, clip_ids)
     if spec.loss_weights.get("dist", 0.0):
-        caption_rows = distributed.gather(batch["caption_row"].to(device))
+        caption_rows = distributed.gather(batch["caption_row"].to(device, non_blocking=True))
         loss = loss + spec.loss_weights["dist"] * distillation_loss(
             logits, *targets.distributions(clip_ids, caption_rows)
         )
