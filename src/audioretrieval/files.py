@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import errno
+import fcntl
+import glob
 import hashlib
 import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,9 +16,16 @@ import pandas as pd
 
 
 def partial_path(path: str | os.PathLike) -> Path:
-    """Where a file is written before it is complete; renamed to `path` on success."""
+    """Where one writer writes `path` before it is complete (renamed to `path` on success): a name of
+    its own beside it, so two writers of one file never write, rename or remove each other's."""
     path = Path(path)
-    return path.with_name(path.name + ".partial")
+    return path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+
+
+def partial_files(path: str | os.PathLike) -> list[Path]:
+    """The partial files of `path` that writers left or are writing."""
+    path = Path(path)
+    return sorted(path.parent.glob(f"{glob.escape(path.name)}.*.partial"))
 
 
 # What a write fails with when the disk, the quota or the file-size limit is exhausted, or the
@@ -55,6 +65,46 @@ def written_atomically(path: str | os.PathLike) -> Iterator[Path]:
         raise failure from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class HeldByAnother(RuntimeError):
+    """Another process is writing the same output."""
+
+
+@contextmanager
+def sole_writer(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold `path`.lock exclusively for the block (an flock: released when the process ends however it
+    ends, and the file removed when the block ends); if another process holds it, raise HeldByAnother
+    naming that process."""
+    lock = Path(path).with_name(Path(path).name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise HeldByAnother(
+                f"{path}: {what} (process {holder}) is writing it; wait until it ends, or give another path"
+            ) from None
+        if _same_file(fd, lock):
+            break
+        os.close(fd)  # locked a file its holder had removed as it let go: take the one there now
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # while still held: a process that opened it meanwhile tries again
+        os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def write_text_atomically(text: str, path: str | os.PathLike) -> None:
@@ -166,8 +216,8 @@ class _HDF5Sink:
 
 
 class HDF5Output:
-    """An HDF5 file written atomically (as written_atomically writes): under `path`.partial, renamed on
-    success, removed on any failure. A write that fails (a full disk) raises WriteFailed naming `path`
+    """An HDF5 file written atomically (as written_atomically writes): under a partial name of its own,
+    renamed on success, removed on any failure. A write that fails (a full disk) raises WriteFailed naming `path`
     and the cause, at `check` or when the block ends; the process never crashes in HDF5 over it.
 
         with HDF5Output(path) as f:
@@ -181,12 +231,13 @@ class HDF5Output:
         import h5py  # only the jobs that write HDF5 pay for importing it
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._sink = _HDF5Sink(partial_path(self.path))
+        self._tmp = partial_path(self.path)
+        self._sink = _HDF5Sink(self._tmp)
         try:
             self.file = h5py.File(self._sink, "w")
         except BaseException:
             self._sink.close()
-            partial_path(self.path).unlink(missing_ok=True)
+            self._tmp.unlink(missing_ok=True)
             raise
         return self.file
 
@@ -196,7 +247,7 @@ class HDF5Output:
             raise write_failed(self.path, self._sink.failure) from self._sink.failure
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        tmp = partial_path(self.path)
+        tmp = self._tmp
         try:
             self.file.close()  # cannot fail for want of room: the sink holds what the disk did not take
             self._sink.close()

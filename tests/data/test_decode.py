@@ -8,7 +8,7 @@ from conftest import REPO, encode, make_archive, run_snakemake, tone
 from audioretrieval.data.archive import ArchiveUnreadable
 from audioretrieval.data.decode import DecodeError, decode_archive
 from audioretrieval.data.h5audio import AudioH5, AudioH5Writer
-from audioretrieval.files import partial_path
+from audioretrieval.files import partial_files
 
 AWKWARD = [
     "Kitchen, take 2.wav",
@@ -85,7 +85,7 @@ def test_a_member_that_cannot_be_decoded_stops_the_job_and_leaves_nothing(tmp_pa
         decode(archive, tmp_path, threads=2)
     assert "bad.7z" in str(error.value) and "dev/broken, it's bad.wav" in str(error.value)
     assert not (tmp_path / "audio.h5").exists()
-    assert not partial_path(tmp_path / "audio.h5").exists()
+    assert not partial_files(tmp_path / "audio.h5")
     assert not (tmp_path / "skipped.csv").exists()
 
 
@@ -192,7 +192,7 @@ def test_a_full_disk_while_decoding_fails_the_job_in_one_line_and_leaves_no_part
     assert f"error: {sentence} (log: " in result.stderr and "Traceback" not in result.stderr
     log = tmp_path / "results" / "logs" / "decode_audio" / "development.log"
     assert f"failed: {sentence}" in log.read_text()
-    assert not target.exists() and not partial_path(target).exists()
+    assert not target.exists() and not partial_files(target)
 
     run_snakemake(*command, cwd=tmp_path)  # with room, the same command completes
     assert len(AudioH5(target)) == tiny_demo_config["demo"]["clips"]["development"]

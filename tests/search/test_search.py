@@ -564,6 +564,34 @@ def test_sigterm_stops_a_run_whose_read_is_blocked_and_saves_what_it_embedded(tm
     assert sorted(read_index(index).files) == ["a.wav"] and not list(tmp_path.glob("*.partial"))
 
 
+def test_a_second_index_run_on_the_same_index_is_refused_naming_the_first_while_queries_still_read_it(
+    tmp_path, checkpoint, capsys
+):
+    folder = sounds(tmp_path / "sounds", {"a.wav": 1.0, "b.wav": 1.0})
+    index = tmp_path / "index.h5"
+    command = ["-c", STALLED_READ.format(name="b.wav"), "index", str(folder)]
+    command += ["--checkpoint", str(checkpoint), "--index", str(index), "--device", "cpu", "--batch-size", "1"]
+    first = forked.Process([*command, "--save-every", "0"])
+    try:
+        deadline = time.monotonic() + 120
+        while not (index.exists() and read_index(index).files):  # a.wav saved; b.wav's read blocks the run
+            assert time.monotonic() < deadline and first.poll() is None, first.communicate()
+            time.sleep(0.2)
+        message = error_of("index", str(folder), "--checkpoint", str(checkpoint), "--index", str(index))
+        assert message == (
+            f"audioretrieval-search: error: {index}: another `index` run (process {first.pid}) is writing it; "
+            "wait until it ends, or give another path"
+        )
+        query(index, checkpoint, "a loud high tone")  # meanwhile the last complete save answers
+        assert "a.wav" in capsys.readouterr().out
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=20)
+    finally:
+        first.kill()
+    index_folder(folder, checkpoint, index, "--read-timeout", "5")  # the first has ended: this one runs
+    assert sorted(read_index(index).files) == ["a.wav", "b.wav"]
+
+
 def nan_checkpoint(checkpoint: Path, path: Path) -> Path:
     contents = torch.load(checkpoint, weights_only=True)
     contents["state_dict"]["audio.projection.weight"][0, 0] = float("nan")

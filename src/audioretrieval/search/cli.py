@@ -8,7 +8,7 @@ import sys
 
 from audioretrieval.device import DeviceUnavailable
 from audioretrieval.evaluation.relevance import RelevanceMismatch
-from audioretrieval.files import WriteFailed, write_text_atomically
+from audioretrieval.files import HeldByAnother, WriteFailed, write_text_atomically
 from audioretrieval.pipeline.workflow import DEBUG_VARIABLE, debugging, error_sentence
 from audioretrieval.search.indexing import UpdateSummary, update_index
 from audioretrieval.search.query import format_hits, gather_queries, mark_relevance, search
@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SAID_IN_FULL = (SearchError, RelevanceMismatch, WriteFailed, DeviceUnavailable, HeldByAnother)  # no traceback needed
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if args.debug or debugging():
             raise
-        if isinstance(exc, (SearchError, RelevanceMismatch, WriteFailed, DeviceUnavailable)):  # said in full
+        if isinstance(exc, SAID_IN_FULL):
             sys.exit(f"{PROG}: error: {shown(str(exc))}")
         sys.exit(f"{PROG}: error: {shown(error_sentence(exc))} (--debug shows the traceback)")
     finally:

@@ -10,7 +10,8 @@ is skipped without being read, a read that makes no progress for the stall limit
 tried again next run), and nothing waits for a blocked read, so Ctrl-C and SIGTERM always stop.
 The index is written whole, atomically, every `save_every_s` seconds and at the end (also on Ctrl-C
 or an error), so an interrupted run loses at most the files embedded since the last save, and a
-rerun embeds only what is missing.
+rerun embeds only what is missing. One run at a time updates an index: a second on the same index
+is refused, naming the first's process.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from tqdm import tqdm
 
 from audioretrieval.data.audio_io import AUDIO_EXTENSIONS, is_audio_name, load_mono
 from audioretrieval.device import autocast_for, choose_device, resolve_precision
+from audioretrieval.files import sole_writer
 from audioretrieval.model.audio import SAMPLE_RATE
 from audioretrieval.model.dual_encoder import DualEncoder
 from audioretrieval.search.checkpoints import check_same_checkpoint, checkpoint_digest, load_search_model
@@ -344,6 +346,11 @@ def update_index(
         raise SearchError(f"--batch-size {batch_size}: expected a positive number of segments")
     if not stall_s > 0:
         raise SearchError(f"--read-timeout {stall_s:g}: expected a positive number of seconds")
+    with sole_writer(index_path, "another `index` run"):  # readers meanwhile see the last complete save
+        return _update(folder, checkpoint, index_path, batch_size, device, save_every_s, stall_s)
+
+
+def _update(folder, checkpoint, index_path, batch_size, device, save_every_s, stall_s) -> UpdateSummary:
     found = scan_folder(folder)
     digest = checkpoint_digest(checkpoint)
     index = existing_index(index_path, checkpoint, digest)
