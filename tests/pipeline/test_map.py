@@ -105,6 +105,10 @@ def test_a_point_runs_its_variant_from_every_start_beside_the_shared_controls_wi
             "target_rule.agree_with: 'all9' is not in correspondences.ensembles",
         ),
         (lambda m: m.update(starts=[1]), "ensemble 'others' needs at least two starts"),
+        (
+            lambda m: m["run_axes"].update(rule={"centre": "a", "values": {"a": {}}}),
+            r"axes \['rule'\] have names of the map's own columns",
+        ),
     ],
 )
 def test_map_mistakes_name_the_axis_and_value(edit, message):

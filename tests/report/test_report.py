@@ -285,7 +285,7 @@ def test_the_map_reads_what_goes_with_the_gain_from_estimated_targets_only():
             "rule": "softmax",
             "select_by": "dcase2025_map@16",
             "runs": "3 x 2",
-            "targets": targets,
+            "target_source": targets,
             "false_clips": false_clips,
             "roc_auc": roc_auc,
             **cells,

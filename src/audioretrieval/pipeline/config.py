@@ -174,12 +174,21 @@ def _check_extra_sets(config: dict) -> None:
         )
 
 
+# the columns map.csv gives every point besides its axes' values (report.sweep): no axis may take their names
+MAP_POINT_COLUMNS = frozenset(
+    {"world", "variant", "rule", "target_tau", "dist_weight", "sup_weight", "select_by", "starts", "seeds", "runs"}
+    | {"target_source"}
+)
+
+
 def _check_map(config: dict) -> None:
     design = config["map"]
     world_axes, run_axes = design["world_axes"], design["run_axes"]
     shared = sorted(set(world_axes) & set(run_axes))
     _require(not shared, f"map: {shared} are both world and run axes")
     axes = {**world_axes, **run_axes}
+    taken = sorted(set(axes) & MAP_POINT_COLUMNS)
+    _require(not taken, f"map: axes {taken} have names of the map's own columns; name them otherwise")
     for axis, spec in axes.items():
         _require(
             spec["centre"] in spec["values"], f"map axis {axis}: centre {spec['centre']!r} is not one of its values"

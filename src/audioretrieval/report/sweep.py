@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from audioretrieval.pipeline.config import MAP_POINT_COLUMNS
 from audioretrieval.report.compare import aligned_scores
 
 # the challenge's multi-positive mAP@16 first (the headline), own-clip AP@10 (the paper's), the DCASE AP@10
@@ -131,8 +132,9 @@ def point_row(
         "starts": len(point["starts"]),
         "seeds": len(point["runs"][0]),
         "runs": f"{len(point['starts'])} x {len(point['runs'][0])}",
-        "targets": point["targets"],
+        "target_source": point["targets"],
     }
+    assert set(row) - set(point["labels"]) == MAP_POINT_COLUMNS, "config.MAP_POINT_COLUMNS lists a point's columns"
     if quality is not None:
         first = quality.iloc[0]
         row["true_clips_per_caption"] = 1 + first["true_pairs"] / first["captions"]
@@ -270,7 +272,7 @@ def map_markdown(table: pd.DataFrame, axes: list[str], resamples: int) -> str:
         "L_sup's one-hot as the loss weights mix them); off-own precision: other true / (other true + "
         "false).\n\n" + shown.to_markdown(index=False) + "\n"
     )
-    estimated = table[table["targets"] == "estimated"]
+    estimated = table[table["target_source"] == "estimated"]
     for centre, heading in [
         (False, f"across the {len(estimated)} points with estimated targets"),
         (True, "within worlds (each quantity less its world's mean)"),
