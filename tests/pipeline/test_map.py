@@ -160,7 +160,7 @@ def test_the_paper_configuration_plans_its_clothov2_ablation_with_the_same_harne
         cwd=tmp_path,
     )
     counts = job_counts(result)
-    assert counts["centre_train_stage1"] == 5 and counts["centre_train_stage2"] == 5 * 5 + 5  # 5 targets, control
+    assert counts["centre_train_stage1"] == 5 and counts["centre_train_stage2"] == 6 * 5 + 5  # 6 targets, control
     assert counts["centre_ensemble_targets"] == 3 + 5 + 5  # all5, captions, xie; each start's own and without{N}
     assert counts["centre_embed_captions"] == 1 and counts["map"] == 1
     assert not any(name.endswith("text_states") for name in counts)  # RoBERTa is trained: no states to share
