@@ -233,16 +233,17 @@ def test_the_sentence_model_embeds_captions_as_published_and_paraphrases_score_h
         embed_captions(str(tmp_path / "no-such-model"), texts, batch_size=2)
 
 
-def test_targets_on_a_gpu_compute_the_same_blocks_as_on_the_cpu(tmp_path):
-    """On a GPU the matrices are torch tensors on the device; that branch, run here on the CPU."""
+def test_targets_in_memory_and_memory_mapped_compute_the_same_blocks(tmp_path):
+    """In memory the matrices are torch tensors on the device (a GPU's or the CPU's); memory-mapped,
+    NumPy arrays read a block's rows at a time."""
     for m in range(2):
         member(tmp_path / f"m{m}.h5", seed=m)
     caption_file(tmp_path / "captions.h5")
     build_targets([str(tmp_path / "m0.h5"), str(tmp_path / "m1.h5"), str(tmp_path / "captions.h5")], tmp_path / "t.h5")
-    on_cpu = EnsembleTargets(tmp_path / "t.h5")
-    as_on_gpu = EnsembleTargets(tmp_path / "t.h5")
-    as_on_gpu.audio, as_on_gpu.text = torch.from_numpy(on_cpu.audio), torch.from_numpy(on_cpu.text)
+    in_memory = EnsembleTargets(tmp_path / "t.h5")
+    mapped = EnsembleTargets(tmp_path / "t.h5", in_memory=False)
+    assert isinstance(in_memory.audio, torch.Tensor) and not isinstance(mapped.audio, torch.Tensor)
     clips, captions = torch.tensor([5, 0, 2, 2]), torch.tensor([1, 11, 3])
-    torch.testing.assert_close(as_on_gpu.block(clips, captions), on_cpu.block(clips, captions))
+    torch.testing.assert_close(in_memory.block(clips, captions), mapped.block(clips, captions))
     with pytest.raises(ValueError, match="memory-mapped targets are read on the CPU, not on cuda"):
         EnsembleTargets(tmp_path / "t.h5", in_memory=False, device="cuda")

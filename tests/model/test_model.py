@@ -279,8 +279,20 @@ def test_padding_to_the_longest_caption_gives_the_reference_padding_to_32_tokens
     )  # ex_dcase24.py, forward_sentence
     assert ours["input_ids"].shape[1] < seeds["input_ids"].shape[1] == text.max_tokens
     with torch.no_grad():
-        first = text.encoder(**ours).last_hidden_state[:, 0]
+        first = text.encoder(input_ids=ours["input_ids"], attention_mask=ours["attention"]).last_hidden_state[:, 0]
         padded = text.encoder(input_ids=seeds["input_ids"], attention_mask=seeds["attention_mask"]).last_hidden_state[
             :, 0
         ]
     assert torch.allclose(first, padded, atol=1e-5)
+
+
+def test_the_mask_built_on_the_host_gives_the_states_hugging_face_computes_from_the_2d_mask(tiny_tokenizer):
+    torch.manual_seed(0)
+    text = TextEncoder(tiny_model_config(tiny_tokenizer)["text"], 16).eval()
+    for captions in (["a hum", "a loud tone over a quiet hum"], ["a hum", "a hum"]):  # padded, and not
+        tokens = text.tokenize(captions, torch.device("cpu"))
+        assert (tokens["attention"] is None) == bool(tokens["attention_mask"].all())
+        with torch.no_grad():
+            ours = text.encoder(input_ids=tokens["input_ids"], attention_mask=tokens["attention"]).last_hidden_state
+            theirs = text.encoder(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+        assert torch.equal(ours, theirs.last_hidden_state)

@@ -185,7 +185,7 @@ class EnsembleTargets:
     otherwise it is memory-mapped, so a block reads only its own rows (WavCaps-sized targets never fill
     memory). A caption part is always in memory (one vector per caption). With a GPU `device`
     everything is kept there and a block is computed there from index tensors on that device: no copy
-    to or from the host. On the CPU the audio-text part is a NumPy matrix product.
+    to or from the host. Memory-mapped, the audio-text part is a NumPy matrix product.
     """
 
     def __init__(self, path: str | os.PathLike, in_memory: bool = True, device: str | torch.device = "cpu"):
@@ -197,10 +197,8 @@ class EnsembleTargets:
             self.clips, self.captions = len(f["file_name"]), len(f["caption"])
             self.audio = self.text = None
             if "audio" in f and f["audio"].shape[1]:
-                if self.device.type != "cpu":
+                if in_memory:
                     self.audio, self.text = (torch.from_numpy(f[key][:]).to(self.device) for key in ("audio", "text"))
-                elif in_memory:
-                    self.audio, self.text = f["audio"][:], f["text"][:]
                 else:
                     self.audio, self.text = _memory_map(self.path, f["audio"]), _memory_map(self.path, f["text"])
             self.caption_scores = CaptionScores.from_file(f, self.device) if CAPTION_DATASET in f else None

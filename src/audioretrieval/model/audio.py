@@ -13,6 +13,7 @@ from hear21passt.models.preprocess import AugmentMelSTFT
 from torch import nn
 from torchaudio.compliance.kaldi import get_mel_banks
 
+from audioretrieval.device import to_device
 from audioretrieval.model.attention import use_fused_attention
 
 passt_module.first_RUN = False  # PaSST prints tensor shapes on its first forward otherwise
@@ -106,15 +107,27 @@ class MelFrontEnd(AugmentMelSTFT):
 
     def mel_of_power(self, power: torch.Tensor) -> torch.Tensor:
         """Normalised log-mel spectrogram [N, n_mels, frames] of power spectrograms."""
-        fmin, fmax = self.fmin, self.fmax
-        if self.training:  # the same random band edges as AugmentMelSTFT draws
+        if self.training:  # the same random band edges as AugmentMelSTFT draws (on the host's generator)
             fmin = self.fmin + torch.randint(self.fmin_aug_range, (1,)).item()
             fmax = self.fmax + self.fmax_aug_range // 2 - torch.randint(self.fmax_aug_range, (1,)).item()
+            mel_basis = to_device(self.mel_bands(fmin, fmax), power.device)
+        else:
+            mel_basis = self.evaluation_bands(power.device)
+        return ((torch.matmul(mel_basis, power) + 0.00001).log() + 4.5) / 5.0
+
+    def mel_bands(self, fmin: float, fmax: float) -> torch.Tensor:
+        """The filter bank [n_mels, n_fft // 2 + 1] between band edges, built on the host."""
         mel_basis, _ = get_mel_banks(
             self.n_mels, self.n_fft, self.sr, fmin, fmax, vtln_low=100.0, vtln_high=-500.0, vtln_warp_factor=1.0
         )
-        mel_basis = nn.functional.pad(mel_basis, (0, 1)).to(power.device)
-        return ((torch.matmul(mel_basis, power) + 0.00001).log() + 4.5) / 5.0
+        return nn.functional.pad(mel_basis, (0, 1))
+
+    def evaluation_bands(self, device: torch.device) -> torch.Tensor:
+        """The fixed band edges' filter bank, built once per device (not a buffer: checkpoints stay
+        hear21passt's)."""
+        if getattr(self, "_evaluation_bands", None) is None or self._evaluation_bands.device != device:
+            self._evaluation_bands = self.mel_bands(self.fmin, self.fmax).to(device)
+        return self._evaluation_bands
 
 
 class PasstAudioEncoder(nn.Module):
@@ -177,7 +190,8 @@ class PasstAudioEncoder(nn.Module):
         power = self.spectrograms(waveform) if spectrograms is None else spectrograms
         with torch.autocast(waveform.device.type, enabled=False):
             mel = self.mel.mel_of_power(power.flatten(0, 1).float())
-        cls_token, dist_token = self.passt.forward_features(mel.unsqueeze(1))
+        with torch.device(mel.device):  # patchout's torch.randperm on the model's device: no copy from the host
+            cls_token, dist_token = self.passt.forward_features(mel.unsqueeze(1))
         per_window = ((cls_token + dist_token) / 2).reshape(batch, self.windows, -1)
         mask = window_mask(fraction, self.windows).unsqueeze(-1).to(per_window.dtype)
         pooled = (per_window * mask).sum(1) / mask.sum(1)

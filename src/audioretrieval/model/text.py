@@ -92,6 +92,10 @@ class TextEncoder(nn.Module):
         return [] if self.frozen else list(self.encoder.parameters())
 
     def tokenize(self, captions: list[str], device: torch.device) -> dict:
+        """input_ids and attention_mask [B, tokens] on `device`, and `attention`, the mask the encoder
+        is given: None without padding, else the 4-D mask Hugging Face's SDPA attention builds from
+        the 2-D one, built here on the host (Hugging Face checks `attention_mask.all()` on the
+        device, which makes the host wait for the GPU at every step)."""
         tokens = self.tokenizer(
             captions,
             padding=True,
@@ -99,11 +103,22 @@ class TextEncoder(nn.Module):
             max_length=self.max_tokens,
             return_tensors="pt",
         )
-        return {k: to_device(v, device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
+        mask = tokens["attention_mask"]
+        if self.encoder.config._attn_implementation != "sdpa":
+            attention = mask
+        elif bool(mask.all()):
+            attention = None
+        else:
+            attention = mask.bool()[:, None, None, :].expand(-1, 1, mask.shape[1], -1).contiguous()
+        return {
+            "input_ids": to_device(tokens["input_ids"], device),
+            "attention_mask": to_device(mask, device),
+            "attention": None if attention is None else to_device(attention, device),
+        }
 
     def _pooled(self, texts: list[str], device: torch.device) -> torch.Tensor:
         tokens = self.tokenize(texts, device)
-        states = self.encoder(**tokens).last_hidden_state
+        states = self.encoder(input_ids=tokens["input_ids"], attention_mask=tokens["attention"]).last_hidden_state
         if self.pooling == "first":
             return states[:, 0]
         mask = tokens["attention_mask"].unsqueeze(-1).to(states.dtype)

@@ -248,8 +248,9 @@ def distillation_targets(spec: RunSpec, dataset, device: torch.device) -> Distil
     )
 
 
-def build_optimizer(model: DualEncoder, cfg: dict) -> torch.optim.AdamW:
-    """AdamW over the four parameter groups; the fused kernel where the model is on a GPU (the same update)."""
+def build_optimizer(model: DualEncoder, cfg: dict, fused: bool | None = None) -> torch.optim.AdamW:
+    """AdamW over the four parameter groups; the fused kernel (the same update) where the model is on
+    a GPU, or where `fused` says."""
     groups = model.parameter_groups()
     return torch.optim.AdamW(
         [
@@ -259,7 +260,7 @@ def build_optimizer(model: DualEncoder, cfg: dict) -> torch.optim.AdamW:
         betas=tuple(cfg["betas"]),
         eps=cfg["eps"],
         weight_decay=cfg["weight_decay"],
-        fused=next(model.parameters()).device.type == "cuda",
+        fused=next(model.parameters()).device.type == "cuda" if fused is None else fused,
     )
 
 
@@ -285,18 +286,24 @@ def train_epoch(run: Run, epoch: int, progress: bool) -> list[float]:
         disable=not progress or distributed.rank() > 0,
     )
     for step, batch in enumerate(batches):
-        set_learning_rates(run.optimizer, epoch + step / run.steps_per_epoch, cfg)
-        loss = batch_loss(run.ddp_model, batch, run.device, run.precision, run.spec, run.targets, run.cache)
-        run.optimizer.zero_grad(set_to_none=True)
-        run.scaler.scale(loss).backward()
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
-        unread.append(loss.detach())
+        unread.append(train_step(run, batch, epoch + step / run.steps_per_epoch))
         if len(unread) == cfg["log_every"]:
             losses += read_losses(run, epoch, len(losses), unread)
             unread = []
             batches.set_postfix(loss=f"{losses[-1]:.3f}")
     return losses + read_losses(run, epoch, len(losses), unread)
+
+
+def train_step(run: Run, batch: dict, epoch: float) -> torch.Tensor:
+    """One optimizer step on a batch at a fractional `epoch` (the learning rates' schedule); its loss,
+    left on the device. Nothing in it waits for the device (tests/training/test_sync_audit.py)."""
+    set_learning_rates(run.optimizer, epoch, run.spec.train)
+    loss = batch_loss(run.ddp_model, batch, run.device, run.precision, run.spec, run.targets, run.cache)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    return loss.detach()
 
 
 def read_losses(run: Run, epoch: int, first_step: int, unread: list[torch.Tensor]) -> list[float]:

@@ -15,11 +15,13 @@ def contrastive_loss(logits: torch.Tensor, clip_ids: torch.Tensor) -> torch.Tens
     """L_sup: -1/2 (mean over positives of log_softmax over audios + the same over captions).
 
     Row i of `logits` is audio i, column j caption j. Every pair of one clip is a positive, so two
-    captions of a clip in one batch are both positives for its audio.
+    captions of a clip in one batch are both positives for its audio. The means are masked sums
+    (not `[mask]`, whose size the host would have to read from a GPU).
     """
-    mask = positives(clip_ids)
-    over_audios = F.log_softmax(logits, dim=0)[mask].mean()
-    over_captions = F.log_softmax(logits, dim=1)[mask].mean()
+    mask = positives(clip_ids).to(logits.dtype)
+    pairs = mask.sum()
+    over_audios = (F.log_softmax(logits, dim=0) * mask).sum() / pairs
+    over_captions = (F.log_softmax(logits, dim=1) * mask).sum() / pairs
     return -(over_audios + over_captions) / 2
 
 

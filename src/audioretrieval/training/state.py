@@ -1,13 +1,17 @@
-"""Reproducibility and resumption: seeding, the random generators' state, and the state of the last
-completed epoch kept in `<run_dir>/resume/state.pt` (model, optimizer, scaler, every process's
-random state, the log so far, the best validation mAP@10)."""
+"""Reproducibility and resumption: seeding, the random generators' state, the state of the last saved
+epoch kept in `<run_dir>/resume/state.pt` (model, optimizer, scaler, every process's random state,
+the log so far, the best validation score and its epoch) every train.save_every epochs, and the best
+epoch's weights in `<run_dir>/resume/best.<epoch>.pt`, written in the background."""
 
 from __future__ import annotations
 
 import logging
 import math
 import random
+import re
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,11 +53,58 @@ def set_rng_state(state: dict) -> None:
 @dataclass
 class Progress:
     """Where a run stands: the first epoch still to train, the log rows so far, the best validation
-    score of train.select_by."""
+    score of train.select_by and its epoch (0-based; -1 before the first)."""
 
     start_epoch: int = 0
     rows: list = field(default_factory=list)
     best_score: float = -math.inf
+    best_epoch: int = -1
+
+
+def best_file(resume_dir: Path, epoch: int) -> Path:
+    return Path(resume_dir) / f"best.{epoch}.pt"
+
+
+def best_files(resume_dir: Path) -> dict[int, Path]:
+    """The best-epoch checkpoints in a resume folder, by epoch."""
+    found = {}
+    for path in Path(resume_dir).glob("best.*.pt"):
+        match = re.fullmatch(r"best\.(\d+)\.pt", path.name)
+        if match:
+            found[int(match.group(1))] = path
+    return found
+
+
+class BestWeights:
+    """The best epoch's checkpoint, written to resume/best.<epoch>.pt by a background thread while
+    training goes on; `settled()` waits for it and removes the earlier ones. A resume state names the
+    epoch whose file it goes with, so a run killed between two states resumes with the best weights
+    of the epochs it keeps, and retrains (and re-judges) the rest."""
+
+    def __init__(self, resume_dir: Path):
+        self.resume_dir = Path(resume_dir)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="best-weights")
+        self._pending: Future | None = None
+        self.epoch = -1
+
+    def keep(self, checkpoint: dict, epoch: int) -> None:
+        """Write `checkpoint` (tensors already on the host) as the best so far."""
+        self.settled()
+        self.epoch = epoch
+        self._pending = self._writer.submit(save_torch_atomically, checkpoint, best_file(self.resume_dir, epoch))
+
+    def settled(self) -> Path | None:
+        """Wait for the last write (raising its error), remove the other epochs' files; the best file."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+        for epoch, path in best_files(self.resume_dir).items():
+            if epoch != self.epoch:
+                path.unlink()
+        return best_file(self.resume_dir, self.epoch) if self.epoch >= 0 else None
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
 
 
 def read_state(path) -> dict:
@@ -63,28 +114,43 @@ def read_state(path) -> dict:
 
 
 def resume(spec: RunSpec, model, optimizer, scaler) -> Progress:
-    """Load the last completed epoch's state into the model, optimizer, scaler and random generators
-    when it belongs to this very run (same fingerprint); otherwise start afresh."""
+    """Load the last saved epoch's state into the model, optimizer, scaler and random generators
+    when it belongs to this very run (same fingerprint); otherwise start afresh. Best-epoch files the
+    state does not name (written after it, or by another configuration) are removed."""
     path = spec.resume_dir / "state.pt"
-    if not path.exists():
-        return Progress()
-    state = read_state(path)
-    if state["fingerprint"] != spec.fingerprint():
+    state = read_state(path) if path.exists() else None
+    if state is not None and state["fingerprint"] != spec.fingerprint():
         log.info("ignoring resume state of a different configuration in %s", spec.resume_dir)
+        state = None
+    kept = state.get("best_epoch", -1) if state is not None else -1
+    for epoch, best in best_files(spec.resume_dir).items():
+        if epoch != kept:
+            best.unlink()
+    if state is None:
         return Progress()
+    if kept >= 0 and not best_file(spec.resume_dir, kept).exists():
+        raise FileNotFoundError(
+            f"{path} goes with the best weights of epoch {kept + 1} in {best_file(spec.resume_dir, kept)}, "
+            f"which is missing: remove {spec.resume_dir} to train this run afresh"
+        )
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
     rank = distributed.rank()
     set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
     log.info("resuming %s after epoch %d", spec.run_dir, state["epoch"] + 1)
-    return Progress(state["epoch"] + 1, state["log"], state["best_score"])
+    return Progress(state["epoch"] + 1, state["log"], state["best_score"], kept)
 
 
-def save_progress(spec: RunSpec, epoch: int, progress: Progress, model, optimizer, scaler) -> None:
-    """The state after `epoch` (every process's random state gathered; written by the first)."""
+def save_progress(
+    spec: RunSpec, epoch: int, progress: Progress, model, optimizer, scaler, best: BestWeights | None = None
+) -> None:
+    """The state after `epoch` (every process's random state gathered; written by the first, once
+    the best weights it names are on disk)."""
     rng = distributed.gather_objects(rng_state())
     if distributed.rank() == 0:
+        if best is not None:
+            best.settled()
         save_torch_atomically(
             {
                 "fingerprint": spec.fingerprint(),
@@ -95,6 +161,7 @@ def save_progress(spec: RunSpec, epoch: int, progress: Progress, model, optimize
                 "rng": rng,
                 "log": progress.rows,
                 "best_score": progress.best_score,
+                "best_epoch": progress.best_epoch,
             },
             spec.resume_dir / "state.pt",
         )
