@@ -1,4 +1,5 @@
 import json
+import pickle
 import os
 import signal
 import tempfile
@@ -23,6 +24,7 @@ from audioretrieval.training import loop
 from audioretrieval.training.loop import NonFiniteLoss, train
 from audioretrieval.training.schedule import learning_rate
 from audioretrieval.training.spec import RunSpec
+from audioretrieval.training.state import BestWeights, best_file, best_files, resume
 
 pytestmark = pytest.mark.slow  # every test here trains or resumes a model
 
@@ -44,6 +46,7 @@ TRAIN = {
     "cache_spectrograms": False,
     "num_workers": 0,
     "log_every": 2,
+    "save_every": 1,
     "select_by": "map@10",
 }
 
@@ -183,31 +186,74 @@ def test_a_compiled_model_computes_the_same_step():
         assert torch.allclose(grad, grads[1][name], atol=1e-5, rtol=1e-3), name
 
 
-def test_a_killed_run_resumes_from_its_last_epoch_to_the_same_weights(tmp_path, tiny_data, tiny_tokenizer):
+def test_a_killed_run_resumes_from_its_last_saved_epoch_to_the_same_weights(tmp_path, tiny_data, tiny_tokenizer):
+    """Saved every second epoch (train.save_every 2), killed once the state of epoch 2 is on disk:
+    the rerun retrains from there and ends where an uninterrupted run saving every epoch ends, best
+    weights included; best-epoch files the state does not name are removed, a missing one refused."""
     reference = spec_in(tmp_path / "reference", tiny_data, tiny_tokenizer, train={**TRAIN, "epochs": 4})
     train(reference, progress=False)
 
-    interrupted = spec_in(tmp_path / "interrupted", tiny_data, tiny_tokenizer, train={**TRAIN, "epochs": 4})
+    interrupted = spec_in(
+        tmp_path / "interrupted", tiny_data, tiny_tokenizer, train={**TRAIN, "epochs": 4, "save_every": 2}
+    )
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps(asdict(interrupted)))
     command = ["-m", "audioretrieval.training.loop", str(spec_file)]
     process = forked.Process(command)
-    state = Path(interrupted.best).parent / "resume" / "state.pt"
+    state = interrupted.resume_dir / "state.pt"
     deadline = time.time() + 120
     while not state.exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert state.exists() and not Path(interrupted.last).exists()
-    killed_after = torch.load(state, weights_only=True)["epoch"]
-    assert killed_after < 3
+    saved = torch.load(state, weights_only=True)
+    assert saved["epoch"] == 1  # the only state a 4-epoch run saving every 2 epochs writes
+    named = best_file(interrupted.resume_dir, saved["best_epoch"])
+    assert named.exists()
+
+    stray = best_file(interrupted.resume_dir, 3)  # as if epoch 4 had been the best when the run was killed
+    stray.write_bytes(b"not this run's")
+    run = loop.start(interrupted)
+    resume(interrupted, run.model, run.optimizer, run.scaler)
+    assert not stray.exists() and named.exists()
+    kept = named.read_bytes()
+    named.unlink()
+    with pytest.raises(FileNotFoundError, match=rf"best weights of epoch {saved['best_epoch'] + 1} in .*best\.\d\.pt"):
+        resume(interrupted, run.model, run.optimizer, run.scaler)
+    named.write_bytes(kept)
 
     result = forked.run(command)
     assert result.returncode == 0, result.stderr
-    assert f"after epoch {killed_after + 1}" in result.stderr  # resumed (1-based, as the log counts), not restarted
+    assert "after epoch 2" in result.stderr  # resumed (1-based, as the log counts), not restarted
     assert pd.read_csv(interrupted.log_table)["epoch"].tolist() == [1, 2, 3, 4]
-    for key, value in weights(reference.last).items():
-        assert torch.equal(value, weights(interrupted.last)[key]), key
+    for output in ("last", "best"):
+        expected, got = weights(getattr(reference, output)), weights(getattr(interrupted, output))
+        for key, value in expected.items():
+            assert torch.equal(value, got[key]), (output, key)
+    assert read_checkpoint(interrupted.best)["epoch"] == read_checkpoint(reference.best)["epoch"]
+
+
+def test_the_best_weights_are_written_in_the_background_and_at_most_two_epochs_are_kept(tmp_path):
+    best = BestWeights(tmp_path)
+    try:
+        best.keep({"w": torch.zeros(3)}, 0)
+        best.saved_with(0)
+        best.keep({"w": torch.ones(3)}, 2)
+        assert best.settled() == best_file(tmp_path, 2)
+        assert sorted(best_files(tmp_path)) == [0, 2]  # the saved state still names epoch 0
+        best.keep({"w": torch.full((3,), 3.0)}, 3)
+        best.settled()
+        assert sorted(best_files(tmp_path)) == [0, 3]
+        best.saved_with(3)
+        assert sorted(best_files(tmp_path)) == [3]
+        assert torch.equal(torch.load(best.settled(), weights_only=True)["w"], torch.full((3,), 3.0))
+        best.keep({"w": lambda: None}, 4)  # pickle refuses it in the writer thread: the error reaches the caller
+        with pytest.raises((AttributeError, TypeError, pickle.PicklingError)):
+            best.settled()
+        assert sorted(best_files(tmp_path)) == [3]  # nothing half-written left as a best file
+    finally:
+        best.close()
 
 
 def test_a_changed_configuration_does_not_resume_stale_state(tmp_path, tiny_data, tiny_tokenizer):
@@ -305,7 +351,7 @@ def test_non_finite_validation_embeddings_stop_the_run_instead_of_scoring_a_perf
         NonFiniteLoss, match=r"validation after epoch 1: \d+ similarities of \d+ captions .* are NaN or infinite"
     ):
         train(spec, progress=False)
-    assert not Path(spec.best).exists() and not (Path(spec.run_dir) / "resume" / "best.pt").exists()
+    assert not Path(spec.best).exists() and not best_files(spec.resume_dir)
 
 
 def test_stage2_distills_from_ensemble_targets_starting_from_a_stage1_checkpoint(tmp_path, tiny_data, tiny_tokenizer):

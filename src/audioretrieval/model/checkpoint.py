@@ -33,7 +33,7 @@ def checkpoint_of(
         "model_config": model_config,
         "segment_s": float(segment_s),
         "text_hf_config": model.text.hf_config,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},  # a snapshot
         "epoch": int(epoch),
         "metrics": {k: float(v) for k, v in metrics.items()},
         "seed": int(seed),

@@ -2,9 +2,9 @@
 
 Outputs (written when training ends): best.pt (the best validation score of train.select_by:
 own-clip mAP@10, or the multi-positive mAP@16 where validation has relevance annotations), last.pt, and a per-epoch
-log table. While training, `<run_dir>/resume/` keeps the state of the last completed epoch and the
-best checkpoint so far (training.state), so a killed run continues from there; a finished run
-removes it.
+log table. While training, `<run_dir>/resume/` keeps the state of the last saved epoch (every
+train.save_every epochs) and the best checkpoint so far (training.state), so a killed run continues
+from there; a finished run removes it.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from audioretrieval.data.h5audio import AudioH5
 from audioretrieval.device import autocast_for, resolve_precision
 from audioretrieval.evaluation.metrics import MULTI_POSITIVE_AT, NonFiniteSimilarity, embedding_metrics
 from audioretrieval.evaluation.relevance import match_queries, read_relevance
-from audioretrieval.files import save_torch_atomically, write_table_atomically
+from audioretrieval.files import save_torch_atomically, write_table_atomically, written_atomically
 from audioretrieval.model.audio import SpectrogramCache
 from audioretrieval.model.checkpoint import checkpoint_of, load_state, read_checkpoint
 from audioretrieval.model.dual_encoder import PARAMETER_GROUPS, DualEncoder
@@ -47,7 +47,7 @@ from audioretrieval.training import distributed
 from audioretrieval.training.losses import contrastive_loss, distillation_loss, positives
 from audioretrieval.training.schedule import learning_rate
 from audioretrieval.training.spec import RunSpec
-from audioretrieval.training.state import Progress, resume, save_progress, seed_everything
+from audioretrieval.training.state import BestWeights, Progress, resume, save_progress, seed_everything
 
 log = logging.getLogger(__name__)
 SELECTION_CRITERIA = ("map@10", f"dcase2025_map@{MULTI_POSITIVE_AT}")  # train.select_by: own clip, or multi-positive
@@ -82,32 +82,48 @@ def train(spec: RunSpec, progress: bool = True) -> None:
     run = start(spec)
     done = resume(spec, run.model, run.optimizer, run.scaler)
     run.ddp_model = distributed.wrapped(run.model, run.device)
-    for epoch in range(done.start_epoch, spec.train["epochs"]):
-        started = time.time()
-        losses = train_epoch(run, epoch, progress)
-        metrics = validate(run, epoch) if distributed.rank() == 0 else {}
-        done.rows.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": float(np.mean(losses)),
-                "seconds": time.time() - started,
-                **{f"lr_{g['name']}": g["lr"] for g in run.optimizer.param_groups},
-                **{f"val_{k}": v for k, v in metrics.items()},
-            }
-        )
-        if distributed.rank() == 0:
-            keep_if_best(run, epoch, metrics, done)
-        save_progress(spec, epoch, done, run.model, run.optimizer, run.scaler)
-        if distributed.rank() == 0:  # logged once saved: a run killed after this line resumes after this epoch
-            log.info(
-                "epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in done.rows[-1].items() if k != "epoch")
+    best = BestWeights(spec.resume_dir, done.best_epoch) if distributed.rank() == 0 else None
+    try:
+        for epoch in range(done.start_epoch, spec.train["epochs"]):
+            started = time.time()
+            losses = train_epoch(run, epoch, progress)
+            metrics = validate(run, epoch) if distributed.rank() == 0 else {}
+            done.rows.append(
+                {
+                    "epoch": epoch + 1,
+                    "train_loss": float(np.mean(losses)),
+                    "seconds": time.time() - started,
+                    **{f"lr_{g['name']}": g["lr"] for g in run.optimizer.param_groups},
+                    **{f"val_{k}": v for k, v in metrics.items()},
+                }
             )
-        distributed.barrier()
-    if distributed.rank() == 0:
-        write_outputs(run, done)
+            if distributed.rank() == 0:
+                keep_if_best(run, epoch, metrics, done, best)
+            saved = saves_after(epoch, spec.train)
+            if saved:
+                save_progress(spec, epoch, done, run.model, run.optimizer, run.scaler, best)
+            if distributed.rank() == 0:
+                log.info(
+                    "epoch %d%s: %s",
+                    epoch + 1,
+                    " (saved: a run killed from here on resumes after it)" if saved else "",
+                    ", ".join(f"{k}={v:.4g}" for k, v in done.rows[-1].items() if k != "epoch"),
+                )
+            distributed.barrier()
+        if distributed.rank() == 0:
+            write_outputs(run, done, best)
+    finally:
+        if best is not None:
+            best.close()
     distributed.barrier()
     if distributed.rank() == 0:
         shutil.rmtree(spec.resume_dir)  # finished: a later rerun of this job trains again
+
+
+def saves_after(epoch: int, cfg: dict) -> bool:
+    """Whether the resume state is written after `epoch` (0-based): every train.save_every epochs,
+    except the last, after which the outputs are written instead."""
+    return (epoch + 1) % cfg["save_every"] == 0 and epoch + 1 < cfg["epochs"]
 
 
 def check_device_settings(cfg: dict, device: torch.device) -> None:
@@ -390,18 +406,19 @@ def validate(run: Run, epoch: int) -> dict[str, float]:
         ) from exc
 
 
-def keep_if_best(run: Run, epoch: int, metrics: dict, done: Progress) -> None:
-    """best.pt: the epoch with the best validation score of train.select_by so far."""
+def keep_if_best(run: Run, epoch: int, metrics: dict, done: Progress, best: BestWeights) -> None:
+    """The epoch with the best validation score of train.select_by so far: its weights, copied to
+    the host, go to `best` (written in the background while the next epoch trains)."""
     score = metrics[run.spec.train["select_by"]]
     if score > done.best_score:
-        done.best_score = score
-        checkpoint = checkpoint_of(
-            run.model, run.spec.model, run.spec.train["segment_s"], epoch, metrics, run.spec.seed
+        done.best_score, done.best_epoch = score, epoch
+        best.keep(
+            checkpoint_of(run.model, run.spec.model, run.spec.train["segment_s"], epoch, metrics, run.spec.seed),
+            epoch,
         )
-        save_torch_atomically(checkpoint, run.spec.resume_dir / "best.pt")
 
 
-def write_outputs(run: Run, done: Progress) -> None:
+def write_outputs(run: Run, done: Progress, best: BestWeights) -> None:
     """last.pt, best.pt (kept in resume/ while training) and the log table."""
     spec = run.spec
     last_metrics = {k.removeprefix("val_"): v for k, v in done.rows[-1].items() if k.startswith("val_")}
@@ -411,7 +428,8 @@ def write_outputs(run: Run, done: Progress) -> None:
         ),
         spec.last,
     )
-    save_torch_atomically(torch.load(spec.resume_dir / "best.pt", map_location="cpu", weights_only=True), spec.best)
+    with written_atomically(spec.best) as tmp:
+        shutil.copyfile(best.settled(), tmp)
     write_table_atomically(pd.DataFrame(done.rows), spec.log_table)
 
 

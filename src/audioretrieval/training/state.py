@@ -77,31 +77,39 @@ def best_files(resume_dir: Path) -> dict[int, Path]:
 
 class BestWeights:
     """The best epoch's checkpoint, written to resume/best.<epoch>.pt by a background thread while
-    training goes on; `settled()` waits for it and removes the earlier ones. A resume state names the
-    epoch whose file it goes with, so a run killed between two states resumes with the best weights
-    of the epochs it keeps, and retrains (and re-judges) the rest."""
+    training goes on. The resume state names the epoch whose file goes with it (`saved`): that file
+    stays until a later state names another, so a run killed at any moment resumes with the best
+    weights of the epochs it keeps, and retrains (and re-judges) the rest. At most two files exist."""
 
-    def __init__(self, resume_dir: Path):
+    def __init__(self, resume_dir: Path, saved: int = -1):
         self.resume_dir = Path(resume_dir)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="best-weights")
         self._pending: Future | None = None
-        self.epoch = -1
+        self.saved = self.epoch = saved
 
     def keep(self, checkpoint: dict, epoch: int) -> None:
-        """Write `checkpoint` (tensors already on the host) as the best so far."""
+        """Write `checkpoint` (a snapshot on the host) as the best so far, in the background."""
         self.settled()
         self.epoch = epoch
+        self._prune()
         self._pending = self._writer.submit(save_torch_atomically, checkpoint, best_file(self.resume_dir, epoch))
 
     def settled(self) -> Path | None:
-        """Wait for the last write (raising its error), remove the other epochs' files; the best file."""
+        """The best file, once written (a failed write raises here)."""
         if self._pending is not None:
             pending, self._pending = self._pending, None
             pending.result()
-        for epoch, path in best_files(self.resume_dir).items():
-            if epoch != self.epoch:
-                path.unlink()
         return best_file(self.resume_dir, self.epoch) if self.epoch >= 0 else None
+
+    def saved_with(self, epoch: int) -> None:
+        """A resume state naming `epoch` is on disk: the files of other epochs can go."""
+        self.saved = epoch
+        self._prune()
+
+    def _prune(self) -> None:
+        for epoch, path in best_files(self.resume_dir).items():
+            if epoch not in (self.saved, self.epoch):
+                path.unlink()
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)
@@ -165,3 +173,5 @@ def save_progress(
             },
             spec.resume_dir / "state.pt",
         )
+        if best is not None:
+            best.saved_with(progress.best_epoch)
