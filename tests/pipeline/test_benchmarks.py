@@ -13,6 +13,7 @@ BENCHMARKS = sorted([path.name for path in (REPO / "benchmarks").glob("*_benchma
 # what each prints once it has measured everything it compares
 PRINTS = {
     "decode_benchmark.py": "pipeline: peak memory 2N/N",
+    "epoch_benchmark.py": "(a) CPU epoch, demo model, fp32",
     "ensemble_benchmark.py": "block of 64 x 64 (memory-mapped): median",
     "evaluate_benchmark.py": "score_file + multi-positive mAP@16/@10:",
     "loader_benchmark.py": "flac / int16 on 2 workers:",
@@ -20,10 +21,11 @@ PRINTS = {
     "search_benchmark.py": "one query: text embedding + ranking + table",
     "train_step_benchmark.py": "(a) demo model, CPU, fp32, batch 8, fused attention, cache",
     "stage1_job_benchmark.py": "(3) train_stage1 through Snakemake, 20 captions, 1 epoch: job",
-    "gpu_check.sh": "(3) train_stage1 through Snakemake",
+    "gpu_check.sh": "== verdict\nprojected ClothoV2 stage-1 run: no GPU: skipped",
 }
 # run by gpu_check.sh --quick; what each prints there (its loader reads int16 and zstd)
 IN_GPU_CHECK = {
+    "epoch_benchmark.py": PRINTS["epoch_benchmark.py"],
     "train_step_benchmark.py": PRINTS["train_step_benchmark.py"],
     "loader_benchmark.py": "zstd / int16 on 2 workers:",
     "stage1_job_benchmark.py": PRINTS["stage1_job_benchmark.py"],
@@ -51,3 +53,22 @@ def test_the_benchmark_runs_at_its_quick_size(script, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     for printed in [PRINTS[script]] + (list(IN_GPU_CHECK.values()) if script == "gpu_check.sh" else []):
         assert printed in result.stdout, result.stdout
+
+
+def test_the_projected_run_counts_every_epoch_once_and_the_resume_states_save_every_writes(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from epoch_benchmark import projected_s
+
+    times = {
+        "start": 10.0,
+        "warm-up step": 5.0,
+        "epoch": 40.0,
+        "first validation": 20.0,
+        "validation": 8.0,
+        "best snapshot": 1.0,
+        "resume state": 12.0,
+        "last.pt": 4.0,
+    }
+    # 20 epochs saving every 10: one state (after epoch 10; none after the last), compiled validation once
+    assert projected_s(times, {"epochs": 20, "save_every": 10}) == 10 + 5 + 20 * 49 + 12 + 12 + 2 * 4
+    assert projected_s(times, {"epochs": 20, "save_every": 1}) == 10 + 5 + 20 * 49 + 12 + 19 * 12 + 2 * 4
