@@ -115,7 +115,7 @@ def measure_epoch(spec: RunSpec) -> dict:
     """The loop's parts, timed in seconds, for one run of `spec`."""
     run, seconds = timed(lambda: loop.start(spec), torch.device("cpu"))
     times = {"start": seconds}
-    run.ddp_model = distributed.wrapped(run.model, run.device)
+    run.ddp_model = distributed.wrapped(run.model, run.device, spec.train["gradient_compression"])
     first = next(iter(run.loader))
     _, times["warm-up step"] = timed(lambda: loop.train_step(run, first, 0.0).cpu(), run.device)
     losses, times["epoch"] = timed(lambda: loop.train_epoch(run, 0, progress=False), run.device)

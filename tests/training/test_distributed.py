@@ -116,6 +116,13 @@ def worker(rank, world, port, tokenizer, losses, targets, queue):
         if rank == 0:
             grads = {n: p.grad.numpy().copy() for n, p in model.named_parameters() if p.grad is not None}
             queue.put((loss.item(), grads))
+    model, cfg = make_model(tokenizer)  # stage 1 once more, its gradients sent as bfloat16
+    model.eval()
+    ddp = distributed.wrapped(model, torch.device("cpu"), "bf16")
+    local = {k: v[half] for k, v in make_batch().items()}
+    batch_loss(ddp, local, torch.device("cpu"), "fp32", spec_for(cfg, losses[0])).backward()
+    if rank == 0:
+        queue.put({n: p.grad.numpy().copy() for n, p in model.named_parameters() if p.grad is not None})
     dist.barrier()
     dist.destroy_process_group()
 
@@ -138,14 +145,14 @@ def test_two_processes_match_one_process_on_the_global_batch(tiny_tokenizer, tmp
         start_method="forkserver",
     )
     results = []  # read before joining: the worker blocks until these are read
-    while len(results) < 1 + len(LOSSES):
+    while len(results) < 2 + len(LOSSES):
         if not queue.empty():
             results.append(queue.get())
         elif processes.join(timeout=0.5):  # raises with the worker's traceback where one failed
-            pytest.fail(f"the workers exited after sending {len(results)} of {1 + len(LOSSES)} results")
+            pytest.fail(f"the workers exited after sending {len(results)} of {2 + len(LOSSES)} results")
     while not processes.join():
         pass
-    timeout, *results = results
+    timeout, *results, compressed = results
     assert timeout == timedelta(minutes=90)  # the process group waits as long as the job said
     for (name, weights), (distributed_loss, gradients) in zip(LOSSES.items(), results):
         model, cfg = make_model(tiny_tokenizer)
@@ -164,3 +171,13 @@ def test_two_processes_match_one_process_on_the_global_batch(tiny_tokenizer, tmp
         assert set(gradients) == set(expected), name
         for parameter, grad in expected.items():
             assert torch.allclose(torch.from_numpy(gradients[parameter]), grad, rtol=1e-4, atol=1e-6), (name, parameter)
+        if name == "stage1":  # train.gradient_compression bf16: the same gradients, rounded to bfloat16
+            assert set(compressed) == set(expected)
+            for parameter, grad in expected.items():
+                got = torch.from_numpy(compressed[parameter])
+                assert torch.equal(got, got.bfloat16().float()), parameter  # sent as bfloat16
+                if grad.abs().max() < 1e-6:  # zero but for rounding (an attention key's bias)
+                    assert got.abs().max() < 1e-5, parameter
+                    continue
+                cosine = torch.nn.functional.cosine_similarity(got.flatten(), grad.flatten(), dim=0)
+                assert cosine > 0.999, (parameter, cosine)  # each half rounded to 8 bits of mantissa, then the sum

@@ -47,6 +47,7 @@ TRAIN = {
     "num_workers": 0,
     "log_every": 2,
     "save_every": 1,
+    "gradient_compression": "none",
     "select_by": "map@10",
 }
 

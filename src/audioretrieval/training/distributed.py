@@ -48,13 +48,22 @@ def setup() -> torch.device:
     return torch.device("cpu")
 
 
-def wrapped(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """The model as the training step calls it: in DistributedDataParallel under torchrun."""
+GRADIENT_COMPRESSIONS = ("none", "bf16")  # train.gradient_compression
+
+
+def wrapped(model: torch.nn.Module, device: torch.device, compression: str = "none") -> torch.nn.Module:
+    """The model as the training step calls it: in DistributedDataParallel under torchrun, its
+    gradients averaged in fp32 or, with `compression` bf16, sent as bfloat16 (half the traffic)."""
+    if compression not in GRADIENT_COMPRESSIONS:
+        raise ValueError(f"train.gradient_compression {compression!r}: expected one of {GRADIENT_COMPRESSIONS}")
     if world_size() == 1:
         return model
-    return torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None
-    )
+    ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if compression == "bf16":
+        from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+        ddp.register_comm_hook(None, default_hooks.bf16_compress_hook)
+    return ddp
 
 
 def unwrapped(model: torch.nn.Module) -> torch.nn.Module:

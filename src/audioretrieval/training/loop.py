@@ -81,7 +81,7 @@ class Run:
 def train(spec: RunSpec, progress: bool = True) -> None:
     run = start(spec)
     done = resume(spec, run.model, run.optimizer, run.scaler)
-    run.ddp_model = distributed.wrapped(run.model, run.device)
+    run.ddp_model = distributed.wrapped(run.model, run.device, spec.train["gradient_compression"])
     best = BestWeights(spec.resume_dir, done.best_epoch) if distributed.rank() == 0 else None
     try:
         for epoch in range(done.start_epoch, spec.train["epochs"]):
