@@ -159,7 +159,9 @@ def projected_s(times: dict, train_cfg: dict) -> float:
 def report(name: str, times: dict, train_cfg: dict) -> float:
     seconds = projected_s(times, train_cfg)
     parts = ", ".join(f"{key} {value:.2f}" for key, value in times.items() if key != "steps")
-    print(f"{name}: {times['steps']} steps; {parts} (s); projected {train_cfg['epochs']}-epoch run {seconds / 60:.1f} min")
+    print(
+        f"{name}: {times['steps']} steps; {parts} (s); projected {train_cfg['epochs']}-epoch run {seconds / 60:.1f} min"
+    )
     return seconds
 
 

@@ -157,7 +157,8 @@ def project(train_rate: float, forward_rate: float, flop: float) -> None:
         f"{train_rate * flop / (peak * 1e12):.1%} of its {peak} TFLOPS peak" if peak else "peak unknown for this GPU"
     )
     print(
-        f"compute-only projection of a ClothoV2 stage-1 run (20 epochs + validation; epoch_benchmark.py measures the loop): {seconds / 60:.1f} min "
+        f"compute-only projection of a ClothoV2 stage-1 run (20 epochs + validation; epoch_benchmark.py "
+        f"measures the loop): {seconds / 60:.1f} min "
         f"(goal < 15 min on one H100, floor 3.3 min); training at {train_rate * flop / 1e12:.0f} TFLOPS = {share}"
     )
 

@@ -87,7 +87,11 @@ def test_the_audit_names_each_line_that_would_make_the_gpu_wait(distilling_spec,
     source = Path(__file__).read_text().splitlines()
     mask_line = next(i for i, line in enumerate(source, 1) if "[mask].mean()" in line and "loss = " in line)
     check_line = next(i for i, line in enumerate(source, 1) if "torch.isfinite(loss)" in line)
-    assert lines == {f"{here}:{mask_line}", f"{here}:{check_line}", f"{Path(loop.__file__).as_posix()}:{backward_line()}"}
+    assert lines == {
+        f"{here}:{mask_line}",
+        f"{here}:{check_line}",
+        f"{Path(loop.__file__).as_posix()}:{backward_line()}",
+    }
     what = [sync.what for sync in found]
     assert sum("boolean-mask indexing (aten.index.Tensor)" in w for w in what) == 2
     assert sum("reads a value back" in w for w in what) == 1

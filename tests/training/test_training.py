@@ -1,6 +1,6 @@
 import json
-import pickle
 import os
+import pickle
 import signal
 import tempfile
 import time
@@ -405,3 +405,11 @@ def test_stage2_distills_from_ensemble_targets_starting_from_a_stage1_checkpoint
     without = replace(stage2, targets=None, best=str(tmp_path / "x" / "best.pt"))
     with pytest.raises(ValueError, match="loss weight dist is 1.0 but no targets file"):
         train(without, progress=False)
+
+
+def test_validation_after_every_epoch_reuses_the_same_dataloader_workers(tmp_path, tiny_data, tiny_tokenizer):
+    run = loop.start(spec_in(tmp_path / "run", tiny_data, tiny_tokenizer, train={**TRAIN, "num_workers": 1}))
+    first = loop.validate(run, 0)
+    workers = [worker.pid for worker in run.validation.loader._iterator._workers]
+    assert loop.validate(run, 1) == first  # the same weights: the same scores
+    assert [worker.pid for worker in run.validation.loader._iterator._workers] == workers

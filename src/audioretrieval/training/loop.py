@@ -41,7 +41,7 @@ from audioretrieval.files import save_torch_atomically, write_table_atomically, 
 from audioretrieval.model.audio import SpectrogramCache
 from audioretrieval.model.checkpoint import checkpoint_of, load_state, read_checkpoint
 from audioretrieval.model.dual_encoder import PARAMETER_GROUPS, DualEncoder
-from audioretrieval.model.embed import embed_split
+from audioretrieval.model.embed import Split, embed_split
 from audioretrieval.model.text_states import preload as preload_text_states
 from audioretrieval.training import distributed
 from audioretrieval.training.losses import contrastive_loss, distillation_loss, positives
@@ -73,7 +73,7 @@ class Run:
     steps_per_epoch: int
     targets: DistillationTargets | None
     cache: SpectrogramCache | None
-    val_cache: SpectrogramCache | None
+    validation: Split  # opened once: its DataLoader workers live for the whole run
     val_relevance: tuple | None = None  # the validation queries' relevant clips (train.select_by multi-positive)
     ddp_model: torch.nn.Module | None = None
 
@@ -187,7 +187,17 @@ def start(spec: RunSpec) -> Run:
         training_loader(dataset, sampler, spec),
         steps_per_epoch,
         targets,
-        *caches,
+        caches[0],
+        Split(
+            spec.val_audio,
+            spec.val_captions,
+            cfg["segment_s"],
+            cfg["eval_batch_size"],
+            device,
+            cfg["num_workers"],
+            caches[1],
+            persistent=True,
+        ),
         validation_relevance(spec),
     )
 
@@ -386,18 +396,8 @@ def batch_loss(
 def validate(run: Run, epoch: int) -> dict[str, float]:
     """mAP@10 and R@k on the validation split (and the multi-positive mAP@16 where the epoch is
     selected by it); non-finite embeddings stop the run."""
-    spec, cfg = run.spec, run.spec.train
-    embeddings = embed_split(
-        run.model,
-        spec.val_audio,
-        spec.val_captions,
-        cfg["segment_s"],
-        cfg["eval_batch_size"],
-        run.device,
-        run.precision,
-        cfg["num_workers"],
-        run.val_cache,
-    )
+    spec = run.spec
+    embeddings = embed_split(run.model, run.validation, run.device, run.precision)
     try:
         return embedding_metrics(embeddings, run.val_relevance)
     except NonFiniteSimilarity as exc:

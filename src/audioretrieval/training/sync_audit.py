@@ -158,7 +158,9 @@ class _DispatchLevel(TorchDispatchMode):
         if func in DATA_DEPENDENT:
             self.found.append(HostSync(DATA_DEPENDENT[func] + during, caller()))
         elif func in INDEXING and any(t.dtype in (torch.bool, torch.uint8) for t in _tensors(args[1:2])):
-            self.found.append(HostSync(f"boolean-mask indexing ({func}): its size depends on the data{during}", caller()))
+            self.found.append(
+                HostSync(f"boolean-mask indexing ({func}): its size depends on the data{during}", caller())
+            )
         hosted = [t for t in inputs if self.places.on_host(t) and t.dim() > 0]
         if hosted:
             shapes = ", ".join(str(tuple(t.shape)) for t in hosted)
