@@ -202,7 +202,7 @@ def test_a_killed_run_recovers_with_the_same_command_and_training_resumes(tmp_pa
         f"{tmp_path / 'results'} is in use by another run of this pipeline (on this host): pid {first.pid}, "
         f"working directory {tmp_path}, since " in second.stderr
     )
-    while not (train_log.exists() and "epoch 3:" in train_log.read_text(errors="replace")):
+    while not (train_log.exists() and "epoch 3 (saved" in train_log.read_text(errors="replace")):
         assert time.time() < deadline and first.poll() is None, "training did not reach epoch 3"
         time.sleep(0.2)
     os.killpg(first.pid, signal.SIGKILL)  # Snakemake and its job, at once
@@ -216,7 +216,7 @@ def test_a_killed_run_recovers_with_the_same_command_and_training_resumes(tmp_pa
     run_snakemake(run / "log.csv", "--cores", 2, "--configfile", configfile, cwd=tmp_path)
     assert not lock.exists()  # released when the run ends
     resumed = re.search(r"resuming \S+ after epoch (\d+)", train_log.read_text())
-    assert resumed and int(resumed.group(1)) >= 3  # "epoch 3:" is logged once its state is saved
+    assert resumed and int(resumed.group(1)) >= 3  # "epoch 3 (saved" is logged once its state is saved
     assert pd.read_csv(run / "log.csv")["epoch"].tolist() == list(range(1, 13))
     assert torch.load(run / "best.pt", weights_only=True)["seed"] == 1 and (run / "last.pt").exists()
 
