@@ -188,17 +188,23 @@ def start(spec: RunSpec) -> Run:
         steps_per_epoch,
         targets,
         caches[0],
-        Split(
-            spec.val_audio,
-            spec.val_captions,
-            cfg["segment_s"],
-            cfg["eval_batch_size"],
-            device,
-            cfg["num_workers"],
-            caches[1],
-            persistent=True,
-        ),
+        validation_split(spec, device, caches[1]),
         validation_relevance(spec),
+    )
+
+
+def validation_split(spec: RunSpec, device: torch.device, cache: SpectrogramCache | None) -> Split:
+    """The validation split, opened once for the whole run (its DataLoader workers persist)."""
+    cfg = spec.train
+    return Split(
+        spec.val_audio,
+        spec.val_captions,
+        cfg["segment_s"],
+        cfg["eval_batch_size"],
+        device,
+        cfg["num_workers"],
+        cache,
+        persistent=True,
     )
 
 
