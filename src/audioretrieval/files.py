@@ -130,11 +130,18 @@ def write_table_atomically(table: pd.DataFrame, path: str | os.PathLike) -> None
 
 
 def save_torch_atomically(obj, path: str | os.PathLike) -> None:
-    """An object torch.save can write (checkpoints, training state)."""
+    """An object torch.save can write (checkpoints, training state). Written through a file object of
+    ours, so that a failed write (a full disk) is the OSError it is, which written_atomically names,
+    not torch's "enforce fail ... unexpected pos"."""
     import torch  # only the jobs that write checkpoints pay for importing it
 
-    with written_atomically(path) as tmp:
-        torch.save(obj, tmp)
+    with written_atomically(path) as tmp, open(tmp, "wb") as file:
+        try:
+            torch.save(obj, file)
+        except RuntimeError as exc:
+            if isinstance(exc.__context__, OSError):
+                raise exc.__context__ from exc
+            raise
 
 
 def file_digest(path: str | os.PathLike, algorithm: str) -> str:

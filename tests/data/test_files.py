@@ -1,9 +1,10 @@
 """Writing outputs (audioretrieval.files): two writers of one file never damage it for a reader, and
-one output can be held by a single writer."""
+one output can be held by a single writer; a write that fails part-way (a full disk) names the file."""
 
 import os
 import threading
 
+import forked
 import h5py
 import numpy as np
 import pytest
@@ -63,3 +64,16 @@ def test_a_second_writer_of_a_held_output_is_refused_naming_the_holder_until_it_
     assert not index.with_name("index.h5.lock").exists()  # nothing left behind
     with sole_writer(index, "another `index` run"):  # released: the next run takes it
         pass
+
+
+def test_a_checkpoint_that_does_not_fit_on_the_disk_is_named_with_its_cause_and_leaves_nothing(tmp_path):
+    target = tmp_path / "best.pt"
+    code = (
+        "import torch; from audioretrieval.files import save_torch_atomically; "
+        f"save_torch_atomically({{'w': torch.zeros(1_000_000)}}, {str(target)!r})"
+    )
+    result = forked.run(["-c", code], max_file_size=100_000)  # as a full disk: the write fails part-way
+    assert result.returncode != 0
+    assert f"WriteFailed: {target}: cannot be written: File too large (its partial file was removed)" in result.stderr
+    assert "enforce fail" not in result.stderr.splitlines()[-1]
+    assert not target.exists() and not partial_files(target)

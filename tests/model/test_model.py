@@ -175,6 +175,19 @@ def test_checkpoints_rebuild_the_model_and_refuse_another_architecture(tmp_path,
         load_state(DualEncoder(wider, 2.0), checkpoint["state_dict"], "other.pt")
 
 
+def test_a_checkpoint_holding_code_is_refused_in_one_sentence_without_advice_to_run_it(tmp_path):
+    path = tmp_path / "best.pt"
+    torch.save({"format_version": 1, "hook": os.system}, path)  # unpickling would look up os.system
+    with pytest.raises(CheckpointMismatch) as refused:
+        load_model(path, torch.device("cpu"))
+    message = str(refused.value)
+    assert message == (
+        f"{path}: holds posix.system, code that unpickling would run, refused: a checkpoint of this pipeline "
+        f"holds only tensors and plain values"
+    )
+    assert refused.value.__cause__ is None and refused.value.__suppress_context__  # torch's advice not chained
+
+
 def test_passt_weights_load_from_a_local_file(tmp_path):
     small = tiny_model_config()["audio"]
     torch.manual_seed(5)

@@ -13,6 +13,8 @@ A checkpoint holds everything needed to rebuild the model without the training c
 from __future__ import annotations
 
 import os
+import pickle
+import re
 
 import torch
 
@@ -40,8 +42,20 @@ def checkpoint_of(
     }
 
 
+def refused_global(exc: pickle.UnpicklingError) -> str:
+    """What torch.load(weights_only=True) refused to unpickle, as the file names it (e.g. posix.system)."""
+    found = re.search(r"GLOBAL (\S+)", str(exc))
+    return found.group(1) if found else str(exc).splitlines()[0]
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's own message advises weights_only=False, which would run it
+        raise CheckpointMismatch(
+            f"{path}: holds {refused_global(exc)}, code that unpickling would run, refused: a checkpoint of "
+            f"this pipeline holds only tensors and plain values"
+        ) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format_version") != FORMAT_VERSION:
         raise CheckpointMismatch(f"{path}: not a dual-encoder checkpoint of format {FORMAT_VERSION}")
     return checkpoint

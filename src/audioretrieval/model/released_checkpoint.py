@@ -45,7 +45,7 @@ from transformers import AutoConfig, AutoModel, RobertaConfig
 
 from audioretrieval.files import file_digest, save_torch_atomically, written_atomically
 from audioretrieval.model.audio import PasstAudioEncoder
-from audioretrieval.model.checkpoint import FORMAT_VERSION, fit_problems, listed
+from audioretrieval.model.checkpoint import FORMAT_VERSION, fit_problems, listed, refused_global
 from audioretrieval.model.text import projection_head
 from audioretrieval.resources import resolve_name
 
@@ -81,12 +81,10 @@ def read_released_checkpoint(path: str | os.PathLike) -> dict:
         with torch.serialization.safe_globals(ALLOWED_GLOBALS):
             checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL (\S+)", str(exc))
-        what = found.group(1) if found else str(exc).splitlines()[0]
         raise ReleasedCheckpointError(
-            f"{path}: holds {what}, which is not allowed when unpickling without arbitrary code (allowed besides "
-            f"tensors and plain containers: {[name for _, name in ALLOWED_GLOBALS]})"
-        ) from exc
+            f"{path}: holds {refused_global(exc)}, which is not allowed when unpickling without arbitrary code "
+            f"(allowed besides tensors and plain containers: {[name for _, name in ALLOWED_GLOBALS]})"
+        ) from None  # torch's message advises weights_only=False, which would run the code
     except (RuntimeError, OSError) as exc:
         raise ReleasedCheckpointError(
             f"{path}: not a readable torch checkpoint ({exc}). A file joined from parts must hold every part, "
