@@ -12,12 +12,14 @@ sys.path.insert(0, SRC)
 from audioretrieval.correspondences import is_caption_member
 from audioretrieval.data import clotho, wavcaps
 from audioretrieval.pipeline import lock, study, sweep
-from audioretrieval.pipeline.config import check_config
+from audioretrieval.pipeline.config import check_config, check_config_files, check_out_dir
 from audioretrieval.pipeline.provenance import code_digest
 from audioretrieval.pipeline.workflow import prepend_to_pythonpath
 
 prepend_to_pythonpath(SRC)
+check_config_files(workflow.overwrite_configfiles or [Path(workflow.basedir) / "config" / "demo.yaml"])
 check_config(config)
+check_out_dir(config["out_dir"], workflow.basedir)
 
 OUT = config["out_dir"]
 DEMO = config["data"]["source"] == "demo"

@@ -145,6 +145,11 @@ def test_a_config_mistake_stops_snakemake_at_load_time_naming_the_key(tmp_path, 
     tiny_demo_config["data"].update(decode_thread=2)
     result = run_snakemake("-n", "--configfile", write_config(tmp_path, tiny_demo_config), cwd=tmp_path, check=False)
     assert result.returncode != 0 and "'decode_thread' was unexpected" in result.stdout + result.stderr
+    twice = tmp_path / "twice.yaml"  # the configuration files themselves: a key given twice
+    twice.write_text(f"out_dir: {tmp_path / 'a'}\nout_dir: {tmp_path / 'b'}\n")
+    result = run_snakemake("-n", "--configfile", REPO / "config" / "demo.yaml", twice, cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert f"{twice}: key 'out_dir' is given twice (lines 1 and 2)" in result.stdout + result.stderr
 
 
 def test_lint_finds_nothing_in_either_configuration(tmp_path):

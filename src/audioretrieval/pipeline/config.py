@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
 from audioretrieval.data import audiocaps
 from audioretrieval.pipeline.study import (
     CAPTIONS,
@@ -18,6 +24,57 @@ from audioretrieval.pipeline.study import (
 
 class ConfigError(ValueError):
     pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (which plain YAML loaders
+    resolve silently, the last one winning)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(
+                    f"{key_node.start_mark.name}: key {key!r} is given twice (lines {seen[key] + 1} and "
+                    f"{key_node.start_mark.line + 1}); give it once"
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def check_config_files(paths: list[str | os.PathLike]) -> None:
+    """Refuse a configuration file that gives a key twice, naming the file, key and lines."""
+    for path in paths:
+        with open(path, encoding="utf-8") as file:
+            yaml.load(file, Loader=_UniqueKeyLoader)
+
+
+def check_out_dir(out_dir: str, repository: str | os.PathLike) -> None:
+    """Refuse an out_dir that would mix the pipeline's outputs with other files: the file system's
+    root, the repository or a folder above it, or a folder of the repository holding tracked files
+    (other than a .gitkeep placeholder)."""
+    where, repository = Path(out_dir).resolve(), Path(repository).resolve()
+    if where == repository or where in repository.parents:
+        raise ConfigError(
+            f"out_dir {out_dir!r} is {'the repository' if where == repository else 'a folder above the repository'} "
+            f"({where}): every output would land among other files; give a folder of its own, e.g. results/NAME"
+        )
+    if repository not in where.parents:
+        return
+    try:
+        listed = subprocess.run(
+            ["git", "-C", str(repository), "ls-files", "-z", "--", str(where)], capture_output=True, text=True
+        )
+    except FileNotFoundError:  # no git: a copy of the workflow without its history
+        return
+    tracked = [name for name in listed.stdout.split("\0") if name and Path(name).name != ".gitkeep"]
+    if listed.returncode == 0 and tracked:
+        raise ConfigError(
+            f"out_dir {out_dir!r} holds files of the repository ({tracked[0]}"
+            + (f" and {len(tracked) - 1} more" if len(tracked) > 1 else "")
+            + "): outputs would mix with them; give a folder of its own, e.g. results/NAME"
+        )
 
 
 def overlaid(base: dict, overlay: dict) -> dict:
