@@ -5,6 +5,7 @@ import base64
 import io
 import json
 import re
+from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,7 @@ from embedding_files import CLIPS, caption_table, member
 from system_packages import Unavailable
 
 from audioretrieval.data.h5audio import AudioH5Writer
-from audioretrieval.report.listening import retrieval_examples
+from audioretrieval.report.listening import MARKS, Hit, page, retrieval_examples
 
 
 @pytest.fixture
@@ -86,3 +87,38 @@ def test_a_browser_plays_every_clip_and_the_page_flags_one_it_cannot_load(tmp_pa
     dom = rendered_dom(page)
     assert 'data-state="error"' in dom and f"cannot play {missing}" in dom
     assert screenshot(page, tmp_path / "listen.png").stat().st_size > 0
+
+
+class _Cells(HTMLParser):
+    """The text of every table cell of a page, as a browser shows it (entities decoded once)."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.cells, self._cell = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "td":
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._cell is not None:
+            self.cells.append(self._cell)
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+def test_names_are_shown_as_they_are_escaped_once_and_every_mark_is_plain_text():
+    """A name holding "&" shows "&"; one holding the text "&amp;" (as some of ClothoV2's file names
+    do, and the demo's) shows "&amp;". The marks are characters every font has, or the dingbats
+    ✔ ✘ that DejaVu carries; no emoji (❔ rendered as an empty box in headless Chromium)."""
+    names = ["Mühle & friends 458.wav", "Mühle &amp; friends 458.wav", "<b>bold</b> 'quoted\".wav"]
+    hits = [Hit(i + 1, 0.5, name, f"clip{i}.mp3", mark) for i, (name, mark) in enumerate(zip(names, MARKS))]
+    parser = _Cells()
+    parser.feed(page("t", "i", [("a query", [("model", hits)])]))
+    shown = parser.cells[3::5]  # rank, mark, score, name, player
+    assert shown == names
+    assert parser.cells[1::5] == [symbol for symbol, _ in MARKS.values()][: len(names)]
+    assert all(symbol.isascii() or symbol in "✔✘" for symbol, _ in MARKS.values())

@@ -1,6 +1,6 @@
 """Pages to look and listen: retrieved clips with an audio player each, marked as the authors' README
 marks them: ✔ the caption's own clip, ✔ another clip the relevance annotations (the demo's truth,
-DCASE 2025's lists) say it describes, ✘ one they say it does not, ❔ unknown.
+DCASE 2025's lists) say it describes, ✘ one they say it does not, ? unknown.
 
 A page is one HTML file: the pipeline's embeds the clips it plays (MP3, each once), a search's
 links to the sound files themselves. A small script marks every player whose source cannot be
@@ -31,7 +31,7 @@ MARKS = {
     "own": ("✔", "the caption's own clip"),
     "relevant": ("✔", "annotated as described by the query"),
     "irrelevant": ("✘", "annotated as not described by the query"),
-    "unknown": ("❔", "not annotated: unknown whether the query describes it"),
+    "unknown": ("?", "not annotated: unknown whether the query describes it"),  # ASCII: ❔ is missing from common fonts
 }
 
 
@@ -146,7 +146,7 @@ def retrieval_examples(
         annotated = None if relevant is None else set(np.flatnonzero(relevant[q].numpy()).tolist())
         hits = [(name, _top_hits(scores[q], identities, own, annotated, top_k)) for name, scores in similarity.items()]
         sections.append((identities["caption"][row], hits))
-    annotations = "Marks from the relevance annotations." if relevance else "No relevance annotations: ❔ is unknown."
+    annotations = "Marks from the relevance annotations." if relevance else "No relevance annotations: ? is unknown."
     intro = f"{len(rows)} evaluation queries, each model's top {top_k} clips (best weights). {annotations}"
     audio = AudioH5(audio_h5)
     shown = sorted({hit.source for _, models_ in sections for _, hits in models_ for hit in hits})  # clip ids

@@ -226,7 +226,7 @@ def format_html(hits: pd.DataFrame, folder: str, output: str | os.PathLike | Non
             found.append(Hit(hit.rank, hit.score, hit.file, source, marks[getattr(hit, "relevant", None)], hit.start_s))
         sections.append((query, [(f"the index's {len(found)} best segments", found)]))
     intro = f"Hits in {folder}: each player starts at its segment." + (
-        " Marks from the relevance table." if "relevant" in hits else " No relevance table: ❔ is unknown."
+        " Marks from the relevance table." if "relevant" in hits else " No relevance table: ? is unknown."
     )
     return page("Search results", intro, sections)
 
