@@ -29,7 +29,7 @@ from audioretrieval.files import save_torch_atomically
 from audioretrieval.model.checkpoint import checkpoint_of, load_model
 from audioretrieval.model.dual_encoder import DualEncoder
 from audioretrieval.search import indexing, main
-from audioretrieval.search.store import read_index
+from audioretrieval.search.store import read_index, shown
 
 SEGMENT_S = 2.0
 SEGMENT = int(SEGMENT_S * 32000)
@@ -459,6 +459,23 @@ def search_cli(*args, timeout: float = 120, max_file_size: int | None = None) ->
     """The `audioretrieval-search` command in a process of its own (its real standard output and signals);
     max_file_size: writes beyond that many bytes fail (EFBIG), as on a full disk."""
     return forked.run(["-m", "audioretrieval.search", *map(str, args)], timeout=timeout, max_file_size=max_file_size)
+
+
+@pytest.mark.slow
+def test_a_file_name_holding_terminal_escape_codes_is_shown_escaped_in_every_table(tmp_path, checkpoint, capsys):
+    name = "title\x1b]0;pwned\x07 \x1b[31mred\x1b[0m\u202eevaw.wav"  # sets a terminal's title, colour, direction
+    folder = sounds(tmp_path / "sounds", {"plain.wav": 1.0})
+    (folder / "plain.wav").rename(folder / name)
+    index = tmp_path / "index.h5"
+    index_folder(folder, checkpoint, index)
+    assert list(read_index(index).files) == [name]  # kept as it is
+    escaped = "title\\x1b]0;pwned\\x07 \\x1b[31mred\\x1b[0m\\u202eevaw.wav"
+    assert shown(name) == escaped and shown("Mühle & é.wav") == "Mühle & é.wav"
+    capsys.readouterr()
+    for output in ("table", "csv"):
+        query(index, checkpoint, "a tone", "--format", output)
+        out = capsys.readouterr().out
+        assert escaped in out and "\x1b" not in out and "\u202e" not in out, output
 
 
 @pytest.mark.slow

@@ -91,12 +91,15 @@ def name_of(raw: bytes | str) -> str:
 
 
 def shown(text: str) -> str:
-    """`text` printable as UTF-8: the bytes of a name that are not UTF-8 written as \\xNN."""
+    """`text` safe to print: the bytes of a name that are not UTF-8 written as \\xNN, and characters
+    a terminal would act on or not show (escape codes, newlines, bidirectional overrides) as their
+    Python escapes (\\x1b, \\n, \\u202e)."""
     try:
         raw = text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:  # a lone surrogate that no byte stands for
         raw = text.encode("utf-8", "backslashreplace")
-    return raw.decode("utf-8", "backslashreplace")
+    decoded = raw.decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in decoded)
 
 
 def _names(group: h5py.Group, key: str) -> list[str]:
