@@ -11,8 +11,11 @@
 #     torch.compile, with peak GPU memory, and a compute-only projection of a ClothoV2 run and the share of the
 #     GPU's peak (benchmarks/train_step_benchmark.py);
 # (2) the loader on 30 s clips with the DataLoader workers a training job uses (loader_benchmark.py);
-# (3) a short real stage-1 job through the Snakemake rule on generated 30 s clips (stage1_job_benchmark.py).
-# Without a GPU it runs what a CPU can ((1) for the demo model, (2)) and says what it skips.
+# (3) a short real stage-1 job through the Snakemake rule on generated 30 s clips (stage1_job_benchmark.py);
+# (4) where two GPUs exist, training steps in two processes (torchrun, NCCL) against one, with fp32 and
+#     bf16 gradients (ddp_benchmark.py).
+# Without a GPU it runs what a CPU can ((0) and (1) for the demo model, (2), (4) over gloo as a check) and
+# says what it skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=""
@@ -34,5 +37,7 @@ echo "== (2) loader, 30 s clips, $workers workers"
 python benchmarks/loader_benchmark.py --clips 64 --batches 10 --workers "$workers" --formats int16 zstd $quick
 echo "== (3) a stage-1 job through Snakemake"
 python benchmarks/stage1_job_benchmark.py --workdir "$WORKDIR" $quick
+echo "== (4) two processes (DistributedDataParallel)"
+python benchmarks/ddp_benchmark.py --workdir "$WORKDIR/ddp" $quick
 echo "== verdict"
 grep "^projected ClothoV2 stage-1 run:" "$WORKDIR/epoch.txt"

@@ -30,12 +30,13 @@ import torch
 import transformers
 import yaml
 
+from audioretrieval.data.audio_io import load_mono
 from audioretrieval.data.demo import DemoSpec, draw_clip, synthesize
 from audioretrieval.files import save_torch_atomically
 from audioretrieval.model.checkpoint import checkpoint_of
 from audioretrieval.model.dual_encoder import DualEncoder
 from audioretrieval.search.checkpoints import checkpoint_digest, load_search_model
-from audioretrieval.search.indexing import cut_segments, decode_bytes, update_index
+from audioretrieval.search.indexing import cut_segments, update_index
 from audioretrieval.search.query import embed_queries, hits_table, rank_segments, search
 from audioretrieval.search.store import FileEntry, SearchIndex, read_segments, write_index
 
@@ -68,8 +69,8 @@ def timed(fn) -> tuple[float, object]:
 
 @torch.inference_mode()
 def forward_alone(model: DualEncoder, waveforms: list[np.ndarray], segment: int, batch: int) -> float:
-    segments = np.concatenate([cut_segments(w, segment)[0] for w in waveforms])
-    fractions = np.concatenate([cut_segments(w, segment)[1] for w in waveforms])
+    cuts = [cut_segments(w, segment) for w in waveforms]
+    segments, fractions = np.concatenate([c[0] for c in cuts]), np.concatenate([c[1] for c in cuts])
     start = time.perf_counter()
     for k in range(0, len(segments), batch):
         model.embed_audio(torch.from_numpy(segments[k : k + batch]), torch.from_numpy(fractions[k : k + batch]))
@@ -79,7 +80,7 @@ def forward_alone(model: DualEncoder, waveforms: list[np.ndarray], segment: int,
 def indexing(tmp: Path, checkpoint: Path, files: int, seconds: float, batch: int) -> None:
     paths = write_clips(tmp / "clips", files, seconds)
     load, (model, contents) = timed(lambda: load_search_model(checkpoint, torch.device("cpu")))
-    decode, waveforms = timed(lambda: [decode_bytes(p.read_bytes()) for p in paths])
+    decode, waveforms = timed(lambda: [load_mono(p.read_bytes(), 32000)[0] for p in paths])
     segment = int(round(contents["segment_s"] * 32000))
     forward = forward_alone(model, waveforms, segment, batch)
     total, summary = timed(lambda: update_index(tmp / "clips", checkpoint, tmp / "clips.h5", batch, "cpu", 3600))

@@ -12,11 +12,13 @@ BENCHMARKS = sorted([path.name for path in (REPO / "benchmarks").glob("*_benchma
 
 # what each prints once it has measured everything it compares
 PRINTS = {
+    "ddp_benchmark.py": "(c) two processes, batch 4 each, gradients sent as bf16:",
     "decode_benchmark.py": "pipeline: peak memory 2N/N",
     "epoch_benchmark.py": "(a) CPU epoch, demo model, fp32",
     "ensemble_benchmark.py": "block of 64 x 64 (memory-mapped): median",
     "evaluate_benchmark.py": "score_file + multi-positive mAP@16/@10:",
     "loader_benchmark.py": "flac / int16 on 2 workers:",
+    "long_file_benchmark.py": "2 min: 40 segments in",
     "plan_benchmark.py": "dry run of the paper's DAG, 2 stage-1 seeds:",
     "search_benchmark.py": "one query: text embedding + ranking + table",
     "train_step_benchmark.py": "(a) demo model, CPU, fp32, batch 8, fused attention, cache",
@@ -29,6 +31,7 @@ IN_GPU_CHECK = {
     "train_step_benchmark.py": PRINTS["train_step_benchmark.py"],
     "loader_benchmark.py": "zstd / int16 on 2 workers:",
     "stage1_job_benchmark.py": PRINTS["stage1_job_benchmark.py"],
+    "ddp_benchmark.py": PRINTS["ddp_benchmark.py"],
 }
 
 pytestmark = pytest.mark.slow

@@ -1,11 +1,13 @@
 """audioretrieval-search: indexing a folder of sounds and querying it, with the tiny model."""
 
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import threading
 import time
@@ -29,6 +31,7 @@ from audioretrieval.files import save_torch_atomically
 from audioretrieval.model.checkpoint import checkpoint_of, load_model
 from audioretrieval.model.dual_encoder import DualEncoder
 from audioretrieval.search import indexing, main
+from audioretrieval.search.indexing import Segmenter, cut_segments
 from audioretrieval.search.store import read_index, shown
 
 SEGMENT_S = 2.0
@@ -216,6 +219,7 @@ def test_an_interrupted_run_leaves_a_usable_index_and_a_rerun_completes_it(tmp_p
 KILLED_RUN = """
 import os, signal, sys
 from audioretrieval.search import indexing, main
+from audioretrieval.search.indexing import Segmenter, cut_segments
 real, calls = indexing.embed_segments, []
 def embed_segments(*args):
     calls.append(1)
@@ -459,6 +463,107 @@ def search_cli(*args, timeout: float = 120, max_file_size: int | None = None) ->
     """The `audioretrieval-search` command in a process of its own (its real standard output and signals);
     max_file_size: writes beyond that many bytes fail (EFBIG), as on a full disk."""
     return forked.run(["-m", "audioretrieval.search", *map(str, args)], timeout=timeout, max_file_size=max_file_size)
+
+
+@pytest.mark.parametrize("samples", [1, 4000, 12000, 12001])
+def test_segments_cut_from_chunks_of_any_size_are_those_cut_from_the_whole_waveform(samples):
+    waveform = np.random.default_rng(samples).standard_normal(samples).astype(np.float32)
+    segments, fractions = cut_segments(waveform, 4000)
+    assert len(segments) == max(1, -(-samples // 4000)) and fractions[:-1].tolist() == [1.0] * (len(segments) - 1)
+    assert fractions[-1] == pytest.approx((samples - 4000 * (len(segments) - 1)) / 4000)
+    np.testing.assert_array_equal(segments.reshape(-1)[:samples], waveform)
+    assert not segments.reshape(-1)[samples:].any()
+    for chunk in (1, 999, 4000, 5000):
+        cutter = Segmenter(4000)
+        cut = [segment for start in range(0, samples, chunk) for segment in cutter.add(waveform[start : start + chunk])]
+        last = cutter.end()
+        cut += [last[0]] if last is not None else []
+        np.testing.assert_array_equal(np.stack(cut), segments)
+
+
+@pytest.mark.slow
+def test_a_file_that_fails_part_way_is_skipped_and_none_of_its_segments_reach_another_file(
+    tmp_path, checkpoint, model, capsys
+):
+    folder = sounds(tmp_path / "sounds", {"a before.wav": 3.0, "b cut short.wav": 7.0, "c after.wav": 5.0})
+    cut = folder / "b cut short.wav"
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # 3.5 s of 7: two segments decode, then it fails
+    (folder / "d rf64.wav").write_bytes(rf64_announcing(folder / "c after.wav", 10**9))
+    index_folder(folder, checkpoint, tmp_path / "index.h5", "--batch-size", "3")
+    out = capsys.readouterr().out
+    index = read_index(tmp_path / "index.h5")
+    assert sorted(index.skipped) == ["b cut short.wav", "d rf64.wav"] and sorted(index.files) == [
+        "a before.wav",
+        "c after.wav",
+    ]
+    assert f"skipped {folder / 'b cut short.wav'}: BadAudio: its WAV header announces 308700 frames" in out
+    assert f"skipped {folder / 'd rf64.wav'}: BadAudio: its RF64 header announces 1000000000 frames" in out
+    for name in index.files:
+        np.testing.assert_allclose(index.files[name].embeddings, direct_embeddings(model, folder / name)[0], atol=1e-5)
+
+
+def rf64_announcing(wav: Path, frames: int) -> bytes:
+    """`wav` rewritten as RF64 whose ds64 chunk announces `frames` frames."""
+    samples, rate = soundfile.read(wav, dtype="float32")
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, rate, format="RF64", subtype="PCM_16")
+    data = bytearray(buffer.getvalue())
+    struct.pack_into("<Q", data, data.index(b"ds64") + 16, frames * 2)
+    return bytes(data)
+
+
+@pytest.mark.slow
+def test_links_to_files_are_indexed_under_their_own_names_and_links_to_folders_are_not_followed(
+    tmp_path, checkpoint, capsys
+):
+    folder = sounds(tmp_path / "sounds", {"real.wav": 1.0})
+    outside = sounds(tmp_path / "elsewhere", {"linked.wav": 1.0, "folder/inside.wav": 1.0})
+    (folder / "link to a file.wav").symlink_to(outside / "linked.wav")
+    (folder / "link to a folder").symlink_to(outside / "folder")
+    (folder / "loop").symlink_to(folder)
+    (folder / "broken link.wav").symlink_to(tmp_path / "nowhere.wav")
+    index_folder(folder, checkpoint, tmp_path / "index.h5")
+    index = read_index(tmp_path / "index.h5")
+    assert sorted(index.files) == ["link to a file.wav", "real.wav"] and list(index.skipped) == ["broken link.wav"]
+    assert "FileNotFoundError" in index.skipped["broken link.wav"].reason
+    out = capsys.readouterr().out
+    for name in ("link to a folder", "loop"):
+        assert f"not followed: {folder / name} links to a folder; index that folder itself" in out
+
+
+PEAK_MEMORY = """
+import resource, sys
+from audioretrieval.search.indexing import update_index
+update_index(sys.argv[1], sys.argv[2], sys.argv[3], device="cpu")
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def long_recording(path: Path, minutes: float, rate: int = 44100) -> Path:
+    """A recording of `minutes` minutes, written a minute at a time (one of demo sources, repeated)."""
+    rng = np.random.default_rng(0)
+    minute = (synthesize(rng, draw_clip(rng, DemoSpec()), 60.0, rate) * 0.5).astype(np.float32)
+    with soundfile.SoundFile(path, "w", rate, 1, "PCM_16") as file:
+        for _ in range(int(minutes)):
+            file.write(minute)
+    return path
+
+
+@pytest.mark.slow
+def test_a_file_is_decoded_window_by_window_so_peak_memory_does_not_grow_with_its_length(tmp_path, checkpoint):
+    peaks = {}
+    for minutes in (1, 20):
+        folder = tmp_path / f"{minutes} min"
+        folder.mkdir()
+        long_recording(folder / "field recording.wav", minutes)
+        index = tmp_path / f"{minutes}.h5"
+        result = forked.run(["-c", PEAK_MEMORY, str(folder), str(checkpoint), str(index)], timeout=300)
+        assert result.returncode == 0, result.stderr
+        peaks[minutes] = int(result.stdout.split()[-1])
+        entry = read_index(index).files["field recording.wav"]
+        assert len(entry.starts_s) == minutes * 30 and entry.duration_s == pytest.approx(60 * minutes)
+    # read whole, the 20-minute file (106 MB as int16) took 0.47 GB more: a ratio of 1.69
+    assert peaks[20] / peaks[1] < 1.1, peaks
 
 
 @pytest.mark.slow

@@ -2,7 +2,8 @@
 
 Every audio file below the folder is decoded as the pipeline decodes (mono, 32 kHz, soxr HQ) and cut
 into consecutive segments of the checkpoint's `segment_s` seconds, the last zero-padded with its
-fraction of real signal set so the model masks the padding windows; each segment is embedded.
+fraction of real signal set so the model masks the padding windows; each segment is embedded. A file
+is decoded a block at a time as its segments are embedded, so memory does not grow with its length.
 Re-indexing keeps files whose size and modification time are unchanged, embeds new and changed ones,
 and drops the entries of files that are gone. A file that cannot be decoded is listed with the
 reason and retried only once it changes. Files are read on daemon threads: a FIFO, device or socket
@@ -16,7 +17,9 @@ is refused, naming the first's process.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import queue
 import stat
 import threading
 import time
@@ -31,7 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from audioretrieval.data.audio_io import AUDIO_EXTENSIONS, is_audio_name, load_mono
+from audioretrieval.data.audio_io import AUDIO_EXTENSIONS, is_audio_name, stream_mono
 from audioretrieval.device import autocast_for, choose_device, resolve_precision
 from audioretrieval.files import sole_writer
 from audioretrieval.model.audio import SAMPLE_RATE
@@ -49,7 +52,6 @@ from audioretrieval.search.store import (
 )
 
 Stat = tuple[int, int]  # (size in bytes, modification time in ns); (-1, -1) where stat failed
-READ_BLOCK = 1 << 20
 
 
 @dataclass
@@ -78,12 +80,16 @@ class Embedder:
 
 
 def scan_folder(folder: Path) -> dict[str, Stat]:
-    """Every audio file below `folder` (relative '/'-separated path -> stat), in sorted order."""
+    """Every audio file below `folder` (relative '/'-separated path -> stat), in sorted order; a link
+    to a file counts as a file of its own name wherever it points, a link to a folder is not followed."""
     if not folder.is_dir():
         raise SearchError(f"{folder}: no such folder; expected a folder of audio files ({' '.join(AUDIO_EXTENSIONS)})")
     found = {}
-    for root, dirs, names in os.walk(folder):
+    for root, dirs, names in os.walk(folder):  # links to folders are not followed: no loops, no file twice
         dirs.sort()
+        for name in dirs:
+            if (Path(root) / name).is_symlink():
+                tqdm.write(f"not followed: {shown(str(Path(root) / name))} links to a folder; index that folder itself")
         for name in sorted(filter(is_audio_name, names)):
             path = Path(root) / name
             try:
@@ -134,63 +140,162 @@ FILE_KINDS = {
 }
 
 
-def decode_bytes(data: bytes) -> np.ndarray:
-    """A file's audio as the pipeline decodes it: mono float32 at 32 kHz."""
-    waveform, _ = load_mono(data, SAMPLE_RATE)
-    if not np.isfinite(waveform).all():
-        raise ValueError("the decoded samples are not all finite (NaN or inf)")
-    return waveform
+class Segmenter:
+    """Consecutive chunks of a waveform cut into segments of `segment` samples; the last one
+    zero-padded, with its fraction of real signal (the model masks the padding)."""
+
+    def __init__(self, segment: int):
+        self.segment, self.buffer, self.fill, self.samples, self.cut = segment, np.zeros(segment, np.float32), 0, 0, 0
+
+    def add(self, chunk: np.ndarray) -> Iterator[np.ndarray]:
+        """The segments that `chunk` completes."""
+        self.samples += len(chunk)
+        at = 0
+        while at < len(chunk):
+            take = min(self.segment - self.fill, len(chunk) - at)
+            self.buffer[self.fill : self.fill + take] = chunk[at : at + take]
+            self.fill, at = self.fill + take, at + take
+            if self.fill == self.segment:
+                self.fill, self.cut = 0, self.cut + 1
+                yield self.buffer.copy()
+
+    def end(self) -> tuple[np.ndarray, float] | None:
+        """The last, padded segment and its fraction of signal; None where the segments ended exactly."""
+        if self.fill == 0 and self.cut:
+            return None
+        last = np.zeros(self.segment, np.float32)
+        last[: self.fill] = self.buffer[: self.fill]
+        return last, self.fill / self.segment
+
+
+def cut_segments(waveform: np.ndarray, segment: int) -> tuple[np.ndarray, np.ndarray]:
+    """A whole waveform's segments [k, segment] and their fractions of signal, as Segmenter cuts them."""
+    cutter = Segmenter(segment)
+    segments = list(cutter.add(waveform))
+    fractions = [1.0] * len(segments)
+    if (last := cutter.end()) is not None:
+        segments.append(last[0])
+        fractions.append(last[1])
+    return np.stack(segments), np.array(fractions, np.float32)
+
+
+@dataclass(frozen=True)
+class Ended:
+    duration_s: float  # of the decoded signal at the index's rate
+
+
+class WatchedFile:
+    """An open file read with os.read, each read counting as progress (the stall limit); what
+    soundfile needs of a file object."""
+
+    def __init__(self, fd: int, on_read):
+        self.fd, self.on_read = fd, on_read
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int) -> bytes:
+        data = os.read(self.fd, size)
+        self.on_read()
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return os.lseek(self.fd, offset, whence)
+
+    def tell(self) -> int:
+        return os.lseek(self.fd, 0, os.SEEK_CUR)
+
+    def __enter__(self) -> WatchedFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
 
 
 class FileDecoding:
-    """One file read and decoded on a daemon thread, so that a read that blocks for ever cannot keep
-    the process from stopping; `wait` gives up on a read that makes no progress for `stall_s`."""
+    """One file read, decoded and cut into segments on a daemon thread, a block at a time, so that
+    memory does not grow with the file's length (at most `capacity` segments wait for the embedder)
+    and a read that blocks for ever cannot keep the process from stopping."""
 
-    def __init__(self, name: str, path: Path, decode_slots: threading.Semaphore):
-        self.name, self.path = name, path
-        self.reading, self.progress_at = True, time.monotonic()
-        self.result: np.ndarray | Exception | None = None
-        self.done = threading.Event()
-        threading.Thread(target=self._run, args=(decode_slots,), daemon=True, name=f"decode {name}").start()
+    def __init__(self, name: str, path: Path, segment: int, capacity: int):
+        self.name, self.path, self.segment = name, path, segment
+        self.queue: queue.Queue = queue.Queue(maxsize=capacity)
+        self.progress_at = time.monotonic()
+        self.abandoned = threading.Event()
+        threading.Thread(target=self._run, daemon=True, name=f"decode {name}").start()
 
-    def _run(self, decode_slots: threading.Semaphore) -> None:
+    def _progress(self) -> None:
+        self.progress_at = time.monotonic()
+
+    def _run(self) -> None:
         try:
-            data = self._read()
-            self.reading = False
-            with decode_slots:  # decoding takes the CPU: `threads` at a time
-                self.result = decode_bytes(data)
+            with self._open() as file:
+                cutter = Segmenter(self.segment)
+                for chunk in stream_mono(file, SAMPLE_RATE):
+                    if not np.isfinite(chunk).all():
+                        raise ValueError("the decoded samples are not all finite (NaN or inf)")
+                    for segment in cutter.add(chunk):
+                        self._put((segment, 1.0))
+                if (last := cutter.end()) is not None:
+                    self._put(last)
+            self._put(Ended(cutter.samples / SAMPLE_RATE))
+        except _Abandoned:
+            pass
         except Exception as exc:
-            self.result = exc
-        finally:
-            self.done.set()
+            try:
+                self._put(exc)
+            except _Abandoned:
+                pass
 
-    def _read(self) -> bytes:
-        """The file's bytes; a non-regular file is refused before any read (O_NONBLOCK: opening a FIFO
-        does not wait for a writer)."""
+    def _put(self, item) -> None:
+        while not self.abandoned.is_set():
+            try:
+                self.queue.put(item, timeout=0.5)
+            except queue.Full:
+                continue
+            self._progress()
+            return
+        raise _Abandoned
+
+    def _open(self) -> WatchedFile:
+        """The file, refused before any read where it is not a regular file (O_NONBLOCK: opening a
+        FIFO does not wait for a writer)."""
         fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
         try:
             mode = os.fstat(fd).st_mode
             if not stat.S_ISREG(mode):
                 kind = FILE_KINDS.get(stat.S_IFMT(mode), "not a file")
                 raise NotRegularFile(f"not a regular file ({kind}): not read, as reading it could block for ever")
-            chunks = []
-            while chunk := os.read(fd, READ_BLOCK):
-                chunks.append(chunk)
-                self.progress_at = time.monotonic()
-            return b"".join(chunks)
-        finally:
+            return WatchedFile(fd, self._progress)
+        except BaseException:
             os.close(fd)
+            raise
 
-    def wait(self, stall_s: float) -> np.ndarray | Exception:
-        """The waveform or the error; ReadStalled once the read has made no progress for `stall_s`
-        (the thread is left to its blocked read)."""
-        while not self.done.wait(timeout=min(1.0, stall_s)):
-            if self.reading and time.monotonic() - self.progress_at > stall_s:
-                return ReadStalled(
-                    f"reading stalled: no data for {stall_s:g} s (a blocked file or a hung mount); tried again "
-                    f"on the next run"
-                )
-        return self.result
+    def items(self, stall_s: float) -> Iterator[tuple[np.ndarray, float] | Ended | Exception]:
+        """(segment, fraction of signal) for each segment in order, then Ended, or the error that
+        stopped the file: ReadStalled once it has made no progress for `stall_s` (its thread is left
+        to its blocked read)."""
+        while True:
+            try:
+                item = self.queue.get(timeout=min(1.0, stall_s))
+            except queue.Empty:
+                if time.monotonic() - self.progress_at > stall_s:
+                    self.abandoned.set()
+                    yield ReadStalled(
+                        f"reading stalled: no data for {stall_s:g} s (a blocked file or a hung mount); tried again "
+                        f"on the next run"
+                    )
+                    return
+                continue
+            yield item
+            if isinstance(item, (Ended, Exception)):
+                return
+
+
+class _Abandoned(Exception):
+    """The embedder stopped taking this file's segments (it stalled, or the run stopped)."""
 
 
 def reason_of(exc: Exception) -> str:
@@ -198,36 +303,24 @@ def reason_of(exc: Exception) -> str:
     return f"{type(exc).__name__}: {message}"
 
 
-def decoded_files(
-    folder: Path, paths: list[str], stall_s: float, threads: int = 2
-) -> Iterator[tuple[str, np.ndarray | Exception]]:
-    """(path, waveform or the reason it could not be had) for each path in order; read and decoded
-    ahead, `threads` files decoding at a time. Nothing waits for a blocked read, on an interruption
-    neither."""
-    slots = threading.BoundedSemaphore(threads)
+def file_decodings(folder: Path, paths: list[str], segment: int, capacity: int, ahead: int) -> Iterator[FileDecoding]:
+    """Each path's FileDecoding, in order, `ahead` files decoding ahead of the one being embedded.
+    Closing the iterator abandons them all: nothing waits for a blocked read, on an interruption neither."""
     remaining = iter(paths)
-    pending = deque(FileDecoding(p, folder / p, slots) for p in islice(remaining, 2 * threads))
-    while pending:
-        decoding = pending.popleft()
-        following = next(remaining, None)
-        if following is not None:
-            pending.append(FileDecoding(following, folder / following, slots))
-        yield decoding.name, decoding.wait(stall_s)
-
-
-def segment_count(samples: int, segment: int) -> int:
-    return max(1, -(-samples // segment))
-
-
-def cut_segments(waveform: np.ndarray, segment: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Consecutive segments [k, segment] (the last zero-padded), their fractions of real signal, and
-    their start samples."""
-    count = segment_count(len(waveform), segment)
-    padded = np.zeros(count * segment, dtype=np.float32)
-    padded[: len(waveform)] = waveform
-    starts = np.arange(count, dtype=np.int64) * segment
-    fractions = (np.minimum(len(waveform) - starts, segment) / segment).astype(np.float32)
-    return padded.reshape(count, segment), fractions, starts
+    pending = deque(FileDecoding(p, folder / p, segment, capacity) for p in islice(remaining, ahead))
+    try:
+        while pending:
+            decoding = pending.popleft()
+            following = next(remaining, None)
+            if following is not None:
+                pending.append(FileDecoding(following, folder / following, segment, capacity))
+            try:
+                yield decoding
+            finally:
+                decoding.abandoned.set()
+    finally:
+        for decoding in pending:
+            decoding.abandoned.set()
 
 
 @torch.inference_mode()
@@ -242,21 +335,61 @@ def embed_segments(embedder: Embedder, segments: np.ndarray, fractions: np.ndarr
     return torch.cat(out).numpy()
 
 
-def add_files(
-    index: SearchIndex, embedder: Embedder, group: list[tuple[str, np.ndarray]], found: dict[str, Stat]
-) -> None:
-    """Embed the segments of a group of decoded files together and add the files to the index."""
-    cuts = [cut_segments(waveform, embedder.segment) for _, waveform in group]
-    embeddings = embed_segments(embedder, np.concatenate([c[0] for c in cuts]), np.concatenate([c[1] for c in cuts]))
-    bounds = np.cumsum([len(c[2]) for c in cuts])[:-1]
-    for (path, waveform), cut, rows in zip(group, cuts, np.split(embeddings, bounds)):
-        if not np.isfinite(rows).all():
-            raise SearchError(
-                f"{embedder.checkpoint}: its model embeds {shown(path)} as NaN or inf (numbers that are not numbers), "
-                f"so it cannot be searched; the index holds the files embedded before it"
-            )
-        size, mtime_ns = found[path]
-        index.files[path] = FileEntry(size, mtime_ns, len(waveform) / SAMPLE_RATE, cut[2] / SAMPLE_RATE, rows)
+TRIM_EVERY = 16  # batches embedded between two trim_heap calls
+
+
+class SegmentBatches:
+    """The segments of consecutive files, embedded a batch at a time; a file enters the index once
+    it has ended and all its segments are embedded (in the order the files ended)."""
+
+    def __init__(self, index: SearchIndex, embedder: Embedder, found: dict[str, Stat]):
+        self.index, self.embedder, self.found = index, embedder, found
+        self.held: list[tuple[str, np.ndarray, float]] = []  # (file, segment, fraction), not yet embedded
+        self.rows: dict[str, list[np.ndarray]] = {}  # the embedded segments of each file not yet in the index
+        self.ended: dict[str, float] = {}  # file -> duration, of the files whose segments are all out
+        self.batches = 0
+
+    def add(self, name: str, segment: np.ndarray, fraction: float) -> None:
+        self.rows.setdefault(name, [])
+        self.held.append((name, segment, fraction))
+        if len(self.held) == self.embedder.batch_size:
+            self.embed()
+
+    def end(self, name: str, duration_s: float) -> None:
+        self.ended[name] = duration_s
+
+    def drop(self, name: str) -> None:
+        """Forget a file that failed part way."""
+        self.held = [item for item in self.held if item[0] != name]
+        self.rows.pop(name, None)
+
+    def embed(self) -> None:
+        if not self.held:
+            return
+        segments = np.stack([item[1] for item in self.held])
+        rows = embed_segments(self.embedder, segments, np.array([item[2] for item in self.held], np.float32))
+        for (name, _, _), row in zip(self.held, rows):
+            self.rows[name].append(row)
+        self.held = []
+        self.batches += 1
+        if self.batches % TRIM_EVERY == 0:
+            trim_heap()
+
+    def complete(self) -> list[str]:
+        """Add to the index the ended files none of whose segments are held; their names."""
+        waiting = {item[0] for item in self.held}
+        done = [name for name in self.ended if name not in waiting]
+        for name in done:
+            rows = np.stack(self.rows.pop(name))
+            if not np.isfinite(rows).all():
+                raise SearchError(
+                    f"{self.embedder.checkpoint}: its model embeds {shown(name)} as NaN or inf (numbers that are not "
+                    f"numbers), so it cannot be searched; the index holds the files embedded before it"
+                )
+            size, mtime_ns = self.found[name]
+            starts_s = np.arange(len(rows)) * (self.embedder.segment / SAMPLE_RATE)
+            self.index.files[name] = FileEntry(size, mtime_ns, self.ended.pop(name), starts_s, rows)
+        return done
 
 
 class PeriodicSaver:
@@ -284,6 +417,9 @@ def record_skip(
     tqdm.write(f"skipped {shown(str(folder / path))}: {shown(reason_of(error))}")
 
 
+DECODING_AHEAD = 4  # files read and decoded while an earlier one is embedded
+
+
 def embed_files(
     index: SearchIndex,
     folder: Path,
@@ -293,30 +429,32 @@ def embed_files(
     saver: PeriodicSaver,
     summary: UpdateSummary,
 ) -> None:
-    """Decode and embed `paths` into `index`, a batch's worth of segments at a time; skip what fails."""
-    group: list[tuple[str, np.ndarray]] = []
-
-    def embed_group() -> None:
-        add_files(index, embedder, group, found)
-        progress.update(len(group))
-        summary.embedded_files += len(group)
-        group.clear()
-
+    """Decode and embed `paths` into `index`, a batch of segments at a time, each file window by
+    window; skip what fails."""
+    batches = SegmentBatches(index, embedder, found)
     with (
         tqdm(total=len(paths), unit="file", desc="indexing", dynamic_ncols=True) as progress,
-        closing(decoded_files(folder, paths, embedder.stall_s)) as decoded,
+        closing(file_decodings(folder, paths, embedder.segment, embedder.batch_size, DECODING_AHEAD)) as decodings,
     ):
-        for path, result in decoded:
-            if isinstance(result, Exception):
-                record_skip(index, path, found[path], result, folder, summary)
-                progress.update(1)
-            else:
-                group.append((path, result))
-            if sum(segment_count(len(w), embedder.segment) for _, w in group) >= embedder.batch_size:
-                embed_group()
+
+        def completed(files: int) -> None:
+            progress.update(files)
+            summary.embedded_files += files
+
+        for decoding in decodings:
+            for item in decoding.items(embedder.stall_s):
+                if isinstance(item, Exception):
+                    batches.drop(decoding.name)
+                    record_skip(index, decoding.name, found[decoding.name], item, folder, summary)
+                    progress.update(1)
+                elif isinstance(item, Ended):
+                    batches.end(decoding.name, item.duration_s)
+                else:
+                    batches.add(decoding.name, *item)
+            completed(len(batches.complete()))
             saver.maybe_save(index)
-        if group:
-            embed_group()
+        batches.embed()
+        completed(len(batches.complete()))
 
 
 def existing_index(index_path: Path, checkpoint: Path, digest: str) -> SearchIndex | None:
@@ -328,6 +466,16 @@ def existing_index(index_path: Path, checkpoint: Path, digest: str) -> SearchInd
         index_path, {"checkpoint": index.checkpoint, "checkpoint_sha256": index.checkpoint_sha256}, checkpoint, digest
     )
     return index
+
+
+def trim_heap() -> None:
+    """Give the heap's free pages back to the system (glibc's malloc_trim; elsewhere nothing): the
+    blocks a long file's segments pass through are freed in another order than they were taken, so
+    without it the heap fragments and grows with the file's length (0.4 GB over 10 hours)."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):
+        pass
 
 
 def update_index(
