@@ -1,7 +1,10 @@
 import json
 import os
 import pickle
+import random
+import re
 import signal
+import subprocess
 import tempfile
 import time
 from dataclasses import asdict, replace
@@ -233,6 +236,79 @@ def test_a_killed_run_resumes_from_its_last_saved_epoch_to_the_same_weights(tmp_
         for key, value in expected.items():
             assert torch.equal(value, got[key]), (output, key)
     assert read_checkpoint(interrupted.best)["epoch"] == read_checkpoint(reference.best)["epoch"]
+
+
+def killed_at_random_moments(spec: RunSpec, seconds: float, rng: random.Random, kills: int = 3) -> list[str]:
+    """Run `spec` as its own process, killed (SIGKILL) at a random moment of what an uninterrupted run
+    takes (`seconds`), up to `kills` times, then run to its end: what each start did."""
+    spec_file = spec.run_dir / "spec.json"
+    spec_file.parent.mkdir(parents=True, exist_ok=True)
+    spec_file.write_text(json.dumps(asdict(spec)))
+    command, starts = ["-m", "audioretrieval.training.loop", str(spec_file)], []
+    for attempt in range(kills + 1):
+        moment = rng.uniform(0.1, 0.5 if attempt == 0 else 0.8) * seconds if attempt < kills else 300.0
+        process = forked.Process(command)
+        try:
+            process.wait(moment)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+        log = process.communicate()[1]
+        resumed = re.search(r"resuming \S+ after epoch \d+", log)
+        did = resumed.group(0) if resumed else "no resume logged"
+        starts.append(f"{did}, {moment:.1f} s: exit {process.returncode}")
+        if process.returncode == 0:
+            return starts
+        assert process.returncode == -signal.SIGKILL, (starts, log)
+    raise AssertionError(f"the last start did not finish: {starts}")
+
+
+def timed_run(spec: RunSpec) -> float:
+    started = time.monotonic()
+    train(spec, progress=False)
+    return time.monotonic() - started
+
+
+def test_stage1_and_stage2_runs_killed_at_random_moments_end_with_an_uninterrupted_runs_weights(
+    tmp_path, tiny_data, tiny_tokenizer
+):
+    from audioretrieval.correspondences.ensemble import build_targets
+    from audioretrieval.model.embed import embed_checkpoint
+
+    rng = random.Random(35)
+    settings = {**TRAIN, "epochs": 6, "rampdown_stop": 6}
+    stage1 = spec_in(tmp_path / "stage1", tiny_data, tiny_tokenizer, train=settings)
+    audio, captions = tiny_data["development"]
+    seconds = {stage1.run_dir.name: timed_run(stage1)}
+    embed_checkpoint(stage1.best, audio, captions, tmp_path / "emb.h5", batch_size=8)
+    build_targets([str(tmp_path / "emb.h5")], tmp_path / "targets.h5")
+    stage2 = replace(
+        stage1,
+        seed=9,
+        init_checkpoint=stage1.best,
+        targets=str(tmp_path / "targets.h5"),
+        loss_weights={"dist": 0.5, "sup": 0.5},
+        target_tau=0.05,
+        best=str(tmp_path / "stage2" / "best.pt"),
+        last=str(tmp_path / "stage2" / "last.pt"),
+        log_table=str(tmp_path / "stage2" / "log.csv"),
+    )
+    seconds[stage2.run_dir.name] = timed_run(stage2)
+    for reference in (stage1, stage2):
+        killed = replace(
+            reference,
+            best=reference.best.replace(str(tmp_path), str(tmp_path / "killed")),
+            last=reference.last.replace(str(tmp_path), str(tmp_path / "killed")),
+            log_table=reference.log_table.replace(str(tmp_path), str(tmp_path / "killed")),
+        )
+        starts = killed_at_random_moments(killed, seconds[reference.run_dir.name], rng)
+        assert starts[0].endswith(f"exit {-signal.SIGKILL}"), starts  # killed part way
+        assert any(start.startswith("resuming") for start in starts), starts
+        assert pd.read_csv(killed.log_table)["epoch"].tolist() == [1, 2, 3, 4, 5, 6], starts
+        for output in ("last", "best"):
+            expected, got = weights(getattr(reference, output)), weights(getattr(killed, output))
+            for key, value in expected.items():
+                assert torch.equal(value, got[key]), (reference.run_dir.name, output, key, starts)
+        assert not killed.resume_dir.exists()
 
 
 def test_the_best_weights_are_written_in_the_background_and_at_most_two_epochs_are_kept(tmp_path):
