@@ -23,7 +23,8 @@ def rf64(frames: int, announced: int | None = None) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "extension, rate, channels", [("wav", 44100, 2), ("wav", 32000, 1), ("flac", 48000, 1), ("ogg", 22050, 2)]
+    "extension, rate, channels",
+    [("wav", 44100, 2), ("wav", 32000, 1), ("flac", 48000, 1), ("ogg", 22050, 2), ("mp3", 44100, 2)],
 )
 @pytest.mark.parametrize("block_frames", [1000, 1 << 16])
 def test_decoding_block_by_block_equals_decoding_the_whole_file(extension, rate, channels, block_frames):

@@ -61,7 +61,9 @@ def check_complete(kind: str, header_frames: int | None, announced: int, decoded
 def stream_mono(file: BinaryIO, target_rate: int, block_frames: int = 1 << 16) -> Iterator[np.ndarray]:
     """`file` (open, seekable) decoded `block_frames` source frames at a time, downmixed and
     resampled: consecutive float32 chunks at `target_rate`, equal when joined to `load_mono` of its
-    bytes. Raises BadAudio as `decode_bytes` does, a cut-short file once its last chunk is out."""
+    bytes. An MP3 file is read whole: libsndfile 1.2 decodes it differently read in blocks (samples
+    shifted after some block boundaries; tests/data/test_audio_io.py). Raises BadAudio as
+    `decode_bytes` does, a cut-short file once its last chunk is out."""
     header = file.read(HEADER_BYTES)
     size = file.seek(0, io.SEEK_END)
     file.seek(0)
@@ -73,11 +75,11 @@ def stream_mono(file: BinaryIO, target_rate: int, block_frames: int = 1 << 16) -
                 if rate == target_rate
                 else soxr.ResampleStream(rate, target_rate, 1, dtype="float32", quality=RESAMPLE_QUALITY)
             )
-            decoded = 0
+            decoded, whole = 0, kind == "MP3"  # libsndfile 1.2's MP3 reads in blocks shift the samples
             while True:
-                block = f.read(block_frames, dtype="float32", always_2d=True)
+                block = f.read(-1 if whole else block_frames, dtype="float32", always_2d=True)
                 decoded += block.shape[0]
-                last = block.shape[0] < block_frames
+                last = whole or block.shape[0] < block_frames
                 mono = to_mono(block)
                 chunk = mono if resampler is None else resampler.resample_chunk(mono, last=last)
                 if len(chunk):
