@@ -8,13 +8,9 @@ from hear21passt.models.preprocess import AugmentMelSTFT
 from tiny import tiny_model_config
 
 from audioretrieval.files import save_torch_atomically
-from audioretrieval.model.audio import (
-    MelFrontEnd,
-    PasstAudioEncoder,
-    WeightsUnavailable,
-    fetch_passt_weights,
-    window_mask,
-)
+from audioretrieval.model.audio import WeightsUnavailable, token_mask
+from audioretrieval.model.encoders.passt import PasstAudioEncoder, fetch_passt_weights
+from audioretrieval.model.mel import MelFrontEnd
 from audioretrieval.model.checkpoint import CheckpointMismatch, checkpoint_of, load_model
 from audioretrieval.model.dual_encoder import DualEncoder
 from audioretrieval.model.text import TextEncoder
@@ -22,7 +18,7 @@ from audioretrieval.model.tokenizer import normalize_caption
 
 
 def test_windows_of_padding_only_are_masked():
-    mask = window_mask(torch.tensor([1.0, 0.5, 0.34, 0.2, 0.0]), 3)
+    mask = token_mask(torch.tensor([1.0, 0.5, 0.34, 0.2, 0.0]), 3)
     assert mask.tolist() == [
         [True, True, True],
         [True, True, False],
@@ -125,7 +121,7 @@ def test_the_front_end_equals_the_reference_augment_mel_stft_in_evaluation_and_t
 
 
 def test_the_front_end_draws_band_edges_from_the_reference_ranges_in_training_only(monkeypatch):
-    import audioretrieval.model.audio as audio
+    import audioretrieval.model.mel as audio
 
     edges = []
     original = audio.get_mel_banks
@@ -210,7 +206,8 @@ def test_missing_passt_weights_say_what_to_download_and_which_key_to_set(tmp_pat
     def offline(*args, **kwargs):
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(
         WeightsUnavailable,
         match=r"Download https://github.com/kkoutini/PaSST/.*passt-s-f128-p16-s16-ap.468.pt .*model.audio.weights",

@@ -1,217 +1,184 @@
-"""The audio branch: mel front end and PaSST over fixed windows, masked mean, linear projection."""
+"""The audio-encoder interface: what every audio encoder family provides, and the one way to build one.
+
+A family is one module of `audioretrieval.model.encoders` that defines a subclass of AudioEncoder with
+its name in `family` (model.audio.family) and its network's input rate in `sample_rate`; its settings
+are its entry in config/schema.yaml (`$defs/audio_encoder`). docs/extending.md says how to add one.
+
+Every family sees the same thing: waveforms at the stored rate (STORED_RATE, data.sample_rate) cut
+into windows of model.audio.window_s every hop_s seconds, resampled to its own rate when that differs,
+and returns token embeddings per window. This module pools the tokens of a segment (the ones that hold
+real signal, not padding) and projects their mean into the shared space, for every family alike.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import io
+import importlib
 import os
+import pkgutil
+from typing import ClassVar
 
-import hear21passt.models.passt as passt_module
 import torch
-from hear21passt.models.passt import PaSST, checkpoint_filter_fn, default_cfgs
-from hear21passt.models.preprocess import AugmentMelSTFT
 from torch import nn
-from torchaudio.compliance.kaldi import get_mel_banks
+from torchaudio.functional import resample
 
-from audioretrieval.device import to_device
-from audioretrieval.model.attention import use_fused_attention
+from audioretrieval.files import file_digest
 
-passt_module.first_RUN = False  # PaSST prints tensor shapes on its first forward otherwise
-
-SAMPLE_RATE = 32000
-HOP = 320
-N_MELS = 128
-# The reference code's (and the DCASE 2025 baseline's) AugmentMelSTFT arguments: band edges fmin = 0 and
-# fmax = 16000 - 2000 / 2 = 15000 Hz at evaluation; in training fmin + U{0..9} and fmax + 1000 - U{0..1999}.
-MEL_ARGUMENTS = dict(
-    n_mels=N_MELS,
-    sr=SAMPLE_RATE,
-    win_length=800,
-    hopsize=HOP,
-    n_fft=1024,
-    freqm=0,
-    timem=0,
-    htk=False,
-    fmin=0.0,
-    fmax=None,
-    norm=1,
-    fmin_aug_range=10,
-    fmax_aug_range=2000,
-)
+STORED_RATE = 32000  # the rate of the decoded audio (data.sample_rate, a schema constant) and of every model's input
+DEFAULT_FAMILY = "passt"  # model.audio.family when absent (checkpoints and configurations written before families)
 
 
 class WeightsUnavailable(RuntimeError):
     pass
 
 
-def window_mask(fraction: torch.Tensor, windows: int) -> torch.Tensor:
-    """[B, windows] bool: windows holding some real signal (window k starts before the padding).
+def token_mask(fraction: torch.Tensor, tokens: int) -> torch.Tensor:
+    """[B, tokens] bool: the tokens of a segment that hold some real signal (token k of `tokens`
+    evenly spread over the segment starts before its padding, which begins at `fraction` of it).
 
-    The first window always counts, so a clip is never left without one.
+    The first token always counts, so a clip is never left without one.
     """
-    starts = torch.arange(windows, device=fraction.device, dtype=fraction.dtype) / windows
+    starts = torch.arange(tokens, device=fraction.device, dtype=fraction.dtype) / tokens
     mask = starts.unsqueeze(0) < fraction.unsqueeze(1)
     mask[:, 0] = True
     return mask
 
 
-def fetch_passt_weights(arch: str, weights: str | None) -> dict:
-    """AudioSet weights of a hear21passt architecture: from `weights` (a local file) if given,
-    else downloaded (and cached) the way hear21passt does."""
-    if weights:
-        if not os.path.isfile(weights):
-            raise WeightsUnavailable(f"model.audio.weights: no such file {weights!r}")
-        return torch.load(weights, map_location="cpu", weights_only=True)
-    url = default_cfgs[arch]["url"]
-    try:
-        return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, weights_only=True)
-    except Exception as exc:
-        raise WeightsUnavailable(
-            f"cannot fetch the PaSST AudioSet weights ({type(exc).__name__}: {exc}). Download {url} on a "
-            f"machine with internet access and set model.audio.weights to the file's path."
-        ) from exc
+def published_weights(what: str, url: str | None, md5: str | None, path: str | None) -> dict:
+    """A family's published weights: from `path` (model.audio.weights) if given, else downloaded from
+    `url` into torch.hub's cache (its MD5 checked when the family records one), read with
+    torch.load(weights_only=True)."""
+    if path:
+        if not os.path.isfile(path):
+            raise WeightsUnavailable(f"model.audio.weights: no such file {path!r}")
+        source = path
+    elif url is None:
+        raise WeightsUnavailable(f"{what} has no download address: set model.audio.weights to the file's path")
+    else:
+        source = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
+        try:
+            if not os.path.isfile(source):
+                os.makedirs(os.path.dirname(source), exist_ok=True)
+                torch.hub.download_url_to_file(url, source, progress=False)
+        except Exception as exc:
+            raise WeightsUnavailable(
+                f"cannot fetch the {what} ({type(exc).__name__}: {exc}). Download {url} on a machine with "
+                f"internet access and set model.audio.weights to the file's path."
+            ) from exc
+    if md5 and (found := file_digest(source, "md5")) != md5:
+        raise WeightsUnavailable(f"{source}: MD5 {found}, expected {md5} for the {what}; delete it and fetch it again")
+    return torch.load(source, map_location="cpu", weights_only=True)
 
 
-class MelFrontEnd(AugmentMelSTFT):
-    """hear21passt's AugmentMelSTFT built with the reference code's arguments (MEL_ARGUMENTS), with the same
-    output computed about twice as fast on a CPU.
+class AudioEncoder(nn.Module):
+    """Waveforms [B, samples] at STORED_RATE -> embeddings [B, out_dim].
 
-    The pre-emphasis filter is applied by slicing instead of a 1-channel conv1d and the STFT is
-    taken in complex form; frequency/time masking is off (freqm = timem = 0), as in the paper. In
-    training the band edges are drawn as AugmentMelSTFT draws them (same calls, same order).
+    The waveform is cut into windows of `window_s` seconds every `hop_s` seconds. A family computes,
+    per window, the part of its front end that depends on the waveform alone (`fixed_features`:
+    cacheable, see SpectrogramCache) and from it token embeddings [windows, tokens, width] (`tokens`:
+    the rest of the front end, random in training, and the network). The tokens that hold only
+    padding are left out of the mean, which `projection` maps into the shared space.
+
+    A family sets `family`, `sample_rate` (its network's input rate) and `width` (its tokens'
+    size), builds its network in __init__ after calling this one and ends with
+    `self.projection = nn.Linear(self.width, out_dim)`.
     """
 
-    def __init__(self):
-        with contextlib.redirect_stdout(io.StringIO()):  # "Warning: FMAX is None setting to 15000"
-            super().__init__(**MEL_ARGUMENTS)
+    family: ClassVar[str]
+    sample_rate: ClassVar[int]
 
-    def power(self, x: torch.Tensor) -> torch.Tensor:
-        """[N, samples] -> the pre-emphasised signal's power spectrogram [N, n_fft // 2 + 1, frames]
-        (deterministic: the random part of the front end is the mel bands drawn from it)."""
-        coefficient = -self.preemphasis_coefficient[0, 0, 0]
-        x = x[:, 1:] - coefficient * x[:, :-1]
-        spectrum = torch.stft(
-            x,
-            self.n_fft,
-            hop_length=self.hopsize,
-            win_length=self.win_length,
-            center=True,
-            normalized=False,
-            window=self.window,
-            return_complex=True,
-        )
-        return spectrum.real.square() + spectrum.imag.square()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mel_of_power(self.power(x))
-
-    def mel_of_power(self, power: torch.Tensor) -> torch.Tensor:
-        """Normalised log-mel spectrogram [N, n_mels, frames] of power spectrograms."""
-        if self.training:  # the same random band edges as AugmentMelSTFT draws (on the host's generator)
-            fmin = self.fmin + torch.randint(self.fmin_aug_range, (1,)).item()
-            fmax = self.fmax + self.fmax_aug_range // 2 - torch.randint(self.fmax_aug_range, (1,)).item()
-            mel_basis = to_device(self.mel_bands(fmin, fmax), power.device)
-        else:
-            mel_basis = self.evaluation_bands(power.device)
-        return ((torch.matmul(mel_basis, power) + 0.00001).log() + 4.5) / 5.0
-
-    def mel_bands(self, fmin: float, fmax: float) -> torch.Tensor:
-        """The filter bank [n_mels, n_fft // 2 + 1] between band edges, built on the host."""
-        mel_basis, _ = get_mel_banks(
-            self.n_mels, self.n_fft, self.sr, fmin, fmax, vtln_low=100.0, vtln_high=-500.0, vtln_warp_factor=1.0
-        )
-        return nn.functional.pad(mel_basis, (0, 1))
-
-    def evaluation_bands(self, device: torch.device) -> torch.Tensor:
-        """The fixed band edges' filter bank, built once per device (not a buffer: checkpoints stay
-        hear21passt's)."""
-        if getattr(self, "_evaluation_bands", None) is None or self._evaluation_bands.device != device:
-            self._evaluation_bands = self.mel_bands(self.fmin, self.fmax).to(device)
-        return self._evaluation_bands
-
-
-class PasstAudioEncoder(nn.Module):
-    """Waveforms [B, samples] at 32 kHz -> embeddings [B, out_dim].
-
-    The waveform is cut into windows of `window_s` seconds every `hop_s` seconds; each window's
-    mel spectrogram goes through PaSST (structured patchout in training only) and gives the mean of
-    its two token outputs; windows that are only padding are left out of the mean.
-    """
-
-    def __init__(self, cfg: dict, segment_s: float, out_dim: int):
+    def __init__(self, cfg: dict, segment_s: float):
         super().__init__()
-        self.window = int(round(cfg["window_s"] * SAMPLE_RATE))
-        self.hop = int(round(cfg["hop_s"] * SAMPLE_RATE))
-        self.segment = int(round(segment_s * SAMPLE_RATE))
+        self.window = int(round(cfg["window_s"] * STORED_RATE))
+        self.hop = int(round(cfg["hop_s"] * STORED_RATE))
+        self.segment = int(round(segment_s * STORED_RATE))
         if self.segment < self.window:
             raise ValueError(f"train.segment_s ({segment_s}) is shorter than model.audio.window_s ({cfg['window_s']})")
         self.windows = 1 + (self.segment - self.window) // self.hop
-        self.mel = MelFrontEnd()
-        frames = (self.window - 1) // HOP + 1  # the pre-emphasis filter drops one sample
-        self.passt = PaSST(
-            img_size=(N_MELS, frames),
-            patch_size=16,
-            stride=16,
-            in_chans=1,
-            num_classes=527,
-            embed_dim=cfg["embed_dim"],
-            depth=cfg["depth"],
-            num_heads=cfg["num_heads"],
-            distilled=True,
-            s_patchout_t=cfg["patchout_t"],
-            s_patchout_f=cfg["patchout_f"],
-        )
-        if cfg.get("pretrained"):
-            state = checkpoint_filter_fn(fetch_passt_weights(cfg["arch"], cfg.get("weights")), self.passt)
-            self.passt.load_state_dict(state)
-        self.passt.head = nn.Identity()  # the AudioSet classifiers are not used
-        self.passt.head_dist = None
-        if cfg.get("fused_attention"):
-            use_fused_attention(self.passt)
-        self.projection = nn.Linear(cfg["embed_dim"], out_dim)
+        self.window_at_rate = int(round(cfg["window_s"] * self.sample_rate))  # a window's samples at the family's rate
+
+    # What a family implements.
+    def fixed_features(self, windows: torch.Tensor) -> torch.Tensor:
+        """[N, window samples at the family's rate] (fp32) -> the deterministic part of the front end [N, ...]."""
+        raise NotImplementedError
+
+    def tokens(self, features: torch.Tensor) -> torch.Tensor:
+        """fixed_features' output [N, ...] -> token embeddings [N, tokens, width]."""
+        raise NotImplementedError
 
     def encoder_parameters(self):
-        return self.passt.parameters()
+        """The parameters of the network (the audio_encoder learning-rate group): all but the projection's."""
+        return (p for name, p in self.named_parameters() if not name.startswith("projection."))
 
+    def compile_network(self) -> None:
+        """torch.compile the network's forward pass in place (parameter names unchanged)."""
+        raise NotImplementedError
+
+    # What every family shares.
     def spectrograms(self, waveform: torch.Tensor) -> torch.Tensor:
-        """The power spectrograms of a segment's windows [B, windows, bins, frames]: the part of the
-        front end that depends on the waveform alone, so it can be computed once and reused
-        (SpectrogramCache)."""
+        """fixed_features of a segment's windows [B, windows, ...]: the part of the front end that depends
+        on the waveform alone, so it can be computed once and reused (SpectrogramCache)."""
         windows = waveform.unfold(1, self.window, self.hop)[:, : self.windows]  # [B, W, window]
         with torch.autocast(waveform.device.type, enabled=False):
-            return self.mel.power(windows.reshape(-1, self.window).float()).unflatten(0, windows.shape[:2])
+            flat = windows.reshape(-1, self.window).float()
+            if self.sample_rate != STORED_RATE:
+                flat = resample(flat, STORED_RATE, self.sample_rate)
+            return self.fixed_features(flat).unflatten(0, windows.shape[:2])
 
     def forward(
         self, waveform: torch.Tensor, fraction: torch.Tensor, spectrograms: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Embeddings [B, out_dim] of segments; `spectrograms`, when given, are their windows' power
-        spectrograms, as spectrograms(waveform) would compute them."""
+        """Embeddings [B, out_dim] of segments; `spectrograms`, when given, are their windows' fixed
+        features, as spectrograms(waveform) would compute them."""
         batch = waveform.shape[0]
-        power = self.spectrograms(waveform) if spectrograms is None else spectrograms
-        with torch.autocast(waveform.device.type, enabled=False):
-            mel = self.mel.mel_of_power(power.flatten(0, 1).float())
-        with torch.device(mel.device):  # patchout's torch.randperm on the model's device: no copy from the host
-            cls_token, dist_token = self.passt.forward_features(mel.unsqueeze(1))
-        per_window = ((cls_token + dist_token) / 2).reshape(batch, self.windows, -1)
-        mask = window_mask(fraction, self.windows).unsqueeze(-1).to(per_window.dtype)
-        pooled = (per_window * mask).sum(1) / mask.sum(1)
+        features = self.spectrograms(waveform) if spectrograms is None else spectrograms
+        tokens = self.tokens(features.flatten(0, 1))
+        tokens = tokens.reshape(batch, -1, tokens.shape[-1])  # a segment's windows' tokens in time order
+        mask = token_mask(fraction, tokens.shape[1]).unsqueeze(-1).to(tokens.dtype)
+        pooled = (tokens * mask).sum(1) / mask.sum(1)
         return self.projection(pooled)
 
 
+def families() -> dict[str, type[AudioEncoder]]:
+    """Every family of audioretrieval.model.encoders, by name (each module defining an AudioEncoder subclass)."""
+    from audioretrieval.model import encoders
+
+    found = {}
+    for module in pkgutil.iter_modules(encoders.__path__):
+        imported = importlib.import_module(f"{encoders.__name__}.{module.name}")
+        for value in vars(imported).values():
+            if isinstance(value, type) and issubclass(value, AudioEncoder) and value.__module__ == imported.__name__:
+                found[value.family] = value
+    return found
+
+
+def family_of(cfg: dict) -> str:
+    return cfg.get("family", DEFAULT_FAMILY)
+
+
+def audio_encoder(cfg: dict, segment_s: float, out_dim: int) -> AudioEncoder:
+    """The encoder model.audio describes."""
+    known = families()
+    name = family_of(cfg)
+    if name not in known:
+        raise ValueError(f"model.audio.family: unknown family {name!r}; known: {', '.join(sorted(known))}")
+    return known[name](cfg, segment_s, out_dim)
+
+
 class SpectrogramCache:
-    """Power spectrograms of the clips whose segment is always the same, computed once per clip and
-    reused at every later step and epoch: the clips no longer than the segment, which are
-    zero-padded and never cropped at random. The rest of the front end (the mel bands, drawn at
-    random in training) runs at every step, so the model's output is exactly what it would be
-    without the cache. Meant for small CPU runs (the demo: about 1.2 MB per clip), where the STFT is
-    half the cost of a training step; held in CPU memory."""
+    """Fixed front-end features (AudioEncoder.spectrograms) of the clips whose segment is always the
+    same, computed once per clip and reused at every later step and epoch: the clips no longer than
+    the segment, which are zero-padded and never cropped at random. The rest of the front end (for
+    PaSST and EfficientAT the mel bands, drawn at random in training) runs at every step, so the
+    model's output is exactly what it would be without the cache. Meant for small CPU runs (the demo:
+    about 1.2 MB per clip with PaSST), where the STFT is half the cost of a training step; held in CPU
+    memory."""
 
     def __init__(self, clip_lengths, segment_samples: int):
         self.cacheable = torch.as_tensor(clip_lengths) <= segment_samples
         self.stored: dict[int, torch.Tensor] = {}
 
-    def __call__(self, encoder: PasstAudioEncoder, waveform: torch.Tensor, clip_ids: torch.Tensor) -> torch.Tensor:
-        """The batch's power spectrograms [B, windows, bins, frames], on the waveform's device."""
+    def __call__(self, encoder: AudioEncoder, waveform: torch.Tensor, clip_ids: torch.Tensor) -> torch.Tensor:
+        """The batch's fixed features [B, windows, ...], on the waveform's device."""
         ids = clip_ids.tolist()
         fresh = [i for i, c in enumerate(ids) if c not in self.stored]
         computed = {}

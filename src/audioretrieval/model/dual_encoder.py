@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audioretrieval.model.audio import PasstAudioEncoder
+from audioretrieval.model.audio import audio_encoder
 from audioretrieval.model.text import TextEncoder
 
 PARAMETER_GROUPS = ("audio_encoder", "text_encoder", "audio_projection", "text_projection")
@@ -19,7 +19,7 @@ class DualEncoder(nn.Module):
         super().__init__()
         self.tau = cfg["tau"]
         audio_cfg = cfg["audio"] if load_weights else {**cfg["audio"], "pretrained": False}
-        self.audio = PasstAudioEncoder(audio_cfg, segment_s, cfg["embed_dim"])
+        self.audio = audio_encoder(audio_cfg, segment_s, cfg["embed_dim"])
         self.text = TextEncoder(cfg["text"], cfg["embed_dim"], text_hf_config, load_weights)
 
     def embed_audio(
@@ -46,8 +46,8 @@ class DualEncoder(nn.Module):
 
     def compile_encoders(self) -> None:
         """torch.compile the encoders' forward passes, in place (parameter names and checkpoints stay
-        the same): PaSST's forward_features, which the audio branch calls, and a trained text encoder."""
-        self.audio.passt.forward_features = torch.compile(self.audio.passt.forward_features)
+        the same): the audio network and a trained text encoder."""
+        self.audio.compile_network()
         if not self.text.frozen:
             self.text.encoder.compile()
 

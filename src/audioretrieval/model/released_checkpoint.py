@@ -44,7 +44,7 @@ import torch
 from transformers import AutoConfig, AutoModel, RobertaConfig
 
 from audioretrieval.files import file_digest, save_torch_atomically, written_atomically
-from audioretrieval.model.audio import PasstAudioEncoder
+from audioretrieval.model.audio import audio_encoder
 from audioretrieval.model.checkpoint import FORMAT_VERSION, fit_problems, listed, refused_global
 from audioretrieval.model.text import projection_head
 from audioretrieval.resources import resolve_name
@@ -365,7 +365,7 @@ def map_keys(state_dict: dict, rules: list[KeyRule]) -> tuple[dict[str, str], di
 def project_shapes(model_config: dict, segment_s: float, hf_config: dict) -> dict[str, tuple]:
     """Every key and shape of the DualEncoder's state_dict that the configuration builds (the text
     encoder is built on the meta device: no memory, no weights)."""
-    audio = PasstAudioEncoder({**model_config["audio"], "pretrained": False}, segment_s, model_config["embed_dim"])
+    audio = audio_encoder({**model_config["audio"], "pretrained": False}, segment_s, model_config["embed_dim"])
     config = AutoConfig.for_model(**hf_config)
     with torch.device("meta"):
         encoder = AutoModel.from_config(config, add_pooling_layer=False)

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from audioretrieval.data.audio_io import AUDIO_EXTENSIONS, is_audio_name, stream_mono
 from audioretrieval.device import autocast_for, choose_device, resolve_precision
 from audioretrieval.files import sole_writer
-from audioretrieval.model.audio import SAMPLE_RATE
+from audioretrieval.model.audio import STORED_RATE
 from audioretrieval.model.dual_encoder import DualEncoder
 from audioretrieval.search.checkpoints import check_same_checkpoint, checkpoint_digest, load_search_model
 from audioretrieval.search.store import (
@@ -233,14 +233,14 @@ class FileDecoding:
         try:
             with self._open() as file:
                 cutter = Segmenter(self.segment)
-                for chunk in stream_mono(file, SAMPLE_RATE):
+                for chunk in stream_mono(file, STORED_RATE):
                     if not np.isfinite(chunk).all():
                         raise ValueError("the decoded samples are not all finite (NaN or inf)")
                     for segment in cutter.add(chunk):
                         self._put((segment, 1.0))
                 if (last := cutter.end()) is not None:
                     self._put(last)
-            self._put(Ended(cutter.samples / SAMPLE_RATE))
+            self._put(Ended(cutter.samples / STORED_RATE))
         except _Abandoned:
             pass
         except Exception as exc:
@@ -387,7 +387,7 @@ class SegmentBatches:
                     f"numbers), so it cannot be searched; the index holds the files embedded before it"
                 )
             size, mtime_ns = self.found[name]
-            starts_s = np.arange(len(rows)) * (self.embedder.segment / SAMPLE_RATE)
+            starts_s = np.arange(len(rows)) * (self.embedder.segment / STORED_RATE)
             self.index.files[name] = FileEntry(size, mtime_ns, self.ended.pop(name), starts_s, rows)
         return done
 
@@ -519,7 +519,7 @@ def _update(folder, checkpoint, index_path, batch_size, device, save_every_s, st
         torch_device = choose_device(device)
         model, contents = load_search_model(checkpoint, torch_device)
         if index is None:
-            index = SearchIndex(digest, "", float(contents["segment_s"]), SAMPLE_RATE, "")
+            index = SearchIndex(digest, "", float(contents["segment_s"]), STORED_RATE, "")
         index.checkpoint, index.folder = str(checkpoint.resolve()), str(folder.resolve())  # found again by query
         embedder = Embedder(
             model,
@@ -527,7 +527,7 @@ def _update(folder, checkpoint, index_path, batch_size, device, save_every_s, st
             torch_device,
             resolve_precision("auto", torch_device),
             batch_size,
-            int(round(index.segment_s * SAMPLE_RATE)),
+            int(round(index.segment_s * STORED_RATE)),
             stall_s,
         )
         saver = PeriodicSaver(index_path, save_every_s)

@@ -1,0 +1,1 @@
+"""Audio encoder families, one module each (audioretrieval.model.audio.families finds them)."""
