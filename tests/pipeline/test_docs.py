@@ -16,12 +16,12 @@ DOCUMENTED_AS_A_WHOLE = {"stage2.train", "report.reference"}  # "the keys of tra
 
 
 def properties(node: dict, defs: dict) -> dict:
-    """The properties of a schema node, through $ref and allOf."""
+    """The properties of a schema node, through $ref, allOf and the `then` of its if/then blocks."""
     if "$ref" in node:
         node = defs[node["$ref"].rsplit("/", 1)[1]]
     merged = {}
     for part in node.get("allOf", []):
-        merged |= properties(part, defs)
+        merged |= properties(part.get("then", part), defs)
     return merged | node.get("properties", {})
 
 

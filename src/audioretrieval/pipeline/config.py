@@ -119,11 +119,12 @@ def _check_model_and_training(config: dict) -> None:
             settings["segment_s"] >= audio["window_s"],
             f"{where}: segment_s ({settings['segment_s']}) must be at least model.audio.window_s ({audio['window_s']})",
         )
-    _require(
-        audio["embed_dim"] % audio["num_heads"] == 0,
-        f"model.audio.embed_dim ({audio['embed_dim']}) must be divisible by "
-        f"model.audio.num_heads ({audio['num_heads']})",
-    )
+    if "num_heads" in audio:  # the transformer families
+        _require(
+            audio["embed_dim"] % audio["num_heads"] == 0,
+            f"model.audio.embed_dim ({audio['embed_dim']}) must be divisible by "
+            f"model.audio.num_heads ({audio['num_heads']})",
+        )
     small = text["random_init"]
     _require(
         small["hidden_size"] % small["heads"] == 0,
