@@ -25,7 +25,8 @@ OUT = config["out_dir"]
 DEMO = config["data"]["source"] == "demo"
 SPLITS = list(clotho.SPLITS)
 ENSEMBLES = config["correspondences"]["ensembles"]
-STAGE1_RUNS = study.stage1_runs(config)
+STAGE1_RUNS = study.stage1_runs(config) + study.encoder_runs(config)  # trained, evaluated, in the quality table
+STAGE1_RUN_NAME = r"([a-z][a-z0-9]*-)?seed\d+"  # seed{N}, {encoder}-seed{N}
 STAGE2_JOBS = {job.name: job for job in study.stage2_jobs(config)}
 GPUS = config["stage1"]["gpus"]
 TRAINING_THREADS = max(1, GPUS) * (config["train"]["num_workers"] + 1)  # per GPU: its process and DataLoader workers
@@ -92,7 +93,7 @@ def text_states_file(split):
 
 
 def model_dir(stage, name):
-    """The folder of a trained model (stage1/seed{N}, stage2/{job}, released/{name})."""
+    """The folder of a trained model (stage1/seed{N} or stage1/{encoder}-seed{N}, stage2/{job}, released/{name})."""
     return f"{OUT}/{stage}/{name}"
 
 
@@ -121,7 +122,7 @@ CAPTION_FILE = f"{OUT}/caption_estimator/embeddings/development.h5"
 
 
 def member_file(member):
-    """What an ensemble member's estimates are read from: a stage-1 seed's embeddings, or the captions'."""
+    """What an ensemble member's estimates are read from: a stage-1 run's embeddings, or the captions'."""
     return CAPTION_FILE if is_caption_member(member) else embeddings_file(study.stage1_run(member))
 
 
@@ -253,8 +254,8 @@ def relevance_input():
 
 def ensemble_evaluation_members(wildcards):
     return [
-        evaluation_file(model_dir("stage1", study.stage1_run(seed)), "embeddings.h5")
-        for seed in ENSEMBLES[wildcards.ensemble]
+        evaluation_file(model_dir("stage1", study.stage1_run(member)), "embeddings.h5")
+        for member in ENSEMBLES[wildcards.ensemble]
     ]
 
 

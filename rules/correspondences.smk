@@ -15,7 +15,7 @@ rule export_embeddings:
     benchmark:
         benchmark_file("export_embeddings", "{run}")
     wildcard_constraints:
-        run=r"seed\d+",
+        run=STAGE1_RUN_NAME,
     priority: 3
     conda:
         CONDA_ENV

@@ -1,4 +1,5 @@
-# Stage 1: one contrastive training run per seed, each its own job and directory.
+# Stage 1: one contrastive training run per seed, each its own job and directory: seed{N} of
+# model.audio, {encoder}-seed{N} of another audio encoder (stage1.encoders, ensemble members only).
 
 # ClothoV2 development first, then the extra sets (stage1.train_on: all)
 TRAIN_SETS = [{"audio": data_file("development", "audio.h5"), "captions": data_file("development", "captions.parquet")}]
@@ -68,7 +69,7 @@ rule train_stage1:
     benchmark:
         benchmark_file("train_stage1", "{run}")
     wildcard_constraints:
-        run=r"seed\d+",
+        run=STAGE1_RUN_NAME,
     priority: 4  # the chain waits for stage 1: start it before exports and evaluations when a core frees up
     conda:
         CONDA_ENV
@@ -79,7 +80,7 @@ rule train_stage1:
         runtime=240 if config["stage1"]["train_on"] == "clothov2" else 2880,  # the paper: 35 h with AudioCaps + WavCaps
     params:
         run=lambda wildcards: {"seed": study.seed_of(wildcards.run)},
-        model=config["model"],
+        model=lambda wildcards: study.run_model(config, wildcards.run),
         train=config["train"],
         gpus=GPUS,
         code=code_of("train"),

@@ -9,10 +9,10 @@ from tiny import tiny_model_config
 
 from audioretrieval.files import save_torch_atomically
 from audioretrieval.model.audio import WeightsUnavailable, token_mask
-from audioretrieval.model.encoders.passt import PasstAudioEncoder, fetch_passt_weights
-from audioretrieval.model.mel import MelFrontEnd
 from audioretrieval.model.checkpoint import CheckpointMismatch, checkpoint_of, load_model
 from audioretrieval.model.dual_encoder import DualEncoder
+from audioretrieval.model.encoders.passt import PasstAudioEncoder, fetch_passt_weights
+from audioretrieval.model.mel import MelFrontEnd
 from audioretrieval.model.text import TextEncoder
 from audioretrieval.model.tokenizer import normalize_caption
 

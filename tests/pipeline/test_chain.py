@@ -41,12 +41,30 @@ def with_extra_sets(config: dict) -> dict:
     return config
 
 
+def with_other_encoders(config: dict) -> dict:
+    """One stage-1 run of each other audio encoder family at a tiny size, in a mixed ensemble."""
+    tiny = {"pretrained": False, "weights": None, "window_s": 1.0, "hop_s": 1.0}
+    config["stage1"] = {
+        **config["stage1"],
+        "encoders": {
+            "mn": {"seeds": [1], "audio": {"family": "mn", "width_mult": 0.1, **tiny}},
+            "atst": {"seeds": [1], "audio": {"family": "atst", "embed_dim": 32, "depth": 1, "num_heads": 2, **tiny}},
+        },
+    }
+    ensembles = config["correspondences"]["ensembles"]
+    config["correspondences"] = {
+        **config["correspondences"],
+        "ensembles": {**ensembles, "mixed": [1, "mn-seed1", "atst-seed1"]},
+    }
+    return config
+
+
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
-    """The tiny demo's whole chain in the full setting, built once for the scenarios below (which
-    only plan against it, or check that it stays up to date)."""
+    """The tiny demo's whole chain in the full setting, with runs of the other audio encoders, built
+    once for the scenarios below (which only plan against it, or check that it stays up to date)."""
     root = tmp_path_factory.mktemp("chain")
-    config = with_extra_sets(tiny_config(root / "results"))
+    config = with_other_encoders(with_extra_sets(tiny_config(root / "results")))
     configfile = write_config(root, config)
     first = run_snakemake("--cores", 2, "--configfile", configfile, cwd=root)
     return root, config, configfile, first
@@ -55,7 +73,7 @@ def chain(tmp_path_factory):
 def test_the_chain_trains_every_seed_and_builds_the_tokenizer_it_needs(chain):
     root, _, _, first = chain
     out = root / "results"
-    assert (first.stdout + first.stderr).count("rule train_stage1:") == 2
+    assert (first.stdout + first.stderr).count("rule train_stage1:") == 4  # seeds 1, 2; mn-seed1, atst-seed1
     assert (out / "tokenizer" / "tokenizer.json").exists()  # built by its own rule from the training captions
     weights = []
     for seed in (1, 2):
@@ -70,11 +88,36 @@ def test_the_chain_trains_every_seed_and_builds_the_tokenizer_it_needs(chain):
         assert pd.read_csv(out / "stage2" / job / "log.csv")["epoch"].tolist() == [1]
 
 
+def test_runs_of_other_audio_encoders_train_as_their_family_and_join_a_mixed_ensemble(chain):
+    root, _, _, first = chain
+    out = root / "results"
+    for run, family in (("mn-seed1", "mn"), ("atst-seed1", "atst")):
+        checkpoint = torch.load(out / "stage1" / run / "best.pt", weights_only=True)
+        assert checkpoint["seed"] == 1 and checkpoint["model_config"]["audio"]["family"] == family
+        assert checkpoint["model_config"]["embed_dim"] == 16  # the seeds' shared space
+    ensemble = rule_blocks(first, "ensemble_targets")
+    mixed = next(block for block in ensemble if "ensemble=mixed" in block)
+    for run in ("seed1", "mn-seed1", "atst-seed1"):
+        assert f"stage1/{run}/embeddings/development.h5" in mixed
+    # stage 2 still starts from model.audio's seed: no other encoder's run is read
+    for block in rule_blocks(first, "train_stage2"):
+        assert "mn-seed1" not in block and "atst-seed1" not in block
+
+
 def test_the_chain_evaluates_best_and_last_weights_and_reports_them(chain):
     root, _, _, _ = chain
     out = root / "results"
     quality = pd.read_csv(out / "correspondences" / "quality.csv")
-    assert quality["model"].tolist() == ["seed1", "seed2", "captions", "ensemble all", "ensemble all_captions"]
+    assert quality["model"].tolist() == [
+        "seed1",
+        "seed2",
+        "atst-seed1",
+        "mn-seed1",
+        "captions",
+        "ensemble all",
+        "ensemble all_captions",
+        "ensemble mixed",
+    ]
     assert quality["roc_auc"].between(0, 1).all()
     texts = pd.read_parquet(out / "data" / "clothov2" / "evaluation" / "captions.parquet")["caption"].nunique()
     models = [
@@ -82,12 +125,14 @@ def test_the_chain_evaluates_best_and_last_weights_and_reports_them(chain):
         for d in (
             "stage1/seed1",
             "stage1/seed2",
+            "stage1/mn-seed1",
+            "stage1/atst-seed1",
             "stage2/distill-seed523528930",
             "stage2/control-from-seed1-seed523528930",
         )
         for w in ("best", "last")
     ]
-    for model_dir, weights in models + [("correspondences/all", "best")]:
+    for model_dir, weights in models + [("correspondences/all", "best"), ("correspondences/mixed", "best")]:
         metrics = json.loads((out / model_dir / "evaluation" / weights / "metrics.json").read_text())
         assert metrics["captions"] == 5 * 4 and metrics["clips"] == 4  # the evaluation split
         assert metrics["dcase2025_queries"] == texts  # the demo's truth: every caption text is a query
@@ -95,13 +140,16 @@ def test_the_chain_evaluates_best_and_last_weights_and_reports_them(chain):
     best = [
         "seed1",
         "seed2",
-        "stage 1, mean of 2 seeds",
+        "atst-seed1",
+        "mn-seed1",
+        "stage 1, mean of 2 seeds",  # model.audio's seeds only
         "ensemble all",
+        "ensemble mixed",
         "distill-seed523528930",
         "control-from-seed1-seed523528930",
     ]
-    assert summary["model"].tolist() == best + [m for m in best if m != "ensemble all"]
-    assert summary["weights"].tolist() == ["best"] * 6 + ["last"] * 5
+    assert summary["model"].tolist() == best + [m for m in best if not m.startswith("ensemble")]
+    assert summary["weights"].tolist() == ["best"] * 9 + ["last"] * 7
     comparisons = pd.read_csv(out / "report" / "comparisons.csv")
     assert set(comparisons["comparison"]) == {
         "stage 2 - control",
@@ -128,7 +176,7 @@ def test_the_listening_page_plays_every_clip_in_a_browser(chain, tmp_path):
         dom = rendered_dom(page)
     except Unavailable as exc:
         pytest.skip(f"no headless browser here: {exc}")
-    models = 2 + 1 + 2  # two stage-1 runs, their ensemble, stage 2 and its control
+    models = 4 + 2 + 2  # four stage-1 runs, two ensembles of several, stage 2 and its control
     players = config["report"]["listening_queries"] * models * config["demo"]["clips"]["evaluation"]  # top 5 of 4
     assert dom.count("<audio") == dom.count('data-state="loaded"') == players
     assert "✔" in dom and screenshot(page, tmp_path / "listen.png").stat().st_size > 0

@@ -13,6 +13,8 @@ from audioretrieval.pipeline.study import (
     CAPTIONS,
     ORACLE,
     OTHERS,
+    encoder_runs,
+    member_encoder_runs,
     member_seeds,
     rule_ensembles,
     stage1_run,
@@ -108,33 +110,24 @@ def _check_model_and_training(config: dict) -> None:
             f"demo.min_duration_s ({demo['min_duration_s']}) must not exceed "
             f"demo.max_duration_s ({demo['max_duration_s']})",
         )
-    train, audio, text = config["train"], config["model"]["audio"], config["model"]["text"]
-    for where, settings in (("train", train), ("stage2.train over train", stage2_train(config))):
-        _require(
-            settings["warmup_epochs"] <= settings["rampdown_start"] <= settings["rampdown_stop"],
-            f"{where}: expected warmup_epochs ({settings['warmup_epochs']}) <= rampdown_start "
-            f"({settings['rampdown_start']}) <= rampdown_stop ({settings['rampdown_stop']})",
-        )
-        _require(
-            settings["segment_s"] >= audio["window_s"],
-            f"{where}: segment_s ({settings['segment_s']}) must be at least model.audio.window_s ({audio['window_s']})",
-        )
-    if "num_heads" in audio:  # the transformer families
-        _require(
-            audio["embed_dim"] % audio["num_heads"] == 0,
-            f"model.audio.embed_dim ({audio['embed_dim']}) must be divisible by "
-            f"model.audio.num_heads ({audio['num_heads']})",
-        )
+    train, text = config["train"], config["model"]["text"]
+    _check_audio_encoder(
+        "model.audio", config["model"]["audio"], {"train": train, "stage2.train over train": stage2_train(config)}
+    )
+    for name, spec in config["stage1"].get("encoders", {}).items():  # stage 1 only
+        _check_audio_encoder(f"stage1.encoders.{name}.audio", spec["audio"], {"train": train})
     small = text["random_init"]
     _require(
         small["hidden_size"] % small["heads"] == 0,
         f"model.text.random_init.hidden_size ({small['hidden_size']}) must be divisible by "
         f"its heads ({small['heads']})",
     )
-    _require(
-        not (audio["pretrained"] is False and audio["weights"]),
-        "model.audio.weights is set but model.audio.pretrained is false: set pretrained: true to load them",
-    )
+    for where, settings in (("train", train), ("stage2.train over train", stage2_train(config))):
+        _require(
+            settings["warmup_epochs"] <= settings["rampdown_start"] <= settings["rampdown_stop"],
+            f"{where}: expected warmup_epochs ({settings['warmup_epochs']}) <= rampdown_start "
+            f"({settings['rampdown_start']}) <= rampdown_stop ({settings['rampdown_stop']})",
+        )
     gpus = config["stage1"]["gpus"]
     _require(
         gpus <= 1 or train["batch_size"] % gpus == 0,
@@ -154,12 +147,37 @@ def _check_model_and_training(config: dict) -> None:
     )
 
 
+def _check_audio_encoder(where: str, audio: dict, trainings: dict) -> None:
+    """An audio encoder's settings (model.audio, or one of stage1.encoders) against its training's."""
+    for training, settings in trainings.items():
+        _require(
+            settings["segment_s"] >= audio["window_s"],
+            f"{training}: segment_s ({settings['segment_s']}) must be at least {where}.window_s ({audio['window_s']})",
+        )
+    if "num_heads" in audio:  # the transformer families
+        _require(
+            audio["embed_dim"] % audio["num_heads"] == 0,
+            f"{where}.embed_dim ({audio['embed_dim']}) must be divisible by {where}.num_heads ({audio['num_heads']})",
+        )
+    _require(
+        not (audio["pretrained"] is False and audio["weights"]),
+        f"{where}.weights is set but {where}.pretrained is false: set pretrained: true to load them",
+    )
+
+
 def _check_ensembles_and_runs(config: dict) -> None:
     demo = config.get("demo")
     seeds = set(config["stage1"]["seeds"])
     for name, members in config["correspondences"]["ensembles"].items():
         unknown = sorted(set(member_seeds(members)) - seeds)
         _require(not unknown, f"correspondences.ensembles.{name}: seeds {unknown} are not in stage1.seeds")
+        runs = encoder_runs(config)
+        unknown = [run for run in member_encoder_runs(members) if run not in runs]
+        _require(
+            not unknown,
+            f"correspondences.ensembles.{name}: {unknown} are not runs of stage1.encoders "
+            f"({', '.join(runs) or 'none configured'})",
+        )
     _require(
         not uses_captions(config) or "captions" in config["correspondences"],
         f"correspondences.ensembles: a member {CAPTIONS!r} needs the correspondences.captions settings (its model)",

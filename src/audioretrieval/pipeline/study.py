@@ -13,14 +13,40 @@ ORACLE = "oracle"  # the ensemble name of the demo's ground-truth targets
 OTHERS = "others"  # map.run ensemble: each start's ensemble of the map's other starts (not containing it)
 
 
-def stage1_run(seed: int) -> str:
-    """The name of the stage-1 run of a seed (and of the ensemble of that model alone)."""
-    return f"seed{seed}"
+def stage1_run(member: int | str) -> str:
+    """The name of a stage-1 run (and of the ensemble of that model alone): seed{N} for a seed of
+    model.audio, the member itself for a run of another encoder ({encoder}-seed{N}, stage1.encoders)."""
+    return member if isinstance(member, str) else f"seed{member}"
 
 
 def stage1_runs(config: dict) -> list[str]:
-    """The stage-1 runs, one per seed: seed{N}."""
+    """The stage-1 runs of model.audio, one per seed: seed{N} (the starts of stage 2)."""
     return [stage1_run(seed) for seed in config["stage1"]["seeds"]]
+
+
+def encoder_run(encoder: str, seed: int) -> str:
+    """A stage-1 run of another audio encoder (stage1.encoders): an ensemble member only."""
+    return f"{encoder}-seed{seed}"
+
+
+def encoder_runs(config: dict) -> list[str]:
+    """The stage-1 runs of the other audio encoders (stage1.encoders), {encoder}-seed{N}."""
+    encoders = config["stage1"].get("encoders", {})
+    return [encoder_run(name, seed) for name, spec in encoders.items() for seed in spec["seeds"]]
+
+
+def encoder_of(run: str) -> str | None:
+    """The stage1.encoders entry a stage-1 run trains (None: model.audio)."""
+    return run.rsplit("-seed", 1)[0] if "-" in run else None
+
+
+def run_model(config: dict, run: str) -> dict:
+    """The model settings of a stage-1 run: model, with its encoder's audio settings for a run of
+    stage1.encoders."""
+    encoder = encoder_of(run)
+    if encoder is None:
+        return config["model"]
+    return {**config["model"], "audio": config["stage1"]["encoders"][encoder]["audio"]}
 
 
 def job_name(family: str, seed: int) -> str:
@@ -34,7 +60,7 @@ def target_tau(run: dict, tau: float) -> float:
 
 
 def seed_of(run: str) -> int:
-    return int(run.removeprefix("seed"))
+    return int(run.rsplit("seed", 1)[1])
 
 
 def control_family(init: int) -> str:
@@ -139,8 +165,14 @@ def uses_oracle(jobs: list[Stage2Job]) -> bool:
 
 
 def member_seeds(members: list) -> list[int]:
-    """The stage-1 seeds among an ensemble's members (the others name the caption estimator)."""
-    return [m for m in members if not is_caption_member(m)]
+    """The seeds of model.audio among an ensemble's members (the others name the caption estimator
+    or runs of other encoders)."""
+    return [m for m in members if isinstance(m, int)]
+
+
+def member_encoder_runs(members: list) -> list[str]:
+    """The runs of other audio encoders (stage1.encoders) among an ensemble's members."""
+    return [m for m in members if isinstance(m, str) and not is_caption_member(m)]
 
 
 def uses_captions(config: dict) -> bool:

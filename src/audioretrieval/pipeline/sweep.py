@@ -123,6 +123,7 @@ def expand(config: dict) -> dict:
             points.append(_point(design, labels, world, variant, run, world_config, ensembles))
         needed = {seed for members_ in ensembles.values() for seed in study.member_seeds(members_)}
         world_config["stage1"]["seeds"] = sorted(set(design["starts"]) | needed)
+        _keep_encoder_runs(world_config["stage1"], ensembles)
         world_config["correspondences"]["ensembles"] = ensembles or {
             study.stage1_run(design["starts"][0]): [design["starts"][0]]
         }
@@ -133,6 +134,18 @@ def expand(config: dict) -> dict:
             "excluded_rules": ["all"] + ([] if owner == world else list(SHARED_FILE_RULES)),
         }
     return {"worlds": worlds, "points": points}
+
+
+def _keep_encoder_runs(stage1: dict, ensembles: dict) -> None:
+    """Only the runs of other encoders (stage1.encoders) that a world's ensembles name."""
+    named = {run for members in ensembles.values() for run in study.member_encoder_runs(members)}
+    kept = {}
+    for name, spec in stage1.pop("encoders", {}).items():
+        seeds = [seed for seed in spec["seeds"] if study.encoder_run(name, seed) in named]
+        if seeds:
+            kept[name] = {**spec, "seeds": seeds}
+    if kept:
+        stage1["encoders"] = kept
 
 
 def _world_config(out_dir: str, design: dict, base: dict, world: str, labels: dict) -> dict:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from audioretrieval.pipeline.study import encoder_of
+
 if TYPE_CHECKING:
     from audioretrieval.pipeline.study import Stage2Job
 
@@ -53,14 +55,19 @@ def _mean_row(model: str, weights: str, kind: str, rows: list[dict], notes: str)
 
 
 def _model_rows(groups: dict[str, dict[str, dict]], weights: str, stage2_jobs: list[Stage2Job]) -> list[dict]:
-    """The rows of one kind of weights: each stage-1 run and their mean, each ensemble, each stage-2
-    job and the mean of every stage-2 run with several seeds."""
-    stage1 = groups.get("stage1", {})
-    rows = [_row(name, weights, "stage 1", m) for name, m in stage1.items()]
-    if len(stage1) > 1:
-        rows.append(
-            _mean_row(f"stage 1, mean of {len(stage1)} seeds", weights, "stage 1 mean", rows, "± sd over seeds")
-        )
+    """The rows of one kind of weights: each stage-1 run and the mean of model.audio's seeds (and of
+    each other encoder's, stage1.encoders), each ensemble, each stage-2 job and the mean of every
+    stage-2 run with several seeds."""
+    rows, by_encoder = [], {}
+    for name, m in groups.get("stage1", {}).items():
+        rows.append(_row(name, weights, "stage 1", m))
+        by_encoder.setdefault(encoder_of(name), []).append(rows[-1])
+    for encoder, members in by_encoder.items():  # model.audio's seeds (None), each of stage1.encoders'
+        if len(members) > 1:
+            label, kind = (
+                ("stage 1", "stage 1 mean") if encoder is None else (f"stage 1 {encoder}", f"stage 1 {encoder} mean")
+            )
+            rows.append(_mean_row(f"{label}, mean of {len(members)} seeds", weights, kind, members, "± sd over seeds"))
     rows += [
         _row(f"ensemble {name}", weights, "ensemble", m, "members' similarities averaged (their best weights)")
         for name, m in groups.get("ensembles", {}).items()

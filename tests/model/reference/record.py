@@ -63,7 +63,9 @@ with torch.no_grad():
 
 torch.manual_seed(0)
 mn = quiet(lambda: get_model(width_mult=0.1, pretrained_name=None)).eval()
-atst = FrameAST(patch_h=64, patch_w=4, embed_dim=32, depth=2, num_heads=4, norm_layer=lambda d: torch.nn.LayerNorm(d, eps=1e-6)).eval()
+atst = FrameAST(
+    patch_h=64, patch_w=4, embed_dim=32, depth=2, num_heads=4, norm_layer=lambda d: torch.nn.LayerNorm(d, eps=1e-6)
+).eval()
 with torch.no_grad():
     for module in mn.modules():  # BatchNorm statistics other than the initial ones
         if isinstance(module, torch.nn.BatchNorm2d):

@@ -28,7 +28,9 @@ MAX_FRAMES = 1001  # the positional embeddings cover 10 s (1,001 frames at 16 kH
 UNUSED = ("mask_embed",)
 # The reference code loads atstframe_base_as2M.ckpt from a local folder and names no address; ATST-Frame's
 # own release (github.com/Audio-WestlakeU/audiossl, methods/atstframe) links atstframe_base.ckpt.
-WHAT = "ATST-Frame checkpoint (atstframe_base_as2M.ckpt as the reference code loads it, or audiossl's atstframe_base.ckpt)"
+WHAT = (
+    "ATST-Frame checkpoint (atstframe_base_as2M.ckpt as the reference code loads it, or audiossl's atstframe_base.ckpt)"
+)
 
 
 def log_mel(spec_power: torch.Tensor) -> torch.Tensor:
@@ -120,7 +122,9 @@ def renamed(state: dict) -> dict:
     for key, value in state.items():
         if "model.teacher.encoder." in key:
             if "cls_token" not in key:
-                out[key.replace("model.teacher.encoder.norm", "norm_frame").replace("model.teacher.encoder.", "")] = value
+                out[key.replace("model.teacher.encoder.norm", "norm_frame").replace("model.teacher.encoder.", "")] = (
+                    value
+                )
         elif "encoder.encoder.frame_encoder." in key:
             out[key.replace("encoder.encoder.frame_encoder.", "")] = value
         elif "encoder.encoder.teacher_module." in key:
@@ -148,7 +152,9 @@ class AtstAudioEncoder(AudioEncoder):
     def __init__(self, cfg: dict, segment_s: float, out_dim: int):
         super().__init__(cfg, segment_s)
         if cfg["window_s"] > (MAX_FRAMES - 1) * MEL["hop_length"] / self.sample_rate:
-            raise ValueError(f"model.audio.window_s ({cfg['window_s']}) exceeds ATST-Frame's 10 s positional embeddings")
+            raise ValueError(
+                f"model.audio.window_s ({cfg['window_s']}) exceeds ATST-Frame's 10 s positional embeddings"
+            )
         self.mel = MelSpectrogram(**MEL)
         self.width = cfg["embed_dim"]
         self.atst = FrameTransformer(cfg["embed_dim"], cfg["depth"], cfg["num_heads"], MEL["n_mels"])
