@@ -24,6 +24,11 @@ from audioretrieval.model.tokenizer import normalize_caption
 from audioretrieval.pipeline.lock import LOCK_NAME
 
 pytestmark = pytest.mark.snakemake
+# model.audio of each other family at the demo's size (config/ears.yaml's)
+DEMO_ENCODERS = {
+    name: spec["audio"]
+    for name, spec in yaml.safe_load((REPO / "config" / "ears.yaml").read_text())["stage1"]["encoders"].items()
+}
 
 
 def data_targets(config):
@@ -83,23 +88,50 @@ def test_the_paper_config_switches_on_the_full_setting_with_train_on(tmp_path):
     assert "json_files/FreeSound/fsd_final.json" in other.stdout and "fsd_final_2s" not in other.stdout
 
 
+def planned(configfile, cwd):
+    """Every rule a dry run of a configuration plans, with its job count."""
+    result = run_snakemake("-n", "--configfile", configfile, "--cores", 1, cwd=cwd)
+    return {
+        rule: result.stdout.count(f"rule {rule}:") for rule in set(re.findall(r"^rule (\w+):", result.stdout, re.M))
+    }
+
+
+@pytest.mark.parametrize("family", ["mn", "atst"])
+def test_every_audio_encoder_family_plans_every_rule_of_the_demo_and_of_the_paper_config(tmp_path, family):
+    for name, encoder in (("demo.yaml", DEMO_ENCODERS[family]), ("config.yaml", None)):
+        config = yaml.safe_load((REPO / "config" / name).read_text())
+        passt = planned(REPO / "config" / name, tmp_path)
+        paper_encoders = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["stage1"]["encoders"]
+        config["model"]["audio"] = encoder or paper_encoders[family]["audio"]
+        assert planned(write_config(tmp_path / name, config), tmp_path) == passt, name
+
+
 def test_the_paper_config_plans_the_clotho_download(tmp_path):
     result = run_snakemake("-n", "--configfile", REPO / "config" / "config.yaml", "--cores", 1, cwd=tmp_path)
     assert result.stdout.count("rule download_clotho:") == 9
-    assert result.stdout.count("rule train_stage1:") == 3
-    assert result.stdout.count("rule export_embeddings:") == 3
-    # the paper's self-distillation, the three-member ensemble's run, and the one control both share
-    assert result.stdout.count("rule train_stage2:") == 3
-    for job in ("self_distill-seed523528930", "distill-seed523528930", "control-from-seed409194-seed523528930"):
+    # three PaSST seeds, one MobileNetV3 and one ATST-Frame run (stage1.encoders)
+    assert result.stdout.count("rule train_stage1:") == 5
+    assert result.stdout.count("rule export_embeddings:") == 5
+    for run in ("mn-seed409194", "atst-seed409194"):
+        assert f"run={run}" in result.stdout
+    # the paper's self-distillation, the runs from the three seeds and from the three ears, the one control they share
+    assert result.stdout.count("rule train_stage2:") == 4
+    for job in (
+        "self_distill-seed523528930",
+        "distill-seed523528930",
+        "distill_mixed-seed523528930",
+        "control-from-seed409194-seed523528930",
+    ):
         assert f"name={job}" in result.stdout
-    # one model alone, the three, the caption estimator alone and beside the three (Xie et al.'s sentence model)
-    assert result.stdout.count("rule ensemble_targets:") == 4 and result.stdout.count("rule embed_captions:") == 1
+    # one model alone, the three, the caption estimator alone and beside the three (Xie et al.'s sentence
+    # model), the three ears
+    assert result.stdout.count("rule ensemble_targets:") == 5 and result.stdout.count("rule embed_captions:") == 1
     captions = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["correspondences"]["captions"]
     assert captions["model"] == "sentence-transformers/all-mpnet-base-v2"
-    # 3 stage-1 and 3 stage-2 runs (best and last weights in one job each), the authors' released checkpoint (best);
-    # the three-member ensemble
-    assert result.stdout.count("rule evaluate_model:") == 6 and result.stdout.count("rule evaluate_released:") == 1
-    assert result.stdout.count("rule evaluate_ensemble:") == 1
+    # 5 stage-1 and 4 stage-2 runs (best and last weights in one job each), the authors' released checkpoint
+    # (best); the two ensembles of several models
+    assert result.stdout.count("rule evaluate_model:") == 9 and result.stdout.count("rule evaluate_released:") == 1
+    assert result.stdout.count("rule evaluate_ensemble:") == 2
     assert result.stdout.count("rule download_relevance:") == 1  # the DCASE 2025 annotations
     assert result.stdout.count("rule summary:") == 1 and result.stdout.count("rule plots:") == 1
     assert result.stdout.count("rule listening_page:") == 1
