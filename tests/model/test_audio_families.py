@@ -148,7 +148,10 @@ def test_the_schema_names_every_family_and_holds_each_to_its_own_keys(tiny_demo_
             r"model.audio.embed_dim \(30\) must be divisible by model.audio.num_heads \(4\)",
         ),
         ({**SMALL_MN, "weights": "mn.pt"}, "model.audio.weights is set but model.audio.pretrained is false"),
-        ({**SMALL_ATST, "pretrained": True}, r"None is not of type 'string'(.|\n)*instance\['model'\]\['audio'\]\['weights'\]"),
+        (
+            {**SMALL_ATST, "pretrained": True},
+            r"None is not of type 'string'(.|\n)*instance\['model'\]\['audio'\]\['weights'\]",
+        ),
     ]
     for cfg, message in mistakes:
         tiny_demo_config["model"]["audio"] = cfg

@@ -160,12 +160,14 @@ def test_the_paper_configuration_plans_its_clothov2_ablation_with_the_same_harne
         cwd=tmp_path,
     )
     counts = job_counts(result)
-    assert counts["centre_train_stage1"] == 5 and counts["centre_train_stage2"] == 6 * 5 + 5  # 6 targets, control
-    assert counts["centre_ensemble_targets"] == 3 + 5 + 5  # all5, captions, xie; each start's own and without{N}
+    # 5 starts, 2 more PaSST seeds, a MobileNetV3 and an ATST-Frame run; 8 targets and the control, from each start
+    assert counts["centre_train_stage1"] == 9 and counts["centre_train_stage2"] == 8 * 5 + 5
+    # all5, captions, xie, seeds7, ears7; each start's own and without{N}
+    assert counts["centre_ensemble_targets"] == 5 + 5 + 5
     assert counts["centre_embed_captions"] == 1 and counts["map"] == 1
     assert not any(name.endswith("text_states") for name in counts)  # RoBERTa is trained: no states to share
     stage1 = planned_names(result, "centre_train_stage1", "run")
-    assert sorted(stage1) == [f"seed{s}" for s in range(409194, 409199)]
+    assert sorted(stage1) == sorted(["atst-seed409194", "mn-seed409194"] + [f"seed{s}" for s in range(409194, 409201)])
     controls = [n for n in planned_names(result, "centre_train_stage2") if n.startswith("control-")]
     assert sorted(controls) == sorted(f"control-from-seed{s}-seed523528930" for s in range(409194, 409199))
 
