@@ -72,6 +72,11 @@ class MelFrontEnd(AugmentMelSTFT):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mel_of_power(self.power(x))
 
+    def mel_in_fp32(self, power: torch.Tensor) -> torch.Tensor:
+        """mel_of_power with autocast off: the front end computes in fp32 under mixed precision too."""
+        with torch.autocast(power.device.type, enabled=False):
+            return self.mel_of_power(power.float())
+
     def mel_of_power(self, power: torch.Tensor) -> torch.Tensor:
         """Normalised log-mel spectrogram [N, n_mels, frames] of power spectrograms."""
         if self.training:  # the same random band edges as AugmentMelSTFT draws (on the host's generator)

@@ -156,8 +156,7 @@ class MobileNetAudioEncoder(AudioEncoder):
         return self.mel.power(windows)
 
     def tokens(self, power: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(power.device.type, enabled=False):
-            mel = self.mel.mel_of_power(power.float())
+        mel = self.mel.mel_in_fp32(power)
         return self.network(mel.unsqueeze(1)).mean((2, 3)).unsqueeze(1)
 
     def compile_network(self) -> None:

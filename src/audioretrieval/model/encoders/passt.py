@@ -57,8 +57,7 @@ class PasstAudioEncoder(AudioEncoder):
         return self.mel.power(windows)
 
     def tokens(self, power: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(power.device.type, enabled=False):
-            mel = self.mel.mel_of_power(power.float())
+        mel = self.mel.mel_in_fp32(power)
         with torch.device(mel.device):  # patchout's torch.randperm on the model's device: no copy from the host
             cls_token, dist_token = self.passt.forward_features(mel.unsqueeze(1))
         return ((cls_token + dist_token) / 2).unsqueeze(1)
