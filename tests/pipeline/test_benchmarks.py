@@ -12,6 +12,7 @@ BENCHMARKS = sorted([path.name for path in (REPO / "benchmarks").glob("*_benchma
 
 # what each prints once it has measured everything it compares
 PRINTS = {
+    "audio_encoder_benchmark.py": "(b) paper sizes on a GPU: no CUDA device (or --quick): skipped",
     "ddp_benchmark.py": "(c) two processes, batch 4 each, gradients sent as bf16:",
     "decode_benchmark.py": "pipeline: peak memory 2N/N",
     "epoch_benchmark.py": "(a) CPU epoch, demo model, fp32",
