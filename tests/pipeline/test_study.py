@@ -118,6 +118,19 @@ def test_stage1_runs_are_one_per_seed():
     assert [study.seed_of(run) for run in study.stage1_runs(config)] == config["stage1"]["seeds"]
 
 
+def test_runs_of_other_encoders_are_named_by_their_encoder_and_train_its_audio_settings():
+    config = demo_config()
+    mn = {"family": "mn", "pretrained": False, "weights": None, "width_mult": 0.2, "window_s": 3.0, "hop_s": 3.0}
+    config["stage1"]["encoders"] = {"mn": {"seeds": [1, 4], "audio": mn}}
+    assert study.encoder_runs(config) == ["mn-seed1", "mn-seed4"]
+    assert [study.seed_of(run) for run in study.encoder_runs(config)] == [1, 4]
+    assert study.run_model(config, "mn-seed4") == {**config["model"], "audio": mn}
+    assert study.run_model(config, "seed1") is config["model"]
+    assert study.stage1_runs(config) == [f"seed{s}" for s in config["stage1"]["seeds"]]  # stage 2's starts
+    members = [1, "mn-seed1", "captions:paired"]
+    assert study.member_seeds(members) == [1] and study.member_encoder_runs(members) == ["mn-seed1"]
+
+
 def test_the_targets_temperature_and_rule_default_to_the_papers_once_and_controls_have_none():
     config = study_config()
     config["stage2"]["runs"][2].update(target_tau=0.02, target_rule={"name": "topk", "k": 3})
@@ -203,23 +216,24 @@ def test_target_mass_rows_are_every_ensemble_and_each_target_a_runs_loss_trains_
 
 def test_ensembles_of_one_member_are_not_scored_on_their_own_and_the_figure_shows_the_first_estimated():
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    assert study.multi_member_ensembles(config) == ["all", "all_captions"]  # seed409194 alone is that model
-    assert study.retrieval_ensembles(config) == ["all"]  # the caption estimator cannot rank evaluation clips
+    assert study.multi_member_ensembles(config) == ["all", "all_captions", "mixed"]  # seed409194 alone is that model
+    assert study.retrieval_ensembles(config) == ["all", "mixed"]  # the caption estimator cannot rank evaluation clips
     assert study.quality_row("all_captions", [1, "captions"]) == "ensemble all_captions"
-    rows = [study.quality_row(name, [member]) for name, member in [("x", 4), ("y", "captions")]]
-    assert rows == ["seed4", "captions"]
+    rows = [study.quality_row(name, [member]) for name, member in [("x", 4), ("y", "captions"), ("z", "mn-seed1")]]
+    assert rows == ["seed4", "captions", "mn-seed1"]
     assert study.example_ensemble(config) == "seed409194"  # the first stage-2 run's
     assert study.example_ensemble(study_config()) == "all"
 
 
 FULL_DEMO = yaml.safe_load((REPO / "config" / "demo_full.yaml").read_text())
+MN = {"family": "mn", "pretrained": False, "weights": None, "width_mult": 0.2, "window_s": 1.0, "hop_s": 1.0}
 
 
 @pytest.mark.parametrize(
     "edit, message",
     [
         (lambda c: c["data"].update(decode_thread=2), "'decode_thread' was unexpected"),
-        (lambda c: c["data"].update(sample_rate=44100), "32000 was expected"),  # PaSST's rate, no other
+        (lambda c: c["data"].update(sample_rate=44100), "32000 was expected"),  # the stored rate, no other
         (lambda c: c["demo"]["clips"].pop("evaluation"), "'evaluation' is a required property"),
         (lambda c: c["demo"].update(min_duration_s=9.0), "demo.min_duration_s (9.0) must not exceed"),
         (lambda c: c.pop("demo"), "'demo' is a required property"),
@@ -244,6 +258,24 @@ FULL_DEMO = yaml.safe_load((REPO / "config" / "demo_full.yaml").read_text())
         (
             lambda c: c.update(wavcaps={**FULL_DEMO["wavcaps"], "sources": ["FreeSound"]}),
             "demo.extra must give the stand-ins' sizes",
+        ),
+        (
+            lambda c: c["correspondences"]["ensembles"].update(mixed=[1, "mn-seed2"]),
+            "correspondences.ensembles.mixed: ['mn-seed2'] are not runs of stage1.encoders (none configured)",
+        ),
+        (
+            lambda c: c["stage1"].update(
+                encoders={"mn": {"seeds": [1], "audio": {**MN, "window_s": 5.0, "hop_s": 5.0}}}
+            ),
+            "train: segment_s (2.0) must be at least stage1.encoders.mn.audio.window_s (5.0)",
+        ),
+        (
+            lambda c: c["stage1"].update(encoders={"mn": {"seeds": [1], "audio": {**MN, "depth": 2}}}),
+            "'depth' was unexpected",
+        ),
+        (
+            lambda c: c["stage1"].update(encoders={"mn-2": {"seeds": [1], "audio": MN}}),
+            "'mn-2' does not match",
         ),
         (
             lambda c: (

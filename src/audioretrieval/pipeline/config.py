@@ -167,11 +167,10 @@ def _check_audio_encoder(where: str, audio: dict, trainings: dict) -> None:
 
 def _check_ensembles_and_runs(config: dict) -> None:
     demo = config.get("demo")
-    seeds = set(config["stage1"]["seeds"])
+    seeds, runs = set(config["stage1"]["seeds"]), encoder_runs(config)
     for name, members in config["correspondences"]["ensembles"].items():
         unknown = sorted(set(member_seeds(members)) - seeds)
         _require(not unknown, f"correspondences.ensembles.{name}: seeds {unknown} are not in stage1.seeds")
-        runs = encoder_runs(config)
         unknown = [run for run in member_encoder_runs(members) if run not in runs]
         _require(
             not unknown,
