@@ -1,12 +1,15 @@
 """The layering that keeps the library testable without Snakemake: the chain's glue apart from the
-science, short functions, rule files that write each path once, code and rules kept lint-clean."""
+science, short functions, rule files that write each path once, code and rules kept lint-clean, and
+the files that say who may reuse it and how to cite it."""
 
 import ast
 import re
 import subprocess
 import sys
+import tomllib
 
 import pytest
+import yaml
 from conftest import REPO
 
 LIBRARY = REPO / "src" / "audioretrieval"
@@ -60,3 +63,17 @@ def test_the_code_and_the_rules_pass_the_linters_and_formatters(command):
     `ruff format .` and `snakefmt Snakefile rules`."""
     result = subprocess.run([sys.executable, "-m", *command], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_licence_citation_and_catalog_files_agree_with_the_package():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
+    assert (REPO / "LICENSE").read_text().split()[:4] == ["Apache", "License", "Version", "2.0,"]
+    citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert citation["cff-version"] == "1.2.0" and citation["license"] == project["license"]
+    assert citation["version"] == project["version"]
+    assert citation["preferred-citation"]["title"].startswith("Estimated Audio-Caption Correspondences")
+    usage = yaml.safe_load((REPO / ".snakemake-workflow-catalog.yml").read_text())["usage"]
+    assert usage["report"] is True and usage["software-stack-deployment"]["conda"] is True
+    for path in re.findall(r"(config/\S+\.yaml|profiles/\w+)", usage["mandatory-flags"]["flags"]):
+        assert (REPO / path).exists(), path
