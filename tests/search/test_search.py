@@ -796,3 +796,48 @@ def test_any_other_error_is_one_line_and_its_traceback_comes_with_debug(small_in
     monkeypatch.setenv("AUDIORETRIEVAL_DEBUG", "1")  # the same through the environment, as for the rules' scripts
     with pytest.raises(FileExistsError):
         main(argv)
+
+
+def test_the_prediction_file_scores_every_query_for_every_file_in_the_challenge_baselines_layout(
+    tmp_path, checkpoint, model
+):
+    """d25_t6/predict.py's CSV: column `index` the distinct queries in order, then one column per
+    audio file of the folder by its name, each cell (query * audio).mean() of normalised embeddings."""
+    folder = sounds(tmp_path / "retrieval_audio", {"b.wav": 1.0, "a.flac": 3.5, "c.ogg": 0.5})
+    sounds(folder / "nested", {"not_ranked.wav": 1.0})
+    (folder / "notes.txt").write_text("not audio")
+    queries = tmp_path / "retrieval_captions.csv"
+    pd.DataFrame({"caption": QUERIES + [QUERIES[0]], "other": range(4)}).to_csv(queries, index=False)
+    out = tmp_path / "predictions.csv"
+    main(
+        ["predict", str(folder), str(queries), "--checkpoint", str(checkpoint), "--output", str(out), "--device", "cpu"]
+    )
+    header = out.read_text().splitlines()[0]
+    assert header == "index,a.flac,b.wav,c.ogg"
+    table = pd.read_csv(out, index_col="index")
+    assert table.index.tolist() == QUERIES  # a repeated query once, as the baseline's dict keeps it
+    with torch.no_grad():
+        text = model.embed_text(QUERIES)
+        for name in ("a.flac", "b.wav", "c.ogg"):
+            audio = torch.from_numpy(direct_embeddings(model, folder / name)[0][:1])  # its first segment
+            expected = (text * audio).mean(dim=1).numpy()
+            np.testing.assert_allclose(table[name].to_numpy(), expected, rtol=1e-4, atol=1e-7)
+
+
+def test_a_bad_queries_file_or_folder_for_predictions_is_one_sentence_and_writes_nothing(tmp_path, checkpoint):
+    folder = sounds(tmp_path / "audio", {"a.wav": 1.0})
+    out = tmp_path / "predictions.csv"
+    cases = {
+        "no_column.csv": ("query\na dog\n", "no column 'caption' (found ['query']); the queries go there"),
+        "empty_query.csv": ("caption,id\na dog,1\n ,2\n", "line 3 has an empty 'caption'; every query needs a text"),
+        "no_queries.csv": ("caption\n", "no queries"),
+    }
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        argv = ["predict", str(folder), str(tmp_path / name), "--checkpoint", str(checkpoint), "--output", str(out)]
+        assert error_of(*argv) == f"audioretrieval-search: error: {tmp_path / name}: {message}"
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "ok.csv").write_text("caption\na dog\n")
+    argv = ["predict", str(tmp_path / "empty"), str(tmp_path / "ok.csv"), "--checkpoint", str(checkpoint)]
+    assert error_of(*argv, "--output", str(out)).endswith("empty: no audio files in it (.wav .flac .ogg .mp3)")
+    assert not out.exists()

@@ -1,4 +1,5 @@
-"""The `audioretrieval-search` command: index a folder, query an index, describe an index."""
+"""The `audioretrieval-search` command: index a folder, query an index, describe an index, write the
+DCASE 2025 prediction file of a folder and a queries CSV."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from audioretrieval.evaluation.relevance import RelevanceMismatch
 from audioretrieval.files import HeldByAnother, WriteFailed, write_text_atomically
 from audioretrieval.pipeline.workflow import DEBUG_VARIABLE, debugging, error_sentence
 from audioretrieval.search.indexing import UpdateSummary, update_index
+from audioretrieval.search.predictions import prediction_table
 from audioretrieval.search.query import format_hits, gather_queries, mark_relevance, search
 from audioretrieval.search.store import SearchError, read_identity, read_index, shown
 
@@ -53,6 +55,12 @@ def run_query(args: argparse.Namespace) -> None:
         write_text_atomically(text, args.output)
     else:
         sys.stdout.write(text)
+
+
+def run_predict(args: argparse.Namespace) -> None:
+    table = prediction_table(args.folder, args.queries_csv, args.checkpoint, args.device, args.batch_size)
+    write_text_atomically(table.to_csv(), args.output)
+    print(f"{args.output}: {len(table)} queries x {table.shape[1]} audio files")
 
 
 def run_info(args: argparse.Namespace) -> None:
@@ -127,6 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     query.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
     query.set_defaults(run=run_query)
+    predict = commands.add_parser(
+        "predict",
+        parents=[common],
+        help="the DCASE 2025 Task 6 prediction file: every query's score for every audio file of a folder",
+    )
+    predict.add_argument("folder", help="folder of the audio files to rank (its own files, not its subfolders')")
+    predict.add_argument("queries_csv", help="CSV of the queries, in its column 'caption'")
+    predict.add_argument("--checkpoint", required=True, help="a checkpoint this pipeline can load (best.pt, ...)")
+    predict.add_argument("--output", required=True, help="the prediction CSV to write")
+    predict.add_argument("--batch-size", type=int, default=16, help="files per forward pass (16)")
+    predict.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
+    predict.set_defaults(run=run_predict)
     info = commands.add_parser("info", parents=[common], help="what an index holds, and the files it skipped and why")
     info.add_argument("index")
     info.set_defaults(run=run_info)
