@@ -157,3 +157,11 @@ def test_the_schema_names_every_family_and_holds_each_to_its_own_keys(tiny_demo_
         tiny_demo_config["model"]["audio"] = cfg
         with pytest.raises(Exception, match=message):
             check_at_load(tiny_demo_config)
+
+
+def test_the_mobilenets_batchnorm_momentum_is_efficientats_unless_set():
+    default = MobileNetAudioEncoder(SMALL_MN, 1.0, 16)
+    faster = MobileNetAudioEncoder({**SMALL_MN, "bn_momentum": 0.1}, 1.0, 16)
+    norms = [m for m in default.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and {m.momentum for m in norms} == {0.01}
+    assert {m.momentum for m in faster.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.1}

@@ -21,6 +21,7 @@ WEIGHTS_URL = "https://github.com/fschmid56/EfficientAT/releases/download/v0.0.1
 # Not recorded yet: nothing on this project's machines can reach GitHub's release files. Set
 # model.audio.weights_md5 to pin a download.
 WEIGHTS_MD5 = None
+BN_MOMENTUM = 0.01  # EfficientAT's, made for fine-tuning its weights over thousands of steps
 UNUSED = ("classifier.",)  # EfficientAT's AudioSet classifier (Linear, Hardswish, Dropout, Linear 527)
 
 # MobileNetV3-Large, per bottleneck: kernel, expanded channels, output channels, squeeze-and-excitation,
@@ -52,8 +53,8 @@ def divisible(channels: float, divisor: int = 8) -> int:
 
 
 def conv_norm(inputs: int, outputs: int, kernel: int, stride: int = 1, groups: int = 1, activation=None):
-    """Conv2d (no bias), BatchNorm2d (EfficientAT's eps and momentum), activation: torchvision's
-    Conv2dNormActivation layout (Sequential 0, 1, 2)."""
+    """Conv2d (no bias), BatchNorm2d (EfficientAT's eps and momentum; MobileNetV3 may change the
+    momentum), activation: torchvision's Conv2dNormActivation layout (Sequential 0, 1, 2)."""
     layers = [
         nn.Conv2d(inputs, outputs, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
         nn.BatchNorm2d(outputs, eps=0.001, momentum=0.01),
@@ -110,7 +111,7 @@ class Bottleneck(nn.Module):
 class MobileNetV3(nn.Module):
     """[N, 1, mels, frames] -> the last feature map [N, 6 * divisible(160 * width_mult), mels / 32, frames / 32]."""
 
-    def __init__(self, width_mult: float):
+    def __init__(self, width_mult: float, bn_momentum: float = BN_MOMENTUM):
         super().__init__()
         channels = divisible(16 * width_mult)
         layers = [conv_norm(1, channels, 3, 2, activation=nn.Hardswish)]
@@ -121,6 +122,9 @@ class MobileNetV3(nn.Module):
         self.width = 6 * channels
         layers.append(conv_norm(channels, self.width, 1, activation=nn.Hardswish))
         self.features = nn.Sequential(*layers)
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = bn_momentum
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
@@ -144,7 +148,7 @@ class MobileNetAudioEncoder(AudioEncoder):
     def __init__(self, cfg: dict, segment_s: float, out_dim: int):
         super().__init__(cfg, segment_s)
         self.mel = MelFrontEnd()
-        self.network = MobileNetV3(cfg["width_mult"])
+        self.network = MobileNetV3(cfg["width_mult"], cfg.get("bn_momentum", BN_MOMENTUM))
         self.width = self.network.width
         if cfg.get("pretrained"):
             md5 = cfg.get("weights_md5") or WEIGHTS_MD5
