@@ -66,3 +66,11 @@ def test_rules_that_only_read_embeddings_do_not_load_the_model():
         "caption_table",
     ):
         assert not {f for f in library_files_of(script) if f.startswith("model/")}, script
+
+
+def test_a_rule_that_builds_a_model_runs_every_audio_encoder_family_the_registry_finds():
+    """model/audio.py finds the families of model/encoders at run time: editing any reruns training."""
+    families = {f for f in library_files_of("train") if f.startswith("model/encoders/")}
+    assert {"model/encoders/passt.py", "model/encoders/mobilenet.py", "model/encoders/atst.py"} <= families
+    assert "model/mel.py" in library_files_of("train")  # imported by the families
+    assert not {f for f in library_files_of("ensemble_targets") if f.startswith("model/")}

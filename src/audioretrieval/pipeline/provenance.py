@@ -12,6 +12,9 @@ import hashlib
 from pathlib import Path
 
 PACKAGE = "audioretrieval"
+# Packages whose modules are found at run time (pkgutil), not imported by name: importing the
+# package runs every module in it (model/audio.py's families).
+DISCOVERED = ("model/encoders",)
 
 
 def _module_file(package_dir: Path, dotted: str) -> Path | None:
@@ -51,6 +54,9 @@ def _imported_by_version(path: Path, package_dir: Path, mtime_ns: int, size: int
                 file = _module_file(package_dir, name[len(PACKAGE) + 1 :])
                 if file:
                     found.add(file)
+    for package in DISCOVERED:
+        if package_dir / package / "__init__.py" in found:
+            found.update((package_dir / package).glob("*.py"))
     return frozenset(found)
 
 
