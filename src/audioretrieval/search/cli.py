@@ -79,13 +79,7 @@ def run_info(args: argparse.Namespace) -> None:
             print(f"  {shown(path)}: {entry.reason}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Find sounds by text with a trained dual encoder.")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--debug", action="store_true", help=f"show an error's traceback (also: {DEBUG_VARIABLE}=1 in the environment)"
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_index_command(commands, common: argparse.ArgumentParser) -> None:
     index = commands.add_parser(
         "index", parents=[common], help="embed every audio file below a folder into an index (or update it)"
     )
@@ -109,6 +103,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip a file whose read makes no progress for this long, e.g. on a hung mount (60)",
     )
     index.set_defaults(run=run_index)
+
+
+def add_predict_command(commands, common: argparse.ArgumentParser) -> None:
+    predict = commands.add_parser(
+        "predict",
+        parents=[common],
+        help="the DCASE 2025 Task 6 prediction file: every query's score for every audio file of a folder",
+    )
+    predict.add_argument("folder", help="folder of the audio files to rank (its own files, not its subfolders')")
+    predict.add_argument("queries_csv", help="CSV of the queries, in its column 'caption'")
+    predict.add_argument("--checkpoint", required=True, help="a checkpoint this pipeline can load (best.pt, ...)")
+    predict.add_argument("--output", required=True, help="the prediction CSV to write")
+    predict.add_argument("--batch-size", type=int, default=16, help="files per forward pass (16)")
+    predict.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
+    predict.set_defaults(run=run_predict)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Find sounds by text with a trained dual encoder.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", help=f"show an error's traceback (also: {DEBUG_VARIABLE}=1 in the environment)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_index_command(commands, common)
     query = commands.add_parser(
         "query", parents=[common], help="the best-matching segments of an index for text queries"
     )
@@ -135,18 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     query.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
     query.set_defaults(run=run_query)
-    predict = commands.add_parser(
-        "predict",
-        parents=[common],
-        help="the DCASE 2025 Task 6 prediction file: every query's score for every audio file of a folder",
-    )
-    predict.add_argument("folder", help="folder of the audio files to rank (its own files, not its subfolders')")
-    predict.add_argument("queries_csv", help="CSV of the queries, in its column 'caption'")
-    predict.add_argument("--checkpoint", required=True, help="a checkpoint this pipeline can load (best.pt, ...)")
-    predict.add_argument("--output", required=True, help="the prediction CSV to write")
-    predict.add_argument("--batch-size", type=int, default=16, help="files per forward pass (16)")
-    predict.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
-    predict.set_defaults(run=run_predict)
+    add_predict_command(commands, common)
     info = commands.add_parser("info", parents=[common], help="what an index holds, and the files it skipped and why")
     info.add_argument("index")
     info.set_defaults(run=run_info)
