@@ -395,9 +395,9 @@ def check_fit(mapped: dict[str, str], state_dict: dict, expected: dict[str, tupl
 
 def check_dropped(state_dict: dict, dropped: dict[str, KeyRule]) -> None:
     """The dropped tensors that carry a value this project rebuilds hold what it rebuilds (tau: inference_tau)."""
-    key = "sentence_embedding_model.embeddings.position_ids"
-    if key in dropped and not torch.equal(state_dict[key].reshape(-1), torch.arange(state_dict[key].numel())):
-        raise ReleasedCheckpointError(f"{key} is not 0, 1, 2, ...: the text encoder's positions cannot be rebuilt")
+    for key in (key for key in dropped if key.endswith("embeddings.position_ids")):
+        if not torch.equal(state_dict[key].reshape(-1), torch.arange(state_dict[key].numel())):
+            raise ReleasedCheckpointError(f"{key} is not 0, 1, 2, ...: the text encoder's positions cannot be rebuilt")
 
 
 def convert_state_dict(
