@@ -294,7 +294,11 @@ def model_dirs():
         "stage1": {run: model_dir("stage1", run) for run in STAGE1_RUNS},
         "ensembles": {name: ensemble_dir(name) for name in study.retrieval_ensembles(config)},
         "stage2": {name: model_dir("stage2", name) for name in STAGE2_JOBS},
-        "released": {"passt_roberta": model_dir("released", "passt_roberta")} if "released" in config else {},
+        "released": {
+            name: model_dir("released", name)
+            for name, section in (("passt_roberta", "released"), ("dcase2025_baseline", "dcase2025_baseline"))
+            if section in config
+        },
     }
 
 

@@ -67,3 +67,51 @@ if "released" in config:
             code=code_of("convert_released"),
         script:
             "../workflow_scripts/convert_released.py"
+
+
+# A checkpoint of the DCASE 2025 Task 6 baseline (CPJKU/dcase2025_task6_baseline, its README's: trained on
+# Clotho, AudioCaps and WavCaps, 40.59 mAP@16): downloaded (its MD5 checked when configured), converted
+# (audioretrieval.model.dcase2025_checkpoint) and scored by evaluate_released
+# ({out_dir}/released/dcase2025_baseline/evaluation/best/). Only with a `dcase2025_baseline` section.
+if "dcase2025_baseline" in config:
+    BASELINE = config["dcase2025_baseline"]
+    BASELINE_FILE = f"{BASELINE['raw_dir']}/dcase2025_baseline.ckpt"
+
+    rule download_dcase2025_baseline:
+        output:
+            BASELINE_FILE,
+        log:
+            log_file("download_dcase2025_baseline"),
+        benchmark:
+            benchmark_file("download_dcase2025_baseline")
+        conda:
+            CONDA_ENV
+        resources:
+            runtime=240,
+        params:
+            url=BASELINE["url"],
+            md5=BASELINE["md5"],
+            download={key: BASELINE[key] for key in ("retries", "backoff_s", "timeout_s")},
+            code=code_of("download_file"),
+        script:
+            "../workflow_scripts/download_file.py"
+
+    rule convert_dcase2025_baseline:
+        input:
+            BASELINE_FILE,
+        output:
+            checkpoint_file(model_dir("released", "dcase2025_baseline"), "best"),
+        log:
+            log_file("convert_dcase2025_baseline"),
+        benchmark:
+            benchmark_file("convert_dcase2025_baseline")
+        conda:
+            CONDA_ENV
+        resources:
+            mem_mb=12000,
+        params:
+            text_model=BASELINE["text_model"],
+            segment_s=config["train"]["segment_s"],
+            code=code_of("convert_dcase2025_baseline"),
+        script:
+            "../workflow_scripts/convert_dcase2025_baseline.py"

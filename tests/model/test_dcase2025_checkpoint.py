@@ -9,8 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
+from conftest import REPO, planned_rules, run_snakemake
+from http_server import FileServer
 from transformers import AutoTokenizer, RobertaConfig
 
+from audioretrieval.files import file_digest
 from audioretrieval.model.checkpoint import load_model
 from audioretrieval.model.dcase2025_checkpoint import convert_dcase2025_checkpoint, main
 from audioretrieval.model.released_checkpoint import ReleasedCheckpointError
@@ -96,3 +100,44 @@ def test_a_compiled_models_keys_map_as_the_plain_ones(tmp_path, text_dir):
     plain = convert_dcase2025_checkpoint(CHECKPOINT, tmp_path / "b.pt", str(text_dir), 30.0, SMALL_PASST)
     assert compiled["state_dict"].keys() == plain["state_dict"].keys()
     assert all(torch.equal(compiled["state_dict"][k], plain["state_dict"][k]) for k in plain["state_dict"])
+
+
+def paper_config(tmp_path) -> dict:
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["out_dir"] = str(tmp_path / "results")
+    config["data"]["raw_dir"] = str(tmp_path / "raw")
+    config["dcase2025_baseline"]["raw_dir"] = str(tmp_path / "baseline")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    return config
+
+
+@pytest.mark.snakemake
+def test_the_paper_config_plans_the_baselines_download_conversion_and_evaluation(tmp_path):
+    paper_config(tmp_path)
+    target = tmp_path / "results" / "released" / "dcase2025_baseline" / "evaluation" / "best" / "metrics.json"
+    result = run_snakemake("-n", target, "--cores", 1, "--configfile", tmp_path / "config.yaml", cwd=tmp_path)
+    planned = planned_rules(result)
+    assert {"download_dcase2025_baseline", "convert_dcase2025_baseline", "evaluate_released"} <= planned
+    download = result.stdout.split("rule download_dcase2025_baseline:")[1].split("\n\n")[0]
+    assert f"{tmp_path}/baseline/dcase2025_baseline.ckpt" in download
+    assert not planned & {"train_stage1", "train_stage2"}  # nothing is trained for it
+
+
+@pytest.mark.snakemake
+def test_the_rules_download_the_checkpoint_and_convert_it_failing_on_what_does_not_fit(tmp_path, text_dir):
+    """The rule converts at PaSST-S's size (the release's): the small file here must fail on its
+    shapes, which shows the wiring (download, text model, segment length) down to the library's message."""
+    config = paper_config(tmp_path)
+    config["dcase2025_baseline"].update(text_model=str(text_dir), md5=file_digest(CHECKPOINT, "md5"), retries=0)
+    with FileServer({"s/share/download": CHECKPOINT.read_bytes()}) as server:
+        config["dcase2025_baseline"]["url"] = f"{server.url}/s/share/download"
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        target = tmp_path / "results" / "released" / "dcase2025_baseline" / "best.pt"
+        result = run_snakemake(
+            target, "--cores", 1, "--configfile", tmp_path / "config.yaml", cwd=tmp_path, check=False
+        )
+    assert result.returncode != 0
+    assert (tmp_path / "baseline" / "dcase2025_baseline.ckpt").read_bytes() == CHECKPOINT.read_bytes()
+    log = (tmp_path / "results" / "logs" / "convert_dcase2025_baseline.log").read_text()
+    assert f"does not fit the model rebuilt from its hyper_parameters (text encoder config from {text_dir})" in log
+    assert not target.exists()

@@ -23,7 +23,12 @@ METRICS = {
 }
 
 
-RELEASED_NOTES = "the authors' released weights, converted (audioretrieval.model.released_checkpoint)"
+RELEASED_NOTES = {
+    "passt_roberta": "the authors' released weights, converted (audioretrieval.model.released_checkpoint)",
+    "dcase2025_baseline": (
+        "the DCASE 2025 baseline's released weights, converted (audioretrieval.model.dcase2025_checkpoint)"
+    ),
+}
 
 
 def read_metrics(path: str | os.PathLike) -> dict:
@@ -111,7 +116,8 @@ def summary_table(
     rows = _model_rows(best, "best", stage2_jobs or [])
     rows += _model_rows(last or {}, "last", stage2_jobs or [])
     rows += [
-        _row(f"released {name}", "best", "released", m, RELEASED_NOTES) for name, m in best.get("released", {}).items()
+        _row(f"released {name}", "best", "released", m, RELEASED_NOTES.get(name, ""))
+        for name, m in best.get("released", {}).items()
     ]
     for ref in reference or []:
         notes = "published" + (f"; compare with {ref['compare_with']}" if ref.get("compare_with") else "")
