@@ -23,8 +23,6 @@ import os
 import sys
 from pathlib import Path
 
-from audioretrieval.files import file_digest, save_torch_atomically
-from audioretrieval.model.checkpoint import FORMAT_VERSION
 from audioretrieval.model.released_checkpoint import (
     PASST_ARCH,
     PASST_S,
@@ -32,14 +30,11 @@ from audioretrieval.model.released_checkpoint import (
     REFERENCE_TEXT_DROPOUT,
     KeyRule,
     ReleasedCheckpointError,
-    check_dropped,
-    check_fit,
+    convert_state_dict,
     inference_tau,
-    map_keys,
-    project_shapes,
     read_released_checkpoint,
     text_hf_config,
-    training_seed,
+    write_converted,
 )
 
 WINDOW_S = 10.0  # CutInputIntoSegmentsWrapper(segment_length=10 * 32000, hop_size=10 * 32000)
@@ -132,28 +127,12 @@ def convert_dcase2025_checkpoint(
     text_model = text_model or baseline_text_model(hp)
     model_config = baseline_model_config(hp, text_model, inference_tau(state_dict, hp), passt_size)
     hf_config = text_hf_config(text_model)
-    mapped, dropped = map_keys(state_dict, baseline_key_rules())
-    check_dropped(state_dict, dropped)
-    check_fit(mapped, state_dict, project_shapes(model_config, segment_s, hf_config), text_model)
-    converted = {
-        "format_version": FORMAT_VERSION,
-        "model_config": model_config,
-        "segment_s": float(segment_s),
-        "text_hf_config": hf_config,
-        "state_dict": {key: state_dict[reference].detach().clone() for key, reference in sorted(mapped.items())},
-        "epoch": int(checkpoint.get("epoch", -1)),
-        "metrics": {},
-        "seed": training_seed(hp),
-        "source": {
-            "dcase2025_baseline_checkpoint": Path(checkpoint_path).name,
-            "md5": file_digest(checkpoint_path, "md5"),
-            "global_step": int(checkpoint.get("global_step", -1)),
-            "pytorch-lightning_version": str(checkpoint.get("pytorch-lightning_version", "")),
-            "training_only": {key: hp[key] for key in TRAINING_ONLY if key in hp},
-        },
+    converted = convert_state_dict(state_dict, model_config, segment_s, hf_config, text_model, baseline_key_rules())
+    source = {
+        "dcase2025_baseline_checkpoint": Path(checkpoint_path).name,
+        "training_only": {key: hp[key] for key in TRAINING_ONLY if key in hp},
     }
-    save_torch_atomically(converted, out_path)
-    return converted
+    return write_converted(checkpoint, checkpoint_path, source, model_config, segment_s, hf_config, converted, out_path)
 
 
 def main(argv: list[str] | None = None) -> None:

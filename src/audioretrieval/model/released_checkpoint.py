@@ -401,10 +401,16 @@ def check_dropped(state_dict: dict, dropped: dict[str, KeyRule]) -> None:
 
 
 def convert_state_dict(
-    state_dict: dict, model_config: dict, segment_s: float, hf_config: dict, text_source: str
+    state_dict: dict,
+    model_config: dict,
+    segment_s: float,
+    hf_config: dict,
+    text_source: str,
+    rules: list[KeyRule] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The project's state_dict from the reference code's (keys mapped by key_rules, everything checked)."""
-    mapped, dropped = map_keys(state_dict, key_rules(model_config["text"]["head_layers"]))
+    """The project's state_dict from the reference code's (keys mapped by `rules`, default key_rules;
+    everything checked)."""
+    mapped, dropped = map_keys(state_dict, rules or key_rules(model_config["text"]["head_layers"]))
     check_dropped(state_dict, dropped)
     check_fit(mapped, state_dict, project_shapes(model_config, segment_s, hf_config), text_source)
     return {key: state_dict[reference_key].detach().clone() for key, reference_key in sorted(mapped.items())}
@@ -439,6 +445,22 @@ def convert_released_checkpoint(
     model_config = model_config_from(hp, text_model, inference_tau(checkpoint["state_dict"], hp), passt_size)
     hf_config = text_hf_config(text_model)
     state_dict = convert_state_dict(checkpoint["state_dict"], model_config, segment_s, hf_config, text_model)
+    source = {"released_checkpoint": Path(released_path).name, "training_only": training_only_settings(hp)}
+    return write_converted(checkpoint, released_path, source, model_config, segment_s, hf_config, state_dict, out_path)
+
+
+def write_converted(
+    checkpoint: dict,
+    path: str | os.PathLike,
+    source: dict,
+    model_config: dict,
+    segment_s: float,
+    hf_config: dict,
+    state_dict: dict,
+    out_path: str | os.PathLike,
+) -> dict:
+    """This project's checkpoint of a converted Lightning `checkpoint` (read from `path`; `source`: what
+    to record of it beside its MD5 and Lightning's counters), written atomically to out_path."""
     converted = {
         "format_version": FORMAT_VERSION,
         "model_config": model_config,
@@ -447,13 +469,12 @@ def convert_released_checkpoint(
         "state_dict": state_dict,
         "epoch": int(checkpoint.get("epoch", -1)),
         "metrics": {},
-        "seed": training_seed(hp),
+        "seed": training_seed(checkpoint["hyper_parameters"]),
         "source": {
-            "released_checkpoint": Path(released_path).name,
-            "md5": file_digest(released_path, "md5"),
+            **source,
+            "md5": file_digest(path, "md5"),
             "global_step": int(checkpoint.get("global_step", -1)),
             "pytorch-lightning_version": str(checkpoint.get("pytorch-lightning_version", "")),
-            "training_only": training_only_settings(hp),
         },
     }
     save_torch_atomically(converted, out_path)
