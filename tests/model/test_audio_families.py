@@ -70,16 +70,17 @@ def test_atst_frame_computes_the_reference_frame_tokens():
 
 
 def test_atst_frame_loads_a_lightning_checkpoint_under_the_reference_names():
+    """load_atst's renaming: the teacher encoder's keys without their prefix (ATST-Frame's own last
+    norm is `norm_frame`, the clip-level ATST's `norm`), its cls_token dropped."""
     small = REFERENCE["atst_small"]["state"]
-    checkpoint = {
-        "state_dict": {
-            f"model.teacher.encoder.{k}".replace("encoder.norm_frame", "encoder.norm"): v for k, v in small.items()
-        }
-    }
-    checkpoint["state_dict"]["model.teacher.encoder.cls_token"] = torch.zeros(1, 1, 32)
-    network = FrameTransformer(32, 2, 4, 64)
-    load_atst(network, checkpoint)
-    assert torch.equal(network.norm_frame.weight, small["norm_frame.weight"])
+    frame = {f"model.teacher.encoder.{k}": v for k, v in small.items()}
+    clip = {f"model.teacher.encoder.{k}".replace("encoder.norm_frame", "encoder.norm"): v for k, v in small.items()}
+    for state in (frame, clip):
+        state["model.teacher.encoder.cls_token"] = torch.zeros(1, 1, 32)
+        network = FrameTransformer(32, 2, 4, 64)
+        load_atst(network, {"state_dict": state})
+        assert torch.equal(network.norm_frame.weight, small["norm_frame.weight"])
+        assert torch.equal(network.blocks[1].norm1.weight, small["blocks.1.norm1.weight"])
 
 
 def test_each_front_end_equals_the_reference_one_from_the_stored_rate():

@@ -121,10 +121,10 @@ def renamed(state: dict) -> dict:
     out = {}
     for key, value in state.items():
         if "model.teacher.encoder." in key:
-            if "cls_token" not in key:
-                out[key.replace("model.teacher.encoder.norm", "norm_frame").replace("model.teacher.encoder.", "")] = (
-                    value
-                )
+            if "encoder.norm." in key:  # the clip-level ATST names its last norm `norm`, ATST-Frame `norm_frame`
+                out[key.replace("model.teacher.encoder.norm", "norm_frame")] = value
+            elif "cls_token" not in key:
+                out[key.replace("model.teacher.encoder.", "")] = value
         elif "encoder.encoder.frame_encoder." in key:
             out[key.replace("encoder.encoder.frame_encoder.", "")] = value
         elif "encoder.encoder.teacher_module." in key:
