@@ -1,6 +1,7 @@
 """The audio encoder families against what the reference code's own modules compute
 (tests/model/reference/record.py recorded it from github.com/OptimusPrimus/salsa)."""
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import yaml
 from conftest import REPO, check_at_load
 from torchaudio.functional import resample
 
-from audioretrieval.model.audio import STORED_RATE, WeightsUnavailable, audio_encoder, families
+from audioretrieval.model.audio import STORED_RATE, WeightsUnavailable, audio_encoder, families, token_mask
 from audioretrieval.model.encoders.atst import AtstAudioEncoder, FrameTransformer
 from audioretrieval.model.encoders.atst import load_published as load_atst
 from audioretrieval.model.encoders.mobilenet import MobileNetAudioEncoder, MobileNetV3
@@ -166,3 +167,19 @@ def test_the_mobilenets_batchnorm_momentum_is_efficientats_unless_set():
     norms = [m for m in default.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms and {m.momentum for m in norms} == {0.01}
     assert {m.momentum for m in faster.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.1}
+
+
+def test_tokens_of_overlapping_windows_are_masked_by_where_they_start():
+    """1 s windows every 0.5 s over a 2 s segment holding 1.1 s of signal: ATST-Frame's 25 tokens a
+    window start every 40 ms from the window's start; those starting before 1.1 s count."""
+    model = AtstAudioEncoder({**SMALL_ATST, "window_s": 1.0, "hop_s": 0.5}, 2.0, 16)
+    mask = token_mask(torch.tensor([1.1 / 2.0]), model.token_starts(25))
+    assert mask.reshape(3, 25).sum(1).tolist() == [25, 15, 3]
+    tiled = MobileNetAudioEncoder({**SMALL_MN, "window_s": 1.0, "hop_s": 1.0}, 3.0, 16)
+    assert torch.equal(tiled.token_starts(1), torch.arange(3) / 3)  # one token a window, windows tiling the segment
+
+
+def test_weights_holding_more_than_tensors_are_refused_in_one_sentence(tmp_path):
+    torch.save({"state_dict": {}, "hyper_parameters": argparse.Namespace(lr=1.0)}, tmp_path / "lightning.ckpt")
+    with pytest.raises(WeightsUnavailable, match=r"lightning.ckpt: not readable as the .*weights_only=True"):
+        AtstAudioEncoder({**SMALL_ATST, "pretrained": True, "weights": str(tmp_path / "lightning.ckpt")}, 1.0, 16)

@@ -18,7 +18,7 @@ from audioretrieval.model.tokenizer import normalize_caption
 
 
 def test_windows_of_padding_only_are_masked():
-    mask = token_mask(torch.tensor([1.0, 0.5, 0.34, 0.2, 0.0]), 3)
+    mask = token_mask(torch.tensor([1.0, 0.5, 0.34, 0.2, 0.0]), torch.arange(3) / 3)
     assert mask.tolist() == [
         [True, True, True],
         [True, True, False],

@@ -836,8 +836,13 @@ def test_a_bad_queries_file_or_folder_for_predictions_is_one_sentence_and_writes
         (tmp_path / name).write_text(text)
         argv = ["predict", str(folder), str(tmp_path / name), "--checkpoint", str(checkpoint), "--output", str(out)]
         assert error_of(*argv) == f"audioretrieval-search: error: {tmp_path / name}: {message}"
-    (tmp_path / "empty").mkdir()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    soundfile.write(broken / "nan.wav", np.full(32000, np.nan, dtype=np.float32), 32000, subtype="FLOAT")
     (tmp_path / "ok.csv").write_text("caption\na dog\n")
+    argv = ["predict", str(broken), str(tmp_path / "ok.csv"), "--checkpoint", str(checkpoint), "--output", str(out)]
+    assert error_of(*argv).endswith("nan.wav: holds samples that are not numbers (NaN or inf): it cannot be scored")
+    (tmp_path / "empty").mkdir()
     argv = ["predict", str(tmp_path / "empty"), str(tmp_path / "ok.csv"), "--checkpoint", str(checkpoint)]
     assert error_of(*argv, "--output", str(out)).endswith("empty: no audio files in it (.wav .flac .ogg .mp3)")
     assert not out.exists()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import pickle
 import pkgutil
 from typing import ClassVar
 
@@ -31,14 +32,14 @@ class WeightsUnavailable(RuntimeError):
     pass
 
 
-def token_mask(fraction: torch.Tensor, tokens: int) -> torch.Tensor:
-    """[B, tokens] bool: the tokens of a segment that hold some real signal (token k of `tokens`
-    evenly spread over the segment starts before its padding, which begins at `fraction` of it).
+def token_mask(fraction: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+    """[B, tokens] bool: the tokens of a segment that hold some real signal: those starting, at
+    `starts` (each token's start as a fraction of the segment), before its padding, which begins at
+    `fraction` of it.
 
     The first token always counts, so a clip is never left without one.
     """
-    starts = torch.arange(tokens, device=fraction.device, dtype=fraction.dtype) / tokens
-    mask = starts.unsqueeze(0) < fraction.unsqueeze(1)
+    mask = starts.to(fraction).unsqueeze(0) < fraction.unsqueeze(1)
     mask[:, 0] = True
     return mask
 
@@ -66,7 +67,13 @@ def published_weights(what: str, url: str | None, md5: str | None, path: str | N
             ) from exc
     if md5 and (found := file_digest(source, "md5")) != md5:
         raise WeightsUnavailable(f"{source}: MD5 {found}, expected {md5} for the {what}; delete it and fetch it again")
-    return torch.load(source, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # a global outside torch's tensors and plain containers
+        raise WeightsUnavailable(
+            f"{source}: not readable as the {what} with torch.load(weights_only=True), which loads tensors and "
+            f"plain containers only ({str(exc).splitlines()[0]})"
+        ) from exc
 
 
 class AudioEncoder(nn.Module):
@@ -124,6 +131,14 @@ class AudioEncoder(nn.Module):
                 flat = resample(flat, STORED_RATE, self.sample_rate)
             return self.fixed_features(flat).unflatten(0, windows.shape[:2])
 
+    def token_starts(self, per_window: int) -> torch.Tensor:
+        """[windows * per_window]: where each token starts, as a fraction of the segment (a window's
+        tokens spread evenly over it). Where the windows tile the segment (hop = window, as in every
+        shipped configuration) token k of n starts at k / n, as the reference code counts windows."""
+        window = torch.arange(self.windows).unsqueeze(1) * self.hop
+        within = torch.arange(per_window).unsqueeze(0) * (self.window / per_window)
+        return ((window + within) / self.segment).flatten()
+
     def forward(
         self, waveform: torch.Tensor, fraction: torch.Tensor, spectrograms: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -132,8 +147,9 @@ class AudioEncoder(nn.Module):
         batch = waveform.shape[0]
         features = self.spectrograms(waveform) if spectrograms is None else spectrograms
         tokens = self.tokens(features.flatten(0, 1))
+        per_window = tokens.shape[1]
         tokens = tokens.reshape(batch, -1, tokens.shape[-1])  # a segment's windows' tokens in time order
-        mask = token_mask(fraction, tokens.shape[1]).unsqueeze(-1).to(tokens.dtype)
+        mask = token_mask(fraction, self.token_starts(per_window)).unsqueeze(-1).to(tokens.dtype)
         pooled = (tokens * mask).sum(1) / mask.sum(1)
         return self.projection(pooled)
 

@@ -109,7 +109,7 @@ def expand(config: dict) -> dict:
     selection), runs (per start, per seed: the stage-2 job), controls (the same shape), starts
     (stage-1 runs)."""
     design = config["map"]
-    base = {key: value for key, value in config.items() if key not in ("map", "released")}
+    base = {key: value for key, value in config.items() if key not in ("map", "released", "dcase2025_baseline")}
     by_world: dict[str, list[dict]] = {}
     for point in _combinations(design):
         by_world.setdefault(world_name(design, point), []).append(point)

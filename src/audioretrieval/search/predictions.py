@@ -63,6 +63,8 @@ def first_segment(path: Path, segment: int) -> tuple[np.ndarray, float]:
     except Exception as exc:
         raise SearchError(f"{path}: cannot decode it as audio ({type(exc).__name__}: {exc})") from exc
     crop = waveform[:segment]
+    if not np.isfinite(crop).all():
+        raise SearchError(f"{path}: holds samples that are not numbers (NaN or inf): it cannot be scored")
     return np.pad(crop, (0, segment - len(crop))), max(len(crop), 1) / segment
 
 
