@@ -88,7 +88,9 @@ def test_each_front_end_equals_the_reference_one_from_the_stored_rate():
     waveform = REFERENCE["waveform_32k"]
     mn = MobileNetAudioEncoder(SMALL_MN, 1.0, 16).eval()
     with torch.no_grad():
-        torch.testing.assert_close(mn.mel.mel_of_power(mn.fixed_features(waveform)), REFERENCE["mn_mel"])
+        torch.testing.assert_close(  # float32 FFTs differ by CPU kind in the last digits
+            mn.mel.mel_of_power(mn.fixed_features(waveform)), REFERENCE["mn_mel"], atol=1e-4, rtol=1e-4
+        )
     atst = AtstAudioEncoder(SMALL_ATST, 1.0, 16).eval()
     with torch.no_grad():  # what AudioEncoder.spectrograms gives ATST: the window resampled to 16 kHz
         features = atst.fixed_features(resample(waveform, STORED_RATE, 16000))

@@ -131,12 +131,12 @@ class AudioEncoder(nn.Module):
                 flat = resample(flat, STORED_RATE, self.sample_rate)
             return self.fixed_features(flat).unflatten(0, windows.shape[:2])
 
-    def token_starts(self, per_window: int) -> torch.Tensor:
+    def token_starts(self, per_window: int, device: torch.device | None = None) -> torch.Tensor:
         """[windows * per_window]: where each token starts, as a fraction of the segment (a window's
         tokens spread evenly over it). Where the windows tile the segment (hop = window, as in every
         shipped configuration) token k of n starts at k / n, as the reference code counts windows."""
-        window = torch.arange(self.windows).unsqueeze(1) * self.hop
-        within = torch.arange(per_window).unsqueeze(0) * (self.window / per_window)
+        window = torch.arange(self.windows, device=device).unsqueeze(1) * self.hop
+        within = torch.arange(per_window, device=device).unsqueeze(0) * (self.window / per_window)
         return ((window + within) / self.segment).flatten()
 
     def forward(
@@ -149,7 +149,7 @@ class AudioEncoder(nn.Module):
         tokens = self.tokens(features.flatten(0, 1))
         per_window = tokens.shape[1]
         tokens = tokens.reshape(batch, -1, tokens.shape[-1])  # a segment's windows' tokens in time order
-        mask = token_mask(fraction, self.token_starts(per_window)).unsqueeze(-1).to(tokens.dtype)
+        mask = token_mask(fraction, self.token_starts(per_window, fraction.device)).unsqueeze(-1).to(tokens.dtype)
         pooled = (tokens * mask).sum(1) / mask.sum(1)
         return self.projection(pooled)
 
