@@ -11,6 +11,7 @@ sys.path.insert(0, SRC)
 
 from audioretrieval.correspondences import is_caption_member
 from audioretrieval.data import clotho, wavcaps
+from audioretrieval.data.source import source_of
 from audioretrieval.pipeline import lock, study, sweep
 from audioretrieval.pipeline.config import check_config, check_config_files, check_out_dir
 from audioretrieval.pipeline.provenance import code_digest
@@ -23,6 +24,9 @@ check_out_dir(config["out_dir"], workflow.basedir)
 
 OUT = config["out_dir"]
 DEMO = config["data"]["source"] == "demo"
+# a dataset source of audioretrieval.data.sources (data.source beyond demo and clotho), or None
+SOURCE = None if config["data"]["source"] in ("demo", "clotho") else source_of(config["data"]["source"], config[config["data"]["source"]])
+DATASET = "clothov2" if SOURCE is None else config["data"]["source"]  # the folder of the decoded splits
 SPLITS = list(clotho.SPLITS)
 ENSEMBLES = config["correspondences"]["ensembles"]
 STAGE1_RUNS = study.stage1_runs(config) + study.encoder_runs(config)  # trained, evaluated, in the quality table
@@ -74,8 +78,8 @@ def verified_file(name):
 
 
 def data_file(split, name):
-    """A decoded-data product of one ClothoV2 split (audio.h5, captions.parquet, skipped_clips.csv)."""
-    return f"{OUT}/data/clothov2/{split}/{name}"
+    """A decoded-data product of one split of the dataset (audio.h5, captions.parquet, skipped_clips.csv)."""
+    return f"{OUT}/data/{DATASET}/{split}/{name}"
 
 
 def wavcaps_file(name):
@@ -186,8 +190,19 @@ def code_of(script):
 
 
 def verification_of(name):
-    """The MD5 check of a release file, which its readers wait for (none for the generated demo)."""
-    return [] if DEMO else [verified_file(name)]
+    """The MD5 check of a ClothoV2 release file, which its readers wait for (none for the generated demo)."""
+    return [] if DEMO or SOURCE else [verified_file(name)]
+
+
+def decoding_settings(section):
+    """How a dataset source's audio is decoded: the data section's rate, format and bad-clip policy
+    (an extra set's own sample_format), the section's missing-file tolerance."""
+    return {
+        "sample_rate": config["data"]["sample_rate"],
+        "sample_format": section.get("sample_format", config["data"]["sample_format"]),
+        "on_bad_clip": config["data"]["on_bad_clip"],
+        "max_missing_fraction": section["max_missing_fraction"],
+    }
 
 
 def settings_without(section, key):
@@ -246,9 +261,12 @@ def validation_relevance_input(settings):
 
 
 def relevance_input():
-    """The relevance table of the evaluation captions: the demo's truth, the configured download, or none."""
+    """The relevance table of the evaluation captions: the demo's truth, the dataset's, the configured
+    download, or none."""
     if DEMO:
         return [truth_file("evaluation")]
+    if SOURCE is not None:
+        return [SOURCE.settings["relevance"]] if SOURCE.settings.get("relevance") else []
     return [RELEVANCE_FILE] if config["evaluation"]["relevance_url"] else []
 
 
@@ -314,7 +332,7 @@ def model_metrics(weights="best"):
 
 def all_outputs():
     """Everything `snakemake` builds by default (what these need, such as the decoded data, comes along)."""
-    metadata = [clotho.metadata_csv(split) for split in SPLITS]
+    metadata = [clotho.metadata_csv(split) for split in SPLITS] if SOURCE is None else []
     outputs = [raw_file(name) for name in metadata] + [v for name in metadata for v in verification_of(name)]
     outputs += expand(rules.train_stage1.output, run=STAGE1_RUNS) + expand(rules.train_stage2.output, name=STAGE2_JOBS)
     outputs += expand(rules.ensemble_targets.output, ensemble=ENSEMBLES)

@@ -1,5 +1,5 @@
 # The data stage: release files (generated for the demo, or downloaded and verified) -> 32 kHz HDF5 +
-# caption tables.
+# caption tables; or, for a dataset source (data.source: table, ...), its manifest and audio -> the same.
 
 
 if DEMO:
@@ -24,7 +24,7 @@ if DEMO:
         script:
             "../workflow_scripts/generate_demo_dataset.py"
 
-else:
+elif SOURCE is None:
 
     rule download_clotho:
         output:
@@ -70,49 +70,81 @@ else:
             "../workflow_scripts/verify_release_file.py"
 
 
-rule decode_audio:
-    input:
-        archive=raw_file("clotho_audio_{split}.7z"),
-        verified=verification_of("clotho_audio_{split}.7z"),
-    output:
-        audio=data_file("{split}", "audio.h5"),
-        skipped=data_file("{split}", "skipped_clips.csv"),
-    log:
-        log_file("decode_audio", "{split}"),
-    benchmark:
-        benchmark_file("decode_audio", "{split}")
-    priority: 4  # stage 1 waits for the data
-    conda:
-        CONDA_ENV
-    threads: config["data"]["decode_threads"]
-    resources:
-        mem_mb=4000,
-        runtime=120,
-    params:
-        sample_rate=config["data"]["sample_rate"],
-        sample_format=config["data"]["sample_format"],
-        on_bad_clip=config["data"]["on_bad_clip"],
-        code=code_of("decode_audio"),
-    script:
-        "../workflow_scripts/decode_audio.py"
+if SOURCE is not None:
+
+    rule prepare_source_split:
+        # a dataset source's split: its files decoded, its captions tabled (a manifest edit reruns it)
+        input:
+            SOURCE.inputs(),
+        output:
+            audio=data_file("{split}", "audio.h5"),
+            captions=data_file("{split}", "captions.parquet"),
+            skipped=data_file("{split}", "skipped_clips.csv"),
+            missing=data_file("{split}", "missing_clips.csv"),
+        log:
+            log_file("prepare_source_split", "{split}"),
+        benchmark:
+            benchmark_file("prepare_source_split", "{split}")
+        priority: 4
+        conda:
+            CONDA_ENV
+        threads: config["data"]["decode_threads"]
+        resources:
+            mem_mb=4000,
+            runtime=600,
+        params:
+            source=config["data"]["source"],
+            settings={k: v for k, v in SOURCE.settings.items() if k != "relevance"},  # read by evaluation
+            decoding=decoding_settings(config[config["data"]["source"]]),
+            code=code_of("prepare_source_split"),
+        script:
+            "../workflow_scripts/prepare_source_split.py"
+
+else:
+
+    rule decode_audio:
+        input:
+            archive=raw_file("clotho_audio_{split}.7z"),
+            verified=verification_of("clotho_audio_{split}.7z"),
+        output:
+            audio=data_file("{split}", "audio.h5"),
+            skipped=data_file("{split}", "skipped_clips.csv"),
+        log:
+            log_file("decode_audio", "{split}"),
+        benchmark:
+            benchmark_file("decode_audio", "{split}")
+        priority: 4  # stage 1 waits for the data
+        conda:
+            CONDA_ENV
+        threads: config["data"]["decode_threads"]
+        resources:
+            mem_mb=4000,
+            runtime=120,
+        params:
+            sample_rate=config["data"]["sample_rate"],
+            sample_format=config["data"]["sample_format"],
+            on_bad_clip=config["data"]["on_bad_clip"],
+            code=code_of("decode_audio"),
+        script:
+            "../workflow_scripts/decode_audio.py"
 
 
-rule caption_table:
-    input:
-        captions=raw_file("clotho_captions_{split}.csv"),
-        verified=verification_of("clotho_captions_{split}.csv"),
-        audio=rules.decode_audio.output.audio,
-        skipped=rules.decode_audio.output.skipped,
-    output:
-        data_file("{split}", "captions.parquet"),
-    log:
-        log_file("caption_table", "{split}"),
-    benchmark:
-        benchmark_file("caption_table", "{split}")
-    priority: 4
-    conda:
-        CONDA_ENV
-    params:
-        code=code_of("caption_table"),
-    script:
-        "../workflow_scripts/caption_table.py"
+    rule caption_table:
+        input:
+            captions=raw_file("clotho_captions_{split}.csv"),
+            verified=verification_of("clotho_captions_{split}.csv"),
+            audio=rules.decode_audio.output.audio,
+            skipped=rules.decode_audio.output.skipped,
+        output:
+            data_file("{split}", "captions.parquet"),
+        log:
+            log_file("caption_table", "{split}"),
+        benchmark:
+            benchmark_file("caption_table", "{split}")
+        priority: 4
+        conda:
+            CONDA_ENV
+        params:
+            code=code_of("caption_table"),
+        script:
+            "../workflow_scripts/caption_table.py"

@@ -176,3 +176,35 @@ if "wavcaps" in config:
             code=code_of("prepare_extra_set"),
         script:
             "../workflow_scripts/prepare_extra_set.py"
+
+
+if "extra_tables" in config:
+
+    rule prepare_extra_table:
+        # an extra set from a folder and a manifest: its development rows, less any file that is also
+        # one of the main dataset's validation or evaluation clips (listed in excluded_clips.csv)
+        input:
+            manifest=lambda wildcards: config["extra_tables"][wildcards.name]["manifest"],
+            main=[] if SOURCE is None else SOURCE.inputs(),
+        output:
+            **{key: f"{OUT}/data/tables/{{name}}/{name}" for key, name in EXTRA_SET_FILES.items()},
+            excluded=f"{OUT}/data/tables/{{name}}/excluded_clips.csv",
+        log:
+            log_file("prepare_extra_table", "{name}"),
+        benchmark:
+            benchmark_file("prepare_extra_table", "{name}")
+        wildcard_constraints:
+            name="|".join(config["extra_tables"]),
+        conda:
+            CONDA_ENV
+        threads: config["data"]["decode_threads"]
+        resources:
+            mem_mb=4000,
+            runtime=600,
+        params:
+            settings=lambda wildcards: config["extra_tables"][wildcards.name],
+            decoding=lambda wildcards: decoding_settings(config["extra_tables"][wildcards.name]),
+            main=None if SOURCE is None else {"source": SOURCE.name, "settings": SOURCE.settings},
+            code=code_of("prepare_extra_table"),
+        script:
+            "../workflow_scripts/prepare_extra_table.py"

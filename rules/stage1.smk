@@ -1,13 +1,17 @@
 # Stage 1: one contrastive training run per seed, each its own job and directory: seed{N} of
 # model.audio, {encoder}-seed{N} of another audio encoder (stage1.encoders, ensemble members only).
 
-# ClothoV2 development first, then the extra sets (stage1.train_on: all)
+# The dataset's development split first, then the extra sets (stage1.train_on: all)
 TRAIN_SETS = [{"audio": data_file("development", "audio.h5"), "captions": data_file("development", "captions.parquet")}]
 if config["stage1"]["train_on"] == "all":
     TRAIN_SETS += [rules.prepare_audiocaps.output] if "audiocaps" in config else []
     TRAIN_SETS += [
         {key: rules.prepare_wavcaps.output[key].format(source=source) for key in ("audio", "captions")}
         for source in config.get("wavcaps", {}).get("sources", [])
+    ]
+    TRAIN_SETS += [
+        {key: rules.prepare_extra_table.output[key].format(name=name) for key in ("audio", "captions")}
+        for name in config.get("extra_tables", {})
     ]
 
 

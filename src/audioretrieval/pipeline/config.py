@@ -141,6 +141,11 @@ def _check_model_and_training(config: dict) -> None:
             "which only the demo has (ClothoV2's DCASE 2025 file annotates the evaluation split): use map@10",
         )
     _require(
+        config["data"]["source"] in ("demo", "clotho") or not config["evaluation"]["relevance_url"],
+        f"evaluation.relevance_url is set, but it annotates ClothoV2: the {config['data']['source']} dataset's "
+        f"relevance table is {config['data']['source']}.relevance",
+    )
+    _require(
         not (config["data"]["source"] == "demo" and config["evaluation"]["relevance_url"]),
         "evaluation.relevance_url is set, but the demo scores multi-positive mAP against its own ground truth: "
         "set it to null",
@@ -215,12 +220,15 @@ def _check_rule_ensembles(where: str, rule: dict | None, ensembles: dict) -> Non
 
 def _check_extra_sets(config: dict) -> None:
     extra = [name for name in ("audiocaps", "wavcaps") if name in config]
+    tables = {f"extra_tables.{name}": table for name, table in config.get("extra_tables", {}).items()}
     _require(
-        config["stage1"]["train_on"] != "all" or extra,
-        "stage1.train_on is all, but neither audiocaps nor wavcaps is configured: add them or set train_on: clothov2",
+        config["stage1"]["train_on"] != "all" or extra or tables,
+        "stage1.train_on is all, but none of audiocaps, wavcaps or extra_tables is configured: "
+        "add one or set train_on: clothov2",
     )
     if config["stage1"]["train_on"] == "all":
         formats = {"data": config["data"]["sample_format"], **{name: config[name]["sample_format"] for name in extra}}
+        formats |= {name: table.get("sample_format", config["data"]["sample_format"]) for name, table in tables.items()}
         floats = {name for name, fmt in formats.items() if fmt == "float32"}
         _require(
             not floats or floats == set(formats),

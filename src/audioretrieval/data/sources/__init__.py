@@ -1,0 +1,1 @@
+"""The dataset sources (data.source beyond ClothoV2 and the demo): one module each (audioretrieval.data.source)."""

@@ -1,0 +1,49 @@
+"""A dataset from a folder of audio and a table: a CSV or Parquet manifest of (file, caption[, split])
+rows, any number of captions per clip, each file a path below `audio_dir`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from audioretrieval.data.source import MANIFEST_COLUMNS, DatasetSource, Manifest, ManifestError, split_by_rule
+
+
+class TableSource(DatasetSource):
+    name = "table"
+
+    def inputs(self) -> list[str]:
+        return [self.settings["manifest"]]
+
+    def read(self) -> Manifest:
+        path = Path(self.settings["manifest"])
+        if not path.is_file():
+            raise ManifestError(f"{self.where}.manifest {str(path)!r}: no such file")
+        if path.suffix == ".parquet":
+            raw, first_row, unit = pd.read_parquet(path), 1, "row"
+        elif path.suffix == ".csv":
+            raw, first_row, unit = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8"), 2, "line"
+        else:
+            raise ManifestError(f"{self.where}.manifest {str(path)!r}: expected a .csv or .parquet file")
+        rule = self.settings.get("split", {"validation": 0.0, "evaluation": 0.0})  # absent: all development
+        by_column = rule == "column"
+        needed = ["file", "caption"] + (["split"] if by_column else [])
+        absent = [column for column in needed if column not in raw.columns]
+        if absent:
+            raise ManifestError(
+                f"{path}: no column {' or '.join(absent)} (found {list(raw.columns)}); expected "
+                f"{', '.join(needed)}" + ("" if by_column else f" ({self.where}.split assigns the splits)")
+            )
+        if raw.empty:
+            raise ManifestError(f"{path}: the manifest has no rows")
+        rows = pd.DataFrame(
+            {
+                "file": raw["file"].astype(str),
+                "caption": raw["caption"].astype(str),
+                "split": raw["split"].astype(str) if by_column else split_by_rule(raw["file"], rule),
+                "origin": [f"{path} {unit} {i + first_row}" for i in range(len(raw))],
+            },
+            columns=MANIFEST_COLUMNS,
+        )
+        return Manifest(Path(self.settings["audio_dir"]), rows, str(path))
