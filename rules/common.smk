@@ -25,7 +25,11 @@ check_out_dir(config["out_dir"], workflow.basedir)
 OUT = config["out_dir"]
 DEMO = config["data"]["source"] == "demo"
 # a dataset source of audioretrieval.data.sources (data.source beyond demo and clotho), or None
-SOURCE = None if config["data"]["source"] in ("demo", "clotho") else source_of(config["data"]["source"], config[config["data"]["source"]])
+SOURCE = (
+    None
+    if config["data"]["source"] in ("demo", "clotho")
+    else source_of(config["data"]["source"], config[config["data"]["source"]])
+)
 DATASET = "clothov2" if SOURCE is None else config["data"]["source"]  # the folder of the decoded splits
 SPLITS = list(clotho.SPLITS)
 ENSEMBLES = config["correspondences"]["ensembles"]

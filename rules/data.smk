@@ -128,7 +128,6 @@ else:
         script:
             "../workflow_scripts/decode_audio.py"
 
-
     rule caption_table:
         input:
             captions=raw_file("clotho_captions_{split}.csv"),

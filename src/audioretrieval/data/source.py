@@ -123,7 +123,8 @@ def checked(manifest: Manifest, splits: tuple[str, ...] = SPLITS) -> Manifest:
     if unknown.any():
         first = rows[unknown].iloc[0]
         raise ManifestError(
-            f"{first['origin']}: unknown split {first['split']!r} of {first['file']!r}; expected one of {', '.join(SPLITS)}"
+            f"{first['origin']}: unknown split {first['split']!r} of {first['file']!r}; "
+            f"expected one of {', '.join(SPLITS)}"
         )
     splits_of_file = rows.groupby("file", sort=False)["split"].unique()
     several = splits_of_file[splits_of_file.map(len) > 1]
@@ -173,11 +174,12 @@ def prepare_split(
     allowed = decoding["max_missing_fraction"]
     if len(missing) > allowed * len(files):
         raise ManifestError(
-            f"{manifest.where}: {len(missing)} of the {len(files)} {split} files are not in {os.fspath(manifest.root)!r} "
+            f"{manifest.where}: {len(missing)} of the {len(files)} {split} files are not in "
+            f"{os.fspath(manifest.root)!r} "
             f"(more than max_missing_fraction {allowed:.1%}), e.g. {missing[0]!r} "
             f"({rows.loc[rows['file'] == missing[0], 'origin'].iloc[0]})"
         )
-    names = Manifest(manifest.root, pd.DataFrame({"file": files}), manifest.where).clip_names()
+    expected = Manifest(manifest.root, pd.DataFrame({"file": files}), manifest.where).clip_names()
     summary = decode_members(
         os.fspath(manifest.where),
         files_in_folder(manifest.root, files),
@@ -188,11 +190,12 @@ def prepare_split(
         decoding["sample_format"],
         threads,
         decoding["on_bad_clip"],
-        expected=Expected(frozenset(names), 1.0),  # the share was checked above, naming paths
+        expected=Expected(frozenset(expected), 1.0),  # the share was checked above, naming paths
         missing_csv=out["missing"],
         progress=progress,
     )
-    long = pd.DataFrame({"file_name": Manifest(manifest.root, rows, manifest.where).clip_names(), "caption": rows["caption"]})
+    names = Manifest(manifest.root, rows, manifest.where).clip_names()
+    long = pd.DataFrame({"file_name": names, "caption": rows["caption"]})
     write_table_atomically(caption_table_of_clips(long, AudioH5(out["audio"])), out["captions"])
     return summary
 
