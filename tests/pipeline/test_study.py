@@ -239,7 +239,7 @@ MN = {"family": "mn", "pretrained": False, "weights": None, "width_mult": 0.2, "
         (lambda c: c.pop("demo"), "'demo' is a required property"),
         (
             lambda c: c["stage1"].update(train_on="all"),
-            "stage1.train_on is all, but neither audiocaps nor wavcaps is configured",
+            "stage1.train_on is all, but none of audiocaps, wavcaps or extra_tables is configured",
         ),
         (
             lambda c: c.update(audiocaps={**FULL_DEMO["audiocaps"], "file_name": "{video}.wav"}),
