@@ -204,7 +204,11 @@ if "extra_tables" in config:
         params:
             settings=lambda wildcards: config["extra_tables"][wildcards.name],
             decoding=lambda wildcards: decoding_settings(config["extra_tables"][wildcards.name]),
-            main=None if SOURCE is None else {"source": SOURCE.name, "settings": SOURCE.settings},
+            main=(
+                None
+                if SOURCE is None
+                else {"source": SOURCE.name, "settings": settings_without(config["data"]["source"], "relevance")}
+            ),
             code=code_of("prepare_extra_table"),
         script:
             "../workflow_scripts/prepare_extra_table.py"

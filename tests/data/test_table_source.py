@@ -120,20 +120,20 @@ def add_row(file: str, caption: str, split: str):
 BROKEN = {
     "missing file": (
         set_cell(3, "file", "rain.wav"),
-        r"\b1 of the 5 development files are not in .*'rain.wav' \(.*line 5\)",
+        r"\b1 of the 5 development files are not in .*'rain.wav' \(.*row 4\)",
     ),
-    "empty caption": (set_cell(2, "caption", "  "), r"manifest.csv line 4: empty caption \(1 such rows\)"),
+    "empty caption": (set_cell(2, "caption", "  "), r"manifest.csv row 3: empty caption \(1 such rows\)"),
     "duplicate path": (
         add_row("birds/bark.wav", "a bark", "development"),
         r"'dogs/bark.wav' and 'birds/bark.wav' would be the same clip 'bark.wav'",
     ),
     "unknown split": (
         set_cell(9, "split", "test"),
-        r"manifest.csv line 11: unknown split 'test' of 'bell.wav'; expected",
+        r"manifest.csv row 10: unknown split 'test' of 'bell.wav'; expected",
     ),
     "two splits": (
         add_row("./rain.ogg", "rain", "evaluation"),
-        r"'rain.ogg' is listed in development and evaluation \(.*line 5, .*line 15\)",
+        r"'rain.ogg' is listed in development and evaluation \(.*row 4, .*row 14\)",
     ),
 }
 
@@ -184,6 +184,31 @@ def test_the_configuration_needs_a_table_section_and_no_clotho_relevance_downloa
         check_at_load(config)
     config["table"] = table_settings(tmp_path / "manifest.csv")
     check_at_load(config)
+    config["table"]["split"] = {"validation": 0.6, "evaluation": 0.5}
+    with pytest.raises(ConfigError, match=r"table.split: validation \(0.6\) and evaluation \(0.5\) must each be"):
+        check_at_load(config)
+    config["table"]["split"] = "column"
     config["evaluation"] = {"relevance_url": "https://example.org/metadata_eval.csv", "relevance_md5": None}
     with pytest.raises(ConfigError, match="the table dataset's relevance table is table.relevance"):
         check_at_load(config)
+
+
+def test_a_parquet_null_is_an_empty_cell_and_a_windows_path_is_a_path(tmp_path):
+    manifest = make_dataset(tmp_path)
+    table = pd.read_csv(manifest, dtype=str)
+    table.loc[0, "file"] = "dogs\\bark.wav"  # written on Windows
+    table.to_parquet(tmp_path / "manifest.parquet")
+    settings = table_settings(tmp_path / "manifest.parquet")
+    assert checked(TableSource(settings, "table").read()).rows["file"].iloc[0] == "dogs/bark.wav"
+    table.loc[2, "caption"] = None
+    table.to_parquet(tmp_path / "manifest.parquet")
+    with pytest.raises(ManifestError, match=r"manifest.parquet row 3: empty caption"):
+        checked(TableSource(settings, "table").read())
+    table.loc[2, "caption"] = "a low growl"
+    table.loc[3, "file"] = "C:/sounds/rain.ogg"
+    table.to_parquet(tmp_path / "manifest.parquet")
+    with pytest.raises(ManifestError, match=r"row 4: file 'C:/sounds/rain.ogg' is not below"):
+        checked(TableSource(settings, "table").read())
+    (tmp_path / "latin1.csv").write_bytes("file,caption,split\nb.wav,caf\xe9,development\n".encode("latin-1"))
+    with pytest.raises(ManifestError, match="cannot be read as a UTF-8 csv table"):
+        TableSource(table_settings(tmp_path / "latin1.csv"), "table").read()

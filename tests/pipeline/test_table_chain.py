@@ -80,8 +80,8 @@ def test_the_extra_set_trains_stage1_without_the_main_datasets_evaluation_clip(t
     more = out / "data" / "tables" / "more"
     assert list(AudioH5(more / "audio.h5").file_names) == ["dev0.wav"]
     assert pd.read_csv(more / "excluded_clips.csv")["file"].tolist() == ["evaluation/eva1.flac"]
-    log = (out / "stage1" / "seed1" / "log.csv").read_text()
-    assert log
+    trained_on = (out / "logs" / "train_stage1" / "seed1.log").read_text()
+    assert "from 2 set(s)" in trained_on and "tables/more/audio.h5" in trained_on
 
 
 def test_an_edited_manifest_reruns_the_data_and_what_depends_on_it(table_chain):

@@ -10,10 +10,9 @@ ClothoV2 and the demo keep rules of their own (a verified download, a generator)
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
-import pkgutil
 import posixpath
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
@@ -25,10 +24,14 @@ from audioretrieval.data.clotho import SPLITS
 from audioretrieval.data.decode import DecodeSummary, Expected, decode_members, files_in_folder
 from audioretrieval.data.h5audio import AudioH5
 from audioretrieval.files import write_table_atomically
+from audioretrieval.plugins import subclasses_in
 
 # one row per caption: the audio file (a path below the source's root), the caption, the clip's split,
 # and where the row came from (for errors: "train.csv line 4")
 MANIFEST_COLUMNS = ["file", "caption", "split", "origin"]
+
+
+DRIVE = re.compile(r"^[A-Za-z]:")  # a Windows path's drive: not below the root
 
 
 class ManifestError(ValueError):
@@ -67,13 +70,7 @@ def sources() -> dict[str, type[DatasetSource]]:
     """Every source of audioretrieval.data.sources, by name (each module defining a DatasetSource subclass)."""
     from audioretrieval.data import sources as package
 
-    found = {}
-    for module in pkgutil.iter_modules(package.__path__):
-        imported = importlib.import_module(f"{package.__name__}.{module.name}")
-        for value in vars(imported).values():
-            if isinstance(value, type) and issubclass(value, DatasetSource) and value.__module__ == imported.__name__:
-                found[value.name] = value
-    return found
+    return subclasses_in(package, DatasetSource, "name")
 
 
 def source_of(name: str, settings: dict, where: str | None = None) -> DatasetSource:
@@ -82,7 +79,7 @@ def source_of(name: str, settings: dict, where: str | None = None) -> DatasetSou
 
 def normalised(path: str) -> str:
     """A manifest path as the pipeline compares it: NFC, forward slashes, no `.` or `x/..` steps."""
-    return posixpath.normpath(nfc(path).replace(os.sep, "/"))
+    return posixpath.normpath(nfc(path).replace("\\", "/"))
 
 
 def split_by_rule(files: pd.Series, fractions: dict) -> pd.Series:
@@ -112,7 +109,9 @@ def checked(manifest: Manifest, splits: tuple[str, ...] = SPLITS) -> Manifest:
                 f"expected an audio file and a caption in every row"
             )
     rows["file"] = rows["file"].map(normalised)
-    outside = rows["file"].map(lambda path: path.startswith(("/", "../")) or path == "..")
+    outside = rows["file"].map(
+        lambda path: path.startswith(("/", "../")) or path == ".." or DRIVE.match(path) is not None
+    )
     if outside.any():
         first = rows[outside].iloc[0]
         raise ManifestError(

@@ -12,10 +12,8 @@ real signal, not padding) and projects their mean into the shared space, for eve
 
 from __future__ import annotations
 
-import importlib
 import os
 import pickle
-import pkgutil
 from typing import ClassVar
 
 import torch
@@ -23,6 +21,7 @@ from torch import nn
 from torchaudio.functional import resample
 
 from audioretrieval.files import file_digest
+from audioretrieval.plugins import subclasses_in
 
 STORED_RATE = 32000  # the rate of the decoded audio (data.sample_rate, a schema constant) and of every model's input
 DEFAULT_FAMILY = "passt"  # model.audio.family when absent (checkpoints and configurations written before families)
@@ -158,13 +157,7 @@ def families() -> dict[str, type[AudioEncoder]]:
     """Every family of audioretrieval.model.encoders, by name (each module defining an AudioEncoder subclass)."""
     from audioretrieval.model import encoders
 
-    found = {}
-    for module in pkgutil.iter_modules(encoders.__path__):
-        imported = importlib.import_module(f"{encoders.__name__}.{module.name}")
-        for value in vars(imported).values():
-            if isinstance(value, type) and issubclass(value, AudioEncoder) and value.__module__ == imported.__name__:
-                found[value.family] = value
-    return found
+    return subclasses_in(encoders, AudioEncoder, "family")
 
 
 def family_of(cfg: dict) -> str:

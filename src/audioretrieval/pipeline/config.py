@@ -140,6 +140,13 @@ def _check_model_and_training(config: dict) -> None:
             f"{where}.select_by {settings['select_by']!r} needs relevance annotations of the validation split, "
             "which only the demo has (ClothoV2's DCASE 2025 file annotates the evaluation split): use map@10",
         )
+    split = config.get("table", {}).get("split")
+    if isinstance(split, dict) and config["data"]["source"] == "table":
+        _require(
+            split["validation"] > 0 and split["evaluation"] > 0 and split["validation"] + split["evaluation"] < 1,
+            f"table.split: validation ({split['validation']}) and evaluation ({split['evaluation']}) must each be "
+            "above 0 and leave some files to development (their sum below 1)",
+        )
     _require(
         config["data"]["source"] in ("demo", "clotho") or not config["evaluation"]["relevance_url"],
         f"evaluation.relevance_url is set, but it annotates ClothoV2: the {config['data']['source']} dataset's "

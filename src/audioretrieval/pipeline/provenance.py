@@ -13,8 +13,8 @@ from pathlib import Path
 
 PACKAGE = "audioretrieval"
 # Packages whose modules are found at run time (pkgutil), not imported by name: importing the
-# package runs every module in it (model/audio.py's families).
-DISCOVERED = ("model/encoders",)
+# package runs every module in it (model/audio.py's families, data/source.py's sources).
+DISCOVERED = ("model/encoders", "data/sources")
 
 
 def _module_file(package_dir: Path, dotted: str) -> Path | None:

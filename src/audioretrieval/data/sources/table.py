@@ -20,12 +20,15 @@ class TableSource(DatasetSource):
         path = Path(self.settings["manifest"])
         if not path.is_file():
             raise ManifestError(f"{self.where}.manifest {str(path)!r}: no such file")
-        if path.suffix == ".parquet":
-            raw, first_row, unit = pd.read_parquet(path), 1, "row"
-        elif path.suffix == ".csv":
-            raw, first_row, unit = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8"), 2, "line"
-        else:
+        if path.suffix not in (".csv", ".parquet"):
             raise ManifestError(f"{self.where}.manifest {str(path)!r}: expected a .csv or .parquet file")
+        try:
+            if path.suffix == ".parquet":
+                raw, first_row, unit = pd.read_parquet(path), 1, "row"
+            else:
+                raw, first_row, unit = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8"), 1, "row"
+        except (UnicodeDecodeError, ValueError, OSError) as exc:  # pyarrow's and pandas' parse errors are ValueErrors
+            raise ManifestError(f"{path}: cannot be read as a UTF-8 {path.suffix[1:]} table ({exc})") from exc
         rule = self.settings.get("split", {"validation": 0.0, "evaluation": 0.0})  # absent: all development
         by_column = rule == "column"
         needed = ["file", "caption"] + (["split"] if by_column else [])
@@ -39,9 +42,9 @@ class TableSource(DatasetSource):
             raise ManifestError(f"{path}: the manifest has no rows")
         rows = pd.DataFrame(
             {
-                "file": raw["file"].astype(str),
-                "caption": raw["caption"].astype(str),
-                "split": raw["split"].astype(str) if by_column else split_by_rule(raw["file"], rule),
+                "file": raw["file"].fillna("").astype(str),  # a Parquet null is an empty cell
+                "caption": raw["caption"].fillna("").astype(str),
+                "split": raw["split"].fillna("").astype(str) if by_column else split_by_rule(raw["file"], rule),
                 "origin": [f"{path} {unit} {i + first_row}" for i in range(len(raw))],
             },
             columns=MANIFEST_COLUMNS,
