@@ -138,7 +138,8 @@ def _check_model_and_training(config: dict) -> None:
         _require(
             settings["select_by"] == "map@10" or config["data"]["source"] == "demo",
             f"{where}.select_by {settings['select_by']!r} needs relevance annotations of the validation split, "
-            "which only the demo has (ClothoV2's DCASE 2025 file annotates the evaluation split): use map@10",
+            "which only the demo has (ClothoV2's DCASE 2025 file and table.relevance annotate the evaluation split): "
+            "use map@10",
         )
     split = config.get("table", {}).get("split")
     if isinstance(split, dict) and config["data"]["source"] == "table":
