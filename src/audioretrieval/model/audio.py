@@ -134,9 +134,14 @@ class AudioEncoder(nn.Module):
         """[windows * per_window]: where each token starts, as a fraction of the segment (a window's
         tokens spread evenly over it). Where the windows tile the segment (hop = window, as in every
         shipped configuration) token k of n starts at k / n, as the reference code counts windows."""
-        window = torch.arange(self.windows, device=device).unsqueeze(1) * self.hop
-        within = torch.arange(per_window, device=device).unsqueeze(0) * (self.window / per_window)
-        return ((window + within) / self.segment).flatten()
+        # exact rationals (samples x per_window) reduced before the one division, so that a start that
+        # is k / n is rounded as k / n is, bit for bit
+        window = torch.arange(self.windows, device=device).unsqueeze(1) * (self.hop * per_window)
+        within = torch.arange(per_window, device=device).unsqueeze(0) * self.window
+        numerator = (window + within).flatten()
+        denominator = torch.full_like(numerator, per_window * self.segment)
+        common = torch.gcd(numerator, denominator)
+        return (numerator // common).float() / (denominator // common).float()
 
     def forward(
         self, waveform: torch.Tensor, fraction: torch.Tensor, spectrograms: torch.Tensor | None = None
