@@ -184,6 +184,8 @@ def test_the_configuration_needs_a_table_section_and_no_clotho_relevance_downloa
         check_at_load(config)
     config["table"] = table_settings(tmp_path / "manifest.csv")
     check_at_load(config)
+    with pytest.raises(ConfigError, match="a table section is set, but data.source is demo"):
+        check_at_load({**config, "data": tiny_demo_config["data"]})
     config["table"]["split"] = {"validation": 0.6, "evaluation": 0.5}
     with pytest.raises(ConfigError, match=r"table.split: validation \(0.6\) and evaluation \(0.5\) must each be"):
         check_at_load(config)

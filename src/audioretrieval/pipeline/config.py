@@ -141,6 +141,11 @@ def _check_model_and_training(config: dict) -> None:
             "which only the demo has (ClothoV2's DCASE 2025 file and table.relevance annotate the evaluation split): "
             "use map@10",
         )
+    _require(
+        "table" not in config or config["data"]["source"] == "table",
+        f"a table section is set, but data.source is {config['data']['source']}: set data.source: table to use it, "
+        "or remove the section (an extra set is extra_tables.<name>)",
+    )
     split = config.get("table", {}).get("split")
     if isinstance(split, dict) and config["data"]["source"] == "table":
         _require(
