@@ -199,12 +199,12 @@ def verification_of(name):
 
 
 def decoding_settings(section):
-    """How a dataset source's audio is decoded: the data section's rate, format and bad-clip policy
-    (an extra set's own sample_format), the section's missing-file tolerance."""
+    """How a set's audio is decoded: the data section's rate and bad-clip policy, the section's sample
+    format (absent: the data section's) and missing-file tolerance."""
     return {
         "sample_rate": config["data"]["sample_rate"],
-        "sample_format": section.get("sample_format", config["data"]["sample_format"]),
         "on_bad_clip": config["data"]["on_bad_clip"],
+        "sample_format": section.get("sample_format", config["data"]["sample_format"]),
         "max_missing_fraction": section["max_missing_fraction"],
     }
 

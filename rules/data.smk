@@ -94,8 +94,8 @@ if SOURCE is not None:
             runtime=600,
         params:
             source=config["data"]["source"],
-            settings={k: v for k, v in SOURCE.settings.items() if k != "relevance"},  # read by evaluation
-            decoding=decoding_settings(config[config["data"]["source"]]),
+            settings=settings_without(SOURCE.name, "relevance"),  # read by evaluation
+            decoding=decoding_settings(SOURCE.settings),
             code=code_of("prepare_source_split"),
         script:
             "../workflow_scripts/prepare_source_split.py"

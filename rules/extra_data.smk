@@ -4,13 +4,7 @@
 
 # how an extra set is decoded: ClothoV2's rate and bad-clip policy, its own storage and missing-file tolerance
 EXTRA_SET_SETTINGS = {
-    name: {
-        "sample_rate": config["data"]["sample_rate"],
-        "on_bad_clip": config["data"]["on_bad_clip"],
-        "sample_format": config[name]["sample_format"],
-        "max_missing_fraction": config[name]["max_missing_fraction"],
-        "file_name": config[name].get("file_name"),
-    }
+    name: {**decoding_settings(config[name]), "file_name": config[name].get("file_name")}
     for name in ("audiocaps", "wavcaps")
     if name in config
 }
@@ -207,7 +201,7 @@ if "extra_tables" in config:
             main=(
                 None
                 if SOURCE is None
-                else {"source": SOURCE.name, "settings": settings_without(config["data"]["source"], "relevance")}
+                else {"source": SOURCE.name, "settings": settings_without(SOURCE.name, "relevance")}
             ),
             code=code_of("prepare_extra_table"),
         script:

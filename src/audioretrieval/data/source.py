@@ -27,7 +27,7 @@ from audioretrieval.files import write_table_atomically
 from audioretrieval.plugins import subclasses_in
 
 # one row per caption: the audio file (a path below the source's root), the caption, the clip's split,
-# and where the row came from (for errors: "train.csv line 4")
+# and where the row came from (for errors: "train.csv row 4")
 MANIFEST_COLUMNS = ["file", "caption", "split", "origin"]
 
 
@@ -44,9 +44,10 @@ class Manifest:
     rows: pd.DataFrame  # MANIFEST_COLUMNS
     where: str  # what errors name: the manifest file, or the setting that gave it
 
-    def clip_names(self) -> pd.Series:
-        """The clip name of each row: its file's name, as the decoded audio stores it."""
-        return self.rows["file"].map(lambda path: nfc(PurePosixPath(path).name))
+
+def clip_names(files: pd.Series) -> pd.Series:
+    """The clip name of each file: its file name, as the decoded audio stores it."""
+    return files.map(lambda path: nfc(PurePosixPath(path).name))
 
 
 class DatasetSource:
@@ -134,8 +135,7 @@ def checked(manifest: Manifest, splits: tuple[str, ...] = SPLITS) -> Manifest:
             f"{manifest.where}: {file!r} is listed in {' and '.join(lines['split'])} "
             f"({', '.join(lines['origin'])}); a clip belongs to one split"
         )
-    checked_manifest = Manifest(manifest.root, rows, manifest.where)
-    names = pd.DataFrame({"file": rows["file"], "name": checked_manifest.clip_names()}).drop_duplicates()
+    names = pd.DataFrame({"file": rows["file"], "name": clip_names(rows["file"])}).drop_duplicates()
     shared = names.loc[names["name"].duplicated(keep=False)]
     if len(shared):
         name = shared["name"].iloc[0]
@@ -147,7 +147,7 @@ def checked(manifest: Manifest, splits: tuple[str, ...] = SPLITS) -> Manifest:
     for split in splits:
         if not (rows["split"] == split).any():
             raise ManifestError(f"{manifest.where}: no clip in the {split} split; expected at least one")
-    return checked_manifest
+    return Manifest(manifest.root, rows, manifest.where)
 
 
 def prepare_split(
@@ -178,7 +178,7 @@ def prepare_split(
             f"(more than max_missing_fraction {allowed:.1%}), e.g. {missing[0]!r} "
             f"({rows.loc[rows['file'] == missing[0], 'origin'].iloc[0]})"
         )
-    expected = Manifest(manifest.root, pd.DataFrame({"file": files}), manifest.where).clip_names()
+    names = clip_names(rows["file"])
     summary = decode_members(
         os.fspath(manifest.where),
         files_in_folder(manifest.root, files),
@@ -189,11 +189,10 @@ def prepare_split(
         decoding["sample_format"],
         threads,
         decoding["on_bad_clip"],
-        expected=Expected(frozenset(expected), 1.0),  # the share was checked above, naming paths
+        expected=Expected(frozenset(names), 1.0),  # the share was checked above, naming paths
         missing_csv=out["missing"],
         progress=progress,
     )
-    names = Manifest(manifest.root, rows, manifest.where).clip_names()
     long = pd.DataFrame({"file_name": names, "caption": rows["caption"]})
     write_table_atomically(caption_table_of_clips(long, AudioH5(out["audio"])), out["captions"])
     return summary

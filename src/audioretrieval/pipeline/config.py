@@ -96,6 +96,7 @@ def _require(condition: bool, message: str) -> None:
 def check_config(config: dict) -> None:
     """Raise ConfigError naming the keys and values of the first inconsistency."""
     _check_model_and_training(config)
+    _check_dataset_source(config)
     _check_extra_sets(config)
     if "map" in config:
         _check_map(config)
@@ -142,6 +143,15 @@ def _check_model_and_training(config: dict) -> None:
             "use map@10",
         )
     _require(
+        not (config["data"]["source"] == "demo" and config["evaluation"]["relevance_url"]),
+        "evaluation.relevance_url is set, but the demo scores multi-positive mAP against its own ground truth: "
+        "set it to null",
+    )
+
+
+def _check_dataset_source(config: dict) -> None:
+    """A dataset source's section against data.source (data.source: table)."""
+    _require(
         "table" not in config or config["data"]["source"] == "table",
         f"a table section is set, but data.source is {config['data']['source']}: set data.source: table to use it, "
         "or remove the section (an extra set is extra_tables.<name>)",
@@ -157,11 +167,6 @@ def _check_model_and_training(config: dict) -> None:
         config["data"]["source"] in ("demo", "clotho") or not config["evaluation"]["relevance_url"],
         f"evaluation.relevance_url is set, but it annotates ClothoV2: the {config['data']['source']} dataset's "
         f"relevance table is {config['data']['source']}.relevance",
-    )
-    _require(
-        not (config["data"]["source"] == "demo" and config["evaluation"]["relevance_url"]),
-        "evaluation.relevance_url is set, but the demo scores multi-positive mAP against its own ground truth: "
-        "set it to null",
     )
 
 

@@ -24,9 +24,9 @@ class TableSource(DatasetSource):
             raise ManifestError(f"{self.where}.manifest {str(path)!r}: expected a .csv or .parquet file")
         try:
             if path.suffix == ".parquet":
-                raw, first_row, unit = pd.read_parquet(path), 1, "row"
+                raw = pd.read_parquet(path)
             else:
-                raw, first_row, unit = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8"), 1, "row"
+                raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
         except (UnicodeDecodeError, ValueError, OSError) as exc:  # pyarrow's and pandas' parse errors are ValueErrors
             raise ManifestError(f"{path}: cannot be read as a UTF-8 {path.suffix[1:]} table ({exc})") from exc
         rule = self.settings.get("split", {"validation": 0.0, "evaluation": 0.0})  # absent: all development
@@ -45,7 +45,7 @@ class TableSource(DatasetSource):
                 "file": raw["file"].fillna("").astype(str),  # a Parquet null is an empty cell
                 "caption": raw["caption"].fillna("").astype(str),
                 "split": raw["split"].fillna("").astype(str) if by_column else split_by_rule(raw["file"], rule),
-                "origin": [f"{path} {unit} {i + first_row}" for i in range(len(raw))],
+                "origin": [f"{path} row {i + 1}" for i in range(len(raw))],  # rows, not lines: a caption may span lines
             },
             columns=MANIFEST_COLUMNS,
         )
