@@ -12,6 +12,7 @@ sys.path.insert(0, SRC)
 from audioretrieval.correspondences import is_caption_member
 from audioretrieval.data import clotho, wavcaps
 from audioretrieval.data.source import source_of
+from audioretrieval.evaluation import sets
 from audioretrieval.pipeline import lock, study, sweep
 from audioretrieval.pipeline.config import check_config, check_config_files, check_out_dir
 from audioretrieval.pipeline.provenance import code_digest
@@ -30,7 +31,10 @@ SOURCE = (
     if config["data"]["source"] in ("demo", "clotho")
     else source_of(config["data"]["source"], config[config["data"]["source"]])
 )
-DATASET = "clothov2" if SOURCE is None else config["data"]["source"]  # the folder of the decoded splits
+DATASET = sets.main_set(config)  # the folder of the decoded splits, and the name of its evaluation split as a test set
+FURTHER_SETS = sets.further_sets(config)  # further test sets (evaluation.sets), e.g. audiocaps: AudioCaps test
+# the caption files of the further test sets, whose clips no training set may hold (AudioCaps test's)
+HELD_OUT_CAPTIONS = [config["audiocaps"]["test_captions_csv"]] if "audiocaps" in FURTHER_SETS else []
 SPLITS = list(clotho.SPLITS)
 ENSEMBLES = config["correspondences"]["ensembles"]
 STAGE1_RUNS = study.stage1_runs(config) + study.encoder_runs(config)  # trained, evaluated, in the quality table
@@ -142,21 +146,34 @@ def targets_file(ensemble):
     return f"{ensemble_dir(ensemble)}/targets.h5"
 
 
+def test_set_files(test_set, files):
+    """The decoded data of a further test set (key -> file name, e.g. EXTRA_SET_FILES): data/{set}/test/."""
+    return {key: f"{OUT}/data/{test_set}/test/{name}" for key, name in files.items()}
+
+
 EVALUATION_FILES = {"embeddings": "embeddings.h5", "metrics": "metrics.json", "ranks": "ranks.parquet"}
 
 
-def evaluation_file(folder, name, weights="best"):
-    """An evaluation product (EVALUATION_FILES) of a model's best or last weights, or of an ensemble."""
-    return f"{folder}/evaluation/{weights}/{name}"
+def evaluation_file(folder, name, weights="best", test_set=DATASET):
+    """An evaluation product (EVALUATION_FILES) of a model's best or last weights, or of an ensemble,
+    on a test set: the main dataset's evaluation split in evaluation/{weights}/, a further test set's
+    in evaluation/{test_set}/{weights}/."""
+    return f"{folder}/evaluation/{'' if test_set == DATASET else test_set + '/'}{weights}/{name}"
 
 
-def model_evaluation_files(folder, weights):
+def model_evaluation_files(folder, weights, test_set=DATASET):
     """The evaluation products of a model's checkpoints, keyed {weights}_{product}, e.g. best_metrics."""
-    return {f"{w}_{key}": evaluation_file(folder, name, w) for w in weights for key, name in EVALUATION_FILES.items()}
+    return {
+        f"{w}_{key}": evaluation_file(folder, name, w, test_set) for w in weights for key, name in EVALUATION_FILES.items()
+    }
 
 
-def evaluation_inputs(checkpoints, text_states):
-    """What an evaluation job reads: checkpoints named {weights}.pt, the evaluation split, the relevance table."""
+def evaluation_inputs(checkpoints, text_states, test_set=DATASET):
+    """What an evaluation job reads: checkpoints named {weights}.pt, the test set's audio and captions, the
+    relevance table of the main evaluation split (a further test set: each caption's own clip)."""
+    if test_set != DATASET:
+        data = test_set_files(test_set, {"audio": "audio.h5", "captions": "captions.parquet"})
+        return {"checkpoints": checkpoints, **data, "relevance": [], "text_states": []}
     return {
         "checkpoints": checkpoints,
         "audio": data_file("evaluation", "audio.h5"),
@@ -275,8 +292,9 @@ def relevance_input():
 
 
 def ensemble_evaluation_members(wildcards):
+    test_set = wildcards.get("test_set", DATASET)
     return [
-        evaluation_file(model_dir("stage1", study.stage1_run(member)), "embeddings.h5")
+        evaluation_file(model_dir("stage1", study.stage1_run(member)), "embeddings.h5", test_set=test_set)
         for member in ENSEMBLES[wildcards.ensemble]
     ]
 
@@ -289,15 +307,17 @@ def world_output(world, rule_name):
     return getattr(rules, f"{world}_{rule_name}").output
 
 
-def map_ranks():
-    """world -> run name -> the per-query table of its best weights, for every run the points pair."""
+def map_ranks(test_set=DATASET):
+    """world -> run name -> the per-query table of its best weights on a test set, for every run the
+    points pair."""
+    rule_name = "evaluate_model" if test_set == DATASET else "evaluate_model_on_set"
     ranks = {}
     for point in MAP["points"]:
-        pattern = str(world_output(point["world"], "evaluate_model").best_ranks)
+        pattern = str(world_output(point["world"], rule_name).best_ranks)
         stages = {name: "stage2" for row in point["runs"] + point["controls"] for name in row}
         stages |= {start: "stage1" for start in point["starts"]}
         ranks.setdefault(point["world"], {}).update(
-            {name: pattern.format(stage=stage, model=name) for name, stage in stages.items()}
+            {name: pattern.format(stage=stage, model=name, test_set=test_set) for name, stage in stages.items()}
         )
     return ranks
 
@@ -324,11 +344,11 @@ def model_dirs():
     }
 
 
-def model_metrics(weights="best"):
+def model_metrics(weights="best", test_set=DATASET):
     """Metrics files by group: name -> path (weights "last": the training runs' last weights)."""
     trained = ("stage1", "stage2")
     return {
-        group: {name: evaluation_file(folder, "metrics.json", weights) for name, folder in dirs.items()}
+        group: {name: evaluation_file(folder, "metrics.json", weights, test_set) for name, folder in dirs.items()}
         for group, dirs in model_dirs().items()
         if weights == "best" or group in trained
     }
@@ -342,7 +362,11 @@ def all_outputs():
     outputs += expand(rules.ensemble_targets.output, ensemble=ENSEMBLES)
     outputs += [*rules.correspondence_quality.output, *rules.target_mass.output] if DEMO else []
     outputs += [
-        path for weights in ("best", "last") for group in model_metrics(weights).values() for path in group.values()
+        path
+        for test_set in config["evaluation"]["sets"]
+        for weights in ("best", "last")
+        for group in model_metrics(weights, test_set).values()
+        for path in group.values()
     ]
     return outputs + [
         *rules.summary.output,

@@ -85,3 +85,54 @@ rule evaluate_ensemble:
         code=code_of("evaluate_ensemble"),
     script:
         "../workflow_scripts/evaluate_ensemble.py"
+
+
+if FURTHER_SETS:  # the same on each further test set (evaluation.sets), in evaluation/{test_set}/
+
+    use rule evaluate_model as evaluate_model_on_set with:
+        input:
+            **evaluation_inputs(
+                [checkpoint_file(model_dir("{stage}", "{model}"), weights) for weights in TRAINED_WEIGHTS],
+                [],
+                "{test_set}",
+            ),
+        output:
+            **model_evaluation_files(model_dir("{stage}", "{model}"), TRAINED_WEIGHTS, "{test_set}"),
+        log:
+            log_file("evaluate_model", "{test_set}", "{stage}", "{model}"),
+        benchmark:
+            benchmark_file("evaluate_model", "{test_set}", "{stage}", "{model}")
+        wildcard_constraints:
+            stage="stage1|stage2",
+            model=r"[^/]+",
+            test_set="|".join(FURTHER_SETS),
+
+    use rule evaluate_model as evaluate_released_on_set with:
+        input:
+            **evaluation_inputs([checkpoint_file(model_dir("released", "{model}"), "best")], [], "{test_set}"),
+        output:
+            **model_evaluation_files(model_dir("released", "{model}"), ["best"], "{test_set}"),
+        log:
+            log_file("evaluate_released", "{test_set}", "{model}"),
+        benchmark:
+            benchmark_file("evaluate_released", "{test_set}", "{model}")
+        wildcard_constraints:
+            model=r"[^/]+",
+            test_set="|".join(FURTHER_SETS),
+
+    use rule evaluate_ensemble as evaluate_ensemble_on_set with:
+        input:
+            members=ensemble_evaluation_members,
+            relevance=[],
+        output:
+            **{
+                key: evaluation_file(ensemble_dir("{ensemble}"), name, test_set="{test_set}")
+                for key, name in EVALUATION_FILES.items()
+            },
+        log:
+            log_file("evaluate_ensemble", "{test_set}", "{ensemble}"),
+        benchmark:
+            benchmark_file("evaluate_ensemble", "{test_set}", "{ensemble}")
+        wildcard_constraints:
+            ensemble=r"[^/]+",
+            test_set="|".join(FURTHER_SETS),

@@ -1,6 +1,7 @@
 # The full setting's extra stage-1 sets (stage1.train_on: all): AudioCaps train (captions
 # downloaded or local, audio from the user's folder) and WavCaps (downloaded from its hub, without
-# the clips of the DCASE exclusion list), each decoded to HDF5 with its caption table.
+# the clips of the DCASE exclusion list), each decoded to HDF5 with its caption table; AudioCaps
+# test, a further test set (evaluation.sets), likewise.
 
 # how an extra set is decoded: ClothoV2's rate and bad-clip policy, its own storage and missing-file tolerance
 EXTRA_SET_SETTINGS = {
@@ -17,17 +18,21 @@ EXTRA_SET_FILES = {
 
 
 if "audiocaps" in config:
+    # the caption file of each split; test's clips never train (left out of AudioCaps train and
+    # WavCaps AudioSet_SL where AudioCaps test is a test set)
+    AUDIOCAPS_CAPTIONS = {"train": config["audiocaps"]["captions_csv"], "test": config["audiocaps"]["test_captions_csv"]}
 
     if DEMO:
 
         rule generate_demo_audiocaps:
             output:
-                config["audiocaps"]["captions_csv"],
+                **AUDIOCAPS_CAPTIONS,
             log:
                 log_file("generate_demo_audiocaps"),
             conda:
                 CONDA_ENV
             params:
+                set="audiocaps",
                 spec=settings_without("demo", "extra"),
                 extra={k: v for k, v in config["demo"]["extra"].items() if k.startswith("audiocaps")},
                 audio_dir=config["audiocaps"]["audio_dir"],
@@ -36,32 +41,38 @@ if "audiocaps" in config:
             script:
                 "../workflow_scripts/generate_demo_extra.py"
 
-    elif config["audiocaps"]["captions_url"]:
+    else:
+        for audiocaps_split, url_key in (("train", "captions_url"), ("test", "test_captions_url")):
+            if config["audiocaps"][url_key]:
 
-        rule download_audiocaps_captions:
-            output:
-                config["audiocaps"]["captions_csv"],
-            log:
-                log_file("download_audiocaps_captions"),
-            conda:
-                CONDA_ENV
-            params:
-                url=config["audiocaps"]["captions_url"],
-                md5=config["audiocaps"]["captions_md5"],
-                download=config["download"],
-                code=code_of("download_file"),
-            script:
-                "../workflow_scripts/download_file.py"
+                rule:
+                    name:
+                        f"download_audiocaps_{audiocaps_split}_captions"
+                    output:
+                        AUDIOCAPS_CAPTIONS[audiocaps_split],
+                    log:
+                        log_file(f"download_audiocaps_{audiocaps_split}_captions"),
+                    conda:
+                        CONDA_ENV
+                    params:
+                        url=config["audiocaps"][url_key],
+                        md5=config["audiocaps"][url_key.replace("url", "md5")],
+                        download=config["download"],
+                        code=code_of("download_file"),
+                    script:
+                        "../workflow_scripts/download_file.py"
 
     rule prepare_audiocaps:
         input:
-            captions=config["audiocaps"]["captions_csv"],
+            captions=AUDIOCAPS_CAPTIONS["train"],
+            held_out=HELD_OUT_CAPTIONS,
         output:
             **{key: f"{OUT}/data/audiocaps/train/{name}" for key, name in EXTRA_SET_FILES.items()},
+            excluded=f"{OUT}/data/audiocaps/train/excluded_clips.csv",
         log:
-            log_file("prepare_audiocaps"),
+            log_file("prepare_audiocaps", "train"),
         benchmark:
-            benchmark_file("prepare_audiocaps")
+            benchmark_file("prepare_audiocaps", "train")
         conda:
             CONDA_ENV
         threads: config["audiocaps"]["decode_threads"]
@@ -69,11 +80,23 @@ if "audiocaps" in config:
             mem_mb=4000,
             runtime=600,
         params:
+            set="audiocaps",
             audio_dir=config["audiocaps"]["audio_dir"],
             settings=EXTRA_SET_SETTINGS["audiocaps"],
             code=code_of("prepare_extra_set"),
         script:
             "../workflow_scripts/prepare_extra_set.py"
+
+    use rule prepare_audiocaps as prepare_audiocaps_test with:
+        input:
+            captions=AUDIOCAPS_CAPTIONS["test"],
+            held_out=[],
+        output:
+            **test_set_files("audiocaps", EXTRA_SET_FILES),
+        log:
+            log_file("prepare_audiocaps", "test"),
+        benchmark:
+            benchmark_file("prepare_audiocaps", "test")
 
 
 if "wavcaps" in config:
@@ -85,6 +108,7 @@ if "wavcaps" in config:
         rule generate_demo_wavcaps:
             input:
                 clotho_metadata=[raw_file(clotho.metadata_csv(split)) for split in SPLITS],
+                held_out=HELD_OUT_CAPTIONS if wavcaps.YOUTUBE_SOURCE in config["wavcaps"]["sources"] else [],
             output:
                 [
                     wavcaps_file(name)
@@ -97,8 +121,9 @@ if "wavcaps" in config:
             conda:
                 CONDA_ENV
             params:
+                set="wavcaps",
                 spec=settings_without("demo", "extra"),
-                extra={k: v for k, v in config["demo"]["extra"].items() if k.startswith("wavcaps")},
+                extra={k: v for k, v in config["demo"]["extra"].items() if k.startswith(("wavcaps", "audiocaps_leaked"))},
                 caption_files=WAVCAPS_CAPTIONS,
                 code=code_of("generate_demo_extra"),
             script:
@@ -150,6 +175,7 @@ if "wavcaps" in config:
             captions=lambda wildcards: wavcaps_file(wavcaps.json_file(wildcards.source, WAVCAPS_CAPTIONS)),
             parts=lambda wildcards: wavcaps_file(wavcaps.parts_file(wildcards.source)),
             exclusion=lambda wildcards: [WAVCAPS_EXCLUSION] if wildcards.source == wavcaps.EXCLUDED_SOURCE else [],
+            held_out=lambda wildcards: HELD_OUT_CAPTIONS if wildcards.source == wavcaps.YOUTUBE_SOURCE else [],
         output:
             **{key: f"{OUT}/data/wavcaps/{{source}}/{name}" for key, name in EXTRA_SET_FILES.items()},
             excluded=f"{OUT}/data/wavcaps/{{source}}/excluded_clips.csv",
@@ -166,6 +192,7 @@ if "wavcaps" in config:
             mem_mb=6000,
             runtime=2880,
         params:
+            set="wavcaps",
             settings=EXTRA_SET_SETTINGS["wavcaps"],
             code=code_of("prepare_extra_set"),
         script:

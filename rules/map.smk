@@ -11,13 +11,13 @@ for world, spec in MAP["worlds"].items():
     )(lambda: None)
 
 
-MAP_RANKS = map_ranks()
+MAP_RANKS = {test_set: map_ranks(test_set) for test_set in config["evaluation"]["sets"]}  # set -> world -> run -> path
 MAP_QUALITY, MAP_MASS = map_world_tables("correspondence_quality"), map_world_tables("target_mass")
 
 
 rule map:
     input:
-        ranks=[path for runs in MAP_RANKS.values() for path in runs.values()],
+        ranks=[path for worlds in MAP_RANKS.values() for runs in worlds.values() for path in runs.values()],
         quality=list(MAP_QUALITY.values()),
         mass=list(MAP_MASS.values()),
     output:

@@ -2,10 +2,17 @@
 
 COMPARED = ("stage1", "stage2")
 GROUPS, PAIRS, SHARES = study.comparison_groups(config, list(STAGE2_JOBS.values()))
-# per-query tables of the best weights of each compared group: name -> path
+TEST_SETS = config["evaluation"]["sets"]
+# per-query tables of the best weights of each compared group on each test set: set -> group -> name -> path
 RANKS = {
-    group: {name: evaluation_file(folder, "ranks.parquet") for name, folder in model_dirs()[group].items()}
-    for group in COMPARED
+    test_set: {
+        group: {
+            name: evaluation_file(folder, "ranks.parquet", test_set=test_set)
+            for name, folder in model_dirs()[group].items()
+        }
+        for group in COMPARED
+    }
+    for test_set in TEST_SETS
 }
 # log.csv of every training run, by the name the figures give it
 TRAINING_LOGS = {
@@ -17,8 +24,12 @@ TRAINING_LOGS = {
 
 rule summary:
     input:
-        **{f"{group}_metrics": list(paths.values()) for group, paths in model_metrics().items()},
-        **{f"{group}_last_metrics": list(paths.values()) for group, paths in model_metrics("last").items()},
+        **{
+            f"{test_set}_{group}{suffix}_metrics": list(paths.values())
+            for test_set in TEST_SETS
+            for weights, suffix in (("best", ""), ("last", "_last"))
+            for group, paths in model_metrics(weights, test_set).items()
+        },
         quality=[rules.correspondence_quality.output.table] if DEMO else [],
         target_mass=[rules.target_mass.output.table] if DEMO else [],
     output:
@@ -30,9 +41,12 @@ rule summary:
     conda:
         CONDA_ENV
     params:
-        names={
-            weights: {group: list(paths) for group, paths in model_metrics(weights).items()}
-            for weights in ("best", "last")
+        names={  # set -> weights -> group -> model names, the main set first
+            test_set: {
+                weights: {group: list(paths) for group, paths in model_metrics(weights, test_set).items()}
+                for weights in ("best", "last")
+            }
+            for test_set in TEST_SETS
         },
         stage2_jobs=list(STAGE2_JOBS.values()),
         reference=config["report"]["reference"],
@@ -43,7 +57,11 @@ rule summary:
 
 rule comparisons:
     input:
-        **{f"{group}_ranks": list(RANKS[group].values()) for group in COMPARED},
+        **{
+            f"{test_set}_{group}_ranks": list(RANKS[test_set][group].values())
+            for test_set in TEST_SETS
+            for group in COMPARED
+        },
     output:
         table=report_file("comparisons.csv"),
         markdown=report_file("comparisons.md"),
@@ -53,7 +71,8 @@ rule comparisons:
     conda:
         CONDA_ENV
     params:
-        names={group: list(RANKS[group]) for group in COMPARED},
+        sets=TEST_SETS,
+        names={group: list(RANKS[DATASET][group]) for group in COMPARED},
         groups=GROUPS,
         pairs=PAIRS,
         shares=SHARES,

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from audioretrieval.data import audiocaps
 from audioretrieval.data.clotho import METADATA_ENCODING
 from audioretrieval.data.demo import DemoSpec
 from audioretrieval.data.demo_extra import ExtraSpec, generate_audiocaps, generate_wavcaps
@@ -10,9 +11,16 @@ from audioretrieval.pipeline.workflow import logged_to
 spec = DemoSpec(**snakemake.params.spec)
 extra = ExtraSpec(**snakemake.params.extra)
 with logged_to(snakemake.log[0]) as log:
-    if snakemake.rule == "generate_demo_audiocaps":
+    if snakemake.params.set == "audiocaps":
         stats = [
-            generate_audiocaps(snakemake.output[0], snakemake.params.audio_dir, snakemake.params.file_name, spec, extra)
+            generate_audiocaps(
+                snakemake.output.train,
+                snakemake.output.test,
+                snakemake.params.audio_dir,
+                snakemake.params.file_name,
+                spec,
+                extra,
+            )
         ]
     else:
         clotho_ids = pd.concat(
@@ -24,6 +32,7 @@ with logged_to(snakemake.log[0]) as log:
             spec,
             extra,
             snakemake.params.caption_files,
+            sorted(set().union(*(audiocaps.youtube_ids(path) for path in snakemake.input.held_out))),
         )
     for row in stats:
         log.info("%s", row)

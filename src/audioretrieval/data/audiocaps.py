@@ -1,9 +1,10 @@
 """AudioCaps: captions from the published CSV files, audio from a folder the user supplies (the
 clips are YouTube excerpts and not publicly downloadable).
 
-A caption file (`train.csv` of github.com/cdjkim/audiocaps) has the columns audiocap_id,
+A caption file (`train.csv`, `test.csv` of github.com/cdjkim/audiocaps) has the columns audiocap_id,
 youtube_id, start_time, caption; a clip is named by a template over youtube_id, start_time and
-audiocap_id (config `audiocaps.file_name`), e.g. "{youtube_id}_{start_time}.wav".
+audiocap_id (config `audiocaps.file_name`), e.g. "{youtube_id}_{start_time}.wav". A test clip is
+known by its YouTube id wherever it turns up (AudioCaps train, WavCaps AudioSet_SL).
 """
 
 from __future__ import annotations
@@ -40,3 +41,11 @@ def read_captions(path: str | os.PathLike, template: str) -> pd.DataFrame:
         for y, s, a in zip(table["youtube_id"], table["start_time"], table["audiocap_id"])
     ]
     return table
+
+
+def youtube_ids(path: str | os.PathLike) -> set[str]:
+    """The YouTube ids of a caption file's clips (of the test split: what no training set may hold)."""
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if "youtube_id" not in table.columns:
+        raise ValueError(f"{path}: missing column 'youtube_id'; expected {COLUMNS}")
+    return set(table["youtube_id"])

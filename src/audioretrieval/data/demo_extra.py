@@ -2,10 +2,11 @@
 the demo ClothoV2 (same sources, properties and caption grammar), so the full setting runs on a
 laptop. They carry what the real sets bring to the pipeline:
 
-  AudioCaps  a caption CSV (audiocap_id, youtube_id, start_time, caption; one caption per clip,
-             as in the train split) and the audio files in a folder, named by the configured
-             template; a few listed clips have no file (as for the real set, whose YouTube
-             sources disappear).
+  AudioCaps  caption CSVs (audiocap_id, youtube_id, start_time, caption): train, one caption per
+             clip, and test, five per clip, as the real splits; the audio files of both in one
+             folder, named by the configured template. A few train clips have no file (as for the
+             real set, whose YouTube sources disappear), and a few train rows name a test clip (the
+             real splits share none; these give the exclusion work to do).
   WavCaps    per source `json_files/{source}/{name}_final.json` and the FLAC clips (32 kHz) in
              `Zip_files/{source}/{source}.zip` with its parts list, plus the DCASE exclusion list
              `dcase2024_task6_excluded_freesound_ids.csv` holding the Freesound ids of the demo
@@ -38,6 +39,8 @@ _ID_CHARS = np.array(list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0
 class ExtraSpec:
     audiocaps_clips: int = 60
     audiocaps_missing: int = 4
+    audiocaps_test_clips: int = 40
+    audiocaps_leaked: int = 3
     wavcaps_clips: dict = field(default_factory=lambda: {"FreeSound": 40, "SoundBible": 20})
     wavcaps_excluded: int = 4
 
@@ -46,6 +49,11 @@ class ExtraSpec:
             raise ValueError(
                 f"demo.extra: audiocaps_missing {self.audiocaps_missing} must be below "
                 f"audiocaps_clips {self.audiocaps_clips}"
+            )
+        if self.audiocaps_leaked > self.audiocaps_test_clips:
+            raise ValueError(
+                f"demo.extra: audiocaps_leaked {self.audiocaps_leaked} exceeds audiocaps_test_clips "
+                f"{self.audiocaps_test_clips}"
             )
         unknown = set(self.wavcaps_clips) - set(wavcaps.SOURCES)
         if unknown:
@@ -69,27 +77,79 @@ def _encoded(audio: np.ndarray, rate: int, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
+def _youtube_id(rng: np.random.Generator) -> str:
+    return "".join(rng.choice(_ID_CHARS, size=11))
+
+
+def _write_clip(audio_dir: Path, name: str, audio: np.ndarray) -> None:
+    with written_atomically(audio_dir / name) as tmp:
+        tmp.write_bytes(_encoded(audio, AUDIOCAPS_RATE, "WAV"))
+
+
+def _audiocaps_test(rng: np.random.Generator, audio_dir: Path, template: str, spec: DemoSpec, clips: int) -> list:
+    """The test stand-in's rows: five captions of each clip, every clip's file written."""
+    rows = []
+    for k in range(clips):
+        youtube_id, start_time = _youtube_id(rng), int(rng.integers(0, 300))
+        clip = draw_clip(rng, spec)
+        duration = float(rng.uniform(spec.min_duration_s, spec.max_duration_s))
+        _write_clip(
+            audio_dir,
+            template.format(youtube_id=youtube_id, start_time=start_time, audiocap_id=k + 1),
+            synthesize(rng, clip, duration, AUDIOCAPS_RATE),
+        )
+        rows += [
+            {
+                "audiocap_id": 900_000 + 5 * k + c,
+                "youtube_id": youtube_id,
+                "start_time": start_time,
+                "caption": caption_text(rng, draw_mentions(rng, clip, spec)),
+            }
+            for c in range(5)
+        ]
+    return rows
+
+
 def generate_audiocaps(
-    captions_csv: str | os.PathLike, audio_dir: str | os.PathLike, template: str, spec: DemoSpec, extra: ExtraSpec
+    captions_csv: str | os.PathLike,
+    test_csv: str | os.PathLike,
+    audio_dir: str | os.PathLike,
+    template: str,
+    spec: DemoSpec,
+    extra: ExtraSpec,
 ) -> dict:
-    """Write the AudioCaps stand-in; the caption CSV comes last (its presence means the set is complete)."""
+    """Write the AudioCaps stand-in's train and test splits; the caption CSVs come last (their
+    presence means the set is complete)."""
     audio_dir = Path(audio_dir)
     audio_dir.mkdir(parents=True, exist_ok=True)
+    test = _audiocaps_test(
+        np.random.default_rng([spec.seed, 103]), audio_dir, template, spec, extra.audiocaps_test_clips
+    )
     rng = np.random.default_rng([spec.seed, 101])
     missing = set(rng.choice(extra.audiocaps_clips, size=extra.audiocaps_missing, replace=False).tolist())
     rows = []
     for k in range(extra.audiocaps_clips):
-        youtube_id = "".join(rng.choice(_ID_CHARS, size=11))
+        youtube_id = _youtube_id(rng)
         start_time = int(rng.integers(0, 300))
         audio, caption, _ = _clip_and_caption(rng, spec, AUDIOCAPS_RATE)
-        name = template.format(youtube_id=youtube_id, start_time=start_time, audiocap_id=k + 1)
         if k not in missing:
-            with written_atomically(audio_dir / name) as tmp:
-                tmp.write_bytes(_encoded(audio, AUDIOCAPS_RATE, "WAV"))
+            _write_clip(
+                audio_dir, template.format(youtube_id=youtube_id, start_time=start_time, audiocap_id=k + 1), audio
+            )
         rows.append({"audiocap_id": k + 1, "youtube_id": youtube_id, "start_time": start_time, "caption": caption})
+    leaked = [test[5 * k] for k in range(extra.audiocaps_leaked)]  # one caption of each of the first test clips
+    rows += [{**row, "audiocap_id": extra.audiocaps_clips + i + 1} for i, row in enumerate(leaked)]
+    with written_atomically(Path(test_csv)) as tmp:
+        pd.DataFrame(test).to_csv(tmp, index=False)
     with written_atomically(Path(captions_csv)) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
-    return {"set": "audiocaps", "clips": extra.audiocaps_clips, "missing": len(missing)}
+    return {
+        "set": "audiocaps",
+        "clips": extra.audiocaps_clips,
+        "missing": len(missing),
+        "test_clips": extra.audiocaps_test_clips,
+        "leaked": len(leaked),
+    }
 
 
 def generate_wavcaps(
@@ -98,17 +158,26 @@ def generate_wavcaps(
     spec: DemoSpec,
     extra: ExtraSpec,
     caption_files: dict | None = None,
+    test_youtube_ids: list[str] = (),
 ) -> list[dict]:
     """Write the WavCaps stand-in: per source its caption JSON (named as wavcaps.json_file names it),
-    archive and parts list, and the exclusion list of the ClothoV2 Freesound ids."""
+    archive and parts list, and the exclusion list of the ClothoV2 Freesound ids. AudioSet_SL's
+    clips are named as AudioSet's ("Y" + YouTube id + ".wav"), the first extra.audiocaps_leaked of
+    them by AudioCaps test's `test_youtube_ids` where given."""
     out_dir = Path(out_dir)
     stats = []
     for s, (source, count) in enumerate(extra.wavcaps_clips.items()):
         rng = np.random.default_rng([spec.seed, 202, s])
         ids = [str(i) for i in rng.choice(np.arange(1_000_000, 2_000_000), size=count, replace=False)]
+        excluded = 0
         if source == wavcaps.EXCLUDED_SOURCE:
             leaked = rng.choice(clotho_sound_ids, size=extra.wavcaps_excluded, replace=False)
             ids[: extra.wavcaps_excluded] = [str(i) for i in leaked]
+            excluded = extra.wavcaps_excluded
+        if source == wavcaps.YOUTUBE_SOURCE:
+            excluded = min(extra.audiocaps_leaked, len(test_youtube_ids), count)
+            youtube = [*sorted(test_youtube_ids)[:excluded], *(_youtube_id(rng) for _ in range(count - excluded))]
+            ids = [f"Y{youtube_id}.wav" for youtube_id in youtube]
         entries, archive = [], io.BytesIO()
         with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:
             for clip_id in ids:
@@ -135,7 +204,7 @@ def generate_wavcaps(
             {
                 "set": f"wavcaps {source}",
                 "clips": count,
-                "excluded": extra.wavcaps_excluded if source == wavcaps.EXCLUDED_SOURCE else 0,
+                "excluded": excluded,
             }
         )
     with written_atomically(out_dir / wavcaps.EXCLUSION_FILE) as tmp:

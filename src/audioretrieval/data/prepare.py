@@ -1,6 +1,6 @@
-"""Preparing the extra stage-1 datasets (AudioCaps, WavCaps): decoding their audio to HDF5 and
-writing their caption tables, with their missing-file policy and, for WavCaps, the exclusion of
-clips that are in ClothoV2."""
+"""Preparing the AudioCaps and WavCaps sets (extra stage-1 sets; AudioCaps test a test set): decoding
+their audio to HDF5 and writing their caption tables, with their missing-file policy and the
+exclusion of clips that are in a test set (ClothoV2's, through the DCASE list; AudioCaps test's)."""
 
 from __future__ import annotations
 
@@ -21,11 +21,23 @@ log = logging.getLogger(__name__)
 
 
 def prepare_audiocaps(
-    captions_csv, audio_dir, settings: dict, out: dict, threads: int = 1, progress: bool = True
+    captions_csv,
+    audio_dir,
+    settings: dict,
+    out: dict,
+    threads: int = 1,
+    progress: bool = True,
+    held_out: set[str] = frozenset(),
 ) -> DecodeSummary:
     """Decode the clips of an AudioCaps caption file found in `audio_dir` (named by
-    settings["file_name"]); `out` names the outputs: audio, captions, skipped, missing."""
+    settings["file_name"]), leaving out the rows of a `held_out` YouTube id (a test clip; listed in
+    out["excluded"]); `out` names the outputs: audio, captions, skipped, missing (and excluded)."""
     captions = audiocaps.read_captions(captions_csv, settings["file_name"])
+    if "excluded" in out:
+        leaked = captions["youtube_id"].isin(held_out)
+        log.info("%d captions of held-out clips left out", int(leaked.sum()))
+        write_table_atomically(captions.loc[leaked, ["audiocap_id", "youtube_id", "file_name"]], out["excluded"])
+        captions = captions.loc[~leaked]
     if not Path(audio_dir).is_dir():
         raise FileNotFoundError(
             f"audiocaps.audio_dir {os.fspath(audio_dir)!r}: no such folder (the AudioCaps audio you supply)"
@@ -59,16 +71,17 @@ def prepare_wavcaps(
     out: dict,
     threads: int = 1,
     progress: bool = True,
+    held_out: set[str] = frozenset(),
 ) -> DecodeSummary:
     """Decode one WavCaps source's captioned clips from its archive parts, leaving out the clips the
-    exclusion list names (listed in out["excluded"]; the list is needed for FreeSound only);
-    outputs as for prepare_audiocaps."""
+    exclusion list names (the list is needed for FreeSound only) and AudioSet_SL's of a `held_out`
+    YouTube id (listed in out["excluded"]); outputs as for prepare_audiocaps."""
     captions = wavcaps.read_captions(captions_json, source)
     if exclusion_csv is None and source == wavcaps.EXCLUDED_SOURCE:
         raise ValueError(f"WavCaps {source}: the exclusion list of ClothoV2 Freesound ids is required")
     excluded_ids = wavcaps.read_exclusion_list(exclusion_csv) if exclusion_csv is not None else set()
-    wanted, excluded = wavcaps.clips_to_decode(captions, source, excluded_ids)
-    log.info("%s: %d captioned clips, %d left out by the exclusion list", source, len(captions), len(excluded))
+    wanted, excluded = wavcaps.clips_to_decode(captions, source, excluded_ids, held_out)
+    log.info("%s: %d captioned clips, %d left out (exclusion list, test clips)", source, len(captions), len(excluded))
     parts = wavcaps.read_parts_list(parts_list)
     members = stream_zip_members(parts, lambda name: is_audio_name(name) and base_name(name) in wanted)
     summary = decode_members(

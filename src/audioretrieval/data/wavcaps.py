@@ -1,5 +1,6 @@
 """The WavCaps release (Hugging Face dataset cvssp/WavCaps): its files, caption JSON and the
-DCASE list of Freesound ids that must not be used because they are in ClothoV2.
+DCASE list of Freesound ids that must not be used because they are in ClothoV2 (and, where AudioCaps
+test is a test set, the AudioSet_SL clips of its YouTube ids).
 
 Per source, the release holds caption files `json_files/{source}/*.json`
 ({"data": [{"id", "caption", "duration", ...}, ...]}) and the 32 kHz FLAC audio in a ZIP archive
@@ -31,6 +32,7 @@ SOURCES = {
     "SoundBible": "sb_final.json",
 }
 EXCLUDED_SOURCE = "FreeSound"  # the DCASE list names Freesound ids
+YOUTUBE_SOURCE = "AudioSet_SL"  # clips of AudioSet, named by their YouTube ids
 EXCLUSION_FILE = "dcase2024_task6_excluded_freesound_ids.csv"
 PARTS_FILE = "parts.txt"
 
@@ -96,11 +98,23 @@ def read_exclusion_list(path: str | os.PathLike) -> set[str]:
     return set(ids)
 
 
-def clips_to_decode(captions: pd.DataFrame, source: str, excluded_ids: set[str]) -> tuple[set[str], set[str]]:
-    """(file names to decode, file names left out because the exclusion list names them)."""
+def youtube_id_of(clip_id: str) -> str:
+    """The YouTube id of an AudioSet_SL clip ("Y" + the id + ".wav", as AudioSet names its files)."""
+    stem = clip_id[: -len(".wav")] if clip_id.endswith(".wav") else clip_id
+    return stem[1:] if stem.startswith("Y") and len(stem) == 12 else stem
+
+
+def clips_to_decode(
+    captions: pd.DataFrame, source: str, excluded_ids: set[str], held_out_youtube_ids: set[str] = frozenset()
+) -> tuple[set[str], set[str]]:
+    """(file names to decode, file names left out: FreeSound's that the exclusion list names,
+    AudioSet_SL's of a held-out YouTube clip, such as AudioCaps test's)."""
     excluded = set()
     if source == EXCLUDED_SOURCE:
         excluded = set(captions.loc[captions["id"].isin(excluded_ids), "file_name"])
+    if source == YOUTUBE_SOURCE and held_out_youtube_ids:
+        held_out = captions["id"].map(youtube_id_of).isin(held_out_youtube_ids)
+        excluded |= set(captions.loc[held_out, "file_name"])
     return set(captions["file_name"]) - excluded, excluded
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from audioretrieval.data import audiocaps
+from audioretrieval.evaluation.sets import check_sets
 from audioretrieval.pipeline.study import (
     CAPTIONS,
     ORACLE,
@@ -98,6 +99,8 @@ def check_config(config: dict) -> None:
     _check_model_and_training(config)
     _check_dataset_source(config)
     _check_extra_sets(config)
+    problem = check_sets(config)
+    _require(problem is None, problem)
     if "map" in config:
         _check_map(config)
     _check_ensembles_and_runs(config)
@@ -258,10 +261,11 @@ def _check_extra_sets(config: dict) -> None:
             audiocaps.check_template(config["audiocaps"]["file_name"])
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
-        _require(
-            not (demo and config["audiocaps"]["captions_url"]),
-            "audiocaps.captions_url is set, but the demo generates its AudioCaps stand-in: set it to null",
-        )
+        for key in ("captions_url", "test_captions_url"):
+            _require(
+                not (demo and config["audiocaps"][key]),
+                f"audiocaps.{key} is set, but the demo generates its AudioCaps stand-in: set it to null",
+            )
     if demo and extra:
         _require(
             "extra" in config["demo"], f"{' and '.join(extra)} on the demo: demo.extra must give the stand-ins' sizes"

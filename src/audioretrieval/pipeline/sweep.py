@@ -32,7 +32,14 @@ OWN = "own"  # map.run ensemble: each start's own estimates
 RAW_SETTINGS = {"demo": None, "download": None, "data": {"source", "raw_dir", "md5"}}
 # rules whose outputs lie outside out_dir (release files, downloads): one world runs them for all
 # worlds that share the files
-SHARED_FILE_RULES = ("generate_demo_dataset", "download_clotho", "download_relevance")
+SHARED_FILE_RULES = (
+    "generate_demo_dataset",
+    "download_clotho",
+    "download_relevance",
+    "generate_demo_audiocaps",
+    "download_audiocaps_train_captions",
+    "download_audiocaps_test_captions",
+)
 
 
 def _axes(design: dict) -> dict[str, dict]:
@@ -159,6 +166,17 @@ def _world_config(out_dir: str, design: dict, base: dict, world: str, labels: di
     raw_key = _raw_key(design, labels)
     if raw_key is not None:
         world_config["data"]["raw_dir"] = f"{out_dir}/raw/{raw_key}"
+        if world_config["data"]["source"] == "demo" and "audiocaps" in world_config:  # its stand-in, likewise
+            world_config["audiocaps"].update(
+                {
+                    key: f"{out_dir}/raw/{raw_key}/audiocaps/{name}"
+                    for key, name in (
+                        ("captions_csv", "train.csv"),
+                        ("test_captions_csv", "test.csv"),
+                        ("audio_dir", "audio"),
+                    )
+                }
+            )
     return world_config
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from audioretrieval.evaluation import sets
+
 QUERY_KEYS = ["file_name", "caption_index"]
 
 
@@ -173,3 +175,24 @@ def comparisons_text(
             + "\n"
         )
     return text
+
+
+def set_comparisons(
+    per_query: dict[str, dict[str, pd.DataFrame]],
+    groups: dict[str, list[str]],
+    pairs: list[tuple[str, str, str]],
+    shares: list[tuple[str, str, str]],
+    resamples: int,
+) -> tuple[pd.DataFrame, str]:
+    """The comparisons on each test set (name -> model -> per-query table), in COMPARED_METRICS where
+    every model has them: one table, each row led by its set, and the text with a section per set."""
+    tables, texts = [], []
+    for name, scored in per_query.items():
+        metrics = [m for m in COMPARED_METRICS if all(m in t for t in scored.values())]
+        table = comparisons_table(scored, groups, pairs, metrics, resamples)
+        tables.append(table.assign(set=name))
+        texts.append(
+            f"## Comparisons on {sets.title(name)}\n\n" + comparisons_text(scored, groups, table, shares, resamples)
+        )
+    table = pd.concat(tables, ignore_index=True)
+    return table[["set", *(column for column in table if column != "set")]], "\n".join(texts)

@@ -17,6 +17,7 @@ import pandas as pd  # noqa: E402
 from audioretrieval.correspondences.ensemble import EnsembleTargets  # noqa: E402
 from audioretrieval.correspondences.quality import truth_matrix  # noqa: E402
 from audioretrieval.data.embeddings import read_identities  # noqa: E402
+from audioretrieval.evaluation import sets  # noqa: E402
 from audioretrieval.files import written_atomically  # noqa: E402
 from audioretrieval.report.pages import spread  # noqa: E402
 from audioretrieval.report.summary import METRICS  # noqa: E402
@@ -49,27 +50,34 @@ def training_curves(logs: dict[str, pd.DataFrame]):
 
 def metric_bars(summary: pd.DataFrame):
     """Evaluation metrics of every model of the summary, with its best weights (stage-1 mean with its
-    seeds' sd)."""
-    rows = summary[summary["weights"] == "best"].reset_index(drop=True)
-    labels = [label for label in METRICS.values() if label in rows]
-    width = 0.8 / len(rows)
-    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(labels) + 0.5 * len(rows)), 4))
-    x = np.arange(len(labels))
-    for i, row in rows.iterrows():
-        errors = [row.get(f"{label} sd", np.nan) for label in labels]
-        ax.bar(
-            x + (i - (len(rows) - 1) / 2) * width,
-            [row[label] for label in labels],
-            width,
-            yerr=None if np.all(pd.isna(errors)) else errors,
-            capsize=3,
-            label=row["model"],
-            hatch="//" if row["kind"].startswith(("stage 2", "control")) else None,
-        )
-    ax.set_xticks(x, labels)
-    ax.set(ylabel="%", title="Text-to-audio retrieval on the evaluation split")
-    ax.legend(fontsize="small", ncol=2)
-    ax.grid(axis="y", alpha=0.3)
+    seeds' sd), a panel per test set."""
+    panels = list(summary.groupby("set", sort=False)) if "set" in summary else [(None, summary)]
+    width_of = max(len(rows[rows["weights"] == "best"]) for _, rows in panels)
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(max(7, 1.6 * len(METRICS) + 0.5 * width_of), 4 * len(panels)), squeeze=False
+    )
+    for ax, (name, rows) in zip(axes[:, 0], panels):
+        rows = rows[rows["weights"] == "best"].dropna(axis="columns", how="all").reset_index(drop=True)
+        labels = [label for label in METRICS.values() if label in rows]
+        width = 0.8 / len(rows)
+        x = np.arange(len(labels))
+        for i, row in rows.iterrows():
+            errors = [row.get(f"{label} sd", np.nan) for label in labels]
+            ax.bar(
+                x + (i - (len(rows) - 1) / 2) * width,
+                [row[label] for label in labels],
+                width,
+                yerr=None if np.all(pd.isna(errors)) else errors,
+                capsize=3,
+                label=row["model"],
+                hatch="//" if row["kind"].startswith(("stage 2", "control")) else None,
+            )
+        ax.set_xticks(x, labels)
+        title = "the evaluation split" if name is None else sets.title(name)
+        ax.set(ylabel="%", title=f"Text-to-audio retrieval on {title}")
+        ax.legend(fontsize="small", ncol=2)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
     return fig
 
 
@@ -111,16 +119,19 @@ def correspondence_examples(targets: str | os.PathLike, count: int, top_k: int, 
 
 def comparison_intervals(comparisons: pd.DataFrame):
     """Each paired difference with its 95 % interval, one panel per metric."""
-    metrics = list(dict.fromkeys(comparisons["metric"]))
+    by_set = comparisons.groupby("set", sort=False) if "set" in comparisons else [(None, comparisons)]
+    panels = [(name, metric) for name, rows in by_set for metric in dict.fromkeys(rows["metric"])]
     fig, axes = plt.subplots(
         1,
-        len(metrics),
-        figsize=(6 * len(metrics), 0.5 * len(comparisons) / len(metrics) + 1.8),
+        len(panels),
+        figsize=(6 * len(panels), 0.5 * len(comparisons) / len(panels) + 1.8),
         squeeze=False,
         sharey=True,
     )
-    for ax, metric in zip(axes[0], metrics):
-        rows = comparisons[comparisons["metric"] == metric].reset_index(drop=True)
+    for ax, (name, metric) in zip(axes[0], panels):
+        rows = comparisons[
+            (comparisons["metric"] == metric) & (True if name is None else comparisons["set"] == name)
+        ].reset_index(drop=True)
         y = np.arange(len(rows))
         colors = [
             COLORS["true"] if e and d > 0 else COLORS["own"] if e else "#555555"
@@ -138,7 +149,10 @@ def comparison_intervals(comparisons: pd.DataFrame):
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(y, [f"{m} - {b}" for m, b in zip(rows["model"], rows["baseline"])])
         ax.invert_yaxis()
-        ax.set(xlabel=f"difference in mean {metric} (% points)", title=metric)
+        ax.set(
+            xlabel=f"difference in mean {metric} (% points)",
+            title=metric if name is None else f"{sets.title(name)}: {metric}",
+        )
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig

@@ -1,4 +1,5 @@
-"""The summary table: every model's evaluation metrics side by side (in %), with published references."""
+"""The summary table: every model's evaluation metrics side by side (in %), with published references,
+on each test set (evaluation.sets)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from audioretrieval.evaluation import sets
 from audioretrieval.pipeline.study import encoder_of
 
 if TYPE_CHECKING:
@@ -137,6 +139,12 @@ def summary_table(
     return table[ordered]
 
 
+def sets_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The summary tables of the test sets (name -> summary_table) as one, each row led by its set."""
+    columns = dict.fromkeys(column for table in tables.values() for column in table.columns)
+    return pd.concat([table.assign(set=name) for name, table in tables.items()], ignore_index=True)[["set", *columns]]
+
+
 def job_notes(job: dict) -> str:
     """How a stage-2 job was trained, in a few words."""
     weights = f"w_dist {job.dist_weight:g}, w_sup {job.sup_weight:g}"
@@ -160,12 +168,13 @@ def summary_markdown(table: pd.DataFrame) -> str:
 
 
 def summary_text(table: pd.DataFrame, quality: pd.DataFrame | None = None, mass: pd.DataFrame | None = None) -> str:
-    """The summary as a researcher reads it (Markdown): the metrics table and, on the demo, the
-    quality of the estimated correspondences and where the targets' mass goes."""
-    text = (
-        "## Text-to-audio retrieval on the evaluation split (%)\n\nweights: each run's best epoch by validation "
+    """The summary as a researcher reads it (Markdown): the metrics table of each test set (sets_table)
+    and, on the demo, the quality of the estimated correspondences and where the targets' mass goes."""
+    text = "\n".join(
+        f"## Text-to-audio retrieval on {sets.title(name)} (%)\n\nweights: each run's best epoch by validation "
         "mAP@10, or its last epoch (the reference code tests the weights after the last epoch)\n\n"
-        + summary_markdown(table)
+        + summary_markdown(rows.drop(columns="set").dropna(axis="columns", how="all").reset_index(drop=True))
+        for name, rows in table.groupby("set", sort=False)
     )
     if quality is not None:
         text += (

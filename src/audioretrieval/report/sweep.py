@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from audioretrieval.evaluation import sets
 from audioretrieval.pipeline.config import MAP_POINT_COLUMNS
 from audioretrieval.report.compare import aligned_scores
 
@@ -290,3 +291,24 @@ def map_markdown(table: pd.DataFrame, axes: list[str], resamples: int) -> str:
                 + "\n"
             )
     return text
+
+
+def set_maps(
+    points: list[dict],
+    tables: dict[str, dict[str, dict[str, pd.DataFrame]]],
+    qualities: dict,
+    masses: dict,
+    axes: list[str],
+    resamples: int,
+) -> tuple[pd.DataFrame, str]:
+    """The map on each test set (tables: set -> world -> run -> per-query table; the main set first):
+    one table, each row led by its set, and the text with the main set's map and then each further
+    set's under its own heading."""
+    maps, texts = [], []
+    for name, scored in tables.items():
+        table = map_table(points, scored, qualities, masses, resamples)
+        maps.append(table.assign(set=name))
+        text = map_markdown(table, axes, resamples)
+        texts.append(text if not texts else text.replace("## The map:", f"## On {sets.title(name)}, the map:", 1))
+    table = pd.concat(maps, ignore_index=True)
+    return table[["set", *(column for column in table if column != "set")]], "\n".join(texts)
