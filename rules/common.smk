@@ -158,13 +158,17 @@ def evaluation_file(folder, name, weights="best", test_set=DATASET):
     """An evaluation product (EVALUATION_FILES) of a model's best or last weights, or of an ensemble,
     on a test set: the main dataset's evaluation split in evaluation/{weights}/, a further test set's
     in evaluation/{test_set}/{weights}/."""
-    return f"{folder}/evaluation/{'' if test_set == DATASET else test_set + '/'}{weights}/{name}"
+    if test_set == DATASET:
+        return f"{folder}/evaluation/{weights}/{name}"
+    return f"{folder}/evaluation/{test_set}/{weights}/{name}"
 
 
 def model_evaluation_files(folder, weights, test_set=DATASET):
     """The evaluation products of a model's checkpoints, keyed {weights}_{product}, e.g. best_metrics."""
     return {
-        f"{w}_{key}": evaluation_file(folder, name, w, test_set) for w in weights for key, name in EVALUATION_FILES.items()
+        f"{w}_{key}": evaluation_file(folder, name, w, test_set)
+        for w in weights
+        for key, name in EVALUATION_FILES.items()
     }
 
 

@@ -20,7 +20,10 @@ EXTRA_SET_FILES = {
 if "audiocaps" in config:
     # the caption file of each split; test's clips never train (left out of AudioCaps train and
     # WavCaps AudioSet_SL where AudioCaps test is a test set)
-    AUDIOCAPS_CAPTIONS = {"train": config["audiocaps"]["captions_csv"], "test": config["audiocaps"]["test_captions_csv"]}
+    AUDIOCAPS_CAPTIONS = {
+        "train": config["audiocaps"]["captions_csv"],
+        "test": config["audiocaps"]["test_captions_csv"],
+    }
 
     if DEMO:
 
@@ -123,7 +126,9 @@ if "wavcaps" in config:
             params:
                 set="wavcaps",
                 spec=settings_without("demo", "extra"),
-                extra={k: v for k, v in config["demo"]["extra"].items() if k.startswith(("wavcaps", "audiocaps_leaked"))},
+                extra={
+                    k: v for k, v in config["demo"]["extra"].items() if k.startswith(("wavcaps", "audiocaps_leaked"))
+                },
                 caption_files=WAVCAPS_CAPTIONS,
                 code=code_of("generate_demo_extra"),
             script:

@@ -4,6 +4,7 @@ exclusion of ClothoV2 clips from WavCaps, downloads, and training on the union o
 import io
 import shutil
 import subprocess
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,12 @@ from audioretrieval.data.zip_parts import part_names, stream_zip_members
 
 SPEC = DemoSpec(seed=7, min_duration_s=1.0, max_duration_s=2.0)
 EXTRA = ExtraSpec(
-    audiocaps_clips=12, audiocaps_missing=2, wavcaps_clips={"FreeSound": 10, "SoundBible": 4}, wavcaps_excluded=3
+    audiocaps_clips=12,
+    audiocaps_missing=2,
+    audiocaps_test_clips=4,
+    audiocaps_leaked=2,
+    wavcaps_clips={"FreeSound": 10, "SoundBible": 4},
+    wavcaps_excluded=3,
 )
 TEMPLATE = "{youtube_id}_{start_time}.wav"
 CLOTHO_IDS = list(range(500, 540))
@@ -177,8 +183,12 @@ def test_an_audiocaps_template_must_be_a_file_name():
     audiocaps.check_template("Y{youtube_id}_{start_time}.flac")
 
 
+def generated_audiocaps(raw, extra=EXTRA):
+    generate_audiocaps(raw / "train.csv", raw / "test.csv", raw / "audio", TEMPLATE, SPEC, extra)
+
+
 def test_audiocaps_missing_files_are_listed_and_tolerated_up_to_the_configured_share(tmp_path):
-    generate_audiocaps(tmp_path / "raw/train.csv", tmp_path / "raw/audio", TEMPLATE, SPEC, EXTRA)
+    generated_audiocaps(tmp_path / "raw", replace(EXTRA, audiocaps_leaked=0))
     out = outputs(tmp_path / "ok")
     summary = prepare_audiocaps(tmp_path / "raw/train.csv", tmp_path / "raw/audio", SETTINGS, out, progress=False)
     listed = pd.read_csv(tmp_path / "raw/train.csv", dtype=str)
@@ -207,7 +217,7 @@ def test_audiocaps_missing_files_are_listed_and_tolerated_up_to_the_configured_s
 
 def test_excluded_freesound_ids_never_reach_the_training_set(tmp_path):
     generate_wavcaps(tmp_path / "wavcaps", CLOTHO_IDS, SPEC, EXTRA)
-    generate_audiocaps(tmp_path / "audiocaps/train.csv", tmp_path / "audiocaps/audio", TEMPLATE, SPEC, EXTRA)
+    generated_audiocaps(tmp_path / "audiocaps", replace(EXTRA, audiocaps_leaked=0))
     raw = tmp_path / "wavcaps"
     excluded_ids = wavcaps.read_exclusion_list(raw / wavcaps.EXCLUSION_FILE)
     listed = wavcaps.read_captions(raw / wavcaps.json_file("FreeSound"), "FreeSound")
@@ -243,6 +253,56 @@ def test_excluded_freesound_ids_never_reach_the_training_set(tmp_path):
     assert not leaked & {item["file_name"] for item in items}
     assert sorted(item["clip_index"] for item in items) == list(range(21))
     assert [item["caption_row"] for item in items] == list(range(21))
+
+
+def test_audiocaps_test_clips_never_reach_training_through_audiocaps_train_or_audioset(tmp_path):
+    extra = replace(EXTRA, wavcaps_clips={"AudioSet_SL": 6}, wavcaps_excluded=0)
+    generated_audiocaps(tmp_path / "audiocaps", extra)
+    test = pd.read_csv(tmp_path / "audiocaps/test.csv", dtype=str)
+    assert len(test) == 4 * 5 and test.groupby("youtube_id").size().eq(5).all()  # five captions per clip
+    test_ids = audiocaps.youtube_ids(tmp_path / "audiocaps/test.csv")
+    train = pd.read_csv(tmp_path / "audiocaps/train.csv", dtype=str)
+    assert train["youtube_id"].isin(test_ids).sum() == 2  # the stand-in's leaked rows
+
+    ac = outputs(tmp_path / "ac")
+    prepare_audiocaps(
+        tmp_path / "audiocaps/train.csv", tmp_path / "audiocaps/audio", SETTINGS, ac, progress=False, held_out=test_ids
+    )
+    excluded = pd.read_csv(ac["excluded"], dtype=str)
+    assert set(excluded["youtube_id"]) <= test_ids and len(excluded) == 2
+    test_files = {f"{y}_{s}.wav" for y, s in zip(test.youtube_id, test.start_time)}
+    assert set(excluded["file_name"]) <= test_files
+    assert not test_files & set(AudioH5(ac["audio"]).file_names)
+    assert len(pd.read_parquet(ac["captions"])) == 12 - 2  # the missing files' rows are gone too
+
+    generate_wavcaps(tmp_path / "wavcaps", CLOTHO_IDS, SPEC, extra, test_youtube_ids=sorted(test_ids))
+    raw = tmp_path / "wavcaps"
+    listed = wavcaps.read_captions(raw / wavcaps.json_file("AudioSet_SL"), "AudioSet_SL")
+    assert listed["id"].str.fullmatch(r"Y[A-Za-z0-9_-]{11}\.wav").all()  # AudioSet's naming, as in as_final.json
+    as_sl = outputs(tmp_path / "as")
+    prepare_wavcaps(
+        "AudioSet_SL",
+        raw / wavcaps.json_file("AudioSet_SL"),
+        raw / wavcaps.parts_file("AudioSet_SL"),
+        None,
+        SETTINGS,
+        as_sl,
+        progress=False,
+        held_out=test_ids,
+    )
+    left_out = pd.read_csv(as_sl["excluded"], dtype=str)
+    assert {wavcaps.youtube_id_of(i) for i in left_out["id"]} <= test_ids and len(left_out) == 2
+    assert len(AudioH5(as_sl["audio"])) == 4 and not set(left_out["file_name"]) & set(
+        AudioH5(as_sl["audio"]).file_names
+    )
+
+
+def test_a_test_clip_is_known_by_its_youtube_id_in_audioset_names():
+    assert wavcaps.youtube_id_of("Y7fmOlUlwoNg.wav") == "7fmOlUlwoNg"
+    assert wavcaps.youtube_id_of("Y-0Bk5dnObIc.wav") == "-0Bk5dnObIc"
+    assert wavcaps.youtube_id_of("12345") == "12345"  # not an AudioSet name: itself
+    with pytest.raises(ValueError, match="audiocaps_leaked 5 exceeds audiocaps_test_clips 4"):
+        replace(EXTRA, audiocaps_leaked=5)
 
 
 def test_an_exclusion_list_that_is_not_one_is_rejected(tmp_path):

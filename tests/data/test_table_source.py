@@ -183,6 +183,9 @@ def test_the_configuration_needs_a_table_section_and_no_clotho_relevance_downloa
     with pytest.raises(Exception, match="'table' is a required property"):
         check_at_load(config)
     config["table"] = table_settings(tmp_path / "manifest.csv")
+    with pytest.raises(ConfigError, match=r"the first set must be the main dataset's evaluation split, 'table'"):
+        check_at_load(config)  # still the demo's [clothov2]
+    config["evaluation"] = {**config["evaluation"], "sets": ["table"]}
     check_at_load(config)
     with pytest.raises(ConfigError, match="a table section is set, but data.source is demo"):
         check_at_load({**config, "data": tiny_demo_config["data"]})
@@ -190,7 +193,7 @@ def test_the_configuration_needs_a_table_section_and_no_clotho_relevance_downloa
     with pytest.raises(ConfigError, match=r"table.split: validation \(0.6\) and evaluation \(0.5\) must each be"):
         check_at_load(config)
     config["table"]["split"] = "column"
-    config["evaluation"] = {"relevance_url": "https://example.org/metadata_eval.csv", "relevance_md5": None}
+    config["evaluation"] = {**config["evaluation"], "relevance_url": "https://example.org/metadata_eval.csv"}
     with pytest.raises(ConfigError, match="the table dataset's relevance table is table.relevance"):
         check_at_load(config)
 

@@ -23,21 +23,27 @@ pytestmark = pytest.mark.snakemake
 
 def with_extra_sets(config: dict) -> dict:
     """The tiny demo in the full setting: stage 1 also on AudioCaps and WavCaps stand-ins (some
-    AudioCaps audio missing, some FreeSound clips carrying ClothoV2's Freesound ids)."""
+    AudioCaps audio missing, some FreeSound clips carrying ClothoV2's Freesound ids, some AudioCaps
+    train and AudioSet_SL clips AudioCaps test's), every model also scored on AudioCaps test."""
     full = yaml.safe_load((REPO / "config" / "demo_full.yaml").read_text())
-    config = {**config, "audiocaps": full["audiocaps"], "wavcaps": full["wavcaps"]}
+    config = {**config, "audiocaps": {**config["audiocaps"], **full["audiocaps"]}, "wavcaps": full["wavcaps"]}
     raw = Path(config["out_dir"]) / "raw"
     config["audiocaps"].update(
-        captions_csv=str(raw / "audiocaps" / "train.csv"), audio_dir=str(raw / "audiocaps" / "audio")
+        captions_csv=str(raw / "audiocaps" / "train.csv"),
+        test_captions_csv=str(raw / "audiocaps" / "test.csv"),
+        audio_dir=str(raw / "audiocaps" / "audio"),
     )
-    config["wavcaps"]["raw_dir"] = str(raw / "wavcaps")
+    config["wavcaps"].update(raw_dir=str(raw / "wavcaps"), sources=["FreeSound", "SoundBible", "AudioSet_SL"])
     config["demo"]["extra"] = {
         "audiocaps_clips": 12,
         "audiocaps_missing": 1,
-        "wavcaps_clips": {"FreeSound": 10, "SoundBible": 4},
+        "audiocaps_test_clips": 4,
+        "audiocaps_leaked": 2,
+        "wavcaps_clips": {"FreeSound": 10, "SoundBible": 4, "AudioSet_SL": 4},
         "wavcaps_excluded": 3,
     }
     config["stage1"] = {**config["stage1"], "train_on": "all"}
+    config["evaluation"] = {**config["evaluation"], "sets": ["clothov2", "audiocaps"]}
     return config
 
 
@@ -136,7 +142,14 @@ def test_the_chain_evaluates_best_and_last_weights_and_reports_them(chain):
         metrics = json.loads((out / model_dir / "evaluation" / weights / "metrics.json").read_text())
         assert metrics["captions"] == 5 * 4 and metrics["clips"] == 4  # the evaluation split
         assert metrics["dcase2025_queries"] == texts  # the demo's truth: every caption text is a query
-    summary = pd.read_csv(out / "report" / "summary.csv", keep_default_na=False)
+        on_audiocaps = json.loads((out / model_dir / "evaluation" / "audiocaps" / weights / "metrics.json").read_text())
+        assert on_audiocaps["captions"] == 5 * 4 and on_audiocaps["clips"] == 4  # AudioCaps test: its own clip only
+        assert "dcase2025_queries" not in on_audiocaps
+    both = pd.read_csv(out / "report" / "summary.csv", keep_default_na=False)
+    assert both["set"].unique().tolist() == ["clothov2", "audiocaps"]
+    on_audiocaps = both[both["set"] == "audiocaps"]
+    assert on_audiocaps["DCASE25 mAP@16"].eq("").all() and on_audiocaps["mAP@10"].ne("").all()
+    summary = both[both["set"] == "clothov2"]
     best = [
         "seed1",
         "seed2",
@@ -150,7 +163,15 @@ def test_the_chain_evaluates_best_and_last_weights_and_reports_them(chain):
     ]
     assert summary["model"].tolist() == best + [m for m in best if not m.startswith("ensemble")]
     assert summary["weights"].tolist() == ["best"] * 9 + ["last"] * 7
-    comparisons = pd.read_csv(out / "report" / "comparisons.csv")
+    both = pd.read_csv(out / "report" / "comparisons.csv")
+    assert both.groupby("set", sort=False)["metric"].unique().map(list).to_dict() == {
+        "clothov2": ["ap@10", "dcase2025_ap@10"],
+        "audiocaps": ["ap@10"],
+    }
+    assert (both.loc[both["set"] == "audiocaps", "queries"] == 20).all()
+    comparisons = both[both["set"] == "clothov2"]
+    text = (out / "report" / "summary.md").read_text()
+    assert "on ClothoV2 evaluation (%)" in text and "on AudioCaps test (%)" in text
     assert set(comparisons["comparison"]) == {
         "stage 2 - control",
         "stage 2 - its initial stage-1 model",
@@ -271,12 +292,13 @@ def test_stage1_trains_on_the_extra_sets_and_no_clotho_clip_leaks_in_through_wav
     stage1 = rule_blocks(first, "train_stage1")[0]
     for data in ("clothov2/development", "audiocaps/train", "wavcaps/FreeSound", "wavcaps/SoundBible"):
         assert f"data/{data}/audio.h5" in stage1
+    assert "audiocaps/test" not in stage1
     for block in rule_blocks(first, "train_stage2") + rule_blocks(first, "export_embeddings"):
         assert "audiocaps" not in block and "wavcaps" not in block  # targets only over ClothoV2 development
     log = (out / "logs" / "train_stage1" / "seed1.log").read_text()
     assert (
-        "training on 62 captions of 30 clips from 4 set(s)" in log
-    )  # 40 + 11 + 7 + 4 captions of 8 + 11 + 7 + 4 clips
+        "training on 64 captions of 32 clips from 5 set(s)" in log
+    )  # 40 + 11 + 7 + 4 + 2 captions of 8 + 11 + 7 + 4 + 2 clips
 
     excluded_ids = set(
         pd.read_csv(raw / "wavcaps" / "dcase2024_task6_excluded_freesound_ids.csv", dtype=str).iloc[:, 0]
@@ -295,3 +317,22 @@ def test_stage1_trains_on_the_extra_sets_and_no_clotho_clip_leaks_in_through_wav
     assert len(pd.read_csv(out / "data" / "audiocaps" / "train" / "missing_clips.csv")) == 1
     assert AudioH5(out / "data" / "audiocaps" / "train" / "audio.h5").sample_format == "zstd"
     assert AudioH5(out / "data" / "wavcaps" / "SoundBible" / "audio.h5").sample_format == "flac"
+
+
+def test_no_audiocaps_test_clip_reaches_training_through_audiocaps_train_or_audioset(chain):
+    root, config, _, _ = chain
+    out = root / "results"
+    test = pd.read_csv(config["audiocaps"]["test_captions_csv"], dtype=str)
+    test_files = set(pd.read_parquet(out / "data" / "audiocaps" / "test" / "captions.parquet")["file_name"])
+    assert len(test_files) == 4
+    excluded = pd.read_csv(out / "data" / "audiocaps" / "train" / "excluded_clips.csv", dtype=str)
+    assert len(excluded) == 2 and set(excluded["youtube_id"]) <= set(test["youtube_id"])
+    left_out = pd.read_csv(out / "data" / "wavcaps" / "AudioSet_SL" / "excluded_clips.csv", dtype=str)
+    assert len(left_out) == 2 and {i[1:12] for i in left_out["id"]} <= set(test["youtube_id"])
+    trained = set()
+    for data in ("audiocaps/train", "wavcaps/AudioSet_SL"):
+        trained |= set(pd.read_parquet(out / "data" / data / "captions.parquet")["file_name"])
+    assert not test_files & trained
+    test_ids = set(test["youtube_id"])
+    assert not {name[1:12] for name in trained if name.endswith(".flac")} & test_ids  # AudioSet_SL: Y{id}.flac
+    assert not {name[:11] for name in trained if name.endswith(".wav")} & test_ids  # AudioCaps: {id}_{start}.wav

@@ -238,26 +238,44 @@ MN = {"family": "mn", "pretrained": False, "weights": None, "width_mult": 0.2, "
         (lambda c: c["demo"].update(min_duration_s=9.0), "demo.min_duration_s (9.0) must not exceed"),
         (lambda c: c.pop("demo"), "'demo' is a required property"),
         (
-            lambda c: c["stage1"].update(train_on="all"),
+            lambda c: (c.pop("audiocaps"), c["stage1"].update(train_on="all")),
             "stage1.train_on is all, but none of audiocaps, wavcaps or extra_tables is configured",
         ),
         (
-            lambda c: c.update(audiocaps={**FULL_DEMO["audiocaps"], "file_name": "{video}.wav"}),
+            lambda c: c["audiocaps"].update(file_name="{video}.wav"),
             "audiocaps.file_name '{video}.wav': expected a file name (no folder: set audiocaps.audio_dir) "
             "using {youtube_id}",
         ),
         (
             lambda c: (
-                c.update(audiocaps=FULL_DEMO["audiocaps"], wavcaps=FULL_DEMO["wavcaps"]),
-                c["demo"].update(extra=FULL_DEMO["demo"]["extra"]),
+                c["audiocaps"].update(FULL_DEMO["audiocaps"]),
+                c.update(wavcaps=FULL_DEMO["wavcaps"]),
+                c["demo"]["extra"].update(FULL_DEMO["demo"]["extra"]),
                 c["stage1"].update(train_on="all"),
                 c["data"].update(sample_format="float32"),
             ),
             "the sets stage 1 trains on together must all be float32 or none",
         ),
         (
-            lambda c: c.update(wavcaps={**FULL_DEMO["wavcaps"], "sources": ["FreeSound"]}),
+            lambda c: (c.update(wavcaps={**FULL_DEMO["wavcaps"], "sources": ["FreeSound"]}), c["demo"].pop("extra")),
             "demo.extra must give the stand-ins' sizes",
+        ),
+        (
+            lambda c: c["evaluation"].update(sets=["audiocaps", "clothov2"]),
+            "evaluation.sets ['audiocaps', 'clothov2']: the first set must be the main dataset's evaluation split, "
+            "'clothov2' (data.source demo)",
+        ),
+        (
+            lambda c: c["evaluation"].update(sets=["clothov2", "table"]),
+            "evaluation.sets: ['table'] cannot be a further test set; expected any of ['audiocaps']",
+        ),
+        (
+            lambda c: (c["evaluation"].update(sets=["clothov2", "audiocaps"]), c.pop("audiocaps")),
+            "evaluation.sets names audiocaps, but there is no audiocaps section",
+        ),
+        (
+            lambda c: c["audiocaps"].update(test_captions_url="https://example.org/test.csv"),
+            "audiocaps.test_captions_url is set, but the demo generates its AudioCaps stand-in",
         ),
         (
             lambda c: c["correspondences"]["ensembles"].update(mixed=[1, "mn-seed2"]),
@@ -280,7 +298,7 @@ MN = {"family": "mn", "pretrained": False, "weights": None, "width_mult": 0.2, "
         (
             lambda c: (
                 c.update(wavcaps={**FULL_DEMO["wavcaps"], "sources": ["FreeSound"]}),
-                c["demo"].update(extra=FULL_DEMO["demo"]["extra"]),
+                c["demo"]["extra"].update(FULL_DEMO["demo"]["extra"]),
             ),
             "wavcaps.sources ['FreeSound'] must be the sources "
             "demo.extra.wavcaps_clips generates ['FreeSound', 'SoundBible']",

@@ -73,8 +73,9 @@ def test_the_paper_config_switches_on_the_full_setting_with_train_on(tmp_path):
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["stage1"]["train_on"] = "all"
     result = run_snakemake("-n", "--configfile", write_config(tmp_path, config), "--cores", 1, cwd=tmp_path)
-    for rule in ("download_audiocaps_captions", "download_wavcaps_exclusion", "prepare_audiocaps"):
+    for rule in ("download_audiocaps_train_captions", "download_wavcaps_exclusion", "prepare_audiocaps"):
         assert result.stdout.count(f"rule {rule}:") == 1
+    assert "rule download_audiocaps_test_captions:" not in result.stdout  # AudioCaps test is not a test set here
     for source in ("AudioSet_SL", "BBC_Sound_Effects", "FreeSound", "SoundBible"):
         assert result.stdout.count(f"rule download_wavcaps_{source}:") == 1
     assert result.stdout.count("rule prepare_wavcaps:") == 4
@@ -86,6 +87,25 @@ def test_the_paper_config_switches_on_the_full_setting_with_train_on(tmp_path):
     config["wavcaps"]["caption_files"] = {"FreeSound": "fsd_final.json"}
     other = run_snakemake("-n", "--configfile", write_config(tmp_path, config), "--cores", 1, cwd=tmp_path)
     assert "json_files/FreeSound/fsd_final.json" in other.stdout and "fsd_final_2s" not in other.stdout
+
+
+def test_the_paper_config_scores_every_model_on_audiocaps_test_when_asked(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["stage1"]["train_on"] = "all"
+    config["evaluation"]["sets"] = ["clothov2", "audiocaps"]
+    result = run_snakemake("-n", "--configfile", write_config(tmp_path, config), "--cores", 1, cwd=tmp_path)
+    (download,) = rule_blocks(result, "download_audiocaps_test_captions")
+    assert "output: resources/audiocaps/test.csv" in download
+    assert result.stdout.count("rule prepare_audiocaps_test:") == 1
+    for rule in ("prepare_audiocaps", "prepare_wavcaps"):  # AudioCaps train and AudioSet_SL leave test's clips out
+        held_out = [block for block in rule_blocks(result, rule) if "resources/audiocaps/test.csv" in block]
+        assert len(held_out) == 1
+    assert "wavcaps/AudioSet_SL/excluded_clips.csv" in held_out[0]
+    on_audiocaps = [block for block in rule_blocks(result, "evaluate_model_on_set") if "audiocaps/test" in block]
+    assert len(on_audiocaps) == len(rule_blocks(result, "evaluate_model")) > 0
+    assert result.stdout.count("rule evaluate_released_on_set:") == result.stdout.count("rule evaluate_released:") > 0
+    (summary,) = rule_blocks(result, "summary")
+    assert "evaluation/audiocaps/best/metrics.json" in summary
 
 
 def planned(configfile, cwd):

@@ -7,9 +7,15 @@ from scipy import stats
 
 from audioretrieval.pipeline.study import stage2_jobs
 from audioretrieval.report import plots
-from audioretrieval.report.compare import comparisons_table, comparisons_text, paired_bootstrap, realised_share
-from audioretrieval.report.summary import summary_markdown, summary_table
-from audioretrieval.report.sweep import hierarchical_bootstrap, map_markdown, map_table, start_interval
+from audioretrieval.report.compare import (
+    comparisons_table,
+    comparisons_text,
+    paired_bootstrap,
+    realised_share,
+    set_comparisons,
+)
+from audioretrieval.report.summary import sets_table, summary_markdown, summary_table, summary_text
+from audioretrieval.report.sweep import hierarchical_bootstrap, map_markdown, map_table, set_maps, start_interval
 
 
 def test_identical_models_give_a_zero_interval():
@@ -162,6 +168,46 @@ def test_the_summary_lists_best_and_last_weights_of_every_run_the_seed_means_and
     assert "25.00 ± 7.07" in markdown and "| 28.20" in markdown
 
 
+def test_the_summary_and_comparisons_have_a_section_per_test_set_each_with_its_own_metrics():
+    on_clotho = {"stage1": {"seed1": {**metrics(0.2), "dcase2025_map@16": 0.3}}, "stage2": {"d": metrics(0.4)}}
+    on_audiocaps = {"stage1": {"seed1": metrics(0.5)}, "stage2": {"d": metrics(0.6)}}
+    reference = [{"model": "paper: stage 1", "map@10": 28.2}]
+    table = sets_table(
+        {
+            "clothov2": summary_table(on_clotho, None, None, reference),
+            "audiocaps": summary_table(on_audiocaps, None, None, []),
+        }
+    )
+    assert table.columns[0] == "set" and table["set"].tolist() == ["clothov2"] * 3 + ["audiocaps"] * 2
+    assert table.loc[table["set"] == "audiocaps", "mAP@10"].tolist() == pytest.approx([50.0, 60.0])
+    assert table.loc[table["set"] == "audiocaps", "DCASE25 mAP@16"].isna().all()
+    text = summary_text(table)
+    clotho, audiocaps = text.split("## Text-to-audio retrieval on AudioCaps test (%)")
+    assert clotho.startswith("## Text-to-audio retrieval on ClothoV2 evaluation (%)")
+    assert "DCASE25 mAP@16" in clotho and "DCASE25 mAP@16" not in audiocaps and "paper: stage 1" not in audiocaps
+
+    rng = np.random.default_rng(9)
+    base = rng.random(40)
+    clotho_queries = {"s": per_query(base, base), "d": per_query(base + 0.02, base + 0.01)}
+    audiocaps_queries = {"s": per_query(base[:20]), "d": per_query(base[:20] + 0.04)}
+    both, text = set_comparisons(
+        {"clothov2": clotho_queries, "audiocaps": audiocaps_queries},
+        {"s": ["s"], "d": ["d"]},
+        [("d - s", "d", "s")],
+        [],
+        resamples=200,
+    )
+    assert both.columns[0] == "set" and both[["set", "metric"]].values.tolist() == [
+        ["clothov2", "ap@10"],
+        ["audiocaps", "ap@10"],
+    ]
+    assert both["difference"].tolist() == pytest.approx([2.0, 4.0]) and both["queries"].tolist() == [40, 20]
+    assert "## Comparisons on ClothoV2 evaluation" in text and "## Comparisons on AudioCaps test" in text
+    for figure in (plots.metric_bars(table), plots.comparison_intervals(both)):
+        assert len(figure.axes) == 2  # a panel per set
+        plots.plt.close(figure)
+
+
 def test_the_hierarchical_interval_collapses_without_variation_and_widens_with_training_randomness():
     constant = np.full((3, 2, 400), 1.5)
     assert hierarchical_bootstrap(constant, 500) == pytest.approx(
@@ -249,6 +295,20 @@ def test_the_map_pairs_each_run_with_its_control_and_start_and_reads_the_targets
     assert row["ap@10 stage2-control starts_sd"] == pytest.approx(0, abs=1e-12)
     assert np.isnan(table.iloc[1]["roc_auc"]) and table.iloc[1]["false_clips"] == 0.0
     assert "| ensemble" in map_markdown(table, ["estimator"], 300)
+    shifted = {
+        name: t.assign(**{"ap@10": t["ap@10"] + (0.01 if name.startswith("d-") else 0)}) for name, t in tables.items()
+    }
+    both, text = set_maps(
+        [point, oracle],
+        {"clothov2": {"w": tables}, "audiocaps": {"w": shifted}},
+        {"w": quality},
+        {"w": mass},
+        ["estimator"],
+        300,
+    )
+    assert both["set"].tolist() == ["clothov2", "clothov2", "audiocaps", "audiocaps"]
+    assert both["ap@10 stage2-control"].tolist() == pytest.approx([2.0, 4.0, 3.0, 4.0])
+    assert text.startswith("## The map:") and "## On AudioCaps test, the map:" in text
 
 
 def test_the_start_level_interval_is_the_t_interval_over_the_per_start_means():

@@ -32,12 +32,10 @@ def prepare_audiocaps(
     """Decode the clips of an AudioCaps caption file found in `audio_dir` (named by
     settings["file_name"]), leaving out the rows of a `held_out` YouTube id (a test clip; listed in
     out["excluded"]); `out` names the outputs: audio, captions, skipped, missing (and excluded)."""
-    captions = audiocaps.read_captions(captions_csv, settings["file_name"])
-    if "excluded" in out:
-        leaked = captions["youtube_id"].isin(held_out)
-        log.info("%d captions of held-out clips left out", int(leaked.sum()))
-        write_table_atomically(captions.loc[leaked, ["audiocap_id", "youtube_id", "file_name"]], out["excluded"])
-        captions = captions.loc[~leaked]
+    listed = audiocaps.read_captions(captions_csv, settings["file_name"])
+    leaked = listed["youtube_id"].isin(held_out)
+    captions = listed.loc[~leaked]
+    log.info("%d captions of held-out clips left out", int(leaked.sum()))
     if not Path(audio_dir).is_dir():
         raise FileNotFoundError(
             f"audiocaps.audio_dir {os.fspath(audio_dir)!r}: no such folder (the AudioCaps audio you supply)"
@@ -58,6 +56,8 @@ def prepare_audiocaps(
         missing_csv=out["missing"],
         progress=progress,
     )
+    if "excluded" in out:  # written once the audio is (a failed decode leaves nothing that looks finished)
+        write_table_atomically(listed.loc[leaked, ["audiocap_id", "youtube_id", "file_name"]], out["excluded"])
     _write_captions(captions, out)
     return summary
 

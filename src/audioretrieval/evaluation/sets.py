@@ -5,12 +5,13 @@ benchmarks, each scored with one relevant clip per caption (its own)."""
 from __future__ import annotations
 
 FURTHER = {"audiocaps": "AudioCaps test"}  # a further test set: its title
-MAIN_TITLES = {"clothov2": "ClothoV2 evaluation", "table": "the table's evaluation split"}
 
 
 def main_set(config: dict) -> str:
-    """The name of the main dataset's evaluation split: its data folder's (data/{name}/evaluation)."""
-    return "table" if config["data"]["source"] == "table" else "clothov2"
+    """The name of the main dataset's evaluation split: its data folder's (data/{name}/evaluation),
+    clothov2 for ClothoV2 and the demo, else the dataset source's name."""
+    source = config["data"]["source"]
+    return "clothov2" if source in ("demo", "clotho") else source
 
 
 def further_sets(config: dict) -> list[str]:
@@ -18,7 +19,9 @@ def further_sets(config: dict) -> list[str]:
 
 
 def title(name: str) -> str:
-    return {**MAIN_TITLES, **FURTHER}[name]
+    if name in FURTHER:
+        return FURTHER[name]
+    return "ClothoV2 evaluation" if name == "clothov2" else f"the {name} dataset's evaluation split"
 
 
 def check_sets(config: dict) -> str | None:
@@ -27,7 +30,7 @@ def check_sets(config: dict) -> str | None:
     if sets[0] != main:
         return (
             f"evaluation.sets {sets}: the first set must be the main dataset's evaluation split, {main!r} "
-            f"(data.source {config['data']['source']})"
+            f"(data.source {config['data']['source']}): e.g. [{main}]"
         )
     unknown = [name for name in sets[1:] if name not in FURTHER]
     if unknown:
