@@ -178,13 +178,21 @@ def test_an_extra_set_trains_on_its_rows_less_the_main_datasets_held_out_files(t
     assert pd.read_csv(out["excluded"])["file"].tolist() == ["wind.flac"]  # an evaluation clip of the main set
 
 
-def test_the_configuration_needs_a_table_section_and_no_clotho_relevance_download(tiny_demo_config, tmp_path):
+def test_the_configuration_needs_a_table_section_and_no_clotho_relevance_download(
+    tiny_demo_config, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # where the relative paths of the configuration would be
     config = {**tiny_demo_config, "data": {**tiny_demo_config["data"], "source": "table"}}
     with pytest.raises(Exception, match="'table' is a required property"):
         check_at_load(config)
     config["table"] = table_settings(tmp_path / "manifest.csv")
     with pytest.raises(ConfigError, match=r"the first set must be the main dataset's evaluation split, 'table'"):
         check_at_load(config)  # still the demo's [clothov2]
+    config["evaluation"] = {**config["evaluation"], "sets": ["table", "audiocaps"]}
+    with pytest.raises(
+        ConfigError, match=r"audiocaps.test_captions_csv 'results/demo/raw/audiocaps/test.csv': no such"
+    ):
+        check_at_load(config)  # the demo's AudioCaps section: its stand-in is the demo's only
     config["evaluation"] = {**config["evaluation"], "sets": ["table"]}
     check_at_load(config)
     with pytest.raises(ConfigError, match="a table section is set, but data.source is demo"):

@@ -266,6 +266,7 @@ def test_a_setting_only_the_distillation_uses_reruns_the_run_and_not_its_control
     assert planned_rules(result) == {
         "train_stage2",
         "evaluate_model",
+        "evaluate_model_on_set",
         "target_mass",
         "summary",
         "comparisons",

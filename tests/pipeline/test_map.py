@@ -6,7 +6,7 @@ import re
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, check_at_load, run_snakemake, tiny_config
+from conftest import REPO, check_at_load, rule_blocks, run_snakemake, tiny_config
 
 from audioretrieval.pipeline import sweep
 from audioretrieval.pipeline.config import ConfigError, check_config, overlaid
@@ -143,6 +143,12 @@ def test_the_demo_map_plans_every_stage1_run_and_every_control_once(tmp_path):
         controls = [n for n in planned_names(result, f"{world}_train_stage2") if n.startswith("control-")]
         assert len(controls) == len(set(controls)) == 5
     assert counts["e14_generate_demo_dataset"] == 1 and "e24_generate_demo_dataset" not in counts
+    # every world's runs scored on the demo's AudioCaps test stand-in too, generated once for both
+    assert counts["e14_generate_demo_audiocaps"] == 1 and "e24_generate_demo_audiocaps" not in counts
+    for world in stage2:
+        assert counts[f"{world}_evaluate_model_on_set"] == counts[f"{world}_evaluate_model"] == 5 + 13 * 5 + 5
+    (map_job,) = rule_blocks(result, "map")
+    assert "results/map/e24/stage2/split25_from3-seed523528930/evaluation/audiocaps/best/ranks.parquet" in map_job
     assert counts["e14_text_states"] == 3  # the demo's frozen MiniLM: each split's captions once per world
     assert counts["e14_ensemble_targets"] == 8  # all5, captions, xie and each start's without{N}
     assert counts["map"] == 1

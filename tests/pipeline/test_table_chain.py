@@ -52,6 +52,7 @@ def table_chain(tmp_path_factory):
     audio_dir = str(root / "mine" / "audio")
     config["data"]["source"] = "table"
     config["evaluation"]["sets"] = ["table"]
+    del config["audiocaps"]  # the demo's stand-in, generated only with data.source demo
     config["table"] = {"manifest": str(manifest), "audio_dir": audio_dir, "split": "column",
                        "max_missing_fraction": 0.0, "relevance": str(root / "mine" / "relevance.csv")}  # fmt: skip
     config["extra_tables"] = {"more": {"manifest": str(root / "extra.csv"), "audio_dir": audio_dir,

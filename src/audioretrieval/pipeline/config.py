@@ -266,6 +266,18 @@ def _check_extra_sets(config: dict) -> None:
                 not (demo and config["audiocaps"][key]),
                 f"audiocaps.{key} is set, but the demo generates its AudioCaps stand-in: set it to null",
             )
+    if "audiocaps" in config and not demo:  # the stand-in is generated on the demo only
+        used = {
+            "captions": config["stage1"]["train_on"] == "all",
+            "test_captions": "audiocaps" in config["evaluation"]["sets"],
+        }
+        for prefix in (prefix for prefix, needed in used.items() if needed):
+            path = config["audiocaps"][f"{prefix}_csv"]
+            _require(
+                bool(config["audiocaps"][f"{prefix}_url"]) or Path(path).exists(),
+                f"audiocaps.{prefix}_csv {path!r}: no such file, and no audiocaps.{prefix}_url to download it from "
+                f"(the demo's AudioCaps stand-in is generated only with data.source demo)",
+            )
     if demo and extra:
         _require(
             "extra" in config["demo"], f"{' and '.join(extra)} on the demo: demo.extra must give the stand-ins' sizes"
