@@ -27,22 +27,40 @@ if "audiocaps" in config:
 
     if DEMO:
 
-        rule generate_demo_audiocaps:
+        rule generate_demo_audiocaps_test:
             output:
-                **AUDIOCAPS_CAPTIONS,
+                AUDIOCAPS_CAPTIONS["test"],
             log:
-                log_file("generate_demo_audiocaps"),
+                log_file("generate_demo_audiocaps", "test"),
             conda:
                 CONDA_ENV
             params:
-                set="audiocaps",
+                set="audiocaps_test",
                 spec=settings_without("demo", "extra"),
-                extra={k: v for k, v in config["demo"]["extra"].items() if k.startswith("audiocaps")},
+                extra={"audiocaps_test_clips": config["demo"]["extra"]["audiocaps_test_clips"]},
                 audio_dir=config["audiocaps"]["audio_dir"],
                 file_name=lambda wildcards: config["audiocaps"]["file_name"],  # a template: not expanded
                 code=code_of("generate_demo_extra"),
             script:
                 "../workflow_scripts/generate_demo_extra.py"
+
+        use rule generate_demo_audiocaps_test as generate_demo_audiocaps with:
+            # train, a few of its rows naming test clips (which the exclusion leaves out)
+            input:
+                test=AUDIOCAPS_CAPTIONS["test"],
+            output:
+                AUDIOCAPS_CAPTIONS["train"],
+            log:
+                log_file("generate_demo_audiocaps", "train"),
+            params:
+                set="audiocaps",
+                spec=settings_without("demo", "extra"),
+                extra={
+                    k: config["demo"]["extra"][k] for k in ("audiocaps_clips", "audiocaps_missing", "audiocaps_leaked")
+                },
+                audio_dir=config["audiocaps"]["audio_dir"],
+                file_name=lambda wildcards: config["audiocaps"]["file_name"],
+                code=code_of("generate_demo_extra"),
 
     else:
         for audiocaps_split, url_key in (("train", "captions_url"), ("test", "test_captions_url")):
@@ -127,7 +145,10 @@ if "wavcaps" in config:
                 set="wavcaps",
                 spec=settings_without("demo", "extra"),
                 extra={
-                    k: v for k, v in config["demo"]["extra"].items() if k.startswith(("wavcaps", "audiocaps_leaked"))
+                    k: v
+                    for k, v in config["demo"]["extra"].items()
+                    if k.startswith("wavcaps")
+                    or (k == "audiocaps_leaked" and wavcaps.YOUTUBE_SOURCE in config["wavcaps"]["sources"])
                 },
                 caption_files=WAVCAPS_CAPTIONS,
                 code=code_of("generate_demo_extra"),

@@ -17,7 +17,7 @@ from audioretrieval.data import audiocaps, wavcaps
 from audioretrieval.data.dataset import CaptionedAudio, CaptionedAudioUnion, training_set
 from audioretrieval.data.decode import DecodeError, decode_members
 from audioretrieval.data.demo import DemoSpec
-from audioretrieval.data.demo_extra import ExtraSpec, generate_audiocaps, generate_wavcaps
+from audioretrieval.data.demo_extra import ExtraSpec, generate_audiocaps, generate_audiocaps_test, generate_wavcaps
 from audioretrieval.data.h5audio import AudioH5, AudioH5Writer
 from audioretrieval.data.prepare import prepare_audiocaps, prepare_wavcaps
 from audioretrieval.data.zip_parts import part_names, stream_zip_members
@@ -184,6 +184,7 @@ def test_an_audiocaps_template_must_be_a_file_name():
 
 
 def generated_audiocaps(raw, extra=EXTRA):
+    generate_audiocaps_test(raw / "test.csv", raw / "audio", TEMPLATE, SPEC, extra)
     generate_audiocaps(raw / "train.csv", raw / "test.csv", raw / "audio", TEMPLATE, SPEC, extra)
 
 
@@ -301,8 +302,20 @@ def test_a_test_clip_is_known_by_its_youtube_id_in_audioset_names():
     assert wavcaps.youtube_id_of("Y7fmOlUlwoNg.wav") == "7fmOlUlwoNg"
     assert wavcaps.youtube_id_of("Y-0Bk5dnObIc.wav") == "-0Bk5dnObIc"
     assert wavcaps.youtube_id_of("12345") == "12345"  # not an AudioSet name: itself
-    with pytest.raises(ValueError, match="audiocaps_leaked 5 exceeds audiocaps_test_clips 4"):
-        replace(EXTRA, audiocaps_leaked=5)
+
+
+def test_the_train_stand_in_cannot_leak_more_test_clips_than_there_are(tmp_path):
+    generate_audiocaps_test(tmp_path / "test.csv", tmp_path / "audio", TEMPLATE, SPEC, EXTRA)
+    with pytest.raises(ValueError, match="audiocaps_leaked 5 exceeds the 4 test clips"):
+        generate_audiocaps(
+            tmp_path / "train.csv",
+            tmp_path / "test.csv",
+            tmp_path / "audio",
+            TEMPLATE,
+            SPEC,
+            replace(EXTRA, audiocaps_leaked=5),
+        )
+    assert not (tmp_path / "train.csv").exists()
 
 
 def test_an_exclusion_list_that_is_not_one_is_rejected(tmp_path):

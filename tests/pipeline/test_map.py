@@ -99,6 +99,14 @@ def test_a_point_runs_its_variant_from_every_start_beside_the_shared_controls_wi
         (lambda m: m["world_axes"]["stage1"]["values"].update(all={"stage1": {"train_on": "all"}}), "train_on all"),
         (lambda m: m["world_axes"]["stage1"]["values"].update(x={"wavcaps": {}}), r"cannot set \['wavcaps'\]"),
         (
+            lambda m: m["world_axes"]["stage1"]["values"].update(x={"evaluation": {"sets": ["clothov2"]}}),
+            "a world cannot set evaluation.sets or data.source",
+        ),
+        (  # map.csv leads each row with its test set
+            lambda m: m["run_axes"].update(set={"centre": "a", "values": {"a": {}}}),
+            r"axes \['set'\] have names of the map's own columns",
+        ),
+        (
             lambda m: m["run_axes"]["targets"]["values"].update(
                 x={"target_rule": {"name": "agreement", "agree_with": "all9", "k": 2}}
             ),
@@ -144,7 +152,7 @@ def test_the_demo_map_plans_every_stage1_run_and_every_control_once(tmp_path):
         assert len(controls) == len(set(controls)) == 5
     assert counts["e14_generate_demo_dataset"] == 1 and "e24_generate_demo_dataset" not in counts
     # every world's runs scored on the demo's AudioCaps test stand-in too, generated once for both
-    assert counts["e14_generate_demo_audiocaps"] == 1 and "e24_generate_demo_audiocaps" not in counts
+    assert counts["e14_generate_demo_audiocaps_test"] == 1 and "e24_generate_demo_audiocaps_test" not in counts
     for world in stage2:
         assert counts[f"{world}_evaluate_model_on_set"] == counts[f"{world}_evaluate_model"] == 5 + 13 * 5 + 5
     (map_job,) = rule_blocks(result, "map")

@@ -4,6 +4,7 @@ configuration that its schema cannot express."""
 
 import copy
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -51,7 +52,11 @@ def test_a_control_is_its_run_with_only_the_loss_weights_changed_and_runs_from_o
     "edit, message",
     [
         (
-            lambda c: c["stage2"]["runs"][0].update(ensemble="oracle") or c["data"].update(source="clotho"),
+            lambda c: (
+                c["stage2"]["runs"][0].update(ensemble="oracle"),
+                c["data"].update(source="clotho"),
+                c["evaluation"].update(sets=["clothov2"]),  # not the demo's AudioCaps stand-in: ClothoV2 alone
+            ),
             "'oracle' targets come from the demo's ground truth",
         ),
         (lambda c: c["correspondences"]["ensembles"].update(oracle=[1]), "'oracle' is reserved"),
@@ -225,6 +230,7 @@ def test_ensembles_of_one_member_are_not_scored_on_their_own_and_the_figure_show
     assert study.example_ensemble(study_config()) == "all"
 
 
+AUDIOCAPS_FILES = {"captions_csv": "train.csv", "test_captions_csv": "test.csv", "audio_dir": "audio"}
 FULL_DEMO = yaml.safe_load((REPO / "config" / "demo_full.yaml").read_text())
 MN = {"family": "mn", "pretrained": False, "weights": None, "width_mult": 0.2, "window_s": 1.0, "hop_s": 1.0}
 
@@ -276,6 +282,28 @@ MN = {"family": "mn", "pretrained": False, "weights": None, "width_mult": 0.2, "
         (
             lambda c: c["audiocaps"].update(test_captions_url="https://example.org/test.csv"),
             "audiocaps.test_captions_url is set, but the demo generates its AudioCaps stand-in",
+        ),
+        (
+            lambda c: (
+                c["evaluation"].update(sets=["clothov2", "audiocaps"]),
+                c["audiocaps"].update(file_name="{audiocap_id}_{youtube_id}.wav"),
+            ),
+            "audiocaps.file_name '{audiocap_id}_{youtube_id}.wav': {audiocap_id} names a caption, and a test clip "
+            "has five",
+        ),
+        (
+            lambda c: c["evaluation"].update(sets=["clothov2", "audiocaps"]),  # the tiny demo's raw_dir is elsewhere
+            "audiocaps.captions_csv 'results/demo/raw/audiocaps/train.csv' is outside",
+        ),
+        (
+            lambda c: (
+                c["evaluation"].update(sets=["clothov2", "audiocaps"]),
+                c["audiocaps"].update(
+                    {k: str(Path(c["data"]["raw_dir"]) / "audiocaps" / v) for k, v in AUDIOCAPS_FILES.items()}
+                ),
+                c["demo"]["extra"].update(audiocaps_leaked=41),
+            ),
+            "demo.extra: audiocaps_leaked (41) exceeds audiocaps_test_clips (40)",
         ),
         (
             lambda c: c["correspondences"]["ensembles"].update(mixed=[1, "mn-seed2"]),

@@ -50,11 +50,6 @@ class ExtraSpec:
                 f"demo.extra: audiocaps_missing {self.audiocaps_missing} must be below "
                 f"audiocaps_clips {self.audiocaps_clips}"
             )
-        if self.audiocaps_leaked > self.audiocaps_test_clips:
-            raise ValueError(
-                f"demo.extra: audiocaps_leaked {self.audiocaps_leaked} exceeds audiocaps_test_clips "
-                f"{self.audiocaps_test_clips}"
-            )
         unknown = set(self.wavcaps_clips) - set(wavcaps.SOURCES)
         if unknown:
             raise ValueError(
@@ -86,28 +81,33 @@ def _write_clip(audio_dir: Path, name: str, audio: np.ndarray) -> None:
         tmp.write_bytes(_encoded(audio, AUDIOCAPS_RATE, "WAV"))
 
 
-def _audiocaps_test(rng: np.random.Generator, audio_dir: Path, template: str, spec: DemoSpec, clips: int) -> list:
-    """The test stand-in's rows: five captions of each clip, every clip's file written."""
+def generate_audiocaps_test(
+    test_csv: str | os.PathLike, audio_dir: str | os.PathLike, template: str, spec: DemoSpec, extra: ExtraSpec
+) -> dict:
+    """Write the AudioCaps test stand-in: five captions of each clip, every clip's file; the caption
+    CSV comes last (its presence means the split is complete)."""
+    audio_dir = Path(audio_dir)
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([spec.seed, 103])
     rows = []
-    for k in range(clips):
-        youtube_id, start_time = _youtube_id(rng), int(rng.integers(0, 300))
+    for k in range(extra.audiocaps_test_clips):
+        youtube_id, start_time, first_id = _youtube_id(rng), int(rng.integers(0, 300)), 900_000 + 5 * k
         clip = draw_clip(rng, spec)
         duration = float(rng.uniform(spec.min_duration_s, spec.max_duration_s))
-        _write_clip(
-            audio_dir,
-            template.format(youtube_id=youtube_id, start_time=start_time, audiocap_id=k + 1),
-            synthesize(rng, clip, duration, AUDIOCAPS_RATE),
-        )
+        name = template.format(youtube_id=youtube_id, start_time=start_time, audiocap_id=first_id)
+        _write_clip(audio_dir, name, synthesize(rng, clip, duration, AUDIOCAPS_RATE))
         rows += [
             {
-                "audiocap_id": 900_000 + 5 * k + c,
+                "audiocap_id": first_id + c,
                 "youtube_id": youtube_id,
                 "start_time": start_time,
                 "caption": caption_text(rng, draw_mentions(rng, clip, spec)),
             }
             for c in range(5)
         ]
-    return rows
+    with written_atomically(Path(test_csv)) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    return {"set": "audiocaps test", "clips": extra.audiocaps_test_clips}
 
 
 def generate_audiocaps(
@@ -118,13 +118,13 @@ def generate_audiocaps(
     spec: DemoSpec,
     extra: ExtraSpec,
 ) -> dict:
-    """Write the AudioCaps stand-in's train and test splits; the caption CSVs come last (their
-    presence means the set is complete)."""
+    """Write the AudioCaps train stand-in, with extra.audiocaps_leaked rows naming a clip of the test
+    stand-in `test_csv` (one caption of each of its first clips); the caption CSV comes last."""
     audio_dir = Path(audio_dir)
     audio_dir.mkdir(parents=True, exist_ok=True)
-    test = _audiocaps_test(
-        np.random.default_rng([spec.seed, 103]), audio_dir, template, spec, extra.audiocaps_test_clips
-    )
+    test = pd.read_csv(test_csv, dtype={"youtube_id": str}, keep_default_na=False).drop_duplicates("youtube_id")
+    if extra.audiocaps_leaked > len(test):
+        raise ValueError(f"demo.extra: audiocaps_leaked {extra.audiocaps_leaked} exceeds the {len(test)} test clips")
     rng = np.random.default_rng([spec.seed, 101])
     missing = set(rng.choice(extra.audiocaps_clips, size=extra.audiocaps_missing, replace=False).tolist())
     rows = []
@@ -137,19 +137,11 @@ def generate_audiocaps(
                 audio_dir, template.format(youtube_id=youtube_id, start_time=start_time, audiocap_id=k + 1), audio
             )
         rows.append({"audiocap_id": k + 1, "youtube_id": youtube_id, "start_time": start_time, "caption": caption})
-    leaked = [test[5 * k] for k in range(extra.audiocaps_leaked)]  # one caption of each of the first test clips
-    rows += [{**row, "audiocap_id": extra.audiocaps_clips + i + 1} for i, row in enumerate(leaked)]
-    with written_atomically(Path(test_csv)) as tmp:
-        pd.DataFrame(test).to_csv(tmp, index=False)
+    leaked = test.head(extra.audiocaps_leaked)[["youtube_id", "start_time", "caption"]].to_dict("records")
+    rows += [{"audiocap_id": extra.audiocaps_clips + i + 1, **row} for i, row in enumerate(leaked)]
     with written_atomically(Path(captions_csv)) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
-    return {
-        "set": "audiocaps",
-        "clips": extra.audiocaps_clips,
-        "missing": len(missing),
-        "test_clips": extra.audiocaps_test_clips,
-        "leaked": len(leaked),
-    }
+    return {"set": "audiocaps", "clips": extra.audiocaps_clips, "missing": len(missing), "leaked": len(leaked)}
 
 
 def generate_wavcaps(

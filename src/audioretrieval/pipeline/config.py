@@ -98,9 +98,9 @@ def check_config(config: dict) -> None:
     """Raise ConfigError naming the keys and values of the first inconsistency."""
     _check_model_and_training(config)
     _check_dataset_source(config)
-    _check_extra_sets(config)
     problem = check_sets(config)
     _require(problem is None, problem)
+    _check_extra_sets(config)
     if "map" in config:
         _check_map(config)
     _check_ensembles_and_runs(config)
@@ -257,27 +257,7 @@ def _check_extra_sets(config: dict) -> None:
         )
     demo = config["data"]["source"] == "demo"
     if "audiocaps" in config:
-        try:
-            audiocaps.check_template(config["audiocaps"]["file_name"])
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
-        for key in ("captions_url", "test_captions_url"):
-            _require(
-                not (demo and config["audiocaps"][key]),
-                f"audiocaps.{key} is set, but the demo generates its AudioCaps stand-in: set it to null",
-            )
-    if "audiocaps" in config and not demo:  # the stand-in is generated on the demo only
-        used = {
-            "captions": config["stage1"]["train_on"] == "all",
-            "test_captions": "audiocaps" in config["evaluation"]["sets"],
-        }
-        for prefix in (prefix for prefix, needed in used.items() if needed):
-            path = config["audiocaps"][f"{prefix}_csv"]
-            _require(
-                bool(config["audiocaps"][f"{prefix}_url"]) or Path(path).exists(),
-                f"audiocaps.{prefix}_csv {path!r}: no such file, and no audiocaps.{prefix}_url to download it from "
-                f"(the demo's AudioCaps stand-in is generated only with data.source demo)",
-            )
+        _check_audiocaps(config, demo)
     if demo and extra:
         _require(
             "extra" in config["demo"], f"{' and '.join(extra)} on the demo: demo.extra must give the stand-ins' sizes"
@@ -291,10 +271,55 @@ def _check_extra_sets(config: dict) -> None:
         )
 
 
+def _check_audiocaps(config: dict, demo: bool) -> None:
+    """AudioCaps' settings, and its files where a configuration uses them (train: stage1.train_on all;
+    test: evaluation.sets): downloaded or given, or on the demo its stand-in's, beside the demo's ClothoV2."""
+    section = config["audiocaps"]
+    try:
+        audiocaps.check_template(section["file_name"])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    used = {
+        "captions": config["stage1"]["train_on"] == "all",
+        "test_captions": "audiocaps" in config["evaluation"]["sets"],
+    }
+    _require(
+        not (used["test_captions"] and "{audiocap_id}" in section["file_name"]),
+        f"audiocaps.file_name {section['file_name']!r}: {{audiocap_id}} names a caption, and a test clip has five: "
+        "name the files by {youtube_id} (and {start_time})",
+    )
+    for prefix in ("captions", "test_captions"):
+        url, path = section[f"{prefix}_url"], section[f"{prefix}_csv"]
+        if demo:
+            _require(
+                not url, f"audiocaps.{prefix}_url is set, but the demo generates its AudioCaps stand-in: set it to null"
+            )
+        elif used[prefix]:
+            _require(
+                bool(url) or Path(path).exists(),
+                f"audiocaps.{prefix}_csv {path!r}: no such file, and no audiocaps.{prefix}_url to download it from "
+                "(the demo's AudioCaps stand-in is generated only with data.source demo)",
+            )
+    if demo and any(used.values()):  # the stand-in follows the demo's settings: it lives beside its ClothoV2
+        folder = Path(config["data"]["raw_dir"]).absolute().parent
+        for key in ("captions_csv", "test_captions_csv", "audio_dir"):
+            _require(
+                folder in Path(section[key]).absolute().parents,
+                f"audiocaps.{key} {section[key]!r} is outside {str(folder)!r}, the folder of data.raw_dir: on the demo "
+                "the AudioCaps stand-in is generated from the demo settings, so it belongs beside the ClothoV2 one",
+            )
+        extra = config["demo"].get("extra", {})
+        _require(
+            extra.get("audiocaps_leaked", 0) <= extra.get("audiocaps_test_clips", 0),
+            f"demo.extra: audiocaps_leaked ({extra.get('audiocaps_leaked')}) exceeds audiocaps_test_clips "
+            f"({extra.get('audiocaps_test_clips')})",
+        )
+
+
 # the columns map.csv gives every point besides its axes' values (report.sweep): no axis may take their names
 MAP_POINT_COLUMNS = frozenset(
     {"world", "variant", "rule", "target_tau", "dist_weight", "sup_weight", "select_by", "starts", "seeds", "runs"}
-    | {"target_source"}
+    | {"target_source", "set"}
 )
 
 
@@ -340,6 +365,11 @@ def _check_map_worlds(config: dict) -> None:
         for value, overlay in spec["values"].items():
             fixed = sorted(set(overlay) & {"out_dir", "map", "audiocaps", "wavcaps"})
             _require(not fixed, f"map axis {axis}, value {value}: a world cannot set {fixed}")
+            _require(
+                "sets" not in overlay.get("evaluation", {}) and "source" not in overlay.get("data", {}),
+                f"map axis {axis}, value {value}: a world cannot set evaluation.sets or data.source "
+                "(every world is scored on the map's test sets)",
+            )
             _require(
                 overlay.get("stage1", {}).get("train_on", "clothov2") != "all",
                 f"map axis {axis}, value {value}: stage1.train_on all is not mapped",

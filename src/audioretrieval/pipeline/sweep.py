@@ -37,6 +37,7 @@ SHARED_FILE_RULES = (
     "download_clotho",
     "download_relevance",
     "generate_demo_audiocaps",
+    "generate_demo_audiocaps_test",
     "download_audiocaps_train_captions",
     "download_audiocaps_test_captions",
 )
