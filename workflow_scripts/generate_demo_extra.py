@@ -38,7 +38,7 @@ with logged_to(snakemake.log[0]) as log:
             spec,
             extra,
             snakemake.params.caption_files,
-            sorted(set().union(*(audiocaps.youtube_ids(path) for path in snakemake.input.held_out))),
+            sorted(audiocaps.youtube_ids(*snakemake.input.held_out)),
         )
     for row in stats:
         log.info("%s", row)

@@ -4,7 +4,7 @@ from audioretrieval.pipeline.workflow import logged_to
 
 out = {name: snakemake.output[name] for name in snakemake.output.keys()}  # audio, captions, skipped, missing, ...
 with logged_to(snakemake.log[0]) as log:
-    held_out = set().union(*(audiocaps.youtube_ids(path) for path in snakemake.input.held_out))  # AudioCaps test's
+    held_out = audiocaps.youtube_ids(*snakemake.input.held_out)  # AudioCaps test's
     if snakemake.params.set == "audiocaps":
         summary = prepare_audiocaps(
             snakemake.input.captions,

@@ -1,9 +1,10 @@
 import pandas as pd
 
+from audioretrieval.evaluation.sets import stacked
 from audioretrieval.files import write_table_atomically, write_text_atomically
 from audioretrieval.pipeline.workflow import logged_to
 from audioretrieval.report.pages import write_report_page
-from audioretrieval.report.summary import read_metrics, sets_table, summary_table, summary_text
+from audioretrieval.report.summary import read_metrics, summary_table, summary_text
 
 
 def metrics_of(test_set: str, weights: str, suffix: str) -> dict:
@@ -18,7 +19,7 @@ def metrics_of(test_set: str, weights: str, suffix: str) -> dict:
 
 with logged_to(snakemake.log[0]) as log:
     main = next(iter(snakemake.params.names))
-    table = sets_table(
+    table = stacked(
         {
             test_set: summary_table(
                 metrics_of(test_set, "best", ""),

@@ -5,6 +5,7 @@ import yaml
 from conftest import REPO
 from scipy import stats
 
+from audioretrieval.evaluation.sets import stacked
 from audioretrieval.pipeline.study import stage2_jobs
 from audioretrieval.report import plots
 from audioretrieval.report.compare import (
@@ -14,7 +15,7 @@ from audioretrieval.report.compare import (
     realised_share,
     set_comparisons,
 )
-from audioretrieval.report.summary import sets_table, summary_markdown, summary_table, summary_text
+from audioretrieval.report.summary import summary_markdown, summary_table, summary_text
 from audioretrieval.report.sweep import hierarchical_bootstrap, map_markdown, map_table, set_maps, start_interval
 
 
@@ -172,7 +173,7 @@ def test_the_summary_and_comparisons_have_a_section_per_test_set_each_with_its_o
     on_clotho = {"stage1": {"seed1": {**metrics(0.2), "dcase2025_map@16": 0.3}}, "stage2": {"d": metrics(0.4)}}
     on_audiocaps = {"stage1": {"seed1": metrics(0.5)}, "stage2": {"d": metrics(0.6)}}
     reference = [{"model": "paper: stage 1", "map@10": 28.2}]
-    table = sets_table(
+    table = stacked(
         {
             "clothov2": summary_table(on_clotho, None, None, reference),
             "audiocaps": summary_table(on_audiocaps, None, None, []),

@@ -43,9 +43,12 @@ def read_captions(path: str | os.PathLike, template: str) -> pd.DataFrame:
     return table
 
 
-def youtube_ids(path: str | os.PathLike) -> set[str]:
-    """The YouTube ids of a caption file's clips (of the test split: what no training set may hold)."""
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if "youtube_id" not in table.columns:
-        raise ValueError(f"{path}: missing column 'youtube_id'; expected {COLUMNS}")
-    return set(table["youtube_id"])
+def youtube_ids(*paths: str | os.PathLike) -> set[str]:
+    """The YouTube ids of the clips of caption files (of the test split: what no training set may hold)."""
+    ids = set()
+    for path in paths:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        if "youtube_id" not in table.columns:
+            raise ValueError(f"{path}: missing column 'youtube_id'; expected {COLUMNS}")
+        ids |= set(table["youtube_id"])
+    return ids

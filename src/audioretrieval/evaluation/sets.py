@@ -4,6 +4,8 @@ benchmarks, each scored with one relevant clip per caption (its own)."""
 
 from __future__ import annotations
 
+import pandas as pd
+
 FURTHER = {"audiocaps": "AudioCaps test"}  # a further test set: its title
 
 
@@ -38,3 +40,9 @@ def check_sets(config: dict) -> str | None:
     if "audiocaps" in sets and "audiocaps" not in config:
         return "evaluation.sets names audiocaps, but there is no audiocaps section (its test captions and audio_dir)"
     return None
+
+
+def stacked(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One table of each test set's (name -> table, the main set first), each row led by its set."""
+    columns = dict.fromkeys(column for table in tables.values() for column in table.columns)
+    return pd.concat([table.assign(set=name) for name, table in tables.items()], ignore_index=True)[["set", *columns]]

@@ -186,13 +186,12 @@ def set_comparisons(
 ) -> tuple[pd.DataFrame, str]:
     """The comparisons on each test set (name -> model -> per-query table), in COMPARED_METRICS where
     every model has them: one table, each row led by its set, and the text with a section per set."""
-    tables, texts = [], []
+    tables, texts = {}, []
     for name, scored in per_query.items():
         metrics = [m for m in COMPARED_METRICS if all(m in t for t in scored.values())]
         table = comparisons_table(scored, groups, pairs, metrics, resamples)
-        tables.append(table.assign(set=name))
+        tables[name] = table
         texts.append(
             f"## Comparisons on {sets.title(name)}\n\n" + comparisons_text(scored, groups, table, shares, resamples)
         )
-    table = pd.concat(tables, ignore_index=True)
-    return table[["set", *(column for column in table if column != "set")]], "\n".join(texts)
+    return sets.stacked(tables), "\n".join(texts)

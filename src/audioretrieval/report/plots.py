@@ -120,7 +120,11 @@ def correspondence_examples(targets: str | os.PathLike, count: int, top_k: int, 
 def comparison_intervals(comparisons: pd.DataFrame):
     """Each paired difference with its 95 % interval, one panel per metric."""
     by_set = comparisons.groupby("set", sort=False) if "set" in comparisons else [(None, comparisons)]
-    panels = [(name, metric) for name, rows in by_set for metric in dict.fromkeys(rows["metric"])]
+    panels = [
+        (name, metric, rows[rows["metric"] == metric].reset_index(drop=True))
+        for name, rows in by_set
+        for metric in dict.fromkeys(rows["metric"])
+    ]
     fig, axes = plt.subplots(
         1,
         len(panels),
@@ -128,10 +132,7 @@ def comparison_intervals(comparisons: pd.DataFrame):
         squeeze=False,
         sharey=True,
     )
-    for ax, (name, metric) in zip(axes[0], panels):
-        rows = comparisons[
-            (comparisons["metric"] == metric) & (True if name is None else comparisons["set"] == name)
-        ].reset_index(drop=True)
+    for ax, (name, metric, rows) in zip(axes[0], panels):
         y = np.arange(len(rows))
         colors = [
             COLORS["true"] if e and d > 0 else COLORS["own"] if e else "#555555"

@@ -139,12 +139,6 @@ def summary_table(
     return table[ordered]
 
 
-def sets_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The summary tables of the test sets (name -> summary_table) as one, each row led by its set."""
-    columns = dict.fromkeys(column for table in tables.values() for column in table.columns)
-    return pd.concat([table.assign(set=name) for name, table in tables.items()], ignore_index=True)[["set", *columns]]
-
-
 def job_notes(job: dict) -> str:
     """How a stage-2 job was trained, in a few words."""
     weights = f"w_dist {job.dist_weight:g}, w_sup {job.sup_weight:g}"
@@ -168,7 +162,7 @@ def summary_markdown(table: pd.DataFrame) -> str:
 
 
 def summary_text(table: pd.DataFrame, quality: pd.DataFrame | None = None, mass: pd.DataFrame | None = None) -> str:
-    """The summary as a researcher reads it (Markdown): the metrics table of each test set (sets_table)
+    """The summary as a researcher reads it (Markdown): the metrics table of each test set (sets.stacked)
     and, on the demo, the quality of the estimated correspondences and where the targets' mass goes."""
     text = "\n".join(
         f"## Text-to-audio retrieval on {sets.title(name)} (%)\n\nweights: each run's best epoch by validation "

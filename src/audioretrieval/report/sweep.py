@@ -238,7 +238,7 @@ def _predictor_lines(table: pd.DataFrame, metrics: list[tuple[str, str]], centre
     return lines
 
 
-def map_markdown(table: pd.DataFrame, axes: list[str], resamples: int) -> str:
+def map_markdown(table: pd.DataFrame, axes: list[str], resamples: int, heading: str = "The map") -> str:
     """The map as a researcher reads it: one line per point, then what goes with stage 2 - control."""
     shown = pd.DataFrame({axis: table[axis] for axis in axes})
     shown["rule"] = table["rule"]
@@ -265,7 +265,7 @@ def map_markdown(table: pd.DataFrame, axes: list[str], resamples: int) -> str:
         shown[f"control − start, {name}"] = [_cell(r, f"{metric} control-start") for _, r in table.iterrows()]
     first = table.iloc[0]
     text = (
-        "## The map: stage 2 against the same extra training\n\n"
+        f"## {heading}: stage 2 against the same extra training\n\n"
         f"Differences in % points, each the mean over every start, seed and query ({first['runs']} runs: "
         "starts x stage-2 seeds). [starts]: the 95 % t-interval over the per-start means, which claims rest "
         "on; [bootstrap]: the hierarchical bootstrap's (starts, seeds within a start, queries; "
@@ -306,11 +306,9 @@ def set_maps(
     """The map on each test set (tables: set -> world -> run -> per-query table; the main set first):
     one table, each row led by its set, and the text with the main set's map and then each further
     set's under its own heading."""
-    maps, texts = [], []
-    for name, scored in tables.items():
-        table = map_table(points, scored, qualities, masses, resamples)
-        maps.append(table.assign(set=name))
-        text = map_markdown(table, axes, resamples)
-        texts.append(text if not texts else text.replace("## The map:", f"## On {sets.title(name)}, the map:", 1))
-    table = pd.concat(maps, ignore_index=True)
-    return table[["set", *(column for column in table if column != "set")]], "\n".join(texts)
+    maps = {name: map_table(points, scored, qualities, masses, resamples) for name, scored in tables.items()}
+    texts = [
+        map_markdown(table, axes, resamples, "The map" if i == 0 else f"On {sets.title(name)}, the map")
+        for i, (name, table) in enumerate(maps.items())
+    ]
+    return sets.stacked(maps), "\n".join(texts)
